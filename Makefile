@@ -1,0 +1,73 @@
+# Knowledge Exchange: `make run` (embedded: SQLite, in-memory layer, local cache) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PG_URL ?= postgres://root@127.0.0.1:5432/test
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/1
+HOST ?= 127.0.0.1
+PORT ?= 8000
+export HOST PORT
+
+.PHONY: run test test-embedded test-services test-browser test-js setup bench lint clean
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+setup: $(VENV)/.installed
+	@$(PY) manage.py migrate --noinput -v0
+	@$(PY) manage.py bootstrap
+
+run: setup
+	@echo ""
+	@echo "Knowledge Exchange on http://$(HOST):$(PORT)/"
+	@echo "  dashboard  http://$(HOST):$(PORT)/dashboard/"
+	@echo "  admin      http://$(HOST):$(PORT)/admin/"
+	@echo "  API docs   http://$(HOST):$(PORT)/api/docs/"
+	@echo "  WebSocket  ws://$(HOST):$(PORT)/ws/knowledge/"
+	@echo "  metrics    http://$(HOST):$(PORT)/metrics   health http://$(HOST):$(PORT)/api/knowledge/health"
+	@echo ""
+	@$(VENV)/bin/honcho start -f Procfile
+
+# The whole suite on the embedded defaults, again on PostgreSQL + Redis, then the browser
+# tests. In CI (CI=true) a missing PostgreSQL or Redis fails the run.
+test: $(VENV)/.installed
+	@scripts/ensure-chromium.sh
+	@$(MAKE) --no-print-directory test-embedded
+	@$(MAKE) --no-print-directory test-services
+	@$(MAKE) --no-print-directory test-browser
+	@$(MAKE) --no-print-directory test-js
+
+test-embedded: $(VENV)/.installed
+	@echo "== tests: embedded (SQLite, in-memory channel layer, local-memory cache) =="
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -q -m "not browser" $(PYTEST_ARGS)
+
+test-services: $(VENV)/.installed
+	@echo "== tests: PostgreSQL + Redis =="
+	@if scripts/ensure-services.sh; then \
+	  DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest -q -m "not browser" $(PYTEST_ARGS); \
+	elif [ "$${CI:-}" = "true" ]; then \
+	  echo "CI: PostgreSQL and Redis are required"; exit 1; \
+	else \
+	  echo "SKIPPED the PostgreSQL + Redis run: services not available (CI fails here)"; \
+	fi
+
+test-browser: $(VENV)/.installed
+	@echo "== tests: browser (headless Chromium) =="
+	env -u DATABASE_URL -u REDIS_URL DJANGO_ALLOW_ASYNC_UNSAFE=true $(PY) -m pytest -q -m browser $(PYTEST_ARGS); \
+	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no browser tests collected"; rc=0; fi; exit $$rc
+
+test-js:
+	@if command -v node >/dev/null 2>&1 && [ -d static/js/tests ]; then \
+	  echo "== tests: JS client (node --test) =="; node --test static/js/tests/; \
+	fi
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .test-db-* .pytest_cache

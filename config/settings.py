@@ -1,0 +1,240 @@
+"""Knowledge Exchange settings, driven by the environment.
+
+With no environment at all the service runs embedded: a SQLite file under the project
+directory, the in-memory channel layer and the local-memory cache. ``DATABASE_URL``
+switches to PostgreSQL, ``REDIS_URL`` to Redis for the channel layer and the cache.
+Product settings live in ``KNOWLEDGE_EXCHANGE``; each key can be overridden by an
+environment variable ``KE_<KEY>`` (upper case), e.g. ``KE_CACHE_TTL=60``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import dj_database_url
+
+from config.env import envbool, envfloat, envint, envlist, envstr
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+DEBUG = envbool("DJANGO_DEBUG", False)
+SECRET_KEY = envstr("DJANGO_SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG and envbool("DJANGO_REQUIRE_SECRET_KEY", False):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production")
+    # Embedded mode: a per-checkout key, stable across restarts, never committed.
+    _key_file = BASE_DIR / ".secret_key"
+    if not _key_file.exists():
+        import secrets
+
+        _key_file.write_text(secrets.token_urlsafe(50))
+    SECRET_KEY = _key_file.read_text().strip()
+
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
+CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", [])
+
+# A short name for this checkout, used to keep test databases and Redis keys of two
+# checkouts on one machine apart.
+INSTANCE = envstr("KE_INSTANCE", hashlib.sha1(str(BASE_DIR).encode()).hexdigest()[:8])
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_filters",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "workers",
+    "knowledge",
+    "conflicts",
+    "dashboard",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "dashboard.middleware.RequestMetricsMiddleware",
+    "knowledge.middleware.BodySizeLimitMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------
+DATABASE_URL = envstr("DATABASE_URL", "")
+if DATABASE_URL:
+    DATABASES = {
+        "default": dj_database_url.parse(
+            DATABASE_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+        )
+    }
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": envstr("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
+            "OPTIONS": {
+                # Writers take the lock at BEGIN, so two writers never deadlock on upgrade,
+                # and WAL lets readers run beside the one writer.
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DATABASES["default"].setdefault("TEST", {})
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file (not :memory:) so live-server and browser tests share it across threads.
+    DATABASES["default"]["TEST"]["NAME"] = str(BASE_DIR / f".test-db-{INSTANCE}.sqlite3")
+else:
+    DATABASES["default"]["TEST"]["NAME"] = f"test_ke_{INSTANCE}"
+IS_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: cache and channel layer ----------------------------------------------------
+REDIS_URL = envstr("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": f"ke-{INSTANCE}",
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                # A cache outage must not take the API down: reads miss, writes are dropped.
+                "IGNORE_EXCEPTIONS": True,
+                "SOCKET_CONNECT_TIMEOUT": 2,
+                "SOCKET_TIMEOUT": 2,
+            },
+        }
+    }
+    DJANGO_REDIS_IGNORE_EXCEPTIONS = True
+    DJANGO_REDIS_LOG_IGNORED_EXCEPTIONS = True
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"ke-{INSTANCE}"},
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"ke-{INSTANCE}",
+            "OPTIONS": {"MAX_ENTRIES": 10000},
+        }
+    }
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Product settings ------------------------------------------------------------------
+KNOWLEDGE_EXCHANGE = {
+    "websocket_enabled": envbool("KE_WEBSOCKET_ENABLED", True),
+    "cache_enabled": envbool("KE_CACHE_ENABLED", True),
+    "cache_ttl": envint("KE_CACHE_TTL", 300),
+    "conflict_resolution_enabled": envbool("KE_CONFLICT_RESOLUTION_ENABLED", True),
+    "resolution_strategy": envstr("KE_RESOLUTION_STRATEGY", "hybrid"),
+    "auto_resolve_threshold": envfloat("KE_AUTO_RESOLVE_THRESHOLD", 0.6),
+    "event_retention_days": envint("KE_EVENT_RETENTION_DAYS", 30),
+    "max_body_bytes": envint("KE_MAX_BODY_BYTES", 1_048_576),
+    "max_payload_bytes": envint("KE_MAX_PAYLOAD_BYTES", 65_536),
+    "max_bulk_items": envint("KE_MAX_BULK_ITEMS", 1000),
+    # A client's observed_at may run ahead of the server clock by this much (clock skew);
+    # further ahead is rejected with 400.
+    "clock_skew_tolerance_seconds": envint("KE_CLOCK_SKEW_TOLERANCE", 60),
+    "long_poll_max_wait": envint("KE_LONG_POLL_MAX_WAIT", 30),
+    "query_max_limit": envint("KE_QUERY_MAX_LIMIT", 500),
+}
+
+DATA_UPLOAD_MAX_MEMORY_SIZE = KNOWLEDGE_EXCHANGE["max_body_bytes"]
+
+# --- Auth, DRF, OpenAPI -------------------------------------------------------------------
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+LOGIN_URL = "/admin/login/"
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "workers.authentication.WorkerTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["workers.permissions.IsWorkerOrStaff"],
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "knowledge.api.errors.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Knowledge Exchange API",
+    "DESCRIPTION": "Workers broadcast, query and receive typed knowledge that decays with age.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Static, i18n ---------------------------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = BASE_DIR / ".staticfiles"
+
+if not DEBUG:
+    SESSION_COOKIE_HTTPONLY = True
+    CSRF_COOKIE_SAMESITE = "Lax"
+    SECURE_CONTENT_TYPE_NOSNIFF = True
+    X_FRAME_OPTIONS = "DENY"
+    if envbool("DJANGO_SECURE_COOKIES", False):
+        SESSION_COOKIE_SECURE = True
+        CSRF_COOKIE_SECURE = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": envstr("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

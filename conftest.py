@@ -1,0 +1,90 @@
+"""Shared fixtures. Personas are real workers created through the real actions."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from django.conf import settings
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from workers.actions import do_create_worker
+
+
+def pytest_report_header(config):
+    db = settings.DATABASES["default"]["ENGINE"].rsplit(".", 1)[-1]
+    layer = settings.CHANNEL_LAYERS["default"]["BACKEND"].rsplit(".", 1)[-1]
+    return f"knowledge-exchange backends: database={db} channel_layer={layer} cache={settings.CACHES['default']['BACKEND'].rsplit('.', 1)[-1]}"
+
+
+def pytest_sessionstart(session):
+    if os.environ.get("CI") == "true" and os.environ.get("DATABASE_URL") and not settings.IS_POSTGRES:
+        raise pytest.UsageError("CI: DATABASE_URL is set but the database is not PostgreSQL")
+
+
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    cache.clear()
+    yield
+
+
+class Persona:
+    """A worker with its token and an API client authenticated as it."""
+
+    def __init__(self, name: str, kind: str | None = None):
+        self.worker, self.token = do_create_worker(name, kind)
+        self.name = name
+        self.client = APIClient()
+        self.client.credentials(HTTP_AUTHORIZATION=f"Token {self.token}")
+
+    def broadcast(self, knowledge_type: str, payload: dict, confidence: float = 0.8, **extra):
+        body = {"knowledge_type": knowledge_type, "payload": payload, "confidence": confidence, **extra}
+        return self.client.post("/api/knowledge/broadcast", body, format="json")
+
+
+@pytest.fixture
+def think(db):
+    return Persona("think")
+
+
+@pytest.fixture
+def analysis(db):
+    return Persona("analysis")
+
+
+@pytest.fixture
+def learning(db):
+    return Persona("learning")
+
+
+@pytest.fixture
+def dream(db):
+    return Persona("dream")
+
+
+@pytest.fixture
+def recall(db):
+    return Persona("recall")
+
+
+@pytest.fixture
+def staff_client(db, django_user_model):
+    user = django_user_model.objects.create_user("alice", "alice@example.com", "pw-alice-123", is_staff=True, is_superuser=True)
+    client = APIClient()
+    client.force_login(user)
+    client.user = user
+    return client
+
+
+@pytest.fixture
+def anon_client():
+    return APIClient()
+
+
+def issue_payload(rule: str = "long_function", location: str = "app/x.py::f", severity: str = "high") -> dict:
+    return {"rule": rule, "location": location, "severity": severity}
+
+
+def risk_payload(pattern: str = "db migration without backfill", level: str = "high") -> dict:
+    return {"pattern": pattern, "risk_level": level}

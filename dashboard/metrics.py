@@ -1,0 +1,65 @@
+"""Prometheus metrics.
+
+Per-process counters and histograms (requests, broadcasts) plus gauges read from the
+database at scrape time (items, log top, inbox lag), which are the same whichever process
+answers the scrape.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Count
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+REQUEST_LATENCY = Histogram(
+    "kx_http_request_duration_seconds",
+    "API request latency by route and method.",
+    ["route", "method", "status"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
+    registry=REGISTRY,
+)
+BROADCASTS = Counter(
+    "kx_broadcasts_total", "Items broadcast (this process).", ["knowledge_type", "outcome"],
+    registry=REGISTRY,
+)
+RECEIVED = Counter(
+    "kx_inbox_delivered_total", "Inbox events delivered (this process).", registry=REGISTRY
+)
+
+
+class DatabaseCollector:
+    """Gauges computed from the database at scrape time."""
+
+    def describe(self):
+        return []  # no query at registration time
+
+    def collect(self):
+        from knowledge.events import log_position
+        from knowledge.models import InboxCursor, KnowledgeItem
+        from knowledge import cache as knowledge_cache
+
+        items = GaugeMetricFamily(
+            "kx_knowledge_items", "Knowledge items by type and status.", labels=["knowledge_type", "status"]
+        )
+        for row in KnowledgeItem.objects.values("knowledge_type", "status").annotate(n=Count("id")).order_by():
+            items.add_metric([row["knowledge_type"], row["status"]], row["n"])
+        yield items
+
+        pos = log_position()
+        yield GaugeMetricFamily("kx_event_log_top", "Highest event seq.", value=pos.top)
+        lag = GaugeMetricFamily("kx_inbox_lag_events", "Events between a worker's cursor and the top.", labels=["worker"])
+        for name, position in InboxCursor.objects.values_list("worker__name", "position"):
+            lag.add_metric([name], max(pos.top - position, 0))
+        yield lag
+        stats = knowledge_cache.stats()
+        yield GaugeMetricFamily("kx_cache_hits", "Query cache hits (this process).", value=stats["hits"])
+        yield GaugeMetricFamily("kx_cache_misses", "Query cache misses (this process).", value=stats["misses"])
+        for provider in list(EXTRA_COLLECTORS):
+            yield from provider()
+
+
+EXTRA_COLLECTORS: list = []
+
+REGISTRY.register(DatabaseCollector())

@@ -1,0 +1,104 @@
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from knowledge import actions
+from knowledge.choices import Verdict
+from knowledge.models import Event, InboxCursor, KnowledgeItem, LogState, Subscription, ValidationRecord
+
+
+class ValidationInline(admin.TabularInline):
+    model = ValidationRecord
+    extra = 0
+    fields = ("validator", "user", "verdict", "note", "created_at")
+    readonly_fields = fields
+    can_delete = False
+
+
+@admin.register(KnowledgeItem)
+class KnowledgeItemAdmin(admin.ModelAdmin):
+    list_display = (
+        "id", "knowledge_type", "source", "subject", "claim", "confidence", "urgency",
+        "freshness_display", "status", "validation_status", "created_at",
+    )
+    list_filter = ("knowledge_type", "status", "validation_status", "urgency", "source", "created_at")
+    search_fields = ("subject", "claim", "=id")
+    list_select_related = ("source",)
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "knowledge_type", "source", "subject", "claim", "payload", "confidence", "urgency",
+        "target_names", "status", "validation_status", "superseded_by", "created_at",
+        "observed_at", "refreshed_at", "refresh_count", "freshness_display",
+    )
+    exclude = ("observed_ts", "is_targeted")
+    inlines = [ValidationInline]
+    actions = ["confirm", "dispute"]
+    show_full_result_count = False  # no COUNT(*) over a million rows per page
+
+    @admin.display(description="freshness")
+    def freshness_display(self, obj):
+        value = obj.freshness()
+        cls = "ok" if value >= 0.5 else ("warn" if value >= 0.1 else "bad")
+        return format_html('<span class="fresh-{}">{}</span>', cls, f"{value:.3f}")
+
+    def has_add_permission(self, request):
+        return False  # knowledge comes from workers
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # nothing is deleted: losers are superseded
+
+    def _validate(self, request, queryset, verdict):
+        for item in queryset:
+            actions.do_validate(item, verdict, user=request.user, note="admin action")
+        self.message_user(request, f"{queryset.count()} item(s) marked {verdict}.", messages.SUCCESS)
+
+    @admin.action(description="Confirm selected items")
+    def confirm(self, request, queryset):
+        self._validate(request, queryset, Verdict.CONFIRMED)
+
+    @admin.action(description="Dispute selected items")
+    def dispute(self, request, queryset):
+        self._validate(request, queryset, Verdict.DISPUTED)
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ("seq", "kind", "knowledge_type", "source", "item_id", "targets", "created_at")
+    list_filter = ("kind", "knowledge_type", "created_at")
+    search_fields = ("=seq", "=item_id", "source")
+    show_full_result_count = False
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(InboxCursor)
+class InboxCursorAdmin(admin.ModelAdmin):
+    list_display = ("worker", "position", "delivered", "acked_at", "epoch")
+    readonly_fields = ("worker", "position", "delivered", "acked_at", "epoch")
+
+
+@admin.register(Subscription)
+class SubscriptionAdmin(admin.ModelAdmin):
+    list_display = ("worker", "types", "muted_types", "sources", "events", "min_urgency", "updated_at")
+
+
+@admin.register(LogState)
+class LogStateAdmin(admin.ModelAdmin):
+    list_display = ("epoch", "reset_at", "pruned_through")
+    readonly_fields = ("epoch", "reset_at", "pruned_through")
+
+    def has_add_permission(self, request):
+        return False
+
+
+@admin.register(ValidationRecord)
+class ValidationRecordAdmin(admin.ModelAdmin):
+    list_display = ("item", "validator", "user", "verdict", "created_at")
+    list_filter = ("verdict",)
+    raw_id_fields = ("item",)

@@ -1,0 +1,68 @@
+"""One error shape for the whole API.
+
+Every 4xx answers ``{"detail": "<one line naming the field>", "errors": {field: [msg, ...]}}``.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse
+from rest_framework import status
+from rest_framework.exceptions import ValidationError
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from knowledge.actions import ActionError
+from knowledge.query import QueryError
+
+
+def _flatten(detail, prefix: str = "") -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = key if key != "non_field_errors" else "non_field_errors"
+            full = f"{prefix}.{name}" if prefix else str(name)
+            out.update(_flatten(value, full))
+    elif isinstance(detail, list):
+        if all(not isinstance(x, (dict, list)) for x in detail):
+            out[prefix or "non_field_errors"] = [str(x) for x in detail]
+        else:
+            for i, value in enumerate(detail):
+                out.update(_flatten(value, f"{prefix}[{i}]" if prefix else f"[{i}]"))
+    else:
+        out[prefix or "non_field_errors"] = [str(detail)]
+    return out
+
+
+def summary(errors: dict[str, list[str]]) -> str:
+    parts = [f"{field}: {msgs[0]}" for field, msgs in errors.items() if msgs]
+    return "; ".join(parts)[:1000] or "invalid input"
+
+
+def error_body(errors: dict[str, list[str]]) -> dict:
+    return {"detail": summary(errors), "errors": errors}
+
+
+def exception_handler(exc, context):
+    if isinstance(exc, ActionError):
+        field = exc.field or "non_field_errors"
+        return Response(error_body({field: [exc.message]}), status=exc.status)
+    if isinstance(exc, QueryError):
+        return Response(error_body({exc.field: [exc.message]}), status=400)
+    if isinstance(exc, RequestDataTooBig):
+        return Response({"detail": "request body is too large"}, status=413)
+    response = drf_exception_handler(exc, context)
+    if response is None:
+        return None
+    if isinstance(exc, ValidationError):
+        response.data = error_body(_flatten(exc.detail))
+    elif isinstance(response.data, dict) and "detail" in response.data:
+        response.data = {"detail": str(response.data["detail"]), "errors": {}}
+    return response
+
+
+def too_large_response(limit: int) -> JsonResponse:
+    return JsonResponse(
+        {"detail": f"request body is larger than {limit} bytes", "errors": {}},
+        status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+    )

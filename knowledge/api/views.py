@@ -1,0 +1,477 @@
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Count, Q
+from django.shortcuts import get_object_or_404
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound, PermissionDenied
+from rest_framework.permissions import AllowAny
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from knowledge import actions, cache as knowledge_cache
+from knowledge.actions import ActionError, BroadcastResult
+from knowledge.api.errors import _flatten
+from knowledge.api.serializers import (
+    AckSerializer,
+    BroadcastResultSerializer,
+    BroadcastSerializer,
+    BulkBroadcastSerializer,
+    BulkResponseSerializer,
+    EventsQuerySerializer,
+    EventsResponseSerializer,
+    InboxResponseSerializer,
+    ItemSerializer,
+    QueryResponseSerializer,
+    QuerySerializer,
+    StateSerializer,
+    SubscriptionOutSerializer,
+    SubscriptionSerializer,
+    ValidateSerializer,
+)
+from knowledge.choices import ItemStatus, Urgency, ValidationStatus
+from knowledge.events import FeedFilter, is_recoverable, log_position, read_events, wait_for_local_wake
+from knowledge.health import run_health_checks
+from knowledge.models import InboxCursor, KnowledgeItem
+from knowledge.query import run_query_cached
+from knowledge.registry import registry
+from workers.models import Worker
+from workers.permissions import request_worker
+
+
+def access_worker(request, name: str) -> Worker:
+    """The named worker, if the caller may act for it: itself, or any worker for staff."""
+    me = request_worker(request)
+    if me is not None:
+        if me.name != name:
+            raise PermissionDenied(f"a worker token may only act for itself ({me.name!r})")
+        return me
+    worker = Worker.objects.filter(name=name).first()
+    if worker is None:
+        raise NotFound(f"no worker named {name!r}")
+    return worker
+
+
+def acting_source(request, declared: str | None) -> Worker:
+    """The worker a broadcast is from: the token's worker, or the declared one for staff."""
+    me = request_worker(request)
+    if me is not None:
+        if declared and declared != me.name:
+            raise PermissionDenied(
+                f"a worker broadcasts only as itself: source {declared!r} is not {me.name!r}"
+            )
+        return me
+    if not declared:
+        raise ActionError("people must name the source worker", "source")
+    worker = Worker.objects.filter(name=declared, is_active=True).first()
+    if worker is None:
+        raise ActionError(f"unknown worker {declared!r}", "source")
+    return worker
+
+
+def _result_response(result: BroadcastResult) -> Response:
+    code = status.HTTP_201_CREATED if result.outcome != "refreshed" and not result.replayed else 200
+    return Response(result.as_dict(), status=code)
+
+
+class BroadcastView(APIView):
+    """Broadcast one knowledge item as the authenticated worker."""
+
+    @extend_schema(
+        request=BroadcastSerializer,
+        responses={201: BroadcastResultSerializer, 200: BroadcastResultSerializer},
+        description=(
+            "201 with the stored item and the ids of conflicts it raised. 200 when the item "
+            "refreshed the source's own item with the same claim, or when an idempotency_key "
+            "retry returns the first result (replayed=true)."
+        ),
+    )
+    def post(self, request):
+        ser = BroadcastSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        worker = acting_source(request, ser.validated_data.get("source"))
+        return _result_response(actions.do_broadcast(worker, ser.to_input()))
+
+
+class BulkBroadcastView(APIView):
+    """Broadcast many items; each is stored or rejected on its own."""
+
+    @extend_schema(request=BulkBroadcastSerializer, responses={200: BulkResponseSerializer})
+    def post(self, request):
+        envelope = BulkBroadcastSerializer(data=request.data)
+        envelope.is_valid(raise_exception=True)
+        worker = acting_source(request, envelope.validated_data.get("source"))
+        entries: list = []
+        for raw in envelope.validated_data["items"]:
+            ser = BroadcastSerializer(data=raw)
+            if not ser.is_valid():
+                errors = _flatten(ser.errors)
+                entries.append(ActionError("; ".join(f"{k}: {v[0]}" for k, v in errors.items())))
+                entries[-1].errors = errors
+                continue
+            declared = ser.validated_data.get("source")
+            if declared and declared != worker.name:
+                entries.append(ActionError(f"source {declared!r} is not {worker.name!r}", "source", 403))
+                continue
+            entries.append(ser.to_input())
+        results = actions.do_broadcast_many(worker, entries)
+        out, stored = [], 0
+        for index, result in enumerate(results):
+            if isinstance(result, ActionError):
+                errors = getattr(result, "errors", None) or {result.field or "non_field_errors": [result.message]}
+                out.append({"index": index, "status": result.status, "errors": errors})
+            else:
+                stored += 1
+                code = 201 if result.outcome != "refreshed" and not result.replayed else 200
+                out.append({"index": index, "status": code, "result": result.as_dict()})
+        return Response({"results": out, "stored": stored, "rejected": len(out) - stored})
+
+
+QUERY_PARAMETERS = [
+    OpenApiParameter(name, OpenApiTypes.STR, description=desc)
+    for name, desc in [
+        ("types", "comma-separated knowledge types"),
+        ("sources", "comma-separated source workers"),
+        ("urgency", "comma-separated urgencies (low, normal, high, critical)"),
+        ("min_urgency", "minimum urgency"),
+        ("min_freshness", "0..1, freshness now at least this (per type decay)"),
+        ("min_confidence", "0..1"),
+        ("max_confidence", "0..1"),
+        ("status", "comma-separated: active (default), superseded, retracted, or any"),
+        ("validation_status", "comma-separated: unvalidated, confirmed, disputed"),
+        ("created_after", "ISO 8601, inclusive"),
+        ("created_before", "ISO 8601, exclusive"),
+        ("target", "items targeted at this worker"),
+        ("subject", "exact subject"),
+        ("q", "text contained in the subject (case-insensitive)"),
+        ("sort", "freshness, created_at, observed_at, confidence, urgency; '-' = descending"),
+        ("limit", "page size, default 50"),
+        ("cursor", "the 'next' value of the previous page"),
+    ]
+]
+
+
+class QueryView(APIView):
+    """Query knowledge with filters; every item carries its current freshness."""
+
+    @extend_schema(parameters=QUERY_PARAMETERS, responses={200: QueryResponseSerializer})
+    def get(self, request):
+        data = {}
+        for key in request.query_params:
+            values = request.query_params.getlist(key)
+            data[key] = values if key in _LIST_PARAMS else values[-1]
+        return self._run(request, data)
+
+    @extend_schema(request=QuerySerializer, responses={200: QueryResponseSerializer})
+    def post(self, request):
+        if not isinstance(request.data, dict):
+            raise ActionError("the body must be a JSON object", "non_field_errors")
+        return self._run(request, request.data)
+
+    def _run(self, request, data):
+        unknown = sorted(set(data) - set(QuerySerializer().fields))
+        if unknown:
+            raise ActionError(f"unknown filter(s): {', '.join(unknown)}", unknown[0])
+        ser = QuerySerializer(data=data)
+        ser.is_valid(raise_exception=True)
+        result, hit = run_query_cached(ser.to_query(), request_worker(request))
+        return Response({**result, "cached": hit})
+
+
+_LIST_PARAMS = {"types", "sources", "urgency", "status", "validation_status"}
+
+
+class ItemView(APIView):
+    @extend_schema(responses={200: ItemSerializer})
+    def get(self, request, pk: int):
+        qs = KnowledgeItem.objects.select_related("source")
+        me = request_worker(request)
+        if me is not None:
+            qs = qs.visible_to(me)
+        return Response(get_object_or_404(qs, pk=pk).as_dict())
+
+
+class TypesView(APIView):
+    """The type registry: schema, decay, interested workers, subject and claim fields."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        return Response({"results": [kt.describe() for kt in registry.all()], "next": None})
+
+
+class ReceiveView(APIView):
+    """The next events of a worker's inbox after its durable cursor."""
+
+    @extend_schema(
+        parameters=[OpenApiParameter("limit", OpenApiTypes.INT, description="1..500, default 100")],
+        responses={200: InboxResponseSerializer},
+    )
+    def get(self, request, worker: str):
+        target = access_worker(request, worker)
+        try:
+            limit = int(request.query_params.get("limit", 100))
+        except ValueError:
+            raise ActionError("must be an integer", "limit") from None
+        if not 1 <= limit <= 500:
+            raise ActionError("must be between 1 and 500", "limit")
+        page = actions.read_inbox(target, limit)
+        return Response(
+            {
+                "epoch": page.epoch,
+                "position": page.position,
+                "ack": page.ack,
+                "top": page.top,
+                "recovered": page.recovered,
+                "results": [e.as_message(page.epoch) for e in page.events],
+                "next": page.ack if page.ack < page.top else None,
+            }
+        )
+
+
+class AckView(APIView):
+    @extend_schema(request=AckSerializer, responses={200: OpenApiTypes.OBJECT})
+    def post(self, request, worker: str):
+        target = access_worker(request, worker)
+        ser = AckSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        cursor = actions.do_ack(target, ser.validated_data["seq"])
+        return Response({"worker": target.name, "position": cursor.position})
+
+
+class ValidateView(APIView):
+    @extend_schema(request=ValidateSerializer, responses={200: ItemSerializer})
+    def post(self, request):
+        ser = ValidateSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        me = request_worker(request)
+        qs = KnowledgeItem.objects.all()
+        if me is not None:
+            qs = qs.visible_to(me)
+        item = qs.filter(pk=ser.validated_data["item"]).first()
+        if item is None:
+            raise ActionError(f"no item {ser.validated_data['item']}", "item", 404)
+        item = actions.do_validate(
+            item,
+            ser.validated_data["verdict"],
+            worker=me,
+            user=None if me else request.user,
+            note=ser.validated_data["note"],
+        )
+        return Response(item.as_dict())
+
+
+def subscription_dict(sub) -> dict:
+    return {
+        "worker": sub.worker.name,
+        "types": sub.types,
+        "muted_types": sub.muted_types,
+        "sources": sub.sources,
+        "events": sub.events,
+        "min_urgency": Urgency(sub.min_urgency).label,
+        "effective_types": sorted(sub.effective_types()),
+    }
+
+
+class SubscribeView(APIView):
+    do = staticmethod(actions.do_subscribe)
+
+    @extend_schema(request=SubscriptionSerializer, responses={200: SubscriptionOutSerializer})
+    def post(self, request):
+        ser = SubscriptionSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        me = request_worker(request)
+        name = d.get("worker") or (me.name if me else None)
+        if not name:
+            raise ActionError("people must name the worker", "worker")
+        worker = access_worker(request, name)
+        kwargs = {"types": d["types"], "sources": d["sources"], "events": d["events"]}
+        if self.do is actions.do_subscribe and d.get("min_urgency"):
+            kwargs["min_urgency"] = int(Urgency.from_label(d["min_urgency"]))
+        return Response(subscription_dict(self.do(worker, **kwargs)))
+
+
+class UnsubscribeView(SubscribeView):
+    do = staticmethod(actions.do_unsubscribe)
+
+
+def worker_state(worker: Worker) -> dict:
+    pos = log_position()
+    cursor = InboxCursor.objects.filter(worker=worker).first()
+    position = cursor.position if cursor else 0
+    by_type = dict(
+        KnowledgeItem.objects.filter(source=worker, status=ItemStatus.ACTIVE)
+        .values_list("knowledge_type")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {
+        "worker": worker.name,
+        "kind": worker.kind,
+        "is_active": worker.is_active,
+        "last_seen_at": worker.last_seen_at.isoformat() if worker.last_seen_at else None,
+        "broadcast_count": worker.broadcast_count,
+        "received_count": worker.received_count,
+        "state": worker.state,
+        "inbox": {
+            "epoch": pos.epoch,
+            "position": position,
+            "top": pos.top,
+            "behind": max(pos.top - position, 0),
+            "acked_at": cursor.acked_at.isoformat() if cursor and cursor.acked_at else None,
+        },
+        "subscription": subscription_dict(actions.get_subscription(worker)),
+        "active_items": by_type,
+    }
+
+
+class StateView(APIView):
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request, worker: str):
+        return Response(worker_state(access_worker(request, worker)))
+
+    @extend_schema(request=StateSerializer, responses={200: OpenApiTypes.OBJECT})
+    def put(self, request, worker: str):
+        target = access_worker(request, worker)
+        ser = StateSerializer(data=request.data)
+        ser.is_valid(raise_exception=True)
+        actions.do_update_state(target, ser.validated_data["state"])
+        return Response(worker_state(target))
+
+
+class ClearStateView(APIView):
+    @extend_schema(request=None, responses={200: OpenApiTypes.OBJECT})
+    def put(self, request, worker: str):
+        target = access_worker(request, worker)
+        actor = request_worker(request).name if request_worker(request) else f"user:{request.user}"
+        actions.do_clear_state(target, actor=actor)
+        return Response(worker_state(target))
+
+
+class StatsView(APIView):
+    """Totals, by type, by source, last 24 h, validation rate, log, cache."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        since = timezone.now() - timezone.timedelta(hours=24)
+        items = KnowledgeItem.objects.all()
+        totals = items.aggregate(
+            total=Count("id"),
+            active=Count("id", filter=Q(status=ItemStatus.ACTIVE)),
+            superseded=Count("id", filter=Q(status=ItemStatus.SUPERSEDED)),
+            last_24h=Count("id", filter=Q(created_at__gte=since)),
+            validated=Count("id", filter=~Q(validation_status=ValidationStatus.UNVALIDATED)),
+            confirmed=Count("id", filter=Q(validation_status=ValidationStatus.CONFIRMED)),
+            disputed=Count("id", filter=Q(validation_status=ValidationStatus.DISPUTED)),
+        )
+        by_type = dict(items.values_list("knowledge_type").annotate(n=Count("id")).order_by())
+        by_source = dict(items.values_list("source__name").annotate(n=Count("id")).order_by())
+        pos = log_position()
+        return Response(
+            {
+                "items": totals,
+                "by_type": by_type,
+                "by_source": by_source,
+                "validation_rate": round(totals["validated"] / totals["total"], 4)
+                if totals["total"]
+                else None,
+                "workers": Worker.objects.filter(is_active=True).count(),
+                "events": {"epoch": pos.epoch, "top": pos.top, "pruned_through": pos.pruned_through},
+                "cache": knowledge_cache.stats(),
+                **_extra_stats(),
+            }
+        )
+
+
+def _extra_stats() -> dict:
+    """Sections other apps add to ``GET stats`` (conflicts, connections...)."""
+    from knowledge.stats_hooks import collect
+
+    return collect()
+
+
+class EventsView(APIView):
+    """The REST fallback of the live feed: events after ``since``, long-polling up to ``wait`` s."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("since", OpenApiTypes.INT, description="last seq seen; omit = live only"),
+            OpenApiParameter("epoch", OpenApiTypes.STR, description="the epoch 'since' belongs to"),
+            OpenApiParameter("wait", OpenApiTypes.NUMBER, description="seconds to wait for events"),
+            OpenApiParameter("limit", OpenApiTypes.INT),
+            OpenApiParameter("types", OpenApiTypes.STR),
+            OpenApiParameter("sources", OpenApiTypes.STR),
+            OpenApiParameter("events", OpenApiTypes.STR, description="event kinds"),
+        ],
+        responses={200: EventsResponseSerializer},
+    )
+    def get(self, request):
+        data = {k: request.query_params.getlist(k) if k in ("types", "sources", "events") else v
+                for k, v in request.query_params.items()}
+        ser = EventsQuerySerializer(data=data)
+        ser.is_valid(raise_exception=True)
+        d = ser.validated_data
+        me = request_worker(request)
+        flt = FeedFilter(
+            kinds=frozenset(d.get("events", [])),
+            types=frozenset(d.get("types", [])),
+            sources=frozenset(d.get("sources", [])),
+            viewer=me.name if me else None,
+        )
+        max_wait = settings.KNOWLEDGE_EXCHANGE["long_poll_max_wait"]
+        wait = min(d.get("wait", 0), max_wait)
+        deadline = time.monotonic() + wait
+        pos = log_position()
+        since = d.get("since")
+        recovered = True
+        if since is None:
+            since = pos.top  # live only
+        elif not is_recoverable(since, d.get("epoch"), pos):
+            # A gap we cannot fill: say so, and replay what the log still holds.
+            recovered = False
+            since = pos.pruned_through
+        while True:
+            events, scanned_to = read_events(since, flt, d.get("limit", 500))
+            if events or time.monotonic() >= deadline:
+                break
+            # Woken at once by a publisher in this process; others are seen by polling.
+            connection.close_if_unusable_or_obsolete()
+            wait_for_local_wake(scanned_to, min(0.5, max(deadline - time.monotonic(), 0)))
+            since = scanned_to
+        top = max(log_position().top, scanned_to)
+        return Response(
+            {
+                "epoch": pos.epoch,
+                "since": d.get("since") if d.get("since") is not None else pos.top,
+                "recovered": recovered,
+                "top": top,
+                "next": scanned_to,
+                "results": [e.as_message(pos.epoch) for e in events],
+            }
+        )
+
+
+class HealthView(APIView):
+    """Database, channel layer and cache checks. No authentication; no secrets."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    @extend_schema(
+        responses={
+            200: inline_serializer(
+                "Health",
+                {"status": serializers.CharField(), "checks": serializers.DictField()},
+            )
+        }
+    )
+    def get(self, request):
+        report = run_health_checks()
+        code = 200 if report["status"] != "fail" else 503
+        return Response(report, status=code)

@@ -1,0 +1,206 @@
+"""The durable event log: publishing inside a transaction, reading in seq order.
+
+Ordering guarantee: ``seq`` order equals commit order. On PostgreSQL every publishing
+transaction takes a transaction-scoped advisory lock just before it inserts its first
+event, so no other publisher can insert (and so draw a seq) until it has committed. On
+SQLite writers are already serialised by the database lock (``transaction_mode=IMMEDIATE``).
+A reader that has seen seq S and reads ``seq > S`` therefore never skips an event that
+commits later with a smaller seq.
+
+Events are written only by actions (``*/actions.py``); readers are woken after commit.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+
+from django.db import connection, transaction
+from django.db.models import Max, Q
+
+from knowledge.models import Event, LogState
+
+log = logging.getLogger(__name__)
+
+ADVISORY_LOCK_KEY = 0x4B58_0001  # "KX" 1: the event log tail
+WAKE_GROUP = "ke_events"
+
+_locked_in = threading.local()
+
+
+def _lock_tail() -> None:
+    """Serialise the tail of publishing transactions (PostgreSQL only)."""
+    if connection.vendor != "postgresql":
+        return
+    # Re-entrant within a transaction; released automatically at commit or rollback.
+    with connection.cursor() as cur:
+        cur.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
+
+
+def publish_event(
+    kind: str,
+    data: dict,
+    *,
+    knowledge_type: str = "",
+    source: str = "",
+    item_id: int | None = None,
+    targets: list[str] | tuple[str, ...] = (),
+) -> Event:
+    """Append an event to the log in the caller's transaction; wake readers after commit.
+
+    Must be called inside ``transaction.atomic()``, as late in the transaction as possible:
+    from here to commit, other publishers wait.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("publish_event must run inside transaction.atomic()")
+    _lock_tail()
+    event = Event.objects.create(
+        kind=kind,
+        knowledge_type=knowledge_type,
+        source=source,
+        item_id=item_id,
+        is_targeted=bool(targets),
+        targets=list(targets),
+        data=data,
+    )
+    seq = event.seq
+    transaction.on_commit(lambda: wake_readers(seq))
+    return event
+
+
+# --- Waking readers ------------------------------------------------------------------------
+
+_local_cond = threading.Condition()
+_local_top = 0
+
+
+def wake_readers(seq: int) -> None:
+    """Tell readers in this process (and, through the channel layer, in others) of new events.
+
+    Delivery never depends on this: readers also poll the log. This only cuts latency.
+    """
+    global _local_top
+    with _local_cond:
+        _local_top = max(_local_top, seq)
+        _local_cond.notify_all()
+    for hook in list(_wake_hooks):
+        try:
+            hook(seq)
+        except Exception:  # a broken listener must not break a publisher
+            log.exception("wake hook failed")
+
+
+_wake_hooks: list = []
+
+
+def add_wake_hook(fn) -> None:
+    """Register ``fn(seq)`` called after each commit that published events (same process)."""
+    if fn not in _wake_hooks:
+        _wake_hooks.append(fn)
+
+
+def wait_for_local_wake(after_seq: int, timeout: float) -> None:
+    """Block until this process publishes past ``after_seq`` or ``timeout`` passes."""
+    with _local_cond:
+        if _local_top > after_seq:
+            return
+        _local_cond.wait(timeout)
+
+
+# --- Reading ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    epoch: str
+    top: int
+    pruned_through: int
+
+
+def log_position() -> LogPosition:
+    state = LogState.current()
+    top = Event.objects.aggregate(top=Max("seq"))["top"] or 0
+    return LogPosition(str(state.epoch), max(top, state.pruned_through), state.pruned_through)
+
+
+def is_recoverable(since: int, epoch: str | None, position: LogPosition) -> bool:
+    """Can a consumer that saw everything up to ``since`` (in ``epoch``) resume without a gap?"""
+    if epoch is not None and epoch != position.epoch:
+        return False
+    if since > position.top:
+        return False  # from the future: a log that was reset or restored from a backup
+    return since >= position.pruned_through
+
+
+class EventFilter:
+    """Which events a consumer wants: a SQL prefilter plus an exact Python predicate."""
+
+    viewer: str | None = None  # worker name; None = a person (sees everything)
+
+    def q(self) -> Q:
+        return Q()
+
+    def matches(self, event: Event) -> bool:
+        return event.visible_to(self.viewer)
+
+
+@dataclass
+class FeedFilter(EventFilter):
+    """The live feed's filter (WebSocket ``subscribe`` and ``GET events``). Empty = all."""
+
+    kinds: frozenset[str] = frozenset()
+    types: frozenset[str] = frozenset()
+    sources: frozenset[str] = frozenset()
+    viewer: str | None = None
+
+    def q(self) -> Q:
+        cond = Q()
+        if self.kinds:
+            cond &= Q(kind__in=self.kinds)
+        if self.types:
+            cond &= Q(knowledge_type__in=self.types) | Q(knowledge_type="")
+        if self.sources:
+            cond &= Q(source__in=self.sources)
+        return cond
+
+    def matches(self, event: Event) -> bool:
+        if self.kinds and event.kind not in self.kinds:
+            return False
+        if self.types and event.knowledge_type and event.knowledge_type not in self.types:
+            return False
+        if self.sources and event.source not in self.sources:
+            return False
+        return event.visible_to(self.viewer)
+
+
+def read_events(since: int, flt: EventFilter, limit: int = 500) -> tuple[list[Event], int]:
+    """Events after ``since`` matching ``flt``, in seq order, at most ``limit``.
+
+    Returns (events, scanned_to): ``scanned_to`` is the position a consumer may move to,
+    so that it advances past filtered-out events too. Because seq order is commit order,
+    nothing at or below the current top can still appear later.
+    """
+    top = Event.objects.aggregate(top=Max("seq"))["top"] or 0
+    if top <= since:
+        return [], since
+    out: list[Event] = []
+    position = since
+    while position < top:
+        rows = list(
+            Event.objects.filter(flt.q(), seq__gt=position, seq__lte=top).order_by("seq")[
+                : limit + 1
+            ]
+        )
+        if len(rows) <= limit:
+            out.extend(e for e in rows if flt.matches(e))
+            position = top
+            break
+        rows = rows[:limit]
+        for event in rows:
+            if flt.matches(event):
+                out.append(event)
+            position = event.seq
+            if len(out) >= limit:
+                return out, position
+    return out, position

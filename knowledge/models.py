@@ -1,0 +1,268 @@
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
+from knowledge.registry import DEFAULT_DECAY_SECONDS, registry
+from workers.models import Worker
+
+
+class KnowledgeItemQuerySet(models.QuerySet):
+    def active(self) -> KnowledgeItemQuerySet:
+        return self.filter(status=ItemStatus.ACTIVE)
+
+    def fresh(self, min_freshness: float, types: list[str] | None = None, now: datetime | None = None):
+        """Items whose freshness is at least ``min_freshness``.
+
+        Freshness is exp(-age/decay(type)), so the condition is age <= -ln(f) * decay(type):
+        one index-friendly range on ``observed_at`` per type, OR-ed together.
+        """
+        if min_freshness <= 0:
+            return self
+        now = now or timezone.now()
+        names = types or registry.names()
+        cond = Q()
+        for name, max_age in registry.max_ages(names, min_freshness).items():
+            cond |= Q(knowledge_type=name, observed_at__gte=now - _seconds(max_age))
+        return self.filter(cond) if cond else self.none()
+
+    def visible_to(self, worker: Worker) -> KnowledgeItemQuerySet:
+        """What a worker may see: untargeted items, items targeted at it, its own items."""
+        return self.filter(
+            Q(is_targeted=False)
+            | Q(source=worker)
+            | Q(pk__in=KnowledgeTarget.objects.filter(worker=worker).values("item_id"))
+        )
+
+
+def _seconds(value: float) -> timedelta:
+    return timedelta(seconds=min(value, 3650 * 86400))
+
+
+class KnowledgeItem(models.Model):
+    """One piece of knowledge broadcast by a worker.
+
+    ``subject`` and ``claim`` are derived from the payload by the type registry. Freshness is
+    never stored: it is computed from ``observed_at`` and the type's decay at read time.
+    Items are never deleted by the product: losers of a conflict are ``superseded``.
+    """
+
+    knowledge_type = models.CharField(max_length=64)
+    source = models.ForeignKey(Worker, on_delete=models.PROTECT, related_name="items")
+    subject = models.CharField(max_length=255)
+    claim = models.CharField(max_length=255)
+    payload = models.JSONField()
+    confidence = models.FloatField()
+    urgency = models.PositiveSmallIntegerField(choices=Urgency.choices, default=Urgency.NORMAL)
+    is_targeted = models.BooleanField(default=False)
+    target_names = models.JSONField(default=list, blank=True)
+    status = models.CharField(max_length=16, choices=ItemStatus.choices, default=ItemStatus.ACTIVE)
+    validation_status = models.CharField(
+        max_length=16, choices=ValidationStatus.choices, default=ValidationStatus.UNVALIDATED
+    )
+    superseded_by = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="supersedes"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    observed_at = models.DateTimeField(default=timezone.now)
+    # observed_at as epoch seconds: lets SQL order by freshness across types with different decay.
+    observed_ts = models.FloatField(default=0.0)
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    refresh_count = models.PositiveIntegerField(default=0)
+
+    objects = KnowledgeItemQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-observed_at", "-id"]
+        indexes = [
+            models.Index(fields=["knowledge_type", "status", "-observed_at"], name="ki_type_status_obs"),
+            models.Index(fields=["source", "knowledge_type", "-observed_at"], name="ki_source_type_obs"),
+            models.Index(fields=["status", "-observed_at"], name="ki_status_obs"),
+            models.Index(fields=["knowledge_type", "subject", "status"], name="ki_type_subject"),
+            models.Index(fields=["-created_at"], name="ki_created"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(confidence__gte=0) & Q(confidence__lte=1), name="ki_confidence_0_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.knowledge_type}#{self.pk} {self.subject} = {self.claim}"
+
+    @property
+    def urgency_label(self) -> str:
+        return Urgency(self.urgency).label
+
+    def freshness(self, now: datetime | None = None) -> float:
+        now = now or timezone.now()
+        age = (now - self.observed_at).total_seconds()
+        kt = registry.get(self.knowledge_type)
+        if kt is None:
+            return math.exp(-max(age, 0) / DEFAULT_DECAY_SECONDS)
+        return kt.freshness(age)
+
+    def as_dict(self, now: datetime | None = None) -> dict:
+        """The item as every API, inbox and event shows it (``source`` must be loaded)."""
+        return {
+            "id": self.pk,
+            "knowledge_type": self.knowledge_type,
+            "source": self.source.name,
+            "subject": self.subject,
+            "claim": self.claim,
+            "payload": self.payload,
+            "confidence": self.confidence,
+            "urgency": self.urgency_label,
+            "targets": list(self.target_names),
+            "status": self.status,
+            "validation_status": self.validation_status,
+            "superseded_by": self.superseded_by_id,
+            "created_at": self.created_at.isoformat(),
+            "observed_at": self.observed_at.isoformat(),
+            "refreshed_at": self.refreshed_at.isoformat() if self.refreshed_at else None,
+            "refresh_count": self.refresh_count,
+            "freshness": round(self.freshness(now), 6),
+        }
+
+
+class KnowledgeTarget(models.Model):
+    """An item addressed to specific workers (for the 'targeted at me' filter)."""
+
+    item = models.ForeignKey(KnowledgeItem, on_delete=models.CASCADE, related_name="target_links")
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="targeted_links")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["item", "worker"], name="kt_unique")]
+        indexes = [models.Index(fields=["worker", "item"], name="kt_worker_item")]
+
+
+class IdempotencyRecord(models.Model):
+    """The first result of a broadcast made with an idempotency key, returned on retry."""
+
+    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="idempotency_keys")
+    key = models.CharField(max_length=100)
+    request_hash = models.CharField(max_length=64)
+    item = models.ForeignKey(KnowledgeItem, on_delete=models.CASCADE, related_name="+")
+    outcome = models.CharField(max_length=16)
+    conflict_ids = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["worker", "key"], name="idem_unique")]
+
+
+class ValidationRecord(models.Model):
+    """A worker's (or person's) verdict on an item. One per validator and item."""
+
+    item = models.ForeignKey(KnowledgeItem, on_delete=models.CASCADE, related_name="validations")
+    validator = models.ForeignKey(
+        Worker, null=True, blank=True, on_delete=models.CASCADE, related_name="validations"
+    )
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    note = models.CharField(max_length=500, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["item", "validator"],
+                condition=Q(validator__isnull=False),
+                name="validation_unique_worker",
+            )
+        ]
+
+
+class LogState(models.Model):
+    """The event log's identity: ``epoch`` changes only when the log is reset or restored."""
+
+    id = models.PositiveSmallIntegerField(primary_key=True, default=1)
+    epoch = models.UUIDField(default=uuid.uuid4)
+    reset_at = models.DateTimeField(default=timezone.now)
+    # Every event with seq <= pruned_through may have been deleted by retention.
+    pruned_through = models.BigIntegerField(default=0)
+
+    @classmethod
+    def current(cls) -> LogState:
+        state, _ = cls.objects.get_or_create(id=1)
+        return state
+
+
+class Event(models.Model):
+    """One entry of the durable, ordered event log.
+
+    ``seq`` is the primary key; publishers serialise their commit so that seq order equals
+    commit order (see knowledge/events.py). ``targets`` empty means visible to everyone.
+    """
+
+    seq = models.BigAutoField(primary_key=True)
+    kind = models.CharField(max_length=32, choices=EventKind.choices)
+    knowledge_type = models.CharField(max_length=64, blank=True)
+    source = models.CharField(max_length=64, blank=True)
+    item_id = models.BigIntegerField(null=True, blank=True)
+    is_targeted = models.BooleanField(default=False)
+    targets = models.JSONField(default=list, blank=True)
+    data = models.JSONField(default=dict)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["seq"]
+        indexes = [models.Index(fields=["created_at"], name="event_created")]
+
+    def __str__(self) -> str:
+        return f"#{self.seq} {self.kind}"
+
+    def visible_to(self, worker_name: str | None) -> bool:
+        """A worker sees public events and those naming it; people (None) see all."""
+        return worker_name is None or not self.targets or worker_name in self.targets
+
+    def as_message(self, epoch: str) -> dict:
+        return {
+            "type": "event",
+            "seq": self.seq,
+            "epoch": epoch,
+            "event": self.kind,
+            "created_at": self.created_at.isoformat(),
+            "data": self.data,
+        }
+
+
+class InboxCursor(models.Model):
+    """A worker's durable position in the event log, advanced by ack (at-least-once)."""
+
+    worker = models.OneToOneField(Worker, on_delete=models.CASCADE, primary_key=True, related_name="cursor")
+    position = models.BigIntegerField(default=0)
+    epoch = models.UUIDField(null=True, blank=True)
+    delivered = models.PositiveBigIntegerField(default=0)
+    acked_at = models.DateTimeField(null=True, blank=True)
+
+
+class Subscription(models.Model):
+    """A worker's standing filter for its inbox and live feed.
+
+    Effective types = (the registry's interests of the worker + ``types``) - ``muted_types``.
+    Empty ``sources`` / ``events`` mean all.
+    """
+
+    worker = models.OneToOneField(
+        Worker, on_delete=models.CASCADE, primary_key=True, related_name="subscription"
+    )
+    types = models.JSONField(default=list, blank=True)
+    muted_types = models.JSONField(default=list, blank=True)
+    sources = models.JSONField(default=list, blank=True)
+    events = models.JSONField(default=list, blank=True)
+    min_urgency = models.PositiveSmallIntegerField(choices=Urgency.choices, default=Urgency.LOW)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def effective_types(self) -> set[str]:
+        return (registry.interests_of(self.worker.name) | set(self.types)) - set(self.muted_types)

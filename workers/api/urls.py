@@ -1,0 +1,8 @@
+from django.urls import path
+
+from workers.api import views
+
+urlpatterns = [
+    path("", views.WorkerListView.as_view(), name="worker-list"),
+    path("me", views.MeView.as_view(), name="worker-me"),
+]

@@ -1,0 +1,39 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from workers.models import Worker
+from workers.permissions import request_worker
+
+
+def worker_dict(w: Worker) -> dict:
+    return {
+        "name": w.name,
+        "kind": w.kind,
+        "description": w.description,
+        "is_active": w.is_active,
+        "trust_pin": w.trust_pin,
+        "broadcast_count": w.broadcast_count,
+        "received_count": w.received_count,
+        "last_seen_at": w.last_seen_at.isoformat() if w.last_seen_at else None,
+    }
+
+
+class WorkerListView(APIView):
+    """Every worker identity (names, kinds, counters; never tokens)."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        return Response({"results": [worker_dict(w) for w in Worker.objects.all()], "next": None})
+
+
+class MeView(APIView):
+    """The worker behind the token (404 for people)."""
+
+    @extend_schema(responses={200: OpenApiTypes.OBJECT})
+    def get(self, request):
+        me = request_worker(request)
+        if me is None:
+            return Response({"detail": "not a worker token", "errors": {}}, status=404)
+        return Response(worker_dict(me))
