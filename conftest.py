@@ -25,7 +25,11 @@ def pytest_sessionstart(session):
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
-    cache.clear()
+    # Only this checkout's keys (KEY_PREFIX): another checkout may share the Redis database.
+    if hasattr(cache, "delete_pattern"):
+        cache.delete_pattern("*")
+    else:
+        cache.clear()
     yield
 
 
