@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone as dt_timezone
 
@@ -186,9 +187,48 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
 
 
 def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict, bool]:
-    """``run_query`` through the versioned query cache (see knowledge/cache.py)."""
+    """``run_query`` through the versioned query cache (see knowledge/cache.py).
+
+    Writes invalidate by type version. Time is the other thing that changes a result: an
+    item's freshness falls continuously, so a cached result records when its first item
+    will fall below ``min_freshness`` and is not served after that, and the freshness of
+    every item is recomputed on each hit.
+    """
     params = query.cache_params(viewer.name if viewer else None)
-    return knowledge_cache.cached_query(params, query.types or None, lambda: run_query(query, viewer))
+
+    def compute() -> dict:
+        result = run_query(query, viewer)
+        result["valid_until"] = _valid_until(result["results"], query.min_freshness)
+        return result
+
+    result, hit = knowledge_cache.cached_query(params, query.types or None, compute)
+    if hit:
+        now = timezone.now()
+        valid_until = result.get("valid_until")
+        if valid_until is not None and now.timestamp() >= valid_until:
+            result, hit = compute(), False
+        else:
+            result = {**result, "results": [_refresh_freshness(i, now) for i in result["results"]]}
+    result = dict(result)
+    result.pop("valid_until", None)
+    return result, hit
+
+
+def _valid_until(items: list[dict], min_freshness: float) -> float | None:
+    """Epoch seconds when the first item of ``items`` drops below ``min_freshness``."""
+    if min_freshness <= 0 or not items:
+        return None
+    return min(
+        datetime.fromisoformat(i["observed_at"]).timestamp()
+        + registry.decay_of(i["knowledge_type"]) * -math.log(min_freshness)
+        for i in items
+    )
+
+
+def _refresh_freshness(item: dict, now: datetime) -> dict:
+    age = now.timestamp() - datetime.fromisoformat(item["observed_at"]).timestamp()
+    fresh = math.exp(-max(age, 0.0) / registry.decay_of(item["knowledge_type"]))
+    return {**item, "freshness": round(fresh, 6)}
 
 
 def urgency_from_label(label: str, field_name: str = "urgency") -> int:
