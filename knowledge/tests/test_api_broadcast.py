@@ -125,6 +125,9 @@ def test_targeted_broadcast_needs_known_workers(analysis, think):
         ({"knowledge_type": "issue_pattern", "payload": "text", "confidence": 0.5}, "payload"),
         ({"knowledge_type": "risk_pattern", "payload": {"pattern": "p", "risk_level": "high", "risk_score": 3}, "confidence": 0.5}, "payload.risk_score"),
         ({"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": 0.5, "observed_at": "yesterday"}, "observed_at"),
+        ({"knowledge_type": "issue_pattern", "payload": issue_payload(location="a\x00b"), "confidence": 0.5}, "payload"),
+        ({"knowledge_type": "issue_pattern", "payload": {**issue_payload(), "k\x00": 1}, "confidence": 0.5}, "payload"),
+        ({"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": 0.5, "idempotency_key": "a\x00"}, "idempotency_key"),
     ],
 )
 def test_bad_broadcast_is_400_naming_the_field_and_writes_nothing(analysis, body, field):
