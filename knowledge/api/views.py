@@ -3,7 +3,6 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -15,7 +14,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from knowledge import actions, cache as knowledge_cache
+from knowledge import actions
+from knowledge import cache as knowledge_cache
 from knowledge.actions import ActionError, BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
@@ -36,7 +36,13 @@ from knowledge.api.serializers import (
     ValidateSerializer,
 )
 from knowledge.choices import ItemStatus, Urgency, ValidationStatus
-from knowledge.events import FeedFilter, is_recoverable, log_position, read_events, wait_for_local_wake
+from knowledge.events import (
+    FeedFilter,
+    is_recoverable,
+    log_position,
+    read_events,
+    wait_for_local_wake,
+)
 from knowledge.health import run_health_checks
 from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached

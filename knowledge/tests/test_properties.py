@@ -4,7 +4,9 @@ naming the problem, never a 500, and a rejected broadcast leaves nothing behind.
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from knowledge.models import Event, KnowledgeItem
 from knowledge.registry import registry
