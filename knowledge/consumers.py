@@ -21,7 +21,7 @@ from django.conf import settings
 from knowledge.choices import EventKind
 from knowledge.events import FeedFilter, is_recoverable
 from knowledge.registry import registry
-from knowledge.relay import Connection, Relay, db_position
+from knowledge.relay import Connection, Relay, db_position, standing_filter
 
 log = logging.getLogger(__name__)
 
@@ -211,9 +211,15 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
                 raise ValueError("epoch: must be a string")
         except ValueError as exc:
             return self._error(str(exc))
+        standing = msg.get("standing") is True
+        if standing and self.conn.viewer is None:
+            return self._error("standing: only workers have a standing subscription")
         self._unsubscribe()  # a subscribe replaces the whole subscription
         conn = self.conn
         gen = conn.gen
+        if standing:
+            flt = await standing_filter(conn.viewer)
+        conn.standing = standing
         pos = await db_position()
         if conn.gen != gen or self.conn is None:
             return  # superseded while we read

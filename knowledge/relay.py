@@ -122,6 +122,19 @@ async def db_position():
     return await _in_db_thread(log_position)
 
 
+def _load_standing(worker_name: str):
+    from knowledge.actions import InboxFilter, get_subscription
+    from workers.models import Worker
+
+    worker = Worker.objects.get(name=worker_name)
+    return InboxFilter(worker, get_subscription(worker))
+
+
+async def standing_filter(worker_name: str):
+    """The worker's standing subscription (POST subscribe/unsubscribe) as a feed filter."""
+    return await _in_db_thread(_load_standing, worker_name)
+
+
 def _top_seq() -> int:
     from django.db.models import Max
 
@@ -151,6 +164,7 @@ class Connection:
     overflowed: bool = False
     sent: int = 0
     dropped_slow: bool = False
+    standing: bool = False  # filter = the worker's standing subscription, refreshed
 
     def push(self, text: str) -> bool:
         if self.overflowed:
@@ -172,6 +186,15 @@ class Connection:
 
     def describe(self) -> dict:
         f = self.filter
+        if self.standing:
+            return {**self._base(), "filters": {"standing": True}}
+        return {**self._base(), "filters": {
+                "events": sorted(f.kinds) if f else [],
+                "types": sorted(f.types) if f else [],
+                "sources": sorted(f.sources) if f else [],
+            }}
+
+    def _base(self) -> dict:
         return {
             "who": self.label,
             "connected_at": self.connected_at,
@@ -180,11 +203,6 @@ class Connection:
             "position": self.pos,
             "queued": len(self.queue),
             "sent": self.sent,
-            "filters": {
-                "events": sorted(f.kinds) if f else [],
-                "types": sorted(f.types) if f else [],
-                "sources": sorted(f.sources) if f else [],
-            },
         }
 
 
@@ -269,6 +287,8 @@ class Relay:
         self._started.set()
         next_heartbeat = time.monotonic() + heartbeat_every
         next_snapshot = time.monotonic()
+        standing_every = float(_setting("ws_standing_refresh_seconds", 2))
+        next_standing = time.monotonic() + standing_every
         while True:
             try:
                 await asyncio.wait_for(self._wake.wait(), poll)
@@ -290,6 +310,9 @@ class Relay:
             if now >= next_snapshot:
                 next_snapshot = now + snapshot_every
                 _publish_snapshot(self)
+            if now >= next_standing:
+                next_standing = now + standing_every
+                await self._refresh_standing()
 
     async def _drain(self) -> None:
         """Read from ``position`` to the top and fan out; repeat while there is more."""
@@ -305,6 +328,18 @@ class Relay:
             self._fan_out(events, scanned)
             if scanned >= top:
                 return
+
+    async def _refresh_standing(self) -> None:
+        """Apply POST subscribe/unsubscribe to live feeds that follow the standing filter."""
+        workers = {c.viewer for c in self.connections if c.standing and c.viewer}
+        for name in workers:
+            try:
+                flt = await standing_filter(name)
+            except Exception:
+                continue
+            for conn in self.connections:
+                if conn.standing and conn.viewer == name and conn.filter is not None:
+                    conn.filter = flt
 
     async def _reset_position(self) -> None:
         pos = await db_position()

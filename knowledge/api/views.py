@@ -15,7 +15,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from knowledge import actions, cache as knowledge_cache
+from knowledge import actions
+from knowledge import cache as knowledge_cache
 from knowledge.actions import ActionError, BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
@@ -36,7 +37,13 @@ from knowledge.api.serializers import (
     ValidateSerializer,
 )
 from knowledge.choices import ItemStatus, Urgency, ValidationStatus
-from knowledge.events import FeedFilter, is_recoverable, log_position, read_events, wait_for_local_wake
+from knowledge.events import (
+    FeedFilter,
+    is_recoverable,
+    log_position,
+    read_events,
+    wait_for_local_wake,
+)
 from knowledge.health import run_health_checks
 from knowledge.models import InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
@@ -418,12 +425,17 @@ class EventsView(APIView):
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
         me = request_worker(request)
-        flt = FeedFilter(
-            kinds=frozenset(d.get("events", [])),
-            types=frozenset(d.get("types", [])),
-            sources=frozenset(d.get("sources", [])),
-            viewer=me.name if me else None,
-        )
+        if d.get("standing"):
+            if me is None:
+                raise ActionError("only workers have a standing subscription", "standing")
+            flt = actions.InboxFilter(me, actions.get_subscription(me))
+        else:
+            flt = FeedFilter(
+                kinds=frozenset(d.get("events", [])),
+                types=frozenset(d.get("types", [])),
+                sources=frozenset(d.get("sources", [])),
+                viewer=me.name if me else None,
+            )
         max_wait = settings.KNOWLEDGE_EXCHANGE["long_poll_max_wait"]
         wait = min(d.get("wait", 0), max_wait)
         deadline = time.monotonic() + wait
@@ -442,15 +454,17 @@ class EventsView(APIView):
                 break
             # Woken at once by a publisher in this process; others are seen by polling.
             connection.close_if_unusable_or_obsolete()
-            wait_for_local_wake(scanned_to, min(0.5, max(deadline - time.monotonic(), 0)))
+            wait_for_local_wake(scanned_to, min(0.25, max(deadline - time.monotonic(), 0)))
             since = scanned_to
-        top = max(log_position().top, scanned_to)
+        # ``top`` is the scanned position, not the log's top read afterwards: an event that
+        # commits between the two reads would otherwise be skipped by a live-only client
+        # that resumes from ``top`` (docs/realtime.md, "Switching transports").
         return Response(
             {
                 "epoch": pos.epoch,
                 "since": d.get("since") if d.get("since") is not None else pos.top,
                 "recovered": recovered,
-                "top": top,
+                "top": scanned_to,
                 "next": scanned_to,
                 "results": [e.as_message(pos.epoch) for e in events],
             }
