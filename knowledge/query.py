@@ -13,7 +13,7 @@ import base64
 import binascii
 import json
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone as dt_timezone
 
 from django.db.models import Case, F, FloatField, Q, Value, When
 from django.utils import timezone
@@ -148,7 +148,7 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
     sort_name, descending = _sort_spec(query.sort)
     cursor = Cursor.decode(query.cursor) if query.cursor else None
     now = timezone.now()
-    as_of = datetime.fromtimestamp(cursor.as_of, tz=UTC) if cursor else now
+    as_of = datetime.fromtimestamp(cursor.as_of, tz=dt_timezone.utc) if cursor else now
     qs = build_queryset(query, viewer, as_of).select_related("source")
 
     key_name = sort_name

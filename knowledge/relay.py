@@ -198,7 +198,7 @@ class Connection:
         return {
             "who": self.label,
             "connected_at": self.connected_at,
-            "subscribed": f is not None,
+            "subscribed": self.filter is not None,
             "live": self.live,
             "position": self.pos,
             "queued": len(self.queue),

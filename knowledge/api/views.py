@@ -15,8 +15,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from knowledge import actions
-from knowledge import cache as knowledge_cache
+from knowledge import actions, cache as knowledge_cache
 from knowledge.actions import ActionError, BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
@@ -37,13 +36,7 @@ from knowledge.api.serializers import (
     ValidateSerializer,
 )
 from knowledge.choices import ItemStatus, Urgency, ValidationStatus
-from knowledge.events import (
-    FeedFilter,
-    is_recoverable,
-    log_position,
-    read_events,
-    wait_for_local_wake,
-)
+from knowledge.events import FeedFilter, is_recoverable, log_position, read_events, wait_for_local_wake
 from knowledge.health import run_health_checks
 from knowledge.models import InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
