@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import socket
 import time
 from urllib.parse import parse_qs
 
@@ -68,6 +69,14 @@ class _WritableWatch:
         transport = getattr(protocol, "transport", None)
         if transport is None or not hasattr(transport, "registerProducer"):
             return
+        try:
+            # Cap the kernel's send buffer too (autotuning lets it grow to megabytes), so a
+            # stalled client is noticed after ~100 KiB, not after 4 MiB per connection.
+            sndbuf = int(_setting("ws_socket_sndbuf", 65536))
+            if sndbuf:
+                transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
+        except Exception:
+            log.debug("could not set SO_SNDBUF", exc_info=True)
         try:
             transport.registerProducer(self, True)
             self.transport = transport
