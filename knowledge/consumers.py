@@ -9,6 +9,7 @@ queue overflows, or the socket stays unwritable for ``ws_stall_seconds``) is clo
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import socket
@@ -63,9 +64,19 @@ class _WritableWatch:
         self.writable.set()
         self.paused_since: float | None = None
         self.transport = None
+        self.writer = None
 
     def attach(self, send) -> None:
-        protocol = (getattr(send, "args", None) or (None,))[0]
+        # Under daphne, ``send`` is partial(server.handle_reply, protocol), possibly wrapped
+        # by Channels' session middleware (which keeps the inner one as ``real_send``).
+        for _ in range(5):
+            if isinstance(send, functools.partial):
+                break
+            send = getattr(getattr(send, "__self__", None), "real_send", None)
+        if not isinstance(send, functools.partial):
+            return
+        protocol = (send.args or (None,))[0]
+        server = getattr(getattr(send, "func", None), "__self__", None)
         transport = getattr(protocol, "transport", None)
         if transport is None or not hasattr(transport, "registerProducer"):
             return
@@ -82,6 +93,35 @@ class _WritableWatch:
             self.transport = transport
         except Exception:  # another producer is registered: fall back to the queue bound
             log.debug("could not register a producer", exc_info=True)
+            return
+        connections = getattr(server, "connections", None)
+        if hasattr(protocol, "handle_reply") and isinstance(connections, dict):
+
+            raw_socket = getattr(transport, "socket", None)  # plain TCP (not TLS)
+            fast = raw_socket is not None and hasattr(transport, "_tempDataBuffer")
+
+            def write(frame: bytes) -> None:
+                # The frame goes to the transport as is: daphne never fragments or
+                # compresses, so this is what autobahn would write, without its per-frame
+                # Python work. Only while the socket is open and nothing is queued.
+                details = connections.get(protocol)
+                if details is None or details.get("disconnected") or protocol.state != protocol.STATE_OPEN:
+                    raise ConnectionError("socket gone")
+                if fast and not transport._tempDataBuffer and transport.offset >= len(transport.dataBuffer):
+                    # Nothing buffered in Twisted: one send() instead of registering the
+                    # socket for writability, waking up, writing and unregistering.
+                    try:
+                        sent = raw_socket.send(frame)
+                    except (BlockingIOError, InterruptedError):
+                        sent = 0
+                    except OSError:
+                        sent = 0  # let Twisted find out about the broken socket
+                    if sent == len(frame):
+                        return
+                    frame = frame[sent:]
+                transport.write(frame)
+
+            self.writer = write
 
     def detach(self) -> None:
         if self.transport is not None:
@@ -90,6 +130,7 @@ class _WritableWatch:
             except Exception:
                 pass
             self.transport = None
+        self.writer = None
 
     # IPushProducer
     def pauseProducing(self):  # noqa: N802
@@ -129,12 +170,16 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
         )
         self.watch = _WritableWatch()
         self.watch.attach(self.base_send)
+        if self.watch.writer is not None and _setting("ws_direct_write", True):
+            self.conn.writer = self.watch.writer
+            self.conn.can_write = self.watch.writable.is_set
         await self.relay.register(self.conn)
         self._sender = asyncio.get_running_loop().create_task(self._send_loop())
 
     async def disconnect(self, code):
         self._stop_tasks()
         if self.conn is not None:
+            self.conn.writer = None
             self.relay.unregister(self.conn)
             self.watch.detach()
             self.conn = None
