@@ -65,6 +65,7 @@ class _WritableWatch:
         self.paused_since: float | None = None
         self.transport = None
         self.writer = None
+        self.chained = None
 
     def attach(self, send) -> None:
         # Under daphne, ``send`` is partial(server.handle_reply, protocol), possibly wrapped
@@ -89,10 +90,15 @@ class _WritableWatch:
         except Exception:
             log.debug("could not set SO_SNDBUF", exc_info=True)
         try:
+            # Daphne's HTTPChannel (the upgraded HTTP connection) is registered already; we
+            # take its place and pass pause/resume on to it.
+            self.chained = getattr(transport, "producer", None)
+            if self.chained is not None:
+                transport.unregisterProducer()
             transport.registerProducer(self, True)
             self.transport = transport
-        except Exception:  # another producer is registered: fall back to the queue bound
-            log.debug("could not register a producer", exc_info=True)
+        except Exception:  # fall back to the queue bound alone
+            log.warning("could not register a producer on the transport", exc_info=True)
             return
         connections = getattr(server, "connections", None)
         if hasattr(protocol, "handle_reply") and isinstance(connections, dict):
@@ -136,13 +142,19 @@ class _WritableWatch:
     def pauseProducing(self):  # noqa: N802
         self.writable.clear()
         self.paused_since = time.monotonic()
+        if self.chained is not None:
+            self.chained.pauseProducing()
 
     def resumeProducing(self):  # noqa: N802
         self.writable.set()
         self.paused_since = None
+        if self.chained is not None:
+            self.chained.resumeProducing()
 
     def stopProducing(self):  # noqa: N802
         self.writable.set()
+        if self.chained is not None:
+            self.chained.stopProducing()
 
 
 class KnowledgeConsumer(AsyncWebsocketConsumer):

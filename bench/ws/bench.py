@@ -287,7 +287,7 @@ class Bench:
         stop = asyncio.Event()
         clients = [Client(url, subscribe) for _ in range(n)]
         if stall_client:
-            clients[0] = Client(url, subscribe, stall=(3, 12.0))
+            clients[0] = Client(url, subscribe, stall=(3, 15.0))
         t0 = time.monotonic()
         tasks = [asyncio.create_task(c.run(sem, stop)) for c in clients]
         while sum(c.subscribed.is_set() for c in clients) < n:
@@ -399,7 +399,7 @@ async def main_async(args, bench: Bench):
                                             args.fault_events, args.fault_rate, args.pad, fault=restart_redis))
     if "stall" in runs:
         rows.append(await bench.run_clients("fault: stalled client", url, args.fault_clients, sub,
-                                            args.fault_events, args.fault_rate, 1024, stall_client=True))
+                                            args.fault_events, args.fault_rate, 4096, stall_client=True))
     return rows
 
 
@@ -434,7 +434,9 @@ def main():
         bench.setup_django()
         rows = asyncio.run(main_async(args, bench))
         print_table(rows)
-        bad = [r for r in rows if r["missing"] or r["repeated"] or r["out_of_order_clients"]]
+        # The baseline is at-most-once by design: its losses are the point of the comparison.
+        bad = [r for r in rows if not r["run"].startswith("baseline")
+               and (r["missing"] or r["repeated"] or r["out_of_order_clients"])]
         sys.exit(1 if bad else 0)
     finally:
         bench.close()
