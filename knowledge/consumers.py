@@ -23,7 +23,7 @@ from django.conf import settings
 from knowledge.choices import EventKind
 from knowledge.events import FeedFilter, is_recoverable
 from knowledge.registry import registry
-from knowledge.relay import Connection, Relay, db_position, standing_filter
+from knowledge.relay import Connection, Relay, db_position, standing_filter, text_frame
 
 log = logging.getLogger(__name__)
 
@@ -226,6 +226,14 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
                         self._too_slow()
                         return
                 text = conn.queue.popleft()
+                if conn.writer is not None:
+                    # Same path as the relay's direct writes, so frames never overtake.
+                    try:
+                        conn.writer(text_frame(text))
+                        conn.sent += 1
+                        continue
+                    except Exception:
+                        conn.writer = None
                 await self.send(text_data=text)
                 conn.sent += 1
 

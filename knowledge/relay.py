@@ -241,6 +241,7 @@ def encode_event(event, epoch: str) -> str:
 # --- The relay --------------------------------------------------------------------------------
 
 _relays: weakref.WeakSet = weakref.WeakSet()
+_PROCESS_STATS = {"batches": 0, "events": 0, "delivered": 0, "slow_closes": 0, "wakes": 0}
 _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -256,7 +257,7 @@ class Relay:
         self._wake_task: asyncio.Task | None = None
         self._wake = asyncio.Event()
         self._started = asyncio.Event()
-        self.stats = {"batches": 0, "events": 0, "delivered": 0, "slow_closes": 0, "wakes": 0}
+        self.stats = _PROCESS_STATS  # survives the relay stopping when idle
         self.total_connections = 0
         _relays.add(self)
 
@@ -472,6 +473,7 @@ def _wake_layer():
 
 _redis_client = None
 _redis_lock = threading.Lock()
+_last_wake_warning = 0.0
 
 
 def _publish_wake(seq: int) -> None:
@@ -492,8 +494,12 @@ def _publish_wake(seq: int) -> None:
         _redis_client.publish(
             f"{prefix}__group__{event_log.WAKE_GROUP}", layer.serialize({"type": "wake", "seq": seq})
         )
-    except Exception:  # Redis down: relays still poll the log
-        log.warning("wake publish failed (relays will poll)", exc_info=True)
+    except Exception as exc:  # Redis down: relays still poll the log
+        global _last_wake_warning
+        now = time.monotonic()
+        if now - _last_wake_warning > 10:
+            _last_wake_warning = now
+            log.warning("wake publish failed, relays will poll the log (%s)", exc)
 
 
 def _on_commit(seq: int) -> None:
@@ -527,6 +533,10 @@ def _publish_snapshot(relay: Relay, final: bool = False) -> None:
 
 def local_snapshots() -> list[dict]:
     return [r.snapshot() for r in list(_relays) if r.connections or r._task]
+
+
+def process_stats() -> dict:
+    return dict(_PROCESS_STATS)
 
 
 def all_snapshots() -> list[dict]:

@@ -317,13 +317,27 @@ class Bench:
                 break
             await asyncio.sleep(0.2)
         cpu = {k: round(v - cpu0.get(k, 0), 1) for k, v in self.cpu().items()}
+        server_stats = await asyncio.to_thread(self.server_stats, url) if subscribe else {}
         stop.set()
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         row = self.report(name, clients, published, connect_s)
-        print(f"   cpu seconds during the run: {cpu}", flush=True)
+        row["server_slow_closes_total"] = server_stats.get("slow_closes")
+        print(f"   cpu seconds during the run: {cpu}; server realtime stats: {server_stats}", flush=True)
         return row
+
+    def server_stats(self, ws_url: str) -> dict:
+        import urllib.request
+
+        base = ws_url.replace("ws://", "http://").split("/ws/")[0]
+        req = urllib.request.Request(f"{base}/api/knowledge/stats", headers={"Authorization": f"Token {self.token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                rt = json.loads(r.read()).get("realtime", {})
+            return {k: rt.get(k) for k in ("connections", "slow_closes", "delivered")}
+        except Exception as exc:
+            return {"error": str(exc)}
 
     def cpu(self) -> dict:
         """CPU seconds used so far by this client process and by each server process."""
@@ -405,12 +419,12 @@ async def main_async(args, bench: Bench):
 
 def print_table(rows):
     print()
-    print("| run | clients | events | expected | delivered | missing | repeated | out of order | P50 ms | P95 ms | P99 ms | closes |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| run | clients | events | expected | delivered | missing | repeated | out of order | P50 ms | P95 ms | P99 ms | client-side closes | server 4008s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['run']} | {r['clients']} | {r['events']} | {r['expected']} | {r['delivered']} | {r['missing']} "
               f"| {r['repeated']} | {r['out_of_order_clients']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} "
-              f"| {r['closes'] or '-'} |")
+              f"| {r['closes'] or '-'} | {r.get('server_slow_closes_total', '-')} |")
 
 
 def main():
