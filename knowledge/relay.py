@@ -522,7 +522,7 @@ def _publish_snapshot(relay: Relay, final: bool = False) -> None:
         if final and not relay.connections:
             cache.delete(key)
         else:
-            cache.set(key, relay.snapshot(), 30)
+            cache.set(key, relay.snapshot(), 15)
         index = set(cache.get(CACHE_INDEX) or ())
         if key not in index:
             index.add(key)
@@ -548,7 +548,7 @@ def all_snapshots() -> list[dict]:
     try:
         keys = cache.get(CACHE_INDEX) or []
         for _key, snap in cache.get_many(keys).items():
-            if snap and snap["process"] not in mine and time.time() - snap["updated"] < 30:
+            if snap and snap["process"] not in mine and time.time() - snap["updated"] < 15:
                 out.append(snap)
     except Exception:
         pass
