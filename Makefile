@@ -71,3 +71,9 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .test-db-* .pytest_cache
+
+# Live-feed load and fault benchmark (docs/realtime.md). Starts its own redis-server on
+# port 6390 (BENCH_WS_ARGS="--redis-port N" to change), a private SQLite file and daphne.
+.PHONY: bench-ws
+bench-ws: $(VENV)/.installed
+	$(PY) bench/ws/bench.py $(BENCH_WS_ARGS)

@@ -174,6 +174,14 @@ KNOWLEDGE_EXCHANGE = {
     "clock_skew_tolerance_seconds": envint("KE_CLOCK_SKEW_TOLERANCE", 60),
     "long_poll_max_wait": envint("KE_LONG_POLL_MAX_WAIT", 30),
     "query_max_limit": envint("KE_QUERY_MAX_LIMIT", 500),
+    # Live feed (docs/realtime.md): per-connection queue bound (frames), heartbeat period,
+    # how long a socket may stay unwritable before 4008, and how often each process's relay
+    # polls the log when nothing woke it (0 = 0.2 s embedded, 1 s with Redis).
+    "ws_max_queue": envint("KE_WS_MAX_QUEUE", 1000),
+    "ws_heartbeat_seconds": envfloat("KE_WS_HEARTBEAT_SECONDS", 15),
+    "ws_stall_seconds": envfloat("KE_WS_STALL_SECONDS", 10),
+    "ws_direct_write": envbool("KE_WS_DIRECT_WRITE", True),
+    "relay_poll_interval": envfloat("KE_RELAY_POLL_INTERVAL", 0) or (1.0 if REDIS_URL else 0.2),
 }
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = KNOWLEDGE_EXCHANGE["max_body_bytes"]

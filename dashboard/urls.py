@@ -6,4 +6,6 @@ app_name = "dashboard"
 
 urlpatterns = [
     path("", views.index, name="index"),
+    path("live/", views.live, name="live"),
+    path("live/connections/", views.live_connections, name="live-connections"),
 ]

@@ -272,6 +272,10 @@ class EventsQuerySerializer(serializers.Serializer):
     types = CSVListField(child=serializers.CharField(max_length=64), required=False)
     sources = CSVListField(child=serializers.CharField(max_length=64), required=False)
     events = CSVListField(child=serializers.ChoiceField(choices=EventKind.values), required=False)
+    standing = serializers.BooleanField(
+        required=False, default=False,
+        help_text="use the worker's standing subscription (POST subscribe) instead of list filters",
+    )
 
     def validate_types(self, value):
         unknown = [t for t in value if t not in registry]

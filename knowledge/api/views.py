@@ -428,12 +428,17 @@ class EventsView(APIView):
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
         me = request_worker(request)
-        flt = FeedFilter(
-            kinds=frozenset(d.get("events", [])),
-            types=frozenset(d.get("types", [])),
-            sources=frozenset(d.get("sources", [])),
-            viewer=me.name if me else None,
-        )
+        if d.get("standing"):
+            if me is None:
+                raise ActionError("only workers have a standing subscription", "standing")
+            flt = actions.InboxFilter(me, actions.get_subscription(me))
+        else:
+            flt = FeedFilter(
+                kinds=frozenset(d.get("events", [])),
+                types=frozenset(d.get("types", [])),
+                sources=frozenset(d.get("sources", [])),
+                viewer=me.name if me else None,
+            )
         max_wait = settings.KNOWLEDGE_EXCHANGE["long_poll_max_wait"]
         wait = min(d.get("wait", 0), max_wait)
         deadline = time.monotonic() + wait
@@ -451,15 +456,17 @@ class EventsView(APIView):
             if events or time.monotonic() >= deadline:
                 break
             # Woken at once by a publisher in this process; others are seen by polling.
-            wait_for_local_wake(scanned_to, min(0.5, max(deadline - time.monotonic(), 0)))
+            wait_for_local_wake(scanned_to, min(0.25, max(deadline - time.monotonic(), 0)))
             since = scanned_to
-        top = max(log_position().top, scanned_to)
+        # ``top`` is the scanned position, not the log's top read afterwards: an event that
+        # commits between the two reads would otherwise be skipped by a live-only client
+        # that resumes from ``top`` (docs/realtime.md, "Switching transports").
         return Response(
             {
                 "epoch": pos.epoch,
                 "since": d.get("since") if d.get("since") is not None else pos.top,
                 "recovered": recovered,
-                "top": top,
+                "top": scanned_to,
                 "next": scanned_to,
                 "results": [e.as_message(pos.epoch) for e in events],
             }

@@ -1,0 +1,460 @@
+#!/usr/bin/env python
+"""Live-feed load and fault benchmark (`make bench-ws`). Results: docs/realtime.md.
+
+Starts its own redis-server (private port, no persistence), a private SQLite database and
+daphne subprocesses; one client process opens N WebSocket connections (at most 100
+handshakes in flight), a publisher thread appends events to the log at a steady rate, and
+every client records publish-to-receive latency and exactly which seqs it got.
+
+Runs (select with --runs):
+  fanout    N subscribers on /ws/knowledge/ (relay: one wake per process, in-memory fan-out)
+  baseline  the same N on a plain Channels consumer fed by one group_send per event
+  hold      --hold connections held open by one server process, a few events to each
+  kill      kill -9 the server mid-stream, restart it; clients resume with since
+  redis     restart the (private) Redis mid-stream
+  stall     one client stops reading; the server closes it 4008; it resumes
+
+Every run ends with: expected deliveries, delivered, missing, repeated/out-of-order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+def raise_nofile(want: int = 20000) -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    new = min(want, hard) if hard != resource.RLIM_INFINITY else want
+    if new > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def free_port(start: int = 8650, end: int = 8700) -> int:
+    for port in range(start, end):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port")
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+class Proc:
+    def __init__(self, args, env, log):
+        self.args, self.env, self.log, self.p = args, env, log, None
+
+    def start(self):
+        self.p = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=open(self.log, "ab"),
+                                  stderr=subprocess.STDOUT)
+        return self
+
+    def kill(self):
+        if self.p and self.p.poll() is None:
+            self.p.send_signal(signal.SIGKILL)
+            self.p.wait()
+
+    def stop(self):
+        if self.p and self.p.poll() is None:
+            self.p.terminate()
+            try:
+                self.p.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+# --- clients ---------------------------------------------------------------------------------
+
+
+class Client:
+    """One subscriber. Records every event it gets, raw (no dedupe), so the server's
+    exactly-once is what is measured."""
+
+    def __init__(self, url: str, subscribe: dict | None, stall: tuple[int, float] | None = None):
+        self.url = url
+        self.subscribe = subscribe  # None: the baseline consumer (no protocol)
+        self.stall = stall  # (after n events, seconds) for the stall fault
+        self.last: int | None = None
+        self.seqs: list[int] = []
+        self.latencies: list[float] = []
+        self.repeated = 0
+        self.closes: Counter = Counter()
+        self.subscribed = asyncio.Event()
+        self.connects = 0
+
+    async def run(self, sem: asyncio.Semaphore, stop: asyncio.Event) -> None:
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        attempt = 0
+        while not stop.is_set():
+            try:
+                sock = None
+                if self.stall:
+                    sock = socket.socket()
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                    host, port = self.url.split("//")[1].split("/")[0].split(":")
+                    sock.connect((host, int(port)))
+                async with sem:
+                    ws = await connect(self.url, open_timeout=30, ping_interval=None, close_timeout=1,
+                                       max_queue=4 if self.stall else 64, sock=sock)
+                self.connects += 1
+                async with ws:
+                    if self.subscribe is not None:
+                        await ws.send(json.dumps({**self.subscribe, "since": self.last}))
+                    async for raw in ws:
+                        now = time.time()
+                        msg = json.loads(raw)
+                        kind = msg.get("type")
+                        if kind == "event" or kind is None:
+                            seq = msg["seq"]
+                            if self.last is not None and seq <= self.last:
+                                self.repeated += 1
+                                continue
+                            self.last = seq
+                            self.seqs.append(seq)
+                            self.latencies.append(now - msg["data"]["t"])
+                            if self.stall and len(self.seqs) == self.stall[0]:
+                                await asyncio.sleep(self.stall[1])  # stop reading
+                        elif kind == "subscribed":
+                            if self.last is None and msg.get("top") is not None:
+                                self.last = msg["top"]
+                            attempt = 0
+                            self.subscribed.set()
+            except ConnectionClosed as exc:
+                self.closes[exc.rcvd.code if exc.rcvd else "abnormal"] += 1
+            except (OSError, TimeoutError) as exc:
+                self.closes[type(exc).__name__] += 1
+            except Exception as exc:  # handshake refused while the server restarts, ...
+                self.closes[type(exc).__name__] += 1
+            if stop.is_set():
+                return
+            await asyncio.sleep(random.uniform(0, min(3.0, 0.2 * 2**attempt)))
+            attempt += 1
+
+
+# --- publishers ------------------------------------------------------------------------------
+
+
+def publish_log(n: int, rate: float, pad: int, out: list, stop_flag: threading.Event) -> None:
+    """Append n events at `rate`/s through the event log (the product path)."""
+    from django.db import close_old_connections, transaction
+
+    from knowledge.events import publish_event
+
+    start = time.monotonic()
+    for i in range(n):
+        if stop_flag.is_set():
+            return
+        target = start + i / rate
+        delay = target - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        for attempt in range(20):  # the DB may be busy while the server restarts
+            try:
+                with transaction.atomic():
+                    ev = publish_event("knowledge_broadcast", {"i": i, "t": time.time(), "pad": "x" * pad},
+                                       knowledge_type="risk_pattern", source="bench")
+                out.append(ev.seq)
+                break
+            except Exception:
+                close_old_connections()
+                time.sleep(0.1 * (attempt + 1))
+
+
+def publish_group(n: int, rate: float, pad: int, out: list) -> None:
+    """The baseline: one group_send per event on the channel layer."""
+    from channels.layers import get_channel_layer
+
+    from bench.ws.group_consumer import GROUP
+
+    async def run():
+        layer = get_channel_layer()
+        start = time.monotonic()
+        for i in range(n):
+            delay = start + i / rate - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            text = json.dumps({"seq": i + 1, "data": {"i": i, "t": time.time(), "pad": "x" * pad}})
+            await layer.group_send(GROUP, {"type": "bench.message", "text": text})
+            out.append(i + 1)
+        await asyncio.sleep(0.5)
+
+    asyncio.run(run())
+
+
+# --- one run ---------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    s = sorted(values)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="ke-bench-ws-"))
+        self.redis_port = args.redis_port
+        self.redis = None
+        self.servers: list[Proc] = []
+        self.env = {
+            **os.environ,
+            "SQLITE_PATH": str(self.tmp / "bench.sqlite3"),
+            "DATABASE_URL": "",
+            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "KE_INSTANCE": f"bench{os.getpid()}",
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "KE_BENCH_ROUTES": "1",
+            "KE_WS_STALL_SECONDS": "3",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+        if args.database_url:
+            self.env["DATABASE_URL"] = args.database_url
+
+    # infrastructure
+    def start_redis(self):
+        self.redis = Proc(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                           "--save", "", "--appendonly", "no", "--maxclients", "20000"],
+                          self.env, self.tmp / "redis.log").start()
+        wait_port(self.redis_port)
+
+    def start_server(self, port: int | None = None) -> tuple[Proc, int]:
+        port = port or free_port()
+        proc = Proc([sys.executable, "-m", "daphne", "-e",
+                     f"tcp:port={port}:interface=127.0.0.1:backlog=2048", "config.asgi:application"],
+                    self.env, self.tmp / f"daphne-{port}.log").start()
+        wait_port(port)
+        self.servers.append(proc)
+        return proc, port
+
+    def setup_django(self):
+        os.environ.update(self.env)
+        import django
+
+        django.setup()
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0, interactive=False)
+        from workers.actions import do_create_worker
+
+        _, self.token = do_create_worker("bench-client", None)
+
+    def close(self):
+        for s in self.servers:
+            s.stop()
+        if self.redis:
+            self.redis.stop()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    # a run
+    async def run_clients(self, name, url, n, subscribe, events, rate, pad, publisher="log",
+                          fault=None, stall_client=False, settle=5.0):
+        sem = asyncio.Semaphore(100)
+        stop = asyncio.Event()
+        clients = [Client(url, subscribe) for _ in range(n)]
+        if stall_client:
+            clients[0] = Client(url, subscribe, stall=(3, 15.0))
+        t0 = time.monotonic()
+        tasks = [asyncio.create_task(c.run(sem, stop)) for c in clients]
+        while sum(c.subscribed.is_set() for c in clients) < n:
+            await asyncio.sleep(0.1)
+            if time.monotonic() - t0 > 300:
+                break
+        connect_s = time.monotonic() - t0
+        await asyncio.sleep(1.0)
+        cpu0 = self.cpu()
+        published: list[int] = []
+        stop_flag = threading.Event()
+        if publisher == "log":
+            th = threading.Thread(target=publish_log, args=(events, rate, pad, published, stop_flag))
+        else:
+            th = threading.Thread(target=publish_group, args=(events, rate, pad, published))
+        th.start()
+        if fault:
+            await asyncio.sleep(events / rate / 3)
+            await fault()
+        while th.is_alive():
+            await asyncio.sleep(0.1)
+        # Wait until everyone has everything (or the settle time passes).
+        expected = set(published)
+        deadline = time.monotonic() + settle + (30 if fault or stall_client else 0)
+        while time.monotonic() < deadline:
+            if all(set(c.seqs) >= expected for c in clients):
+                break
+            await asyncio.sleep(0.2)
+        cpu = {k: round(v - cpu0.get(k, 0), 1) for k, v in self.cpu().items()}
+        server_stats = await asyncio.to_thread(self.server_stats, url) if subscribe else {}
+        stop.set()
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        row = self.report(name, clients, published, connect_s)
+        row["server_slow_closes_total"] = server_stats.get("slow_closes")
+        print(f"   cpu seconds during the run: {cpu}; server realtime stats: {server_stats}", flush=True)
+        return row
+
+    def server_stats(self, ws_url: str) -> dict:
+        import urllib.request
+
+        base = ws_url.replace("ws://", "http://").split("/ws/")[0]
+        req = urllib.request.Request(f"{base}/api/knowledge/stats", headers={"Authorization": f"Token {self.token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                rt = json.loads(r.read()).get("realtime", {})
+            return {k: rt.get(k) for k in ("connections", "slow_closes", "delivered")}
+        except Exception as exc:
+            return {"error": str(exc)}
+
+    def cpu(self) -> dict:
+        """CPU seconds used so far by this client process and by each server process."""
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        out = {"client+publisher": ru.ru_utime + ru.ru_stime}
+        tick = os.sysconf("SC_CLK_TCK")
+        for s in self.servers:
+            try:
+                fields = Path(f"/proc/{s.p.pid}/stat").read_text().rsplit(")", 1)[1].split()
+                out[f"server {s.p.pid}"] = (int(fields[11]) + int(fields[12])) / tick
+            except (OSError, IndexError):
+                pass
+        return out
+
+    def report(self, name, clients, published, connect_s):
+        expected = set(published)
+        lat = [x for c in clients for x in c.latencies]
+        delivered = sum(len(c.seqs) for c in clients)
+        missing = sum(len(expected - set(c.seqs)) for c in clients)
+        repeated = sum(c.repeated for c in clients)
+        out_of_order = sum(1 for c in clients if c.seqs != sorted(c.seqs))
+        closes = Counter()
+        for c in clients:
+            closes.update(c.closes)
+        row = {
+            "run": name, "clients": len(clients), "events": len(published),
+            "expected": len(published) * len(clients), "delivered": delivered, "missing": missing,
+            "repeated": repeated, "out_of_order_clients": out_of_order,
+            "p50_ms": round(percentile(lat, 50) * 1000, 1), "p95_ms": round(percentile(lat, 95) * 1000, 1),
+            "p99_ms": round(percentile(lat, 99) * 1000, 1), "connect_s": round(connect_s, 1),
+            "closes": dict(closes), "reconnects": sum(max(c.connects - 1, 0) for c in clients),
+        }
+        print(json.dumps(row), flush=True)
+        return row
+
+
+async def main_async(args, bench: Bench):
+    rows = []
+    runs = args.runs.split(",")
+    sub = {"action": "subscribe", "sources": ["bench"]}
+    proc, port = bench.start_server()
+    url = f"ws://127.0.0.1:{port}/ws/knowledge/?token={bench.token}"
+
+    if "fanout" in runs:
+        rows.append(await bench.run_clients("fanout (relay)", url, args.clients, sub, args.events,
+                                            args.rate, args.pad))
+    if "baseline" in runs:
+        rows.append(await bench.run_clients("baseline (group_send)", f"ws://127.0.0.1:{port}/ws/bench/group/",
+                                            args.clients, None, args.events, args.rate, args.pad,
+                                            publisher="group"))
+    if "hold" in runs:
+        rows.append(await bench.run_clients(f"hold {args.hold}", url, args.hold, sub, 5, 1.0, args.pad,
+                                            settle=20))
+    if "kill" in runs:
+        state = {"proc": proc}
+
+        async def kill_restart():
+            state["proc"].kill()
+            bench.servers.remove(state["proc"])
+            await asyncio.sleep(1.0)
+            state["proc"], _ = await asyncio.to_thread(bench.start_server, port)
+
+        rows.append(await bench.run_clients("fault: kill -9 server", url, args.fault_clients, sub,
+                                            args.fault_events, args.fault_rate, args.pad, fault=kill_restart))
+        proc = state["proc"]
+    if "redis" in runs:
+        async def restart_redis():
+            bench.redis.kill()
+            await asyncio.sleep(2.0)
+            await asyncio.to_thread(bench.start_redis)
+
+        rows.append(await bench.run_clients("fault: restart Redis", url, args.fault_clients, sub,
+                                            args.fault_events, args.fault_rate, args.pad, fault=restart_redis))
+    if "stall" in runs:
+        rows.append(await bench.run_clients("fault: stalled client", url, args.fault_clients, sub,
+                                            args.fault_events, args.fault_rate, 4096, stall_client=True))
+    return rows
+
+
+def print_table(rows):
+    print()
+    print("| run | clients | events | expected | delivered | missing | repeated | out of order | P50 ms | P95 ms | P99 ms | client-side closes | server 4008s |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['run']} | {r['clients']} | {r['events']} | {r['expected']} | {r['delivered']} | {r['missing']} "
+              f"| {r['repeated']} | {r['out_of_order_clients']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} "
+              f"| {r['closes'] or '-'} | {r.get('server_slow_closes_total', '-')} |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", default="fanout,baseline,hold,kill,redis,stall")
+    ap.add_argument("--clients", type=int, default=1000)
+    ap.add_argument("--events", type=int, default=100)
+    ap.add_argument("--rate", type=float, default=10.0, help="events per second")
+    ap.add_argument("--pad", type=int, default=200, help="payload padding, bytes")
+    ap.add_argument("--hold", type=int, default=5000)
+    ap.add_argument("--fault-clients", type=int, default=200)
+    ap.add_argument("--fault-events", type=int, default=200)
+    ap.add_argument("--fault-rate", type=float, default=20.0)
+    ap.add_argument("--redis-port", type=int, default=6390)
+    ap.add_argument("--database-url", default="", help="PostgreSQL URL (default: a private SQLite file)")
+    args = ap.parse_args()
+    print(f"open files limit: {raise_nofile()}", flush=True)
+    bench = Bench(args)
+    try:
+        bench.start_redis()
+        bench.setup_django()
+        rows = asyncio.run(main_async(args, bench))
+        print_table(rows)
+        # The baseline is at-most-once by design: its losses are the point of the comparison.
+        bad = [r for r in rows if not r["run"].startswith("baseline")
+               and (r["missing"] or r["repeated"] or r["out_of_order_clients"])]
+        sys.exit(1 if bad else 0)
+    finally:
+        bench.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,569 @@
+"""The per-process relay: the event log, read once per process, fanned out in memory.
+
+One ``Relay`` per event loop (a daphne process has one) reads committed events in seq order
+with ``read_events`` and hands each to every caught-up connection of this process whose
+filter matches, through a bounded per-connection queue. The log is the truth; the channel
+layer only wakes relays:
+
+- a commit in this process wakes the relay directly (``add_wake_hook``);
+- a commit in another process publishes one tiny wake message on the Redis pub/sub channel
+  layer (when ``REDIS_URL`` is set); each process holds ONE layer subscription;
+- and whatever the layer does (Redis restarting, no Redis at all in embedded mode), every
+  relay also polls ``MAX(seq)`` every ``RELAY_POLL_INTERVAL`` seconds, so delivery across
+  processes never depends on the layer.
+
+A connection that is behind (it subscribed with an old ``since``) catches up by reading the
+log itself with its own filter, then joins the relay's stream; the hand-over is race-free
+because both run on the same event loop and the check "am I caught up" has no ``await``.
+
+Connection tracking (who is connected, since when, with which filters) lives in memory here
+and is mirrored into the cache every few seconds per process so ``GET stats``, ``/metrics``
+and the dashboard can show every process (see docs/realtime.md, "Connection tracking").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from knowledge import events as event_log
+from knowledge.events import EventFilter, FeedFilter, log_position, read_events
+
+log = logging.getLogger(__name__)
+
+CACHE_PREFIX = "ke-ws-proc:"
+CACHE_INDEX = "ke-ws-procs"
+
+
+def _setting(name: str, default):
+    return settings.KNOWLEDGE_EXCHANGE.get(name, default)
+
+
+def process_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _AllEvents(EventFilter):
+    """The relay reads everything (a person's view); connections filter in memory."""
+
+    viewer = None
+
+
+ALL = _AllEvents()
+
+
+# --- DB access off the event loop ------------------------------------------------------------
+
+_executor: concurrent.futures.ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def _db_executor() -> concurrent.futures.ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=int(_setting("relay_db_threads", 4)), thread_name_prefix="ke-relay-db"
+            )
+        return _executor
+
+
+def _in_db_thread(fn, *args):
+    def run():
+        close_old_connections()
+        try:
+            return fn(*args)
+        finally:
+            close_old_connections()
+
+    return asyncio.get_running_loop().run_in_executor(_db_executor(), run)
+
+
+def close_db_threads() -> None:
+    """Close the DB connections of the relay's threads (when the relay goes idle).
+
+    One task per thread, held at a barrier so that each thread runs exactly one.
+    """
+    if _executor is None:
+        return
+    n = _executor._max_workers
+    barrier = threading.Barrier(n, timeout=2)
+
+    def close():
+        try:
+            barrier.wait()
+        except threading.BrokenBarrierError:
+            pass
+        from django.db import connections
+
+        connections.close_all()
+
+    for _ in range(n):
+        _executor.submit(close)
+
+
+async def db_read(since: int, flt: EventFilter, limit: int = 500):
+    return await _in_db_thread(read_events, since, flt, limit)
+
+
+async def db_position():
+    return await _in_db_thread(log_position)
+
+
+def _load_standing(worker_name: str):
+    from knowledge.actions import InboxFilter, get_subscription
+    from workers.models import Worker
+
+    worker = Worker.objects.get(name=worker_name)
+    return InboxFilter(worker, get_subscription(worker))
+
+
+async def standing_filter(worker_name: str):
+    """The worker's standing subscription (POST subscribe/unsubscribe) as a feed filter."""
+    return await _in_db_thread(_load_standing, worker_name)
+
+
+def _top_seq() -> int:
+    from django.db.models import Max
+
+    from knowledge.models import Event
+
+    return Event.objects.aggregate(top=Max("seq"))["top"] or 0
+
+
+# --- Connections ------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class Connection:
+    """One WebSocket's delivery state. ``queue`` holds encoded text frames, bounded."""
+
+    label: str  # "worker:think" or "user:alice"
+    viewer: str | None  # worker name, None for a person
+    max_queue: int
+    on_overflow: object = None  # callable, called once when the queue overflows
+    connected_at: float = field(default_factory=time.time)
+    queue: deque = field(default_factory=deque)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    filter: FeedFilter | None = None
+    pos: int = 0  # everything matching up to pos is queued (or sent)
+    live: bool = False  # caught up: the relay delivers to it
+    gen: int = 0  # bumped by every (re)subscribe; stale catch-ups stop
+    overflowed: bool = False
+    sent: int = 0
+    dropped_slow: bool = False
+    standing: bool = False  # filter = the worker's standing subscription, refreshed
+    # Under daphne: a synchronous write to the socket, used while nothing is queued and the
+    # transport is writable (no task switch per frame: 1,000 subscribers cost one pass).
+    writer: object = None
+    can_write: object = None
+
+    def push(self, text: str, frame: bytes | None = None) -> bool:
+        if self.overflowed:
+            return False
+        if self.writer is not None and not self.queue and self.can_write():
+            try:
+                self.writer(frame or text_frame(text))
+                self.sent += 1
+                return True
+            except Exception:
+                log.debug("direct write failed; using the queue", exc_info=True)
+                self.writer = None
+        if len(self.queue) >= self.max_queue:
+            self.overflowed = True
+            self.live = False
+            self.ready.set()
+            if self.on_overflow:
+                self.on_overflow()
+            return False
+        self.queue.append(text)
+        self.ready.set()
+        return True
+
+    def heartbeat(self, fallback_top: int) -> None:
+        top = self.pos if self.filter is not None else fallback_top
+        self.push(json.dumps({"type": "heartbeat", "top": top}))
+
+    def describe(self) -> dict:
+        f = self.filter
+        if self.standing:
+            return {**self._base(), "filters": {"standing": True}}
+        return {**self._base(), "filters": {
+                "events": sorted(f.kinds) if f else [],
+                "types": sorted(f.types) if f else [],
+                "sources": sorted(f.sources) if f else [],
+            }}
+
+    def _base(self) -> dict:
+        return {
+            "who": self.label,
+            "connected_at": self.connected_at,
+            "subscribed": self.filter is not None,
+            "live": self.live,
+            "position": self.pos,
+            "queued": len(self.queue),
+            "sent": self.sent,
+        }
+
+
+def text_frame(text: str) -> bytes:
+    """An unmasked, unfragmented WebSocket text frame (RFC 6455 5.2), as a server sends it.
+
+    Built once per event and written to every subscriber's transport as is.
+    """
+    data = text.encode()
+    n = len(data)
+    if n < 126:
+        header = bytes((0x81, n))
+    elif n < 65536:
+        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
+    return header + data
+
+
+def encode_event(event, epoch: str) -> str:
+    return json.dumps(event.as_message(epoch), separators=(",", ":"), default=str)
+
+
+# --- The relay --------------------------------------------------------------------------------
+
+_relays: weakref.WeakSet = weakref.WeakSet()
+_PROCESS_STATS = {"batches": 0, "events": 0, "delivered": 0, "slow_closes": 0, "wakes": 0}
+_by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class Relay:
+    """Reads the log in order for one event loop and fans out to its connections."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop):
+        self.loop = loop
+        self.connections: set[Connection] = set()
+        self.position = 0
+        self.epoch = ""
+        self._task: asyncio.Task | None = None
+        self._wake_task: asyncio.Task | None = None
+        self._wake = asyncio.Event()
+        self._started = asyncio.Event()
+        self.stats = _PROCESS_STATS  # survives the relay stopping when idle
+        self.total_connections = 0
+        _relays.add(self)
+
+    @classmethod
+    def current(cls) -> Relay:
+        loop = asyncio.get_running_loop()
+        relay = _by_loop.get(loop)
+        if relay is None:
+            relay = _by_loop[loop] = cls(loop)
+        return relay
+
+    # lifecycle -------------------------------------------------------------------------------
+
+    async def register(self, conn: Connection) -> None:
+        self.connections.add(conn)
+        self.total_connections += 1
+        if self._task is None or self._task.done():
+            self._started = asyncio.Event()
+            self._task = self.loop.create_task(self._run(), name="ke-relay")
+            self._wake_task = self.loop.create_task(self._listen_layer(), name="ke-relay-wake")
+        await self._started.wait()
+
+    def unregister(self, conn: Connection) -> None:
+        self.connections.discard(conn)
+        conn.live = False
+        if not self.connections:
+            self.stop()
+
+    def stop(self) -> None:
+        for task in (self._task, self._wake_task):
+            if task is not None and not task.done():
+                task.cancel()
+        self._task = self._wake_task = None
+        _publish_snapshot(self, final=True)
+        close_db_threads()
+
+    def wake(self) -> None:
+        """Thread-safe: a commit happened somewhere."""
+        try:
+            self.loop.call_soon_threadsafe(self._wake.set)
+        except RuntimeError:  # loop closed
+            _relays.discard(self)
+
+    # the loop --------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        poll = float(_setting("relay_poll_interval", 1.0 if settings.REDIS_URL else 0.2))
+        heartbeat_every = float(_setting("ws_heartbeat_seconds", 15))
+        snapshot_every = 5.0
+        try:
+            pos = await db_position()
+            self.position, self.epoch = pos.top, pos.epoch
+        except Exception:
+            log.exception("relay could not read the log position")
+            self.position, self.epoch = 0, ""
+        self._started.set()
+        next_heartbeat = time.monotonic() + heartbeat_every
+        next_snapshot = time.monotonic()
+        standing_every = float(_setting("ws_standing_refresh_seconds", 2))
+        next_standing = time.monotonic() + standing_every
+        while True:
+            try:
+                await asyncio.wait_for(self._wake.wait(), poll)
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                await self._drain()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("relay read failed; retrying")
+                await asyncio.sleep(poll)
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                next_heartbeat = now + heartbeat_every
+                for conn in list(self.connections):
+                    conn.heartbeat(self.position)
+            if now >= next_snapshot:
+                next_snapshot = now + snapshot_every
+                _publish_snapshot(self)
+            if now >= next_standing:
+                next_standing = now + standing_every
+                await self._refresh_standing()
+
+    async def _drain(self) -> None:
+        """Read from ``position`` to the top and fan out; repeat while there is more."""
+        while True:
+            top = await _in_db_thread(_top_seq)
+            if top <= self.position:
+                if top < self.position:
+                    # The log was reset (new epoch): restart from its top; connections
+                    # resubscribe when they see the new epoch.
+                    await self._reset_position()
+                return
+            events, scanned = await db_read(self.position, ALL, 1000)
+            self._fan_out(events, scanned)
+            if scanned >= top:
+                return
+
+    async def _refresh_standing(self) -> None:
+        """Apply POST subscribe/unsubscribe to live feeds that follow the standing filter."""
+        workers = {c.viewer for c in self.connections if c.standing and c.viewer}
+        for name in workers:
+            try:
+                flt = await standing_filter(name)
+            except Exception:
+                continue
+            for conn in self.connections:
+                if conn.standing and conn.viewer == name and conn.filter is not None:
+                    conn.filter = flt
+
+    async def _reset_position(self) -> None:
+        pos = await db_position()
+        log.warning("event log moved back (%s -> %s): resetting the relay", self.position, pos.top)
+        self.position, self.epoch = pos.top, pos.epoch
+        for conn in list(self.connections):
+            conn.pos = min(conn.pos, pos.top)
+
+    def _fan_out(self, events: list, scanned: int) -> None:
+        """Synchronous on purpose: no connection can change state in the middle."""
+        self.stats["batches"] += 1
+        self.stats["events"] += len(events)
+        encoded = [(e, None, None) for e in events]
+        for conn in list(self.connections):
+            if not conn.live:
+                continue
+            flt = conn.filter
+            for i, (event, text, frame) in enumerate(encoded):
+                if event.seq <= conn.pos or not flt.matches(event):
+                    continue
+                if text is None:
+                    text = encode_event(event, self.epoch)
+                    frame = text_frame(text)
+                    encoded[i] = (event, text, frame)
+                if not conn.push(text, frame):
+                    break
+                self.stats["delivered"] += 1
+            if conn.live:
+                conn.pos = max(conn.pos, scanned)
+        self.position = max(self.position, scanned)
+
+    async def catch_up(self, conn: Connection, gen: int) -> None:
+        """Replay the log for one connection until it reaches the relay, then make it live."""
+        high_water = max(conn.max_queue // 2, 1)
+        while conn.gen == gen and not conn.overflowed:
+            if conn.pos >= self.position:  # no await between this check and going live
+                conn.live = True
+                return
+            room = min(500, high_water - len(conn.queue))
+            if room <= 0:
+                await asyncio.sleep(0.01)
+                continue
+            events, scanned = await db_read(conn.pos, conn.filter, room)
+            if conn.gen != gen:
+                return
+            for event in events:
+                if event.seq > conn.pos and not conn.push(encode_event(event, self.epoch)):
+                    return
+            conn.pos = max(conn.pos, scanned)
+
+    # the channel layer -----------------------------------------------------------------------
+
+    async def _listen_layer(self) -> None:
+        """One channel-layer subscription per process: any wake message wakes the relay."""
+        layer = _wake_layer()
+        if layer is None:
+            return
+        channel = None
+        while True:
+            try:
+                if channel is None:
+                    channel = await layer.new_channel()
+                    await layer.group_add(event_log.WAKE_GROUP, channel)
+                await layer.receive(channel)
+                self.stats["wakes"] += 1
+                self._wake.set()
+            except asyncio.CancelledError:
+                if channel is not None:
+                    try:
+                        await asyncio.shield(layer.group_discard(event_log.WAKE_GROUP, channel))
+                    except Exception:
+                        pass
+                raise
+            except Exception:
+                log.warning("channel layer wake subscription failed; retrying", exc_info=True)
+                channel = None
+                await asyncio.sleep(1.0)
+
+    def snapshot(self) -> dict:
+        return {
+            "process": process_id(),
+            "updated": time.time(),
+            "position": self.position,
+            "connections": [c.describe() for c in self.connections],
+            "total_connections": self.total_connections,
+            "stats": dict(self.stats),
+        }
+
+
+# --- Waking relays after a commit --------------------------------------------------------------
+
+
+def _wake_layer():
+    """The Redis pub/sub layer, if configured; None in embedded mode (local wake + polling)."""
+    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
+    if "RedisPubSubChannelLayer" not in backend:
+        return None
+    from channels.layers import get_channel_layer
+
+    return get_channel_layer()
+
+
+_redis_client = None
+_redis_lock = threading.Lock()
+_last_wake_warning = 0.0
+
+
+def _publish_wake(seq: int) -> None:
+    """One PUBLISH per commit on the layer's group channel, from any (sync) context."""
+    layer = _wake_layer()
+    if layer is None:
+        return
+    global _redis_client
+    import redis
+
+    with _redis_lock:
+        if _redis_client is None:
+            _redis_client = redis.Redis.from_url(
+                settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1
+            )
+    prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
+    try:
+        _redis_client.publish(
+            f"{prefix}__group__{event_log.WAKE_GROUP}", layer.serialize({"type": "wake", "seq": seq})
+        )
+    except Exception as exc:  # Redis down: relays still poll the log
+        global _last_wake_warning
+        now = time.monotonic()
+        if now - _last_wake_warning > 10:
+            _last_wake_warning = now
+            log.warning("wake publish failed, relays will poll the log (%s)", exc)
+
+
+def _on_commit(seq: int) -> None:
+    for relay in list(_relays):
+        relay.wake()
+    _publish_wake(seq)
+
+
+event_log.add_wake_hook(_on_commit)
+
+
+# --- Connection tracking across processes ----------------------------------------------------
+
+
+def _publish_snapshot(relay: Relay, final: bool = False) -> None:
+    from django.core.cache import cache
+
+    key = CACHE_PREFIX + process_id()
+    try:
+        if final and not relay.connections:
+            cache.delete(key)
+        else:
+            cache.set(key, relay.snapshot(), 15)
+        index = set(cache.get(CACHE_INDEX) or ())
+        if key not in index:
+            index.add(key)
+            cache.set(CACHE_INDEX, sorted(index), None)
+    except Exception:
+        log.debug("could not mirror connection snapshot", exc_info=True)
+
+
+def local_snapshots() -> list[dict]:
+    return [r.snapshot() for r in list(_relays) if r.connections or r._task]
+
+
+def process_stats() -> dict:
+    return dict(_PROCESS_STATS)
+
+
+def all_snapshots() -> list[dict]:
+    """Every process's connections: this process live, others from their cache mirror."""
+    from django.core.cache import cache
+
+    mine = {s["process"]: s for s in local_snapshots()}
+    out = list(mine.values())
+    try:
+        keys = cache.get(CACHE_INDEX) or []
+        for _key, snap in cache.get_many(keys).items():
+            if snap and snap["process"] not in mine and time.time() - snap["updated"] < 15:
+                out.append(snap)
+    except Exception:
+        pass
+    return out
+
+
+def connection_stats() -> dict:
+    snaps = all_snapshots()
+    conns = [c for s in snaps for c in s["connections"]]
+    return {
+        "enabled": bool(_setting("websocket_enabled", True)),
+        "processes": len(snaps),
+        "connections": len(conns),
+        "live": sum(1 for c in conns if c["live"]),
+        "workers": sorted({c["who"] for c in conns}),
+        "slow_closes": sum(s["stats"].get("slow_closes", 0) for s in snaps),
+        "delivered": sum(s["stats"].get("delivered", 0) for s in snaps),
+    }

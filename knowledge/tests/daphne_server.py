@@ -1,0 +1,88 @@
+"""Run the real server (daphne) as a subprocess against the test database, for tests that
+need a real socket: kill -9 and restart, two processes on one Redis, the browser."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = range(8600, 8700)
+
+
+def free_port() -> int:
+    for port in PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port in 8600-8699")
+
+
+def test_database_env() -> dict:
+    """Point a subprocess at the database the running test uses."""
+    db = settings.DATABASES["default"]
+    if settings.IS_POSTGRES:
+        user = db.get("USER") or ""
+        auth = user + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+        url = f"postgres://{auth}@{db.get('HOST') or '127.0.0.1'}:{db.get('PORT') or 5432}/{db['NAME']}"
+        return {"DATABASE_URL": url}
+    return {"SQLITE_PATH": str(db["NAME"]), "DATABASE_URL": ""}
+
+
+class DaphneServer:
+    def __init__(self, port: int | None = None, **env: str):
+        self.port = port or free_port()
+        self.env = {**os.environ, **test_database_env(), "KE_INSTANCE": settings.INSTANCE,
+                    "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1", **env}
+        if not settings.REDIS_URL:
+            self.env.pop("REDIS_URL", None)
+        self.proc: subprocess.Popen | None = None
+        self.log_path = ROOT / f".daphne-test-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 30) -> DaphneServer:
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
+             "config.asgi:application"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daphne exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("daphne did not start")
+
+    def kill(self) -> None:
+        """kill -9: no goodbye to any client."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if self.log_path.exists():
+            self.log_path.unlink()

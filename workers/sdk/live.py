@@ -1,0 +1,309 @@
+"""Python client for the live feed (the Python twin of static/js/knowledge-socket.js).
+
+    feed = LiveFeed("http://127.0.0.1:8000", token, types=["risk_pattern"], since=last_seen)
+    async for event in feed:          # {"seq", "epoch", "event", "data", "created_at"}
+        handle(event)                 # in seq order, each once
+        save(feed.last_seq)           # resume from here after a restart
+
+Promises (see docs/realtime.md): every (re)subscribe and every poll asks for
+``since = last_seq``; events with ``seq <= last_seq`` are dropped whichever transport brought
+them; a changed epoch or ``recovered: false`` calls ``on_reset`` and continues from the
+server's ``top``. WebSocket first; after ``fallback_after`` connects that closed before
+``subscribed`` it long-polls ``GET /api/knowledge/events`` and tries the socket again every
+``ws_retry`` seconds. Reconnects use full-jitter exponential backoff; a 4008 (too slow)
+reconnects at once; a 4401 (bad token) raises ``AuthError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterable
+
+log = logging.getLogger(__name__)
+
+CLOSE_AUTH = 4401
+CLOSE_TOO_SLOW = 4008
+
+
+class AuthError(Exception):
+    """The server refused the token (close 4401, HTTP 401/403)."""
+
+
+def backoff_delay(attempt: int, base: float, factor: float, cap: float, rnd=random.random) -> float:
+    """Full jitter: uniform in [0, min(cap, base * factor**attempt))."""
+    return rnd() * min(cap, base * factor ** max(attempt, 0))
+
+
+class LiveFeed:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        types: Iterable[str] = (),
+        sources: Iterable[str] = (),
+        events: Iterable[str] = (),
+        standing: bool = False,
+        since: int | None = None,
+        epoch: str | None = None,
+        on_reset: Callable[[dict], None] | None = None,
+        on_status: Callable[[str], None] | None = None,
+        backoff_base: float = 0.5,
+        backoff_factor: float = 2.0,
+        backoff_cap: float = 15.0,
+        stable_after: float = 10.0,
+        heartbeat_timeout: float = 45.0,
+        fallback_after: int = 3,
+        ws_retry: float = 30.0,
+        poll_wait: float = 25.0,
+        use_websocket: bool = True,
+        max_buffer: int = 1000,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.token = token
+        self.filters = {"types": list(types), "sources": list(sources), "events": list(events)}
+        self.standing = standing
+        self.last_seq = since
+        self.epoch = epoch
+        self.on_reset = on_reset
+        self.on_status = on_status
+        self.backoff = (backoff_base, backoff_factor, backoff_cap)
+        self.stable_after = stable_after
+        self.heartbeat_timeout = heartbeat_timeout
+        self.fallback_after = fallback_after
+        self.ws_retry = ws_retry
+        self.poll_wait = poll_wait
+        self.use_websocket = use_websocket
+        self.status = "idle"
+        self.mode: str | None = None
+        self.stats = {"events": 0, "duplicates": 0, "resets": 0, "reconnects": 0, "slow_closes": 0}
+        self._out: asyncio.Queue = asyncio.Queue(max_buffer)
+        self._task: asyncio.Task | None = None
+        self._stopped = False
+        self._error: BaseException | None = None
+
+    # --- public --------------------------------------------------------------------------------
+
+    def __aiter__(self):
+        self.start()
+        return self
+
+    async def __anext__(self) -> dict:
+        while True:
+            if self._out.empty() and self._task is not None and self._task.done():
+                if self._error is not None:
+                    raise self._error
+                raise StopAsyncIteration
+            getter = asyncio.ensure_future(self._out.get())
+            done, _ = await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter in done:
+                return getter.result()
+            getter.cancel()
+
+    def start(self) -> LiveFeed:
+        if self._task is None:
+            self._stopped = False
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def close(self) -> None:
+        self._stopped = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        self._set_status("stopped")
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def _set_status(self, status: str) -> None:
+        if status != self.status:
+            self.status = status
+            if self.on_status:
+                self.on_status(status)
+
+    def _reconcile(self, epoch, recovered, top) -> bool:
+        previous = self.epoch
+        changed = previous is not None and epoch is not None and str(epoch) != previous
+        if epoch is not None:
+            self.epoch = str(epoch)
+        if not changed and recovered is not False:
+            return False
+        info = {"reason": "epoch_changed" if changed else "not_recovered", "epoch": self.epoch,
+                "previous_epoch": previous, "previous_seq": self.last_seq, "top": top}
+        self.last_seq = top
+        self.stats["resets"] += 1
+        if self.on_reset:
+            self.on_reset(info)
+        return True
+
+    async def _deliver(self, msg: dict) -> None:
+        seq = msg.get("seq")
+        if not isinstance(seq, int):
+            return
+        if msg.get("epoch") and self.epoch and str(msg["epoch"]) != self.epoch:
+            self._reconcile(msg["epoch"], True, None)
+        if self.last_seq is not None and seq <= self.last_seq:
+            self.stats["duplicates"] += 1
+            return
+        self.last_seq = seq
+        self.stats["events"] += 1
+        out = {k: v for k, v in msg.items() if k != "type"}
+        await self._out.put(out)
+
+    # --- the loop ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            await self._loop()
+        except AuthError as exc:
+            self._error = exc
+            self._set_status("stopped")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug: surface it to the iterator
+            self._error = exc
+            raise
+
+    async def _loop(self) -> None:
+        attempt = failures = slow = 0
+        self.mode = "ws" if self.use_websocket else "poll"
+        self._set_status("connecting")
+        while not self._stopped:
+            if self.mode == "poll":
+                await self._poll_for(self.ws_retry if self.use_websocket else float("inf"))
+                if not self.use_websocket:
+                    continue
+            started = time.monotonic()
+            code, subscribed = await self._ws_session()
+            if code == CLOSE_AUTH:
+                raise AuthError("the server refused the token (4401)")
+            if subscribed:
+                failures = 0
+                if time.monotonic() - started >= self.stable_after:
+                    attempt = slow = 0
+            if code == CLOSE_TOO_SLOW:
+                self.stats["slow_closes"] += 1
+                delay = 0.0 if slow == 0 else backoff_delay(attempt, *self.backoff)
+                slow += 1
+                attempt += 1 if delay else 0
+            else:
+                if not subscribed:
+                    failures += 1
+                    if self.mode == "poll" or (self.fallback_after and failures >= self.fallback_after):
+                        self.mode = "poll"  # keep polling; the next probe is ws_retry away
+                        continue
+                delay = backoff_delay(attempt, *self.backoff)
+                attempt += 1
+            self.stats["reconnects"] += 1
+            self._set_status("reconnecting")
+            await asyncio.sleep(delay)
+
+    def _ws_url(self) -> str:
+        url = self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
+        return f"{url}/ws/knowledge/?token={urllib.parse.quote(self.token)}"
+
+    async def _ws_session(self) -> tuple[int | None, bool]:
+        """One socket: subscribe from last_seq, read until it closes. (close code, subscribed)."""
+        from websockets.asyncio.client import connect
+        from websockets.exceptions import ConnectionClosed
+
+        subscribed = False
+        try:
+            async with connect(self._ws_url(), open_timeout=10, max_size=2**22,
+                               ping_interval=None) as ws:
+                msg = {"action": "subscribe", "since": self.last_seq}
+                msg.update({k: v for k, v in self.filters.items() if v})
+                if self.standing:
+                    msg["standing"] = True
+                await ws.send(json.dumps(msg))
+                while not self._stopped:
+                    try:
+                        raw = await asyncio.wait_for(ws.recv(), self.heartbeat_timeout)
+                    except TimeoutError:
+                        log.warning("live feed: no message for %ss; reconnecting", self.heartbeat_timeout)
+                        return None, subscribed
+                    data = json.loads(raw)
+                    kind = data.get("type")
+                    if kind == "event":
+                        await self._deliver(data)
+                    elif kind == "subscribed":
+                        was_none = self.last_seq is None
+                        reset = self._reconcile(data.get("epoch"), data.get("recovered"), data.get("top"))
+                        if not reset and was_none and self.last_seq is None:
+                            self.last_seq = data.get("top")
+                        subscribed = True
+                        self.mode = "ws"
+                        self._set_status("live")
+                    elif kind == "error":
+                        log.warning("live feed: server error: %s", data.get("message"))
+        except ConnectionClosed as exc:
+            rcvd = exc.rcvd
+            return (rcvd.code if rcvd else None), subscribed
+        except (OSError, TimeoutError) as exc:
+            log.info("live feed: connect failed: %s", exc)
+            return None, subscribed
+        except Exception as exc:  # handshake refused (e.g. HTTP 403) and the like
+            log.info("live feed: socket failed: %r", exc)
+            return None, subscribed
+        return None, subscribed
+
+    # --- polling -------------------------------------------------------------------------------
+
+    def _poll_url(self) -> str:
+        params = {"wait": self.poll_wait}
+        if self.last_seq is not None:
+            params["since"] = self.last_seq
+        if self.standing:
+            params["standing"] = "true"
+        for key, values in self.filters.items():
+            if values:
+                params[key] = ",".join(values)
+        return f"{self.base_url}/api/knowledge/events?{urllib.parse.urlencode(params)}"
+
+    def _poll_once(self) -> dict:
+        req = urllib.request.Request(
+            self._poll_url(), headers={"Authorization": f"Token {self.token}", "Accept": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=self.poll_wait + 10) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            if exc.code in (401, 403):
+                raise AuthError(f"poll refused: HTTP {exc.code}") from exc
+            raise
+
+    async def _poll_for(self, seconds: float) -> None:
+        """Long-poll for ``seconds`` (then the caller probes the socket again)."""
+        deadline = time.monotonic() + seconds
+        attempt = 0
+        while not self._stopped and time.monotonic() < deadline:
+            try:
+                body = await asyncio.to_thread(self._poll_once)
+            except AuthError:
+                raise
+            except Exception as exc:
+                self._set_status("reconnecting")
+                log.info("live feed: poll failed: %s", exc)
+                await asyncio.sleep(backoff_delay(attempt, *self.backoff))
+                attempt += 1
+                continue
+            attempt = 0
+            self._set_status("polling")
+            was_none = self.last_seq is None
+            reset = self._reconcile(body.get("epoch"), body.get("recovered"), body.get("top"))
+            results = sorted(body.get("results", []), key=lambda e: e.get("seq", 0))
+            for ev in results:
+                await self._deliver(ev)
+            if was_none and not reset and not results:
+                self.last_seq = body.get("top")
+            if not results:
+                await asyncio.sleep(0.05)
