@@ -15,6 +15,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone as dt_timezone
 
+from django.db import connection
 from django.db.models import Case, F, FloatField, Q, Value, When
 from django.utils import timezone
 
@@ -95,14 +96,28 @@ def _sort_spec(sort: str) -> tuple[str, bool]:
     return name, descending
 
 
-def build_queryset(query: KnowledgeQuery, viewer: Worker | None, as_of: datetime):
+def build_queryset(
+    query: KnowledgeQuery,
+    viewer: Worker | None,
+    as_of: datetime,
+    only_type: str | None = None,
+    source_ids: list[int] | None = None,
+):
+    """The filtered queryset. ``only_type`` narrows it to one type (the per-type branches
+    of a freshness-ordered query across types); ``source_ids`` are ``query.sources``
+    already resolved (see ``_source_ids``)."""
     qs = KnowledgeItem.objects.all()
     if viewer is not None:
         qs = qs.visible_to(viewer)
-    if query.types:
+    if only_type is not None:
+        qs = qs.filter(knowledge_type=only_type)
+    elif query.types:
         qs = qs.filter(knowledge_type__in=query.types)
     if query.sources:
-        qs = qs.filter(source__name__in=query.sources)
+        # Names -> ids first (a tiny indexed lookup), so the planner sees a plain
+        # ``source_id = ...`` it can match to the (source, type, status, ts) index.
+        ids = source_ids if source_ids is not None else _source_ids(query)
+        qs = qs.filter(source_id__in=ids) if ids else qs.none()
     if query.urgencies:
         qs = qs.filter(urgency__in=query.urgencies)
     if query.min_urgency is not None:
@@ -126,10 +141,27 @@ def build_queryset(query: KnowledgeQuery, viewer: Worker | None, as_of: datetime
     if query.subject:
         qs = qs.filter(subject=query.subject)
     if query.q:
+        # PostgreSQL: served by the pg_trgm GIN index on UPPER(subject) (migration 0002).
         qs = qs.filter(subject__icontains=query.q)
     if query.min_freshness > 0:
-        qs = qs.fresh(query.min_freshness, query.types or None, now=as_of)
+        qs = qs.filter(_fresh_condition(query.min_freshness, [only_type] if only_type else query.types, as_of))
     return qs
+
+
+def _source_ids(query: KnowledgeQuery) -> list[int]:
+    if not query.sources:
+        return []
+    return list(Worker.objects.filter(name__in=query.sources).order_by().values_list("id", flat=True))
+
+
+def _fresh_condition(min_freshness: float, types: list[str], as_of: datetime) -> Q:
+    """freshness >= f  <=>  observed_ts >= as_of - max_age(type, f): one range per type on
+    ``observed_ts``, the column the (type, status, observed_ts) index is ordered by."""
+    as_of_ts = as_of.timestamp()
+    cond = Q()
+    for name, max_age in registry.max_ages(types or registry.names(), min_freshness).items():
+        cond |= Q(knowledge_type=name, observed_ts__gte=as_of_ts - min(max_age, 3650 * 86400))
+    return cond if cond else Q(pk__in=[])
 
 
 def _freshness_key(types: list[str], as_of_ts: float):
@@ -143,32 +175,91 @@ def _freshness_key(types: list[str], as_of_ts: float):
     return (F("observed_ts") - Value(as_of_ts)) * inv_decay
 
 
+def _after_cursor(qs, key_name: str, key_value, cursor_id: int, descending: bool, bound=None):
+    """Rows strictly after the cursor in (key, id) order. ``bound`` (default the key itself)
+    is a redundant, index-usable range on the sort column so the scan starts at the cursor
+    instead of filtering every row before it."""
+    if descending:
+        qs = qs.filter(Q(**{f"{key_name}__lt": key_value}) | Q(**{key_name: key_value, "id__lt": cursor_id}))
+    else:
+        qs = qs.filter(Q(**{f"{key_name}__gt": key_value}) | Q(**{key_name: key_value, "id__gt": cursor_id}))
+    if bound is not None:
+        column, value = bound
+        qs = qs.filter(**{f"{column}__{'lte' if descending else 'gte'}": value})
+    return qs
+
+
+def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, descending: bool):
+    """Freshness order across several types, one index range scan per type.
+
+    Within one type freshness order is ``observed_ts`` order, so the top ``limit + 1`` of
+    each type (an index scan that stops early) are merged by ln(freshness) in one
+    ``UNION ALL`` statement; then the rows are loaded by id. Cost grows with the number of
+    types and the page size, not with the table.
+    """
+    as_of_ts = as_of.timestamp()
+    source_ids = _source_ids(query)
+    parts = []
+    for name in query.types or registry.names():
+        decay = registry.decay_of(name)
+        key = (F("observed_ts") - Value(as_of_ts)) * Value(1.0 / decay)
+        qs = build_queryset(query, viewer, as_of, only_type=name, source_ids=source_ids)
+        qs = qs.annotate(_key=key)
+        if cursor is not None:
+            # key < k  <=>  observed_ts < as_of + k * decay; one second of slack keeps the
+            # index range safely wide, the exact (key, id) comparison does the rest.
+            slack = 1.0 if descending else -1.0
+            bound = ("observed_ts", as_of_ts + float(cursor.key) * decay + slack)
+            qs = _after_cursor(qs, "_key", float(cursor.key), cursor.id, descending, bound)
+        order = ("-observed_ts", "-id") if descending else ("observed_ts", "id")
+        parts.append(qs.order_by(*order).values_list("id", "_key")[: query.limit + 1])
+    combined = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
+    order = ("-_key", "-id") if descending else ("_key", "id")
+    top = list(combined.order_by(*order)[: query.limit + 1])
+    by_id = KnowledgeItem.objects.select_related("source").in_bulk([pk for pk, _ in top])
+    rows = []
+    for pk, key in top:
+        row = by_id[pk]
+        row._key = key
+        rows.append(row)
+    return rows
+
+
 def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
     """Execute a query; returns ``{"results": [...], "next": cursor|None, "as_of": iso}``."""
     sort_name, descending = _sort_spec(query.sort)
     cursor = Cursor.decode(query.cursor) if query.cursor else None
     now = timezone.now()
     as_of = datetime.fromtimestamp(cursor.as_of, tz=dt_timezone.utc) if cursor else now
-    qs = build_queryset(query, viewer, as_of).select_related("source")
 
     key_name = sort_name
-    if sort_name == "freshness":
-        if len(query.types) == 1:
-            key_name = "observed_ts"  # one decay: freshness order is observed order
-        else:
-            qs = qs.annotate(_key=_freshness_key(query.types, as_of.timestamp()))
-            key_name = "_key"
-
-    if cursor is not None:
-        key_value = cursor.key
-        if key_name in ("created_at", "observed_at"):
-            key_value = datetime.fromisoformat(str(cursor.key))
-        if descending:
-            qs = qs.filter(Q(**{f"{key_name}__lt": key_value}) | Q(**{key_name: key_value, "id__lt": cursor.id}))
-        else:
-            qs = qs.filter(Q(**{f"{key_name}__gt": key_value}) | Q(**{key_name: key_value, "id__gt": cursor.id}))
-    order = [f"-{key_name}", "-id"] if descending else [key_name, "id"]
-    rows = list(qs.order_by(*order)[: query.limit + 1])
+    if (
+        sort_name == "freshness"
+        and len(query.types) != 1
+        and not (query.q or query.subject)
+        and connection.features.supports_slicing_ordering_in_compound
+    ):
+        # PostgreSQL. (SQLite cannot order/limit inside UNION branches: it takes the
+        # single-statement path below, fine at embedded sizes.) A text search is selective
+        # through its trigram index, so it also takes the single-statement path.
+        key_name = "_key"
+        rows = _merge_by_freshness(query, viewer, as_of, cursor, descending)
+    else:
+        qs = build_queryset(query, viewer, as_of).select_related("source")
+        if sort_name == "freshness":
+            if len(query.types) == 1:
+                key_name = "observed_ts"  # one decay: freshness order is observed order
+            else:
+                qs = qs.annotate(_key=_freshness_key(query.types, as_of.timestamp()))
+                key_name = "_key"
+        if cursor is not None:
+            key_value = cursor.key
+            if key_name in ("created_at", "observed_at"):
+                key_value = datetime.fromisoformat(str(cursor.key))
+            bound = None if key_name == "_key" else (key_name, key_value)
+            qs = _after_cursor(qs, key_name, key_value, cursor.id, descending, bound)
+        order = [f"-{key_name}", "-id"] if descending else [key_name, "id"]
+        rows = list(qs.order_by(*order)[: query.limit + 1])
     has_more = len(rows) > query.limit
     rows = rows[: query.limit]
     next_cursor = None
@@ -186,9 +277,44 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
 
 
 def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict, bool]:
-    """``run_query`` through the versioned query cache (see knowledge/cache.py)."""
+    """``run_query`` through the query cache (see knowledge/cache.py).
+
+    A hit is served with every item's freshness recomputed for now (a cached page may be
+    up to the TTL old) and without the items that have decayed below ``min_freshness``
+    since it was computed."""
     params = query.cache_params(viewer.name if viewer else None)
-    return knowledge_cache.cached_query(params, query.types or None, lambda: run_query(query, viewer))
+    result, hit = knowledge_cache.cached_query(
+        params, query.types or None, lambda: run_query(query, viewer)
+    )
+    if hit:
+        result["results"] = _current_freshness(result["results"], query.min_freshness)
+    return result, hit
+
+
+def _current_freshness(items: list[dict], min_freshness: float) -> list[dict]:
+    now = timezone.now()
+    out = []
+    for item in items:
+        age = (now - datetime.fromisoformat(item["observed_at"])).total_seconds()
+        kt = registry.get(item["knowledge_type"])
+        item["freshness"] = round(kt.freshness(age) if kt else item["freshness"], 6)
+        if item["freshness"] >= min_freshness:
+            out.append(item)
+    return out
+
+
+def common_queries() -> list[tuple[KnowledgeQuery, Worker | None]]:
+    """The queries ``manage.py warm_cache`` runs: each type's default page (as people and
+    the dashboard ask for it: ``GET query?types=<type>``) and each active worker's relevant
+    knowledge (``GET query?types=<its interests>`` with its token)."""
+    out: list[tuple[KnowledgeQuery, Worker | None]] = [
+        (KnowledgeQuery(types=[name]), None) for name in registry.names()
+    ]
+    for worker in Worker.objects.filter(is_active=True).order_by("name"):
+        interests = sorted(registry.interests_of(worker.name))
+        if interests:
+            out.append((KnowledgeQuery(types=interests), worker))
+    return out
 
 
 def urgency_from_label(label: str, field_name: str = "urgency") -> int:

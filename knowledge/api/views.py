@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import functools
 import time
 
 from django.conf import settings
@@ -175,7 +176,7 @@ class QueryView(APIView):
         return self._run(request, request.data)
 
     def _run(self, request, data):
-        unknown = sorted(set(data) - set(QuerySerializer().fields))
+        unknown = sorted(set(data) - _query_fields())
         if unknown:
             raise ActionError(f"unknown filter(s): {', '.join(unknown)}", unknown[0])
         ser = QuerySerializer(data=data)
@@ -185,6 +186,12 @@ class QueryView(APIView):
 
 
 _LIST_PARAMS = {"types", "sources", "urgency", "status", "validation_status"}
+
+
+@functools.cache
+def _query_fields() -> frozenset[str]:
+    # Building a DRF serializer's fields costs ~0.3 ms; the names never change.
+    return frozenset(QuerySerializer().fields)
 
 
 class ItemView(APIView):
