@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone as dt_timezone
 
 from django.db import connection
+from django.db.models.query import EmptyQuerySet
 from django.db.models import Case, F, FloatField, Q, Value, When
 from django.utils import timezone
 
@@ -213,9 +214,14 @@ def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, 
             qs = _after_cursor(qs, "_key", float(cursor.key), cursor.id, descending, bound)
         order = ("-observed_ts", "-id") if descending else ("observed_ts", "id")
         parts.append(qs.order_by(*order).values_list("id", "_key")[: query.limit + 1])
-    combined = parts[0].union(*parts[1:], all=True) if len(parts) > 1 else parts[0]
-    order = ("-_key", "-id") if descending else ("_key", "id")
-    top = list(combined.order_by(*order)[: query.limit + 1])
+    parts = [part for part in parts if not isinstance(part, EmptyQuerySet)]
+    if not parts:
+        return []
+    if len(parts) == 1:
+        top = list(parts[0])  # one type: observed order is freshness order
+    else:
+        order = ("-_key", "-id") if descending else ("_key", "id")
+        top = list(parts[0].union(*parts[1:], all=True).order_by(*order)[: query.limit + 1])
     by_id = KnowledgeItem.objects.select_related("source").in_bulk([pk for pk, _ in top])
     rows = []
     for pk, key in top:
