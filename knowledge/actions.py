@@ -616,9 +616,19 @@ class InboxFilter(EventFilter):
         self.min_urgency = sub.min_urgency
 
     def q(self):
+        """SQL prefilter (a superset of ``matches``): broadcasts of other workers that are
+        targeted or of a wanted type and source; other kinds are checked in Python. Without
+        it a worker interested in few types reads the whole log page by page."""
         from django.db.models import Q
 
-        return Q(kind__in=self.kinds)
+        others = Q(kind__in=self.kinds - {EventKind.KNOWLEDGE_BROADCAST})
+        if EventKind.KNOWLEDGE_BROADCAST not in self.kinds:
+            return others
+        wanted = Q(knowledge_type__in=self.types)
+        if self.sources:
+            wanted &= Q(source__in=self.sources)
+        broadcasts = Q(kind=EventKind.KNOWLEDGE_BROADCAST) & ~Q(source=self.viewer) & (Q(is_targeted=True) | wanted)
+        return broadcasts | others
 
     def matches(self, event: Event) -> bool:
         if event.kind not in self.kinds or not event.visible_to(self.viewer):

@@ -12,11 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone as dt_timezone
 
 from django.db import connection
-from django.db.models.query import EmptyQuerySet
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db.models import Case, F, FloatField, Q, Value, When
 from django.utils import timezone
 
@@ -101,18 +102,16 @@ def build_queryset(
     query: KnowledgeQuery,
     viewer: Worker | None,
     as_of: datetime,
-    only_type: str | None = None,
     source_ids: list[int] | None = None,
+    per_type: bool = True,
 ):
-    """The filtered queryset. ``only_type`` narrows it to one type (the per-type branches
-    of a freshness-ordered query across types); ``source_ids`` are ``query.sources``
-    already resolved (see ``_source_ids``)."""
+    """The filtered queryset. ``source_ids`` are ``query.sources``
+    already resolved (see ``_source_ids``). ``per_type=False`` leaves out the type and
+    freshness filters (``_merge_by_freshness`` adds them per branch)."""
     qs = KnowledgeItem.objects.all()
     if viewer is not None:
         qs = qs.visible_to(viewer)
-    if only_type is not None:
-        qs = qs.filter(knowledge_type=only_type)
-    elif query.types:
+    if query.types and per_type:
         qs = qs.filter(knowledge_type__in=query.types)
     if query.sources:
         # Names -> ids first (a tiny indexed lookup), so the planner sees a plain
@@ -144,8 +143,8 @@ def build_queryset(
     if query.q:
         # PostgreSQL: served by the pg_trgm GIN index on UPPER(subject) (migration 0002).
         qs = qs.filter(subject__icontains=query.q)
-    if query.min_freshness > 0:
-        qs = qs.filter(_fresh_condition(query.min_freshness, [only_type] if only_type else query.types, as_of))
+    if query.min_freshness > 0 and per_type:
+        qs = qs.filter(_fresh_condition(query.min_freshness, query.types, as_of))
     return qs
 
 
@@ -194,38 +193,64 @@ def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, 
     """Freshness order across several types, one index range scan per type.
 
     Within one type freshness order is ``observed_ts`` order, so the top ``limit + 1`` of
-    each type (an index scan that stops early) are merged by ln(freshness) in one
-    ``UNION ALL`` statement; then the rows are loaded by id. Cost grows with the number of
-    types and the page size, not with the table.
+    each type (an index scan on (type, status, observed_ts) that stops early) are merged by
+    ln(freshness) in one ``UNION ALL`` statement; then the rows are loaded by id. Cost grows
+    with the number of types and the page size, not with the table.
+
+    The filters other than type and freshness are compiled by the ORM once and shared by
+    every branch (compiling ten ORM branches cost more than running them).
     """
     as_of_ts = as_of.timestamp()
-    source_ids = _source_ids(query)
-    parts = []
+    base = build_queryset(query, viewer, as_of, source_ids=_source_ids(query), per_type=False)
+    compiler = base.query.get_compiler(using=base.db)
+    try:
+        where_sql, where_params = compiler.compile(base.query.where)
+    except EmptyResultSet:
+        return []
+    except FullResultSet:
+        where_sql, where_params = "", []
+    qn = connection.ops.quote_name
+    table = qn(KnowledgeItem._meta.db_table)
+    ts, pk, kind = f"{table}.{qn('observed_ts')}", f"{table}.{qn('id')}", f"{table}.{qn('knowledge_type')}"
+    direction, cmp = ("DESC", "<") if descending else ("ASC", ">")
+    branches, params = [], []
     for name in query.types or registry.names():
         decay = registry.decay_of(name)
-        key = (F("observed_ts") - Value(as_of_ts)) * Value(1.0 / decay)
-        qs = build_queryset(query, viewer, as_of, only_type=name, source_ids=source_ids)
-        qs = qs.annotate(_key=key)
+        inv = 1.0 / decay
+        conds, args = [f"{kind} = %s"], [name]
+        if where_sql:
+            conds.append(f"({where_sql})")
+            args += where_params
+        if query.min_freshness > 0:
+            max_age = min(registry.decay_of(name) * -math.log(query.min_freshness), 3650 * 86400)
+            conds.append(f"{ts} >= %s")
+            args.append(as_of_ts - max_age)
         if cursor is not None:
-            # key < k  <=>  observed_ts < as_of + k * decay; one second of slack keeps the
-            # index range safely wide, the exact (key, id) comparison does the rest.
-            slack = 1.0 if descending else -1.0
-            bound = ("observed_ts", as_of_ts + float(cursor.key) * decay + slack)
-            qs = _after_cursor(qs, "_key", float(cursor.key), cursor.id, descending, bound)
-        order = ("-observed_ts", "-id") if descending else ("observed_ts", "id")
-        parts.append(qs.order_by(*order).values_list("id", "_key")[: query.limit + 1])
-    parts = [part for part in parts if not isinstance(part, EmptyQuerySet)]
-    if not parts:
-        return []
-    if len(parts) == 1:
-        top = list(parts[0])  # one type: observed order is freshness order
-    else:
-        order = ("-_key", "-id") if descending else ("_key", "id")
-        top = list(parts[0].union(*parts[1:], all=True).order_by(*order)[: query.limit + 1])
-    by_id = KnowledgeItem.objects.select_related("source").in_bulk([pk for pk, _ in top])
+            # key < k  <=>  observed_ts < as_of + k * decay: the range (one second of slack)
+            # lets the index start at the cursor; the exact (key, id) comparison decides.
+            key = float(cursor.key)
+            bound = as_of_ts + key * decay + (1.0 if descending else -1.0)
+            conds.append(
+                f"{ts} {'<=' if descending else '>='} %s AND ((({ts} - %s) * %s) {cmp} %s "
+                f"OR ((({ts} - %s) * %s) = %s AND {pk} {cmp} %s))"
+            )
+            args += [bound, as_of_ts, inv, key, as_of_ts, inv, key, cursor.id]
+        branches.append(
+            f"(SELECT {pk} AS id, (({ts} - %s) * %s) AS k FROM {table} WHERE {' AND '.join(conds)} "
+            f"ORDER BY {ts} {direction}, {pk} {direction} LIMIT %s)"
+        )
+        params += [as_of_ts, inv, *args, query.limit + 1]
+    sql = (
+        f"SELECT id, k FROM ({' UNION ALL '.join(branches)}) AS branches "
+        f"ORDER BY k {direction}, id {direction} LIMIT %s"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [*params, query.limit + 1])
+        top = cur.fetchall()
+    by_id = KnowledgeItem.objects.select_related("source").in_bulk([row[0] for row in top])
     rows = []
-    for pk, key in top:
-        row = by_id[pk]
+    for row_id, key in top:
+        row = by_id[row_id]
         row._key = key
         rows.append(row)
     return rows
