@@ -114,7 +114,7 @@ def do_broadcast(worker: Worker, data: BroadcastInput) -> BroadcastResult:
 
 
 def do_broadcast_many(
-    worker: Worker, entries: list[BroadcastInput | ActionError], chunk_size: int = 200
+    worker: Worker, entries: list[BroadcastInput | ActionError], chunk_size: int = 500
 ) -> list[BroadcastResult | ActionError]:
     """Broadcast many items; each either fully stored or rejected with its reason.
 
