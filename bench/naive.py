@@ -26,9 +26,23 @@ class NaiveItemSerializer(serializers.ModelSerializer):
     class Meta:
         model = KnowledgeItem
         fields = [
-            "id", "knowledge_type", "source", "subject", "claim", "payload", "confidence",
-            "urgency", "target_names", "status", "validation_status", "superseded_by",
-            "created_at", "observed_at", "refreshed_at", "refresh_count", "freshness",
+            "id",
+            "knowledge_type",
+            "source",
+            "subject",
+            "claim",
+            "payload",
+            "confidence",
+            "urgency",
+            "target_names",
+            "status",
+            "validation_status",
+            "superseded_by",
+            "created_at",
+            "observed_at",
+            "refreshed_at",
+            "refresh_count",
+            "freshness",
         ]
 
     def get_urgency(self, obj):

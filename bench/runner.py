@@ -91,7 +91,9 @@ class Http:
             conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=300)
         return conn
 
-    def call(self, method: str, path: str, token: str | None = None, body=None) -> tuple[Sample, bytes]:
+    def call(
+        self, method: str, path: str, token: str | None = None, body=None
+    ) -> tuple[Sample, bytes]:
         headers = {"Accept": "application/json"}
         if token:
             headers["Authorization"] = f"Token {token}"
@@ -141,7 +143,9 @@ def run_clients(clients: int, fn) -> tuple[list, float]:
     return out, time.perf_counter() - start
 
 
-def measure(op: str, clients: int, per_client: int, request_fn, http: Http, warmup: int = 1) -> Result:
+def measure(
+    op: str, clients: int, per_client: int, request_fn, http: Http, warmup: int = 1
+) -> Result:
     """Each client sends ``per_client`` requests ``request_fn(client, j) -> (method, path, token, body)``."""
     result = Result(op)
 
@@ -182,8 +186,20 @@ class Servers:
             log = open(self.log_dir / f"daphne-{port}.log", "ab")
             self.procs.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
-                    cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                    [
+                        sys.executable,
+                        "-m",
+                        "daphne",
+                        "-b",
+                        "127.0.0.1",
+                        "-p",
+                        str(port),
+                        "config.asgi:application",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
                 )
             )
         deadline = time.time() + 60
@@ -197,7 +213,9 @@ class Servers:
                     break
                 except OSError:
                     if time.time() > deadline or any(p.poll() is not None for p in self.procs):
-                        raise RuntimeError(f"daphne on port {port} did not start; see {self.log_dir}") from None
+                        raise RuntimeError(
+                            f"daphne on port {port} did not start; see {self.log_dir}"
+                        ) from None
                     time.sleep(0.2)
 
     def stop(self) -> None:
@@ -213,24 +231,50 @@ class Servers:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
-    p.add_argument("--rows", type=int, default=10_000, help="knowledge items to seed (1000000 for the real run)")
+    p.add_argument(
+        "--rows",
+        type=int,
+        default=10_000,
+        help="knowledge items to seed (1000000 for the real run)",
+    )
     p.add_argument("--clients", type=int, default=8, help="concurrent HTTP clients")
-    p.add_argument("--servers", type=int, default=2, help="daphne processes (the clients are spread over them)")
+    p.add_argument(
+        "--servers", type=int, default=2, help="daphne processes (the clients are spread over them)"
+    )
     p.add_argument("--requests", type=int, default=25, help="requests per client per operation")
-    p.add_argument("--serial-requests", type=int, default=30,
-                   help="requests of the one-client pass (service time without queueing)")
-    p.add_argument("--naive-requests", type=int, default=3, help="requests per query for the naive baseline")
-    p.add_argument("--naive-clients", type=int, default=1,
-                   help="concurrent clients for the naive baseline (it loads every matching row: "
-                        "at 1M items one request holds ~2 GB; its ratio is conservative)")
+    p.add_argument(
+        "--serial-requests",
+        type=int,
+        default=30,
+        help="requests of the one-client pass (service time without queueing)",
+    )
+    p.add_argument(
+        "--naive-requests", type=int, default=3, help="requests per query for the naive baseline"
+    )
+    p.add_argument(
+        "--naive-clients",
+        type=int,
+        default=1,
+        help="concurrent clients for the naive baseline (it loads every matching row: "
+        "at 1M items one request holds ~2 GB; its ratio is conservative)",
+    )
     p.add_argument("--bulk-size", type=int, default=500, help="items per bulk broadcast request")
     p.add_argument("--bulk-batches", type=int, default=4, help="bulk requests per client")
-    p.add_argument("--events", type=int, default=10_000, help="missed events to catch up with events?since=")
+    p.add_argument(
+        "--events", type=int, default=10_000, help="missed events to catch up with events?since="
+    )
     p.add_argument("--port", type=int, default=8300, help="first port of the daphne processes")
-    p.add_argument("--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://root@127.0.0.1:5432"))
-    p.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2"),
-                   help="Redis for the cache and channel layer; '' = local-memory cache")
-    p.add_argument("--keep-db", action="store_true", help="do not drop the bench database at the end")
+    p.add_argument(
+        "--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://root@127.0.0.1:5432")
+    )
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2"),
+        help="Redis for the cache and channel layer; '' = local-memory cache",
+    )
+    p.add_argument(
+        "--keep-db", action="store_true", help="do not drop the bench database at the end"
+    )
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
 
@@ -251,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         "KE_SERVE_STATIC": "false",
         "DJANGO_DEBUG": "false",
     }
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "KE_INSTANCE", "DJANGO_SETTINGS_MODULE")})
+    os.environ.update(
+        {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "KE_INSTANCE", "DJANGO_SETTINGS_MODULE")}
+    )
     log_dir = ROOT / ".bench"
     log_dir.mkdir(exist_ok=True)
     servers = Servers([args.port + i for i in range(args.servers)], env, log_dir)
@@ -263,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
         _print(results, meta, args)
         if args.json:
             plain = {k: v for k, v in meta.items() if k not in ("ours", "ours_serial")}
-            Path(args.json).write_text(json.dumps({"meta": plain, "results": _rows(results, meta)}, indent=2))
+            Path(args.json).write_text(
+                json.dumps({"meta": plain, "results": _rows(results, meta)}, indent=2)
+            )
         return 0
     finally:
         servers.stop()
@@ -295,10 +343,18 @@ def _run(args, servers: Servers, env: dict):
     from knowledge.registry import registry
     from workers.actions import do_create_worker
 
-    meta: dict = {"rows": args.rows, "clients": args.clients, "servers": args.servers,
-                  "cpus": os.cpu_count(), "load_before": os.getloadavg()[0]}
-    print(f"bench: {args.rows} items, {args.clients} clients, {args.servers} daphne processes, "
-          f"database {env['DATABASE_URL'].rsplit('/', 1)[-1]}", flush=True)
+    meta: dict = {
+        "rows": args.rows,
+        "clients": args.clients,
+        "servers": args.servers,
+        "cpus": os.cpu_count(),
+        "load_before": os.getloadavg()[0],
+    }
+    print(
+        f"bench: {args.rows} items, {args.clients} clients, {args.servers} daphne processes, "
+        f"database {env['DATABASE_URL'].rsplit('/', 1)[-1]}",
+        flush=True,
+    )
     call_command("migrate", verbosity=0)
     tokens: dict[str, str] = {}
     workers = {}
@@ -315,10 +371,15 @@ def _run(args, servers: Servers, env: dict):
 
     raw_conn = psycopg2.connect(env["DATABASE_URL"])
     with tqdm(total=args.rows, desc="seeding (COPY)", unit="items", unit_scale=True) as bar:
-        meta["seed_s"] = seed_items(raw_conn, args.rows, [w.pk for w in workers.values()], progress=bar)
+        meta["seed_s"] = seed_items(
+            raw_conn, args.rows, [w.pk for w in workers.values()], progress=bar
+        )
     raw_conn.close()
     meta["seed_rate"] = args.rows / meta["seed_s"] if meta["seed_s"] else 0
-    print(f"seeded {args.rows} items in {meta['seed_s']:.1f} s ({meta['seed_rate']:,.0f} items/s)", flush=True)
+    print(
+        f"seeded {args.rows} items in {meta['seed_s']:.1f} s ({meta['seed_rate']:,.0f} items/s)",
+        flush=True,
+    )
     with connection.cursor() as cur:
         cur.execute("SHOW server_version")
         meta["postgres"] = cur.fetchone()[0]
@@ -334,30 +395,49 @@ def _run(args, servers: Servers, env: dict):
         k = i * 1000 + j
         if kind == "q1":
             t = types[k % len(types)]
-            return {"types": t, "min_freshness": 0.5}, {"knowledge_type": t, "min_freshness": 0.5}, None
+            return (
+                {"types": t, "min_freshness": 0.5},
+                {"knowledge_type": t, "min_freshness": 0.5},
+                None,
+            )
         if kind == "q2":
             ts = ",".join(sorted({types[k % 10], types[(k + 3) % 10], types[(k + 6) % 10]}))
             return {"types": ts}, {"knowledge_type": ts, "ordering": "-freshness"}, None
         if kind == "q3":
             s = BUILTIN[k % 5]
-            return {"sources": s, "urgency": "high"}, {"source": s, "urgency": 3, "ordering": "-freshness"}, None
+            return (
+                {"sources": s, "urgency": "high"},
+                {"source": s, "urgency": 3, "ordering": "-freshness"},
+                None,
+            )
         if kind == "q4":
             term = f"mod{(k * 37) % 5000:04d}"
             return {"q": term}, {"q": term, "ordering": "-freshness"}, None
         name = BUILTIN[i % 5]
         ts = ",".join(sorted(registry.interests_of(name)))
-        return {"types": ts, "min_freshness": 0.3}, {"knowledge_type": ts, "min_freshness": 0.3}, name
+        return (
+            {"types": ts, "min_freshness": 0.3},
+            {"knowledge_type": ts, "min_freshness": 0.3},
+            name,
+        )
 
     def ours(kind):
         def fn(i, j):
             params, _, who = query_params(kind, i, j)
             return "GET", "/api/knowledge/query?" + urlencode(params), tokens[who or "think"], None
+
         return fn
 
     def naive(kind):
         def fn(i, j):
             _, params, who = query_params(kind, i, j)
-            return "GET", "/bench/naive/items/?" + urlencode({**params, "status": "active"}), tokens[who or "think"], None
+            return (
+                "GET",
+                "/bench/naive/items/?" + urlencode({**params, "status": "active"}),
+                tokens[who or "think"],
+                None,
+            )
+
         return fn
 
     # --- Phase A: cache off ------------------------------------------------------------
@@ -371,30 +451,54 @@ def _run(args, servers: Servers, env: dict):
 
     serial_by_kind: dict[str, Result] = {}
     for kind, label in QUERY_NAMES.items():
-        serial_by_kind[kind] = r = measure(label + " [1 client]", 1, args.serial_requests, ours(kind), http)
+        serial_by_kind[kind] = r = measure(
+            label + " [1 client]", 1, args.serial_requests, ours(kind), http
+        )
         results.append(r)
 
-    raw_by_kind = {kind: _raw(kind, c, n, env["DATABASE_URL"], query_params, workers, registry) for kind in QUERY_NAMES}
+    raw_by_kind = {
+        kind: _raw(kind, c, n, env["DATABASE_URL"], query_params, workers, registry)
+        for kind in QUERY_NAMES
+    }
     naive_by_kind = {}
     for kind, label in QUERY_NAMES.items():
-        naive_by_kind[kind] = r = measure("naive " + label, args.naive_clients, args.naive_requests, naive(kind),
-                                          http, warmup=0)
+        naive_by_kind[kind] = r = measure(
+            "naive " + label, args.naive_clients, args.naive_requests, naive(kind), http, warmup=0
+        )
         print(f"  naive {label}: median {r.median():.1f} ms", flush=True)
-    meta["raw"] = {k: {"median": v.median(), "p95": v.pct("client_ms", 0.95)} for k, v in raw_by_kind.items()}
-    meta["naive"] = {k: {"median": v.median(), "p95": v.pct("client_ms", 0.95), "errors": v.errors}
-                     for k, v in naive_by_kind.items()}
+    meta["raw"] = {
+        k: {"median": v.median(), "p95": v.pct("client_ms", 0.95)} for k, v in raw_by_kind.items()
+    }
+    meta["naive"] = {
+        k: {"median": v.median(), "p95": v.pct("client_ms", 0.95), "errors": v.errors}
+        for k, v in naive_by_kind.items()
+    }
 
     def single(i, j):
         who = client_workers[i]
-        body = {"knowledge_type": "issue_pattern", "confidence": 0.7,
-                "payload": {"rule": "long_function", "location": f"bench/single/{who}/{j}", "severity": "high"}}
+        body = {
+            "knowledge_type": "issue_pattern",
+            "confidence": 0.7,
+            "payload": {
+                "rule": "long_function",
+                "location": f"bench/single/{who}/{j}",
+                "severity": "high",
+            },
+        }
         return "POST", "/api/knowledge/broadcast", tokens[who], body
 
     r = measure("broadcast (single)", c, n, single, http)
     r.items = len(r.samples)
     results.append(r)
-    results.append(measure("broadcast (single) [1 client]", 1, args.serial_requests,
-                           lambda i, j: single(i, 10_000 + j), http))
+    results.append(
+        measure(
+            "broadcast (single) [1 client]",
+            1,
+            args.serial_requests,
+            lambda i, j: single(i, 10_000 + j),
+            http,
+        )
+    )
 
     def bulk(i, j):
         who = client_workers[i]
@@ -404,12 +508,25 @@ def _run(args, servers: Servers, env: dict):
             from bench.seed import payload_for
 
             payload = payload_for(t, rng)
-            items.append({"knowledge_type": t, "payload": payload, "confidence": 0.6,
-                          "urgency": "normal", "idempotency_key": f"{who}-{j}-{m}"})
+            items.append(
+                {
+                    "knowledge_type": t,
+                    "payload": payload,
+                    "confidence": 0.6,
+                    "urgency": "normal",
+                    "idempotency_key": f"{who}-{j}-{m}",
+                }
+            )
         return "POST", "/api/knowledge/broadcast/bulk", tokens[who], {"items": items}
 
     bodies = {(i, j): bulk(i, j) for i in range(c) for j in range(-1, args.bulk_batches)}
-    r = measure(f"broadcast (bulk of {args.bulk_size})", c, args.bulk_batches, lambda i, j: bodies[(i, j)], http)
+    r = measure(
+        f"broadcast (bulk of {args.bulk_size})",
+        c,
+        args.bulk_batches,
+        lambda i, j: bodies[(i, j)],
+        http,
+    )
     r.items = len(r.samples) * args.bulk_size
     results.append(r)
 
@@ -421,7 +538,9 @@ def _run(args, servers: Servers, env: dict):
         for _ in range(n):
             s1, raw = http.call("GET", f"/api/knowledge/receive/{who}?limit=100", tokens[who])
             page = json.loads(raw)
-            s2, _ = http.call("POST", f"/api/knowledge/receive/{who}/ack", tokens[who], {"seq": page["ack"]})
+            s2, _ = http.call(
+                "POST", f"/api/knowledge/receive/{who}/ack", tokens[who], {"seq": page["ack"]}
+            )
             out.append((s1, s2, len(page["results"])))
         return out
 
@@ -432,7 +551,7 @@ def _run(args, servers: Servers, env: dict):
             inbox_samples["receive"].samples.append(s1)
             inbox_samples["ack"].samples.append(s2)
             delivered += got
-    for key, res in inbox_samples.items():
+    for res in inbox_samples.values():
         res.wall_s = wall
         res.errors = sum(1 for s in res.samples if s.status >= 400)
     inbox_samples["receive"].items = delivered
@@ -448,12 +567,22 @@ def _run(args, servers: Servers, env: dict):
     cache_rows = []
     for kind, label in QUERY_NAMES.items():
         first = measure("miss", 1, 1, lambda i, j, kind=kind: ours(kind)(0, 0), http, warmup=0)
-        hits = measure(f"cached {label}", c, n, lambda i, j, kind=kind: ours(kind)(0, 0), http, warmup=0)
+        hits = measure(
+            f"cached {label}", c, n, lambda i, j, kind=kind: ours(kind)(0, 0), http, warmup=0
+        )
         cache_rows.append((kind, first, hits))
         results.append(hits)
     for kind, label in QUERY_NAMES.items():
-        results.append(measure(f"cached {label} [1 client]", 1, args.serial_requests,
-                               lambda i, j, kind=kind: ours(kind)(0, 0), http, warmup=0))
+        results.append(
+            measure(
+                f"cached {label} [1 client]",
+                1,
+                args.serial_requests,
+                lambda i, j, kind=kind: ours(kind)(0, 0),
+                http,
+                warmup=0,
+            )
+        )
     _, raw = http.call("GET", "/api/knowledge/stats", tokens["think"])
     meta["cache_stats"] = json.loads(raw).get("cache")
     meta["cache"] = {
@@ -493,7 +622,9 @@ def _raw(kind, clients, per_client, dsn, query_params, workers, registry) -> Res
                     cur.execute(sql, sql_args)
                     cur.fetchall()
                     if j >= 0:
-                        out.append(Sample((time.perf_counter() - start) * 1000, float("nan"), 1, 200))
+                        out.append(
+                            Sample((time.perf_counter() - start) * 1000, float("nan"), 1, 200)
+                        )
             conn.rollback()
         finally:
             conn.close()
@@ -533,8 +664,10 @@ def _raw_sql(kind: str, params: dict, workers: dict, who: str | None, registry) 
         extra_args = [workers[params["sources"]].pk]
     if kind == "q5":
         me = workers[who].pk
-        extra = (" AND (NOT is_targeted OR source_id = %s OR id IN "
-                 "(SELECT item_id FROM knowledge_knowledgetarget WHERE worker_id = %s))")
+        extra = (
+            " AND (NOT is_targeted OR source_id = %s OR id IN "
+            "(SELECT item_id FROM knowledge_knowledgetarget WHERE worker_id = %s))"
+        )
         extra_args = [me, me]
     parts, args = [], []
     for t in types:
@@ -543,8 +676,10 @@ def _raw_sql(kind: str, params: dict, workers: dict, who: str | None, registry) 
         if fresh:
             cond += " AND observed_ts >= %s"
             part_args.append(as_of - registry[t].max_age_for(fresh))
-        parts.append(f"(SELECT id, (observed_ts - %s) * %s AS k FROM {ITEM} WHERE {cond} "
-                     "ORDER BY observed_ts DESC, id DESC LIMIT 51)")
+        parts.append(
+            f"(SELECT id, (observed_ts - %s) * %s AS k FROM {ITEM} WHERE {cond} "
+            "ORDER BY observed_ts DESC, id DESC LIMIT 51)"
+        )
         args += part_args
     return (
         f"SELECT i.*, w.name, t.k FROM ({' UNION ALL '.join(parts)}) t JOIN {ITEM} i ON i.id = t.id "
@@ -576,7 +711,9 @@ def _catch_up(http: Http, token: str, want: int) -> Result:
             if page["next"] == since:
                 break
             since = page["next"]
-        result.samples.append(Sample((time.perf_counter() - start) * 1000, total_server, queries, 200))
+        result.samples.append(
+            Sample((time.perf_counter() - start) * 1000, total_server, queries, 200)
+        )
         result.items = got
     result.note = f"{result.items} events per catch-up"
     return result
@@ -619,17 +756,23 @@ def _rows(results: list[Result], meta: dict) -> list[dict]:
 
 def _print(results: list[Result], meta: dict, args) -> None:
     rows = _rows(results, meta)
-    head = (f"{'operation':<40} {'n':>5} {'median':>8} {'p95':>8} {'p99':>8} {'srv med':>8} {'srv p95':>8} "
-            f"{'queries':>7} {'per s':>9} {'raw ms':>7} {'our/raw':>7} {'naive ms':>9} {'naive/our':>9}")
+    head = (
+        f"{'operation':<40} {'n':>5} {'median':>8} {'p95':>8} {'p99':>8} {'srv med':>8} {'srv p95':>8} "
+        f"{'queries':>7} {'per s':>9} {'raw ms':>7} {'our/raw':>7} {'naive ms':>9} {'naive/our':>9}"
+    )
     print()
-    print(f"Knowledge Exchange bench: {meta['rows']:,} items, PostgreSQL {meta.get('postgres', '?')}, "
-          f"{meta['clients']} clients, {meta['servers']} daphne processes, {meta['cpus']} CPUs, "
-          f"load avg {meta['load_before']:.1f} -> {meta.get('load_after', float('nan')):.1f} (shared machine)")
+    print(
+        f"Knowledge Exchange bench: {meta['rows']:,} items, PostgreSQL {meta.get('postgres', '?')}, "
+        f"{meta['clients']} clients, {meta['servers']} daphne processes, {meta['cpus']} CPUs, "
+        f"load avg {meta['load_before']:.1f} -> {meta.get('load_after', float('nan')):.1f} (shared machine)"
+    )
     print(f"seeding: {meta['seed_s']:.1f} s ({meta['seed_rate']:,.0f} items/s, COPY)")
-    print("times in ms, measured by the client unless 'srv' (time inside Django, X-Server-Ms); 'queries' = DB "
-          "queries per request (median); our/raw on the concurrent rows (raw SQL with as many clients), "
-          f"naive/our on the [1 client] rows (naive baseline with {args.naive_clients} client(s)); "
-          "catch-up: one sample = the whole catch-up")
+    print(
+        "times in ms, measured by the client unless 'srv' (time inside Django, X-Server-Ms); 'queries' = DB "
+        "queries per request (median); our/raw on the concurrent rows (raw SQL with as many clients), "
+        f"naive/our on the [1 client] rows (naive baseline with {args.naive_clients} client(s)); "
+        "catch-up: one sample = the whole catch-up"
+    )
     print(head)
     print("-" * len(head))
 
@@ -642,21 +785,33 @@ def _print(results: list[Result], meta: dict, args) -> None:
             f"{f(row['server_median_ms']):>8} {f(row['server_p95_ms']):>8} {f(row['db_queries'], '.0f'):>7} "
             f"{f(row['per_s'], ',.0f'):>9} {f(row.get('raw_median_ms'), '.2f'):>7} {f(row.get('ours_over_raw')):>7} "
             f"{f(row.get('naive_median_ms'), ',.0f'):>9} {f(row.get('naive_over_ours')):>9}"
-            + (f"  ERRORS {row['errors']}: {row.get('first_error', '')[:120]}" if row["errors"] else "")
+            + (
+                f"  ERRORS {row['errors']}: {row.get('first_error', '')[:120]}"
+                if row["errors"]
+                else ""
+            )
         )
     print()
     print("query cache (servers restarted with the cache on; the same query repeated):")
-    print(f"{'query':<40} {'uncached q/req':>14} {'miss q/req':>10} {'hit q/req':>9} {'fewer':>6} "
-          f"{'DB ms uncached':>14} {'DB ms hit':>9} {'hit srv med':>11} {'hit srv p95':>11}")
+    print(
+        f"{'query':<40} {'uncached q/req':>14} {'miss q/req':>10} {'hit q/req':>9} {'fewer':>6} "
+        f"{'DB ms uncached':>14} {'DB ms hit':>9} {'hit srv med':>11} {'hit srv p95':>11}"
+    )
     for kind, c in meta["cache"].items():
-        fewer = 1 - c["hit_queries"] / c["uncached_queries"] if c["uncached_queries"] else float("nan")
-        print(f"{QUERY_NAMES[kind]:<40} {c['uncached_queries']:>14.0f} {c['miss_queries']:>10} {c['hit_queries']:>9.0f} "
-              f"{fewer:>6.0%} {c['uncached_db_ms']:>14.2f} {c['hit_db_ms']:>9.2f} {c['hit_server_median']:>11.2f} "
-              f"{c['hit_server_p95']:>11.2f}")
+        fewer = (
+            1 - c["hit_queries"] / c["uncached_queries"] if c["uncached_queries"] else float("nan")
+        )
+        print(
+            f"{QUERY_NAMES[kind]:<40} {c['uncached_queries']:>14.0f} {c['miss_queries']:>10} {c['hit_queries']:>9.0f} "
+            f"{fewer:>6.0%} {c['uncached_db_ms']:>14.2f} {c['hit_db_ms']:>9.2f} {c['hit_server_median']:>11.2f} "
+            f"{c['hit_server_p95']:>11.2f}"
+        )
     print("(a hit's one remaining query is the worker-token lookup of authentication)")
     stats = meta.get("cache_stats") or {}
-    print(f"cache stats (GET stats, shared across processes): hits={stats.get('hits')} misses={stats.get('misses')} "
-          f"hit_rate={stats.get('hit_rate')} backend={stats.get('backend')}")
+    print(
+        f"cache stats (GET stats, shared across processes): hits={stats.get('hits')} misses={stats.get('misses')} "
+        f"hit_rate={stats.get('hit_rate')} backend={stats.get('backend')}"
+    )
     for key, label in (("naive", "naive"),):
         errs = {k: v["errors"] for k, v in meta[key].items() if v["errors"]}
         if errs:

@@ -145,7 +145,7 @@ def do_broadcast_many(
                         batch = None  # rolled back: store them one by one below
                 if batch is None:
                     batch = [_broadcast_one_in_savepoint(worker, entry) for entry in run]
-                for entry, result in zip(run, batch):
+                for entry, result in zip(run, batch, strict=True):
                     results.append(result)
                     if not isinstance(result, ActionError):
                         types.add(entry.knowledge_type)

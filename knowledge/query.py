@@ -14,10 +14,10 @@ import binascii
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 
-from django.db import connection
 from django.core.exceptions import EmptyResultSet, FullResultSet
+from django.db import connection
 from django.db.models import Case, F, FloatField, Q, Value, When
 from django.utils import timezone
 
@@ -87,7 +87,9 @@ class Cursor:
             data = json.loads(base64.urlsafe_b64decode(padded.encode()))
             return cls(key=data["k"], id=int(data["i"]), as_of=float(data["a"]))
         except (ValueError, KeyError, TypeError, binascii.Error):
-            raise QueryError("cursor", "is not a valid cursor (pass back the 'next' value)") from None
+            raise QueryError(
+                "cursor", "is not a valid cursor (pass back the 'next' value)"
+            ) from None
 
 
 def _sort_spec(sort: str) -> tuple[str, bool]:
@@ -151,7 +153,9 @@ def build_queryset(
 def _source_ids(query: KnowledgeQuery) -> list[int]:
     if not query.sources:
         return []
-    return list(Worker.objects.filter(name__in=query.sources).order_by().values_list("id", flat=True))
+    return list(
+        Worker.objects.filter(name__in=query.sources).order_by().values_list("id", flat=True)
+    )
 
 
 def _fresh_condition(min_freshness: float, types: list[str], as_of: datetime) -> Q:
@@ -180,9 +184,13 @@ def _after_cursor(qs, key_name: str, key_value, cursor_id: int, descending: bool
     is a redundant, index-usable range on the sort column so the scan starts at the cursor
     instead of filtering every row before it."""
     if descending:
-        qs = qs.filter(Q(**{f"{key_name}__lt": key_value}) | Q(**{key_name: key_value, "id__lt": cursor_id}))
+        qs = qs.filter(
+            Q(**{f"{key_name}__lt": key_value}) | Q(**{key_name: key_value, "id__lt": cursor_id})
+        )
     else:
-        qs = qs.filter(Q(**{f"{key_name}__gt": key_value}) | Q(**{key_name: key_value, "id__gt": cursor_id}))
+        qs = qs.filter(
+            Q(**{f"{key_name}__gt": key_value}) | Q(**{key_name: key_value, "id__gt": cursor_id})
+        )
     if bound is not None:
         column, value = bound
         qs = qs.filter(**{f"{column}__{'lte' if descending else 'gte'}": value})
@@ -211,7 +219,11 @@ def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, 
         where_sql, where_params = "", []
     qn = connection.ops.quote_name
     table = qn(KnowledgeItem._meta.db_table)
-    ts, pk, kind = f"{table}.{qn('observed_ts')}", f"{table}.{qn('id')}", f"{table}.{qn('knowledge_type')}"
+    ts, pk, kind = (
+        f"{table}.{qn('observed_ts')}",
+        f"{table}.{qn('id')}",
+        f"{table}.{qn('knowledge_type')}",
+    )
     direction, cmp = ("DESC", "<") if descending else ("ASC", ">")
     branches, params = [], []
     for name in query.types or registry.names():
@@ -261,7 +273,7 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
     sort_name, descending = _sort_spec(query.sort)
     cursor = Cursor.decode(query.cursor) if query.cursor else None
     now = timezone.now()
-    as_of = datetime.fromtimestamp(cursor.as_of, tz=dt_timezone.utc) if cursor else now
+    as_of = datetime.fromtimestamp(cursor.as_of, tz=UTC) if cursor else now
 
     key_name = sort_name
     if (
@@ -353,4 +365,3 @@ def urgency_from_label(label: str, field_name: str = "urgency") -> int:
         return int(Urgency.from_label(label))
     except ValueError:
         raise QueryError(field_name, f"{label!r} is not one of {Urgency.labels_list()}") from None
-

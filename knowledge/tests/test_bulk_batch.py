@@ -21,8 +21,12 @@ def bulk(persona, items):
 
 
 def issue(location, severity="high", **extra):
-    return {"knowledge_type": "issue_pattern", "payload": issue_payload(location=location, severity=severity),
-            "confidence": 0.7, **extra}
+    return {
+        "knowledge_type": "issue_pattern",
+        "payload": issue_payload(location=location, severity=severity),
+        "confidence": 0.7,
+        **extra,
+    }
 
 
 def test_bulk_stores_each_item_with_one_event_each_in_few_queries(analysis):
@@ -39,8 +43,11 @@ def test_bulk_stores_each_item_with_one_event_each_in_few_queries(analysis):
 
 
 def test_a_rejected_item_leaves_nothing_and_does_not_stop_the_others(analysis):
-    items = [issue("a.py::f"), {"knowledge_type": "issue_pattern", "payload": {"rule": "x"}, "confidence": 0.5},
-             issue("b.py::g")]
+    items = [
+        issue("a.py::f"),
+        {"knowledge_type": "issue_pattern", "payload": {"rule": "x"}, "confidence": 0.5},
+        issue("b.py::g"),
+    ]
     body = bulk(analysis, items)
     assert [r["status"] for r in body["results"]] == [201, 400, 201]
     assert "payload.location" in body["results"][1]["errors"]
@@ -104,12 +111,16 @@ def test_an_item_failing_inside_the_batch_is_rejected_alone(analysis, monkeypatc
     body = bulk(analysis, [issue("a.py::f"), issue("bad.py::f"), issue("c.py::h")])
     assert [r["status"] for r in body["results"]] == [201, 409, 201]
     assert sorted(KnowledgeItem.objects.values_list("subject", flat=True)) == [
-        "long_function | a.py::f", "long_function | c.py::h"]
+        "long_function | a.py::f",
+        "long_function | c.py::h",
+    ]
     assert Event.objects.count() == 2
 
 
 def test_targeted_items_in_a_bulk(analysis, think):
     body = bulk(analysis, [issue("a.py::f", targets=["think"]), issue("b.py::g")])
     targeted = body["results"][0]["result"]["item"]["id"]
-    assert list(KnowledgeTarget.objects.values_list("item_id", "worker__name")) == [(targeted, "think")]
+    assert list(KnowledgeTarget.objects.values_list("item_id", "worker__name")) == [
+        (targeted, "think")
+    ]
     assert sorted(Event.objects.get(item_id=targeted).targets) == ["analysis", "think"]

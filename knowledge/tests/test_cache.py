@@ -56,8 +56,16 @@ def test_bulk_broadcast_and_validation_invalidate_too(analysis, think):
     query(think, types="issue_pattern")
     r = analysis.client.post(
         "/api/knowledge/broadcast/bulk",
-        {"items": [{"knowledge_type": "issue_pattern", "payload": issue_payload(location=f"m{i}.py::f"), "confidence": 0.5}
-                   for i in range(3)]},
+        {
+            "items": [
+                {
+                    "knowledge_type": "issue_pattern",
+                    "payload": issue_payload(location=f"m{i}.py::f"),
+                    "confidence": 0.5,
+                }
+                for i in range(3)
+            ]
+        },
         format="json",
     )
     assert r.json()["stored"] == 3
@@ -66,10 +74,17 @@ def test_bulk_broadcast_and_validation_invalidate_too(analysis, think):
 
     item_id = seen["results"][0]["id"]
     query(think, types="issue_pattern")
-    assert think.client.post("/api/knowledge/validate", {"item": item_id, "verdict": "confirmed"}, format="json").status_code == 200
+    assert (
+        think.client.post(
+            "/api/knowledge/validate", {"item": item_id, "verdict": "confirmed"}, format="json"
+        ).status_code
+        == 200
+    )
     validated = query(think, types="issue_pattern")
     assert validated["cached"] is False
-    assert {i["validation_status"] for i in validated["results"] if i["id"] == item_id} == {"confirmed"}
+    assert {i["validation_status"] for i in validated["results"] if i["id"] == item_id} == {
+        "confirmed"
+    }
 
 
 def test_invalidation_is_per_type(analysis, think):
@@ -109,7 +124,9 @@ def test_results_expire_after_the_ttl(analysis, settings):
     if hasattr(cache, "ttl"):  # Redis: the server expires it
         assert 0 < cache.ttl(key) <= 30
     else:  # local memory: expiry is checked against the clock
-        with time_machine.travel(dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=31), tick=False):
+        with time_machine.travel(
+            dt.datetime.now(dt.UTC) + dt.timedelta(seconds=31), tick=False
+        ):
             assert cache.get(key) is None
             assert run_query_cached(q, analysis.worker)[1] is False
     assert cache.get(key) is not None or not hasattr(cache, "ttl")
@@ -119,7 +136,7 @@ def test_a_hit_shows_current_freshness(recall):
     payload = {"target": "a.py", "aspect": "churn", "value": "high"}
     assert recall.broadcast("context_enrichment", payload).status_code == 201
     first = query(recall, types="context_enrichment")
-    start = dt.datetime.now(dt.timezone.utc)
+    start = dt.datetime.now(dt.UTC)
     with time_machine.travel(start + dt.timedelta(seconds=120), tick=False):
         later = query(recall, types="context_enrichment")
     assert later["cached"] is True
@@ -138,7 +155,10 @@ def test_stats_count_hits_and_misses(analysis, staff_client):
     assert after["enabled"] is True and after["ttl_seconds"] > 0
     assert 0 < after["hit_rate"] <= 1
     metrics = staff_client.get("/metrics").content.decode()
-    assert f"kx_cache_hits {float(after['hits'])}" in metrics or f"kx_cache_hits {after['hits']}" in metrics
+    assert (
+        f"kx_cache_hits {float(after['hits'])}" in metrics
+        or f"kx_cache_hits {after['hits']}" in metrics
+    )
 
 
 def test_disabled_cache_always_computes(analysis, settings):
@@ -151,8 +171,19 @@ def test_warm_cache_fills_the_common_queries(think, analysis, capsys):
     analysis.broadcast("issue_pattern", issue_payload())
     call_command("warm_cache")
     assert "warmed" in capsys.readouterr().out
-    relevant = ",".join(sorted(["risk_pattern", "successful_fix", "issue_pattern", "pattern_evolution",
-                                "learned_pattern", "proposal_quality", "context_enrichment"]))
+    relevant = ",".join(
+        sorted(
+            [
+                "risk_pattern",
+                "successful_fix",
+                "issue_pattern",
+                "pattern_evolution",
+                "learned_pattern",
+                "proposal_quality",
+                "context_enrichment",
+            ]
+        )
+    )
     result = query(think, types=relevant)
     assert result["cached"] is True
     assert subjects(result) == {"long_function | app/x.py::f"}

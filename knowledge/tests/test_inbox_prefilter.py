@@ -16,7 +16,9 @@ def test_inbox_gets_wanted_types_and_targeted_items_through_a_long_log(think, an
         recall.broadcast("knowledge_retrieval", {"query": f"q{i}", "hit_rate": 0.5})
     analysis.broadcast("issue_pattern", issue_payload(location="a.py::f"))
     think.broadcast("risk_pattern", risk_payload())  # its own: not in its inbox
-    recall.broadcast("knowledge_retrieval", {"query": "for think", "hit_rate": 0.9}, targets=["think"])
+    recall.broadcast(
+        "knowledge_retrieval", {"query": "for think", "hit_rate": 0.9}, targets=["think"]
+    )
     for i in range(30):
         recall.broadcast("knowledge_retrieval", {"query": f"r{i}", "hit_rate": 0.5})
     analysis.broadcast("risk_pattern", risk_payload(pattern="other"))

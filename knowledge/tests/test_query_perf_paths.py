@@ -75,22 +75,36 @@ def all_pages(query, viewer=None):
 @pytest.mark.parametrize(
     "query_kwargs, ref_filter, min_freshness",
     [
-        ({"types": ["risk_pattern", "issue_pattern", "context_enrichment"]},
-         {"knowledge_type__in": ["risk_pattern", "issue_pattern", "context_enrichment"]}, 0.0),
+        (
+            {"types": ["risk_pattern", "issue_pattern", "context_enrichment"]},
+            {"knowledge_type__in": ["risk_pattern", "issue_pattern", "context_enrichment"]},
+            0.0,
+        ),
         ({}, {}, 0.0),
         ({"urgencies": [3]}, {"urgency": 3}, 0.0),
-        ({"types": ["decision_outcome", "pattern_evolution"], "min_freshness": 0.4},
-         {"knowledge_type__in": ["decision_outcome", "pattern_evolution"]}, 0.4),
+        (
+            {"types": ["decision_outcome", "pattern_evolution"], "min_freshness": 0.4},
+            {"knowledge_type__in": ["decision_outcome", "pattern_evolution"]},
+            0.4,
+        ),
         ({"q": "MOD0003"}, {"subject__icontains": "mod0003"}, 0.0),
-        ({"types": ["successful_fix"], "min_freshness": 0.3}, {"knowledge_type": "successful_fix"}, 0.3),
+        (
+            {"types": ["successful_fix"], "min_freshness": 0.3},
+            {"knowledge_type": "successful_fix"},
+            0.3,
+        ),
     ],
 )
-def test_freshness_order_and_cursor_pages_match_the_reference(corpus, query_kwargs, ref_filter, min_freshness):
+def test_freshness_order_and_cursor_pages_match_the_reference(
+    corpus, query_kwargs, ref_filter, min_freshness
+):
     expected = reference(ref_filter, min_freshness)
     assert expected, "the corpus must match something"
     ids, pages = all_pages(KnowledgeQuery(limit=7, **query_kwargs))
     assert ids == expected
-    assert pages == math.ceil(len(expected) / 7) or (len(expected) % 7 == 0 and pages == len(expected) // 7 + 1)
+    assert pages == math.ceil(len(expected) / 7) or (
+        len(expected) % 7 == 0 and pages == len(expected) // 7 + 1
+    )
 
 
 def test_sources_filter_by_name(corpus):

@@ -31,10 +31,14 @@ ROWS = 40_000
 
 @pytest.fixture
 def loaded():
-    workers = {n: do_create_worker(n)[0] for n in ("think", "analysis", "learning", "dream", "recall")}
+    workers = {
+        n: do_create_worker(n)[0] for n in ("think", "analysis", "learning", "dream", "recall")
+    }
     import time
 
-    data = io.StringIO("".join(rows(ROWS, [w.pk for w in workers.values()], time.time(), start_id=1)))
+    data = io.StringIO(
+        "".join(rows(ROWS, [w.pk for w in workers.values()], time.time(), start_id=1))
+    )
     raw = connection.connection  # psycopg 3
     with raw.cursor() as cur:
         with cur.copy(f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
@@ -59,13 +63,20 @@ def explain(sql: str) -> list[dict]:
 
 
 TYPICAL = {
-    "one type + min_freshness": (lambda w: KnowledgeQuery(types=["issue_pattern"], min_freshness=0.5), None),
+    "one type + min_freshness": (
+        lambda w: KnowledgeQuery(types=["issue_pattern"], min_freshness=0.5),
+        None,
+    ),
     "several types by freshness": (
-        lambda w: KnowledgeQuery(types=["risk_pattern", "issue_pattern", "learned_pattern"]), None),
+        lambda w: KnowledgeQuery(types=["risk_pattern", "issue_pattern", "learned_pattern"]),
+        None,
+    ),
     "source + urgency": (lambda w: KnowledgeQuery(sources=["analysis"], urgencies=[3]), None),
     "free text on subject": (lambda w: KnowledgeQuery(q="mod0042"), None),
     "a worker's relevant knowledge": (
-        lambda w: KnowledgeQuery(types=sorted(registry.interests_of("think")), min_freshness=0.3), "think"),
+        lambda w: KnowledgeQuery(types=sorted(registry.interests_of("think")), min_freshness=0.3),
+        "think",
+    ),
 }
 
 
