@@ -36,9 +36,9 @@ class DatabaseCollector:
         return []  # no query at registration time
 
     def collect(self):
+        from knowledge import cache as knowledge_cache
         from knowledge.events import log_position
         from knowledge.models import InboxCursor, KnowledgeItem
-        from knowledge import cache as knowledge_cache
 
         items = GaugeMetricFamily(
             "kx_knowledge_items", "Knowledge items by type and status.", labels=["knowledge_type", "status"]

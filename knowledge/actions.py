@@ -720,15 +720,16 @@ def do_clear_state(worker: Worker, *, actor: str) -> Worker:
     with transaction.atomic():
         pos = log_position()
         Worker.objects.filter(pk=worker.pk).update(state={}, broadcast_count=0, received_count=0)
-        InboxCursor.objects.update_or_create(
-            worker=worker,
-            defaults={"position": pos.top, "epoch": pos.epoch, "delivered": pos.top},
-        )
-        publish_event(
+        event = publish_event(
             EventKind.WORKER_STATE_CLEARED,
             {"worker": worker.name, "actor": actor, "skipped_to": pos.top, "workers": [worker.name]},
             source=actor[:64],
             targets=[worker.name],
+        )
+        # Past the clear event itself: the inbox is empty afterwards.
+        InboxCursor.objects.update_or_create(
+            worker=worker,
+            defaults={"position": event.seq, "epoch": pos.epoch, "delivered": event.seq},
         )
     worker.refresh_from_db()
     return worker

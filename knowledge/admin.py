@@ -3,7 +3,14 @@ from django.utils.html import format_html
 
 from knowledge import actions
 from knowledge.choices import Verdict
-from knowledge.models import Event, InboxCursor, KnowledgeItem, LogState, Subscription, ValidationRecord
+from knowledge.models import (
+    Event,
+    InboxCursor,
+    KnowledgeItem,
+    LogState,
+    Subscription,
+    ValidationRecord,
+)
 
 
 class ValidationInline(admin.TabularInline):

@@ -95,14 +95,18 @@ def result_key(params: dict, types: Iterable[str] | None) -> str:
 
 
 def cached_query(
-    params: dict, types: Iterable[str] | None, compute: Callable[[], dict]
+    params: dict,
+    types: Iterable[str] | None,
+    compute: Callable[[], dict],
+    still_valid: Callable[[dict], bool] | None = None,
 ) -> tuple[dict, bool]:
-    """Return (result, hit). ``params`` must fully describe the query (normalised)."""
+    """Return (result, hit). ``params`` must fully describe the query (normalised).
+    A cached result that ``still_valid`` rejects counts as a miss and is replaced."""
     if not enabled():
         return compute(), False
     key = result_key(params, types)
     result = cache.get(key)
-    if result is not None:
+    if result is not None and (still_valid is None or still_valid(result)):
         _count("hits")
         return result, True
     _count("misses")

@@ -149,6 +149,9 @@ class KnowledgeTarget(models.Model):
         constraints = [models.UniqueConstraint(fields=["item", "worker"], name="kt_unique")]
         indexes = [models.Index(fields=["worker", "item"], name="kt_worker_item")]
 
+    def __str__(self) -> str:
+        return f"item {self.item_id} -> worker {self.worker_id}"
+
 
 class IdempotencyRecord(models.Model):
     """The first result of a broadcast made with an idempotency key, returned on retry."""
@@ -163,6 +166,9 @@ class IdempotencyRecord(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["worker", "key"], name="idem_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.key} -> item {self.item_id}"
 
 
 class ValidationRecord(models.Model):
@@ -189,6 +195,9 @@ class ValidationRecord(models.Model):
             )
         ]
 
+    def __str__(self) -> str:
+        return f"{self.verdict} on item {self.item_id}"
+
 
 class LogState(models.Model):
     """The event log's identity: ``epoch`` changes only when the log is reset or restored."""
@@ -198,6 +207,9 @@ class LogState(models.Model):
     reset_at = models.DateTimeField(default=timezone.now)
     # Every event with seq <= pruned_through may have been deleted by retention.
     pruned_through = models.BigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"event log epoch {self.epoch}"
 
     @classmethod
     def current(cls) -> LogState:
@@ -253,6 +265,9 @@ class InboxCursor(models.Model):
     delivered = models.PositiveBigIntegerField(default=0)
     acked_at = models.DateTimeField(null=True, blank=True)
 
+    def __str__(self) -> str:
+        return f"inbox of worker {self.worker_id} at {self.position}"
+
 
 class Subscription(models.Model):
     """A worker's standing filter for its inbox and live feed.
@@ -270,6 +285,9 @@ class Subscription(models.Model):
     events = models.JSONField(default=list, blank=True)
     min_urgency = models.PositiveSmallIntegerField(choices=Urgency.choices, default=Urgency.LOW)
     updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"subscription of worker {self.worker_id}"
 
     def effective_types(self) -> set[str]:
         return (registry.interests_of(self.worker.name) | set(self.types)) - set(self.muted_types)

@@ -322,28 +322,46 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
 def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict, bool]:
     """``run_query`` through the query cache (see knowledge/cache.py).
 
-    A hit is served with every item's freshness recomputed for now (a cached page may be
-    up to the TTL old) and without the items that have decayed below ``min_freshness``
-    since it was computed."""
+    Writes invalidate by type (generation tokens). Time is the other thing that changes a
+    result: an item's freshness falls continuously, so a cached result records when its
+    first item will fall below ``min_freshness``; after that it counts as a miss and is
+    recomputed (and cached again). The freshness of every item is recomputed on each hit.
+    """
     params = query.cache_params(viewer.name if viewer else None)
-    result, hit = knowledge_cache.cached_query(
-        params, query.types or None, lambda: run_query(query, viewer)
-    )
+
+    def compute() -> dict:
+        result = run_query(query, viewer)
+        result["valid_until"] = _valid_until(result["results"], query.min_freshness)
+        return result
+
+    def still_valid(result: dict) -> bool:
+        valid_until = result.get("valid_until")
+        return valid_until is None or timezone.now().timestamp() < valid_until
+
+    result, hit = knowledge_cache.cached_query(params, query.types or None, compute, still_valid)
     if hit:
-        result["results"] = _current_freshness(result["results"], query.min_freshness)
+        now = timezone.now()
+        result = {**result, "results": [_refresh_freshness(i, now) for i in result["results"]]}
+    result = dict(result)
+    result.pop("valid_until", None)
     return result, hit
 
 
-def _current_freshness(items: list[dict], min_freshness: float) -> list[dict]:
-    now = timezone.now()
-    out = []
-    for item in items:
-        age = (now - datetime.fromisoformat(item["observed_at"])).total_seconds()
-        kt = registry.get(item["knowledge_type"])
-        item["freshness"] = round(kt.freshness(age) if kt else item["freshness"], 6)
-        if item["freshness"] >= min_freshness:
-            out.append(item)
-    return out
+def _valid_until(items: list[dict], min_freshness: float) -> float | None:
+    """Epoch seconds when the first item of ``items`` drops below ``min_freshness``."""
+    if min_freshness <= 0 or not items:
+        return None
+    return min(
+        datetime.fromisoformat(i["observed_at"]).timestamp()
+        + registry.decay_of(i["knowledge_type"]) * -math.log(min_freshness)
+        for i in items
+    )
+
+
+def _refresh_freshness(item: dict, now: datetime) -> dict:
+    age = now.timestamp() - datetime.fromisoformat(item["observed_at"]).timestamp()
+    fresh = math.exp(-max(age, 0.0) / registry.decay_of(item["knowledge_type"]))
+    return {**item, "freshness": round(fresh, 6)}
 
 
 def common_queries() -> list[tuple[KnowledgeQuery, Worker | None]]:

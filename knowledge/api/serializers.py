@@ -18,6 +18,17 @@ URGENCY_LABELS = Urgency.labels_list()
 SORT_CHOICES = [*SORTS, *(f"-{s}" for s in SORTS)]
 
 
+def contains_nul(value) -> bool:
+    """True if any string or key in a JSON value holds a NUL (PostgreSQL cannot store it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(contains_nul(v) for v in value)
+    return False
+
+
 class FiniteFloatField(serializers.FloatField):
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
@@ -101,6 +112,8 @@ class BroadcastSerializer(serializers.Serializer):
         return min(value, now)
 
     def validate_payload(self, value: dict) -> dict:
+        if contains_nul(value):
+            raise serializers.ValidationError("null characters (\\u0000) are not allowed")
         size = len(json.dumps(value, default=str))
         limit = settings.KNOWLEDGE_EXCHANGE["max_payload_bytes"]
         if size > limit:
@@ -324,3 +337,8 @@ class SubscriptionOutSerializer(serializers.Serializer):
 
 class StateSerializer(serializers.Serializer):
     state = serializers.DictField()
+
+    def validate_state(self, value):
+        if contains_nul(value):
+            raise serializers.ValidationError("null characters (\\u0000) are not allowed")
+        return value

@@ -4,7 +4,6 @@ import functools
 import time
 
 from django.conf import settings
-from django.db import connection
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -16,7 +15,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from knowledge import actions, cache as knowledge_cache
+from knowledge import actions
+from knowledge import cache as knowledge_cache
 from knowledge.actions import ActionError, BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
@@ -37,9 +37,15 @@ from knowledge.api.serializers import (
     ValidateSerializer,
 )
 from knowledge.choices import ItemStatus, Urgency, ValidationStatus
-from knowledge.events import FeedFilter, is_recoverable, log_position, read_events, wait_for_local_wake
+from knowledge.events import (
+    FeedFilter,
+    is_recoverable,
+    log_position,
+    read_events,
+    wait_for_local_wake,
+)
 from knowledge.health import run_health_checks
-from knowledge.models import InboxCursor, KnowledgeItem
+from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
 from workers.models import Worker
@@ -312,6 +318,9 @@ class UnsubscribeView(SubscribeView):
     do = staticmethod(actions.do_unsubscribe)
 
 
+BEHIND_CAP = 100_000
+
+
 def worker_state(worker: Worker) -> dict:
     pos = log_position()
     cursor = InboxCursor.objects.filter(worker=worker).first()
@@ -334,7 +343,8 @@ def worker_state(worker: Worker) -> dict:
             "epoch": pos.epoch,
             "position": position,
             "top": pos.top,
-            "behind": max(pos.top - position, 0),
+            # events not yet acked (capped: a count, not a seq difference; seqs have gaps)
+            "behind": Event.objects.filter(seq__gt=position)[:BEHIND_CAP].count(),
             "acked_at": cursor.acked_at.isoformat() if cursor and cursor.acked_at else None,
         },
         "subscription": subscription_dict(actions.get_subscription(worker)),
@@ -452,7 +462,6 @@ class EventsView(APIView):
             if events or time.monotonic() >= deadline:
                 break
             # Woken at once by a publisher in this process; others are seen by polling.
-            connection.close_if_unusable_or_obsolete()
             wait_for_local_wake(scanned_to, min(0.5, max(deadline - time.monotonic(), 0)))
             since = scanned_to
         top = max(log_position().top, scanned_to)

@@ -1,0 +1,8 @@
+"""Django-independent conflict engine: detection, strategies, trust, and the accuracy bench.
+
+Modules: ``candidates`` (Trust, Candidate, Proposal), ``strategies`` (Strategy and the
+registry ``get_strategy``), ``trust`` (Beta-posterior updates), ``detection`` (``classify``),
+``independence`` (copy suspicion), ``scenarios`` (seeded benchmark events with truth),
+``simulation`` (in-memory service), ``scoring`` (metrics of any run), ``bench`` (CLI).
+Nothing here imports Django.
+"""
