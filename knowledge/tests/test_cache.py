@@ -124,9 +124,7 @@ def test_results_expire_after_the_ttl(analysis, settings):
     if hasattr(cache, "ttl"):  # Redis: the server expires it
         assert 0 < cache.ttl(key) <= 30
     else:  # local memory: expiry is checked against the clock
-        with time_machine.travel(
-            dt.datetime.now(dt.UTC) + dt.timedelta(seconds=31), tick=False
-        ):
+        with time_machine.travel(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=31), tick=False):
             assert cache.get(key) is None
             assert run_query_cached(q, analysis.worker)[1] is False
     assert cache.get(key) is not None or not hasattr(cache, "ttl")
@@ -188,3 +186,23 @@ def test_warm_cache_fills_the_common_queries(think, analysis, capsys):
     assert result["cached"] is True
     assert subjects(result) == {"long_function | app/x.py::f"}
     assert query(analysis, types="issue_pattern")["cached"] is False  # viewer-specific key
+
+
+def test_a_page_whose_item_decays_below_min_freshness_is_recomputed_and_recached(recall):
+    # context_enrichment decays in 6 h: freshness 0.99 is reached after ~217 s.
+    assert (
+        recall.broadcast(
+            "context_enrichment", {"target": "a.py", "aspect": "churn", "value": "hi"}
+        ).status_code
+        == 201
+    )
+    params = {"types": "context_enrichment", "min_freshness": 0.99}
+    assert len(query(recall, **params)["results"]) == 1
+    start = dt.datetime.now(dt.UTC)
+    with time_machine.travel(start + dt.timedelta(seconds=100), tick=False):
+        assert query(recall, **params)["cached"] is True
+    with time_machine.travel(start + dt.timedelta(seconds=250), tick=False):
+        stale = query(recall, **params)
+        again = query(recall, **params)
+    assert stale["cached"] is False and stale["results"] == []
+    assert again["cached"] is True and again["results"] == []
