@@ -138,8 +138,13 @@ def run_clients(clients: int, fn) -> tuple[list, float]:
         return fn(i)
 
     start = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
+    pool = ThreadPoolExecutor(clients)
+    try:
         out = list(pool.map(wrapped, range(clients)))
+    finally:
+        # On Ctrl-C, do not wait for clients blocked on a slow server: main()'s cleanup
+        # stops the servers, which unblocks them.
+        pool.shutdown(wait=False, cancel_futures=True)
     return out, time.perf_counter() - start
 
 
