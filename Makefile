@@ -65,6 +65,15 @@ test-js:
 	  echo "== tests: JS client (node --test) =="; node --test static/js/tests/; \
 	fi
 
+# The benchmark (docs/performance.md): `make bench` (10,000 items), `make bench ROWS=1000000`.
+# Needs PostgreSQL (BENCH_PG_URL) and Redis (BENCH_REDIS_URL); creates and drops its own
+# database kx_bench_<pid>. BENCH_ARGS passes more options (python -m bench --help).
+ROWS ?= 10000
+BENCH_ARGS ?=
+bench: $(VENV)/.installed
+	@scripts/ensure-services.sh || { echo "make bench needs PostgreSQL and Redis"; exit 1; }
+	$(PY) -m bench --rows $(ROWS) $(BENCH_ARGS)
+
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -119,6 +119,19 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 else:
     DATABASES["default"]["TEST"]["NAME"] = f"test_ke_{INSTANCE}"
 IS_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
+# Connection reuse. Under ASGI every request runs its sync code in a new thread, so
+# persistent connections (CONN_MAX_AGE) are never reused: each request would open a new
+# PostgreSQL connection (2-5 ms, more under load). Django's psycopg 3 pool hands a pooled
+# connection to each request instead (docs/performance.md). DB_POOL=false falls back to
+# CONN_MAX_AGE.
+if IS_POSTGRES and envbool("DB_POOL", True):
+    DATABASES["default"]["CONN_MAX_AGE"] = 0  # required with the pool
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False  # the pool checks connections itself
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": envint("DB_POOL_MIN_SIZE", 2),
+        "max_size": envint("DB_POOL_MAX_SIZE", 16),
+        "timeout": envint("DB_POOL_TIMEOUT", 10),
+    }
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

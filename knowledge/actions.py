@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
 from knowledge import cache as knowledge_cache
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
-from knowledge.events import EventFilter, log_position, publish_event, read_events
+from knowledge.events import EventFilter, log_position, publish_event, publish_events, read_events
 from knowledge.models import (
     Event,
     IdempotencyRecord,
@@ -114,34 +114,228 @@ def do_broadcast(worker: Worker, data: BroadcastInput) -> BroadcastResult:
 
 
 def do_broadcast_many(
-    worker: Worker, entries: list[BroadcastInput | ActionError], chunk_size: int = 200
+    worker: Worker, entries: list[BroadcastInput | ActionError], chunk_size: int = 500
 ) -> list[BroadcastResult | ActionError]:
     """Broadcast many items; each either fully stored or rejected with its reason.
 
-    Items are stored in chunks of ``chunk_size`` per transaction (each item in a savepoint),
-    so a long bulk does not hold the log's tail lock for its whole duration.
+    Items are stored in chunks of ``chunk_size`` per transaction, so a long bulk does not
+    hold the log's tail lock for its whole duration. Within a chunk, consecutive items with
+    distinct (type, subject) and distinct idempotency keys are written in batches (one
+    INSERT for the items, one for their events, ...; see ``_broadcast_batch``) with the
+    same per-item outcome as ``do_broadcast``: refresh/revise of the source's own items,
+    idempotent replays, ``detect_conflicts(item, outcome)`` and one ``knowledge_broadcast``
+    event per stored item. If a batch fails as a whole it is rolled back and its items are
+    stored one by one (each in a savepoint), so one bad item never takes others with it.
     """
     results: list[BroadcastResult | ActionError] = []
     types: set[str] = set()
     for start in range(0, len(entries), chunk_size):
         chunk = entries[start : start + chunk_size]
         with transaction.atomic():
-            for entry in chunk:
-                if isinstance(entry, ActionError):
-                    results.append(entry)
+            for run in _batch_runs(chunk):
+                if isinstance(run, ActionError):
+                    results.append(run)
                     continue
-                try:
-                    with transaction.atomic():
-                        results.append(_broadcast_in_transaction(worker, entry))
+                batch = None
+                if len(run) > 1 and connection.features.can_return_rows_from_bulk_insert:
+                    try:
+                        with transaction.atomic():
+                            batch = _broadcast_batch(worker, run)
+                    except (ActionError, IntegrityError):
+                        batch = None  # rolled back: store them one by one below
+                if batch is None:
+                    batch = [_broadcast_one_in_savepoint(worker, entry) for entry in run]
+                for entry, result in zip(run, batch, strict=True):
+                    results.append(result)
+                    if not isinstance(result, ActionError):
                         types.add(entry.knowledge_type)
-                except ActionError as exc:
-                    results.append(exc)
-                except IntegrityError:
-                    results.append(
-                        ActionError("idempotency_key was used concurrently", "idempotency_key", 409)
-                    )
     knowledge_cache.invalidate_after_commit(sorted(types))
     return results
+
+
+def _broadcast_one_in_savepoint(worker: Worker, entry: BroadcastInput) -> BroadcastResult | ActionError:
+    try:
+        with transaction.atomic():
+            return _broadcast_in_transaction(worker, entry)
+    except ActionError as exc:
+        return exc
+    except IntegrityError:
+        return ActionError("idempotency_key was used concurrently", "idempotency_key", 409)
+
+
+def _batch_runs(chunk: list) -> list:
+    """Split a chunk into runs that can be written as one batch: an ActionError stands
+    alone; a run ends before an item whose (type, subject) or idempotency key is already in
+    it (the later item must see the earlier one, as it would one by one)."""
+    runs: list = []
+    current: list[BroadcastInput] = []
+    seen_subjects: set = set()
+    seen_keys: set = set()
+    for entry in chunk:
+        if isinstance(entry, ActionError):
+            if current:
+                runs.append(current)
+                current, seen_subjects, seen_keys = [], set(), set()
+            runs.append(entry)
+            continue
+        kt = registry.get(entry.knowledge_type)
+        subject = kt.subject_of(entry.payload) if kt else None
+        key = (entry.knowledge_type, subject)
+        if current and (key in seen_subjects or (entry.idempotency_key and entry.idempotency_key in seen_keys)):
+            runs.append(current)
+            current, seen_subjects, seen_keys = [], set(), set()
+        current.append(entry)
+        seen_subjects.add(key)
+        if entry.idempotency_key:
+            seen_keys.add(entry.idempotency_key)
+    if current:
+        runs.append(current)
+    return runs
+
+
+def _broadcast_batch(worker: Worker, run: list[BroadcastInput]) -> list[BroadcastResult | ActionError]:
+    """``_broadcast_in_transaction`` for a run of items with distinct (type, subject) and
+    distinct idempotency keys, in a handful of statements. Raises (and the caller rolls
+    back) on anything unexpected; per-item rejections are returned in place."""
+    out: list[BroadcastResult | ActionError | None] = [None] * len(run)
+    keyed = [e.idempotency_key for e in run if e.idempotency_key]
+    records = {}
+    if keyed:
+        records = {
+            r.key: r
+            for r in IdempotencyRecord.objects.select_related("item__source").filter(
+                worker=worker, key__in=keyed
+            )
+        }
+    todo: list[tuple[int, BroadcastInput, object, str, str, str]] = []
+    for i, data in enumerate(run):
+        kt = registry.get(data.knowledge_type)
+        if kt is None:
+            out[i] = ActionError(f"unknown knowledge type {data.knowledge_type!r}", "knowledge_type")
+            continue
+        request_hash = data.request_hash() if data.idempotency_key else ""
+        record = records.get(data.idempotency_key) if data.idempotency_key else None
+        if record is not None:
+            if record.request_hash != request_hash:
+                out[i] = ActionError(
+                    "idempotency_key was already used with a different body", "idempotency_key", 422
+                )
+            else:
+                out[i] = BroadcastResult(record.item, record.outcome, record.conflict_ids, replayed=True)
+            continue
+        todo.append((i, data, kt, kt.subject_of(data.payload), kt.claim_of(data.payload), request_hash))
+    if not todo:
+        return out
+
+    # Lock this worker's row (as one by one): its broadcasts serialise.
+    Worker.objects.filter(pk=worker.pk).update(broadcast_count=F("broadcast_count") + len(todo))
+    now = timezone.now()
+    wanted = {(kt.name, subject) for _, _, kt, subject, _, _ in todo}
+    own_by_key: dict = {}
+    for row in (
+        KnowledgeItem.objects.select_for_update()
+        .filter(
+            source=worker,
+            status=ItemStatus.ACTIVE,
+            knowledge_type__in={t for t, _ in wanted},
+            subject__in={s for _, s in wanted},
+        )
+        .order_by("-observed_at")
+    ):
+        own_by_key.setdefault((row.knowledge_type, row.subject), row)
+
+    plans = []  # (index, data, item, outcome, own, target_names, request_hash)
+    created, refreshed, superseded = [], [], []
+    for i, data, kt, subject, claim, request_hash in todo:
+        observed_at = data.observed_at or now
+        target_names = sorted({w.name for w in data.targets})
+        own = own_by_key.get((kt.name, subject))
+        if own is not None and own.claim == claim:
+            own.payload = data.payload
+            own.confidence = data.confidence
+            own.urgency = data.urgency
+            if observed_at > own.observed_at:
+                own.observed_at = observed_at
+                own.observed_ts = observed_at.timestamp()
+            own.refreshed_at = now
+            own.refresh_count += 1
+            refreshed.append(own)
+            plans.append((i, data, own, "refreshed", own, target_names, request_hash))
+        else:
+            item = KnowledgeItem(
+                knowledge_type=kt.name,
+                source=worker,
+                subject=subject,
+                claim=claim,
+                payload=data.payload,
+                confidence=data.confidence,
+                urgency=data.urgency,
+                is_targeted=bool(target_names),
+                target_names=target_names,
+                created_at=now,
+                observed_at=observed_at,
+                observed_ts=observed_at.timestamp(),
+            )
+            created.append(item)
+            plans.append((i, data, item, "revised" if own is not None else "created", own, target_names, request_hash))
+    if created:
+        KnowledgeItem.objects.bulk_create(created)
+    if refreshed:
+        KnowledgeItem.objects.bulk_update(
+            refreshed,
+            ["payload", "confidence", "urgency", "observed_at", "observed_ts", "refreshed_at", "refresh_count"],
+        )
+    for _, _, item, outcome, own, _, _ in plans:
+        if outcome == "revised":
+            own.status = ItemStatus.SUPERSEDED
+            own.superseded_by = item
+            superseded.append(own)
+    if superseded:
+        KnowledgeItem.objects.bulk_update(superseded, ["status", "superseded_by"])
+    links = [KnowledgeTarget(item=item, worker=w) for _, data, item, outcome, _, _, _ in plans
+             if outcome != "refreshed" for w in data.targets]
+    if links:
+        KnowledgeTarget.objects.bulk_create(links)
+
+    from conflicts.actions import detect_conflicts  # conflicts builds on knowledge
+
+    specs, records_new = [], []
+    for i, data, item, outcome, own, target_names, request_hash in plans:
+        item.source = worker
+        if own is not None:
+            own.source = worker
+        conflict_ids = detect_conflicts(item, outcome)
+        specs.append(
+            {
+                "kind": EventKind.KNOWLEDGE_BROADCAST,
+                "data": {
+                    "item": item.as_dict(now),
+                    "outcome": outcome,
+                    "conflicts": conflict_ids,
+                    "supersedes": own.pk if outcome == "revised" else None,
+                },
+                "knowledge_type": item.knowledge_type,
+                "source": worker.name,
+                "item_id": item.pk,
+                "targets": [*target_names, worker.name] if target_names else (),
+            }
+        )
+        if data.idempotency_key:
+            records_new.append(
+                IdempotencyRecord(
+                    worker=worker,
+                    key=data.idempotency_key,
+                    request_hash=request_hash,
+                    item=item,
+                    outcome=outcome,
+                    conflict_ids=conflict_ids,
+                )
+            )
+        out[i] = BroadcastResult(item, outcome, conflict_ids)
+    publish_events(specs)
+    if records_new:
+        IdempotencyRecord.objects.bulk_create(records_new)
+    return out
 
 
 def _broadcast_in_transaction(worker: Worker, data: BroadcastInput) -> BroadcastResult:
@@ -422,9 +616,19 @@ class InboxFilter(EventFilter):
         self.min_urgency = sub.min_urgency
 
     def q(self):
+        """SQL prefilter (a superset of ``matches``): broadcasts of other workers that are
+        targeted or of a wanted type and source; other kinds are checked in Python. Without
+        it a worker interested in few types reads the whole log page by page."""
         from django.db.models import Q
 
-        return Q(kind__in=self.kinds)
+        others = Q(kind__in=self.kinds - {EventKind.KNOWLEDGE_BROADCAST})
+        if EventKind.KNOWLEDGE_BROADCAST not in self.kinds:
+            return others
+        wanted = Q(knowledge_type__in=self.types)
+        if self.sources:
+            wanted &= Q(source__in=self.sources)
+        broadcasts = Q(kind=EventKind.KNOWLEDGE_BROADCAST) & ~Q(source=self.viewer) & (Q(is_targeted=True) | wanted)
+        return broadcasts | others
 
     def matches(self, event: Event) -> bool:
         if event.kind not in self.kinds or not event.visible_to(self.viewer):

@@ -1,17 +1,30 @@
-"""Query-result caching with versioned keys per knowledge type.
+"""Query-result caching with per-type generation tokens.
 
-Each type has a version number in the cache. A cached query result's key includes the
-versions of every type the query can return, so a write to a type (which bumps its
-version after commit, before the writer's response is sent) makes every older result
-unreachable: no reader sees a result older than its own last write. Old entries simply
-expire by TTL.
+Every knowledge type has a *generation token* in the cache: a random value, never reused.
+A cached query result's key hashes the normalised query with the tokens of every type the
+query can return. A write to a type replaces that type's token after commit, before the
+writer's response is sent, so every older result of that type becomes unreachable: no
+reader sees a result older than its own last write, and results of other types stay hot.
+Old entries are never deleted, they expire by TTL (``KNOWLEDGE_EXCHANGE['cache_ttl']``).
+
+Why tokens rather than counters: a counter that is evicted (LocMem culls, Redis may be
+restarted or flushed) restarts at 0 and makes results cached under 0 reachable again;
+a missing token is replaced by a fresh random one, so eviction only costs misses.
+
+Statistics (hits, misses, invalidations) are counted per process and added to shared
+counters in the cache backend at most every ``STATS_FLUSH_SECONDS`` (one ``incr`` per
+counter), so ``GET stats`` and ``/metrics`` show the totals of every process sharing the
+Redis cache (a second or so behind), without a Redis write per request.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from django.conf import settings
@@ -20,67 +33,129 @@ from django.db import transaction
 
 from knowledge.registry import registry
 
-VERSION_KEY = "kx:v:{}"
+TOKEN_KEY = "kx:gen:{}"
 RESULT_KEY = "kx:q:{}"
+STATS_KEY = "kx:stats:{}"
+STATS_NAMES = ("hits", "misses", "invalidations")
+STATS_FLUSH_SECONDS = 1.0
 
 _stats_lock = threading.Lock()
-_stats = {"hits": 0, "misses": 0, "invalidations": 0}
+_local: Counter = Counter()  # this process, since start
+_pending: Counter = Counter()  # this process, not yet added to the shared counters
+_last_flush = [0.0]
 
 
 def enabled() -> bool:
     return bool(settings.KNOWLEDGE_EXCHANGE["cache_enabled"])
 
 
-def _versions(types: Iterable[str]) -> list[int]:
-    keys = [VERSION_KEY.format(t) for t in types]
+def ttl() -> int:
+    return int(settings.KNOWLEDGE_EXCHANGE["cache_ttl"])
+
+
+def _new_token() -> str:
+    return secrets.token_hex(8)
+
+
+def _tokens(types: list[str]) -> list[str]:
+    keys = [TOKEN_KEY.format(t) for t in types]
     found = cache.get_many(keys)
-    return [int(found.get(k, 0)) for k in keys]
+    for key in keys:
+        if key not in found:
+            # First use, evicted, or cache restarted: a fresh token (never an old one).
+            token = _new_token()
+            if not cache.add(key, token, timeout=None):
+                token = cache.get(key) or token
+            found[key] = token
+    return [found[k] for k in keys]
 
 
 def invalidate(types: Iterable[str]) -> None:
-    for t in types:
-        key = VERSION_KEY.format(t)
-        try:
-            cache.incr(key)
-        except ValueError:  # not there yet (or evicted): any fresh value invalidates
-            cache.set(key, 1, timeout=None)
-    with _stats_lock:
-        _stats["invalidations"] += 1
+    """Make every cached result that may contain items of ``types`` unreachable."""
+    types = list(types)
+    if not types:
+        return
+    cache.set_many({TOKEN_KEY.format(t): _new_token() for t in types}, timeout=None)
+    _count("invalidations")
 
 
 def invalidate_after_commit(types: Iterable[str]) -> None:
+    """Call from actions inside their transaction: invalidates once the write is visible."""
     types = list(types)
     if types:
         transaction.on_commit(lambda: invalidate(types))
 
 
-def cached_query(params: dict, types: Iterable[str] | None, compute: Callable[[], dict]) -> tuple[dict, bool]:
-    """Return (result, hit). ``params`` must fully describe the query (normalised)."""
+def result_key(params: dict, types: Iterable[str] | None) -> str:
+    names = sorted(types) if types else registry.names()
+    digest = hashlib.sha256(
+        json.dumps([params, names, _tokens(names)], sort_keys=True, default=str).encode()
+    ).hexdigest()
+    return RESULT_KEY.format(digest)
+
+
+def cached_query(
+    params: dict,
+    types: Iterable[str] | None,
+    compute: Callable[[], dict],
+    still_valid: Callable[[dict], bool] | None = None,
+) -> tuple[dict, bool]:
+    """Return (result, hit). ``params`` must fully describe the query (normalised).
+    A cached result that ``still_valid`` rejects counts as a miss and is replaced."""
     if not enabled():
         return compute(), False
-    names = sorted(types) if types else registry.names()
-    versions = _versions(names)
-    digest = hashlib.sha256(
-        json.dumps([params, names, versions], sort_keys=True, default=str).encode()
-    ).hexdigest()
-    key = RESULT_KEY.format(digest)
+    key = result_key(params, types)
     result = cache.get(key)
-    if result is not None:
-        with _stats_lock:
-            _stats["hits"] += 1
+    if result is not None and (still_valid is None or still_valid(result)):
+        _count("hits")
         return result, True
-    with _stats_lock:
-        _stats["misses"] += 1
+    _count("misses")
     result = compute()
-    cache.set(key, result, timeout=settings.KNOWLEDGE_EXCHANGE["cache_ttl"])
+    cache.set(key, result, timeout=ttl())
     return result, False
 
 
-def stats() -> dict:
+# --- Statistics ----------------------------------------------------------------------------
+
+
+def _count(name: str, n: int = 1) -> None:
     with _stats_lock:
-        s = dict(_stats)
+        _local[name] += n
+        _pending[name] += n
+        due = time.monotonic() - _last_flush[0] >= STATS_FLUSH_SECONDS
+    if due:
+        flush_stats()
+
+
+def flush_stats() -> None:
+    """Add this process's pending counts to the shared counters in the cache backend."""
+    with _stats_lock:
+        pending = dict(_pending)
+        _pending.clear()
+        _last_flush[0] = time.monotonic()
+    for name, n in pending.items():
+        if not n:
+            continue
+        key = STATS_KEY.format(name)
+        try:
+            cache.incr(key, n)
+        except ValueError:  # not there yet (or evicted)
+            if not cache.add(key, n, timeout=None):
+                cache.incr(key, n)
+
+
+def stats() -> dict:
+    """Hit/miss/invalidation totals shared by every process using this cache backend, and
+    this process's own counts under ``process``."""
+    flush_stats()
+    shared = cache.get_many([STATS_KEY.format(n) for n in STATS_NAMES])
+    s: dict = {n: int(shared.get(STATS_KEY.format(n), 0)) for n in STATS_NAMES}
+    with _stats_lock:
+        s["process"] = {n: _local[n] for n in STATS_NAMES}
     total = s["hits"] + s["misses"]
     s["hit_rate"] = round(s["hits"] / total, 4) if total else None
     s["enabled"] = enabled()
+    s["ttl_seconds"] = ttl()
     s["backend"] = settings.CACHES["default"]["BACKEND"].rsplit(".", 1)[-1]
+    s["shared"] = "Redis" in s["backend"]
     return s

@@ -69,6 +69,34 @@ def publish_event(
     return event
 
 
+def publish_events(specs: list[dict]) -> list[Event]:
+    """Append several events in one INSERT (the batched bulk broadcast); same contract as
+    ``publish_event``. Each spec holds ``kind``, ``data`` and optionally ``knowledge_type``,
+    ``source``, ``item_id``, ``targets``. Returns the events with their seq, in spec order."""
+    if not connection.in_atomic_block:
+        raise RuntimeError("publish_events must run inside transaction.atomic()")
+    if not specs:
+        return []
+    _lock_tail()
+    events = Event.objects.bulk_create(
+        [
+            Event(
+                kind=spec["kind"],
+                knowledge_type=spec.get("knowledge_type", ""),
+                source=spec.get("source", ""),
+                item_id=spec.get("item_id"),
+                is_targeted=bool(spec.get("targets")),
+                targets=list(spec.get("targets") or ()),
+                data=spec["data"],
+            )
+            for spec in specs
+        ]
+    )
+    top = max(e.seq for e in events)
+    transaction.on_commit(lambda: wake_readers(top))
+    return events
+
+
 # --- Waking readers ------------------------------------------------------------------------
 
 _local_cond = threading.Condition()

@@ -82,8 +82,15 @@ class KnowledgeItem(models.Model):
     class Meta:
         ordering = ["-observed_at", "-id"]
         indexes = [
-            models.Index(fields=["knowledge_type", "status", "-observed_at"], name="ki_type_status_obs"),
-            models.Index(fields=["source", "knowledge_type", "-observed_at"], name="ki_source_type_obs"),
+            # Query patterns (docs/performance.md): one type by freshness, and the per-type
+            # branches of freshness order across types; the same per source.
+            models.Index(
+                fields=["knowledge_type", "status", "-observed_ts", "-id"], name="ki_type_status_ts"
+            ),
+            models.Index(
+                fields=["source", "knowledge_type", "status", "-observed_ts", "-id"],
+                name="ki_source_type_ts",
+            ),
             models.Index(fields=["status", "-observed_at"], name="ki_status_obs"),
             models.Index(fields=["knowledge_type", "subject", "status"], name="ki_type_subject"),
             models.Index(fields=["-created_at"], name="ki_created"),

@@ -16,6 +16,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
+from django.core.exceptions import EmptyResultSet, FullResultSet
+from django.db import connection
 from django.db.models import Case, F, FloatField, Q, Value, When
 from django.utils import timezone
 
@@ -85,7 +87,9 @@ class Cursor:
             data = json.loads(base64.urlsafe_b64decode(padded.encode()))
             return cls(key=data["k"], id=int(data["i"]), as_of=float(data["a"]))
         except (ValueError, KeyError, TypeError, binascii.Error):
-            raise QueryError("cursor", "is not a valid cursor (pass back the 'next' value)") from None
+            raise QueryError(
+                "cursor", "is not a valid cursor (pass back the 'next' value)"
+            ) from None
 
 
 def _sort_spec(sort: str) -> tuple[str, bool]:
@@ -96,14 +100,26 @@ def _sort_spec(sort: str) -> tuple[str, bool]:
     return name, descending
 
 
-def build_queryset(query: KnowledgeQuery, viewer: Worker | None, as_of: datetime):
+def build_queryset(
+    query: KnowledgeQuery,
+    viewer: Worker | None,
+    as_of: datetime,
+    source_ids: list[int] | None = None,
+    per_type: bool = True,
+):
+    """The filtered queryset. ``source_ids`` are ``query.sources``
+    already resolved (see ``_source_ids``). ``per_type=False`` leaves out the type and
+    freshness filters (``_merge_by_freshness`` adds them per branch)."""
     qs = KnowledgeItem.objects.all()
     if viewer is not None:
         qs = qs.visible_to(viewer)
-    if query.types:
+    if query.types and per_type:
         qs = qs.filter(knowledge_type__in=query.types)
     if query.sources:
-        qs = qs.filter(source__name__in=query.sources)
+        # Names -> ids first (a tiny indexed lookup), so the planner sees a plain
+        # ``source_id = ...`` it can match to the (source, type, status, ts) index.
+        ids = source_ids if source_ids is not None else _source_ids(query)
+        qs = qs.filter(source_id__in=ids) if ids else qs.none()
     if query.urgencies:
         qs = qs.filter(urgency__in=query.urgencies)
     if query.min_urgency is not None:
@@ -127,10 +143,29 @@ def build_queryset(query: KnowledgeQuery, viewer: Worker | None, as_of: datetime
     if query.subject:
         qs = qs.filter(subject=query.subject)
     if query.q:
+        # PostgreSQL: served by the pg_trgm GIN index on UPPER(subject) (migration 0002).
         qs = qs.filter(subject__icontains=query.q)
-    if query.min_freshness > 0:
-        qs = qs.fresh(query.min_freshness, query.types or None, now=as_of)
+    if query.min_freshness > 0 and per_type:
+        qs = qs.filter(_fresh_condition(query.min_freshness, query.types, as_of))
     return qs
+
+
+def _source_ids(query: KnowledgeQuery) -> list[int]:
+    if not query.sources:
+        return []
+    return list(
+        Worker.objects.filter(name__in=query.sources).order_by().values_list("id", flat=True)
+    )
+
+
+def _fresh_condition(min_freshness: float, types: list[str], as_of: datetime) -> Q:
+    """freshness >= f  <=>  observed_ts >= as_of - max_age(type, f): one range per type on
+    ``observed_ts``, the column the (type, status, observed_ts) index is ordered by."""
+    as_of_ts = as_of.timestamp()
+    cond = Q()
+    for name, max_age in registry.max_ages(types or registry.names(), min_freshness).items():
+        cond |= Q(knowledge_type=name, observed_ts__gte=as_of_ts - min(max_age, 3650 * 86400))
+    return cond if cond else Q(pk__in=[])
 
 
 def _freshness_key(types: list[str], as_of_ts: float):
@@ -144,32 +179,130 @@ def _freshness_key(types: list[str], as_of_ts: float):
     return (F("observed_ts") - Value(as_of_ts)) * inv_decay
 
 
+def _after_cursor(qs, key_name: str, key_value, cursor_id: int, descending: bool, bound=None):
+    """Rows strictly after the cursor in (key, id) order. ``bound`` (default the key itself)
+    is a redundant, index-usable range on the sort column so the scan starts at the cursor
+    instead of filtering every row before it."""
+    if descending:
+        qs = qs.filter(
+            Q(**{f"{key_name}__lt": key_value}) | Q(**{key_name: key_value, "id__lt": cursor_id})
+        )
+    else:
+        qs = qs.filter(
+            Q(**{f"{key_name}__gt": key_value}) | Q(**{key_name: key_value, "id__gt": cursor_id})
+        )
+    if bound is not None:
+        column, value = bound
+        qs = qs.filter(**{f"{column}__{'lte' if descending else 'gte'}": value})
+    return qs
+
+
+def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, descending: bool):
+    """Freshness order across several types, one index range scan per type.
+
+    Within one type freshness order is ``observed_ts`` order, so the top ``limit + 1`` of
+    each type (an index scan on (type, status, observed_ts) that stops early) are merged by
+    ln(freshness) in one ``UNION ALL`` statement; then the rows are loaded by id. Cost grows
+    with the number of types and the page size, not with the table.
+
+    The filters other than type and freshness are compiled by the ORM once and shared by
+    every branch (compiling ten ORM branches cost more than running them).
+    """
+    as_of_ts = as_of.timestamp()
+    base = build_queryset(query, viewer, as_of, source_ids=_source_ids(query), per_type=False)
+    compiler = base.query.get_compiler(using=base.db)
+    try:
+        where_sql, where_params = compiler.compile(base.query.where)
+    except EmptyResultSet:
+        return []
+    except FullResultSet:
+        where_sql, where_params = "", []
+    qn = connection.ops.quote_name
+    table = qn(KnowledgeItem._meta.db_table)
+    ts, pk, kind = (
+        f"{table}.{qn('observed_ts')}",
+        f"{table}.{qn('id')}",
+        f"{table}.{qn('knowledge_type')}",
+    )
+    direction, cmp = ("DESC", "<") if descending else ("ASC", ">")
+    branches, params = [], []
+    for name in query.types or registry.names():
+        decay = registry.decay_of(name)
+        inv = 1.0 / decay
+        conds, args = [f"{kind} = %s"], [name]
+        if where_sql:
+            conds.append(f"({where_sql})")
+            args += where_params
+        if query.min_freshness > 0:
+            max_age = min(registry.decay_of(name) * -math.log(query.min_freshness), 3650 * 86400)
+            conds.append(f"{ts} >= %s")
+            args.append(as_of_ts - max_age)
+        if cursor is not None:
+            # key < k  <=>  observed_ts < as_of + k * decay: the range (one second of slack)
+            # lets the index start at the cursor; the exact (key, id) comparison decides.
+            key = float(cursor.key)
+            bound = as_of_ts + key * decay + (1.0 if descending else -1.0)
+            conds.append(
+                f"{ts} {'<=' if descending else '>='} %s AND ((({ts} - %s) * %s) {cmp} %s "
+                f"OR ((({ts} - %s) * %s) = %s AND {pk} {cmp} %s))"
+            )
+            args += [bound, as_of_ts, inv, key, as_of_ts, inv, key, cursor.id]
+        branches.append(
+            f"(SELECT {pk} AS id, (({ts} - %s) * %s) AS k FROM {table} WHERE {' AND '.join(conds)} "
+            f"ORDER BY {ts} {direction}, {pk} {direction} LIMIT %s)"
+        )
+        params += [as_of_ts, inv, *args, query.limit + 1]
+    sql = (
+        f"SELECT id, k FROM ({' UNION ALL '.join(branches)}) AS branches "
+        f"ORDER BY k {direction}, id {direction} LIMIT %s"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [*params, query.limit + 1])
+        top = cur.fetchall()
+    by_id = KnowledgeItem.objects.select_related("source").in_bulk([row[0] for row in top])
+    rows = []
+    for row_id, key in top:
+        row = by_id[row_id]
+        row._key = key
+        rows.append(row)
+    return rows
+
+
 def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
     """Execute a query; returns ``{"results": [...], "next": cursor|None, "as_of": iso}``."""
     sort_name, descending = _sort_spec(query.sort)
     cursor = Cursor.decode(query.cursor) if query.cursor else None
     now = timezone.now()
     as_of = datetime.fromtimestamp(cursor.as_of, tz=UTC) if cursor else now
-    qs = build_queryset(query, viewer, as_of).select_related("source")
 
     key_name = sort_name
-    if sort_name == "freshness":
-        if len(query.types) == 1:
-            key_name = "observed_ts"  # one decay: freshness order is observed order
-        else:
-            qs = qs.annotate(_key=_freshness_key(query.types, as_of.timestamp()))
-            key_name = "_key"
-
-    if cursor is not None:
-        key_value = cursor.key
-        if key_name in ("created_at", "observed_at"):
-            key_value = datetime.fromisoformat(str(cursor.key))
-        if descending:
-            qs = qs.filter(Q(**{f"{key_name}__lt": key_value}) | Q(**{key_name: key_value, "id__lt": cursor.id}))
-        else:
-            qs = qs.filter(Q(**{f"{key_name}__gt": key_value}) | Q(**{key_name: key_value, "id__gt": cursor.id}))
-    order = [f"-{key_name}", "-id"] if descending else [key_name, "id"]
-    rows = list(qs.order_by(*order)[: query.limit + 1])
+    if (
+        sort_name == "freshness"
+        and len(query.types) != 1
+        and not (query.q or query.subject)
+        and connection.features.supports_slicing_ordering_in_compound
+    ):
+        # PostgreSQL. (SQLite cannot order/limit inside UNION branches: it takes the
+        # single-statement path below, fine at embedded sizes.) A text search is selective
+        # through its trigram index, so it also takes the single-statement path.
+        key_name = "_key"
+        rows = _merge_by_freshness(query, viewer, as_of, cursor, descending)
+    else:
+        qs = build_queryset(query, viewer, as_of).select_related("source")
+        if sort_name == "freshness":
+            if len(query.types) == 1:
+                key_name = "observed_ts"  # one decay: freshness order is observed order
+            else:
+                qs = qs.annotate(_key=_freshness_key(query.types, as_of.timestamp()))
+                key_name = "_key"
+        if cursor is not None:
+            key_value = cursor.key
+            if key_name in ("created_at", "observed_at"):
+                key_value = datetime.fromisoformat(str(cursor.key))
+            bound = None if key_name == "_key" else (key_name, key_value)
+            qs = _after_cursor(qs, key_name, key_value, cursor.id, descending, bound)
+        order = [f"-{key_name}", "-id"] if descending else [key_name, "id"]
+        rows = list(qs.order_by(*order)[: query.limit + 1])
     has_more = len(rows) > query.limit
     rows = rows[: query.limit]
     next_cursor = None
@@ -187,12 +320,12 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
 
 
 def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict, bool]:
-    """``run_query`` through the versioned query cache (see knowledge/cache.py).
+    """``run_query`` through the query cache (see knowledge/cache.py).
 
-    Writes invalidate by type version. Time is the other thing that changes a result: an
-    item's freshness falls continuously, so a cached result records when its first item
-    will fall below ``min_freshness`` and is not served after that, and the freshness of
-    every item is recomputed on each hit.
+    Writes invalidate by type (generation tokens). Time is the other thing that changes a
+    result: an item's freshness falls continuously, so a cached result records when its
+    first item will fall below ``min_freshness``; after that it counts as a miss and is
+    recomputed (and cached again). The freshness of every item is recomputed on each hit.
     """
     params = query.cache_params(viewer.name if viewer else None)
 
@@ -201,14 +334,14 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
         result["valid_until"] = _valid_until(result["results"], query.min_freshness)
         return result
 
-    result, hit = knowledge_cache.cached_query(params, query.types or None, compute)
+    def still_valid(result: dict) -> bool:
+        valid_until = result.get("valid_until")
+        return valid_until is None or timezone.now().timestamp() < valid_until
+
+    result, hit = knowledge_cache.cached_query(params, query.types or None, compute, still_valid)
     if hit:
         now = timezone.now()
-        valid_until = result.get("valid_until")
-        if valid_until is not None and now.timestamp() >= valid_until:
-            result, hit = compute(), False
-        else:
-            result = {**result, "results": [_refresh_freshness(i, now) for i in result["results"]]}
+        result = {**result, "results": [_refresh_freshness(i, now) for i in result["results"]]}
     result = dict(result)
     result.pop("valid_until", None)
     return result, hit
@@ -231,9 +364,22 @@ def _refresh_freshness(item: dict, now: datetime) -> dict:
     return {**item, "freshness": round(fresh, 6)}
 
 
+def common_queries() -> list[tuple[KnowledgeQuery, Worker | None]]:
+    """The queries ``manage.py warm_cache`` runs: each type's default page (as people and
+    the dashboard ask for it: ``GET query?types=<type>``) and each active worker's relevant
+    knowledge (``GET query?types=<its interests>`` with its token)."""
+    out: list[tuple[KnowledgeQuery, Worker | None]] = [
+        (KnowledgeQuery(types=[name]), None) for name in registry.names()
+    ]
+    for worker in Worker.objects.filter(is_active=True).order_by("name"):
+        interests = sorted(registry.interests_of(worker.name))
+        if interests:
+            out.append((KnowledgeQuery(types=interests), worker))
+    return out
+
+
 def urgency_from_label(label: str, field_name: str = "urgency") -> int:
     try:
         return int(Urgency.from_label(label))
     except ValueError:
         raise QueryError(field_name, f"{label!r} is not one of {Urgency.labels_list()}") from None
-

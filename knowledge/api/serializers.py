@@ -67,6 +67,8 @@ class BroadcastResultSerializer(serializers.Serializer):
 
 
 def names_to_workers(names: list[str], field_name: str) -> list[Worker]:
+    if not names:
+        return []  # no query (a bulk of 1000 untargeted items would run 1000)
     names = list(dict.fromkeys(names))
     found = {w.name: w for w in Worker.objects.filter(name__in=names, is_active=True)}
     unknown = [n for n in names if n not in found]
@@ -128,7 +130,11 @@ class BroadcastSerializer(serializers.Serializer):
         return attrs
 
     def to_input(self) -> BroadcastInput:
-        d = self.validated_data
+        return self.input_from(self.validated_data)
+
+    @staticmethod
+    def input_from(d: dict) -> BroadcastInput:
+        """The action's input from validated data (``run_validation``'s result)."""
         return BroadcastInput(
             knowledge_type=d["knowledge_type"],
             payload=d["payload"],

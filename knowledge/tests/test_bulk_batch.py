@@ -1,0 +1,126 @@
+"""Bulk broadcast writes in batches yet keeps the one-by-one semantics per item."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+import conflicts.actions
+from conftest import issue_payload
+from knowledge.actions import ActionError
+from knowledge.models import Event, IdempotencyRecord, KnowledgeItem, KnowledgeTarget
+
+pytestmark = pytest.mark.django_db
+
+
+def bulk(persona, items):
+    r = persona.client.post("/api/knowledge/broadcast/bulk", {"items": items}, format="json")
+    assert r.status_code == 200, r.json()
+    return r.json()
+
+
+def issue(location, severity="high", **extra):
+    return {
+        "knowledge_type": "issue_pattern",
+        "payload": issue_payload(location=location, severity=severity),
+        "confidence": 0.7,
+        **extra,
+    }
+
+
+def test_bulk_stores_each_item_with_one_event_each_in_few_queries(analysis):
+    items = [issue(f"m{i}.py::f") for i in range(60)]
+    with CaptureQueriesContext(connection) as ctx:
+        body = bulk(analysis, items)
+    assert body["stored"] == 60 and body["rejected"] == 0
+    ids = [r["result"]["item"]["id"] for r in body["results"]]
+    assert [r["result"]["outcome"] for r in body["results"]] == ["created"] * 60
+    events = list(Event.objects.filter(kind="knowledge_broadcast").order_by("seq"))
+    assert [e.item_id for e in events] == ids  # one per item, in input order
+    assert events[0].data["item"]["subject"] == "long_function | m0.py::f"
+    assert len(ctx.captured_queries) < 25  # one by one this was ~7 per item
+
+
+def test_a_rejected_item_leaves_nothing_and_does_not_stop_the_others(analysis):
+    items = [
+        issue("a.py::f"),
+        {"knowledge_type": "issue_pattern", "payload": {"rule": "x"}, "confidence": 0.5},
+        issue("b.py::g"),
+    ]
+    body = bulk(analysis, items)
+    assert [r["status"] for r in body["results"]] == [201, 400, 201]
+    assert "payload.location" in body["results"][1]["errors"]
+    assert KnowledgeItem.objects.count() == 2 and Event.objects.count() == 2
+
+
+def test_same_subject_twice_refreshes_or_revises_like_one_by_one(analysis):
+    body = bulk(analysis, [issue("a.py::f"), issue("a.py::f"), issue("a.py::f", severity="low")])
+    outcomes = [r["result"]["outcome"] for r in body["results"]]
+    assert outcomes == ["created", "refreshed", "revised"]
+    first, second, third = (r["result"]["item"]["id"] for r in body["results"])
+    assert first == second != third
+    old = KnowledgeItem.objects.get(pk=first)
+    assert (old.status, old.superseded_by_id, old.refresh_count) == ("superseded", third, 1)
+    assert KnowledgeItem.objects.filter(status="active").count() == 1
+    assert Event.objects.get(item_id=third).data["supersedes"] == first
+
+
+def test_bulk_refreshes_and_revises_the_sources_existing_items(analysis):
+    bulk(analysis, [issue("a.py::f"), issue("b.py::g")])
+    body = bulk(analysis, [issue("a.py::f"), issue("b.py::g", severity="low"), issue("c.py::h")])
+    assert [r["result"]["outcome"] for r in body["results"]] == ["refreshed", "revised", "created"]
+    assert KnowledgeItem.objects.filter(status="active").count() == 3
+
+
+def test_idempotency_keys_replay_and_reject_a_changed_body(analysis):
+    items = [issue(f"m{i}.py::f", idempotency_key=f"k{i}") for i in range(5)]
+    first = bulk(analysis, items)
+    events = Event.objects.count()
+    again = bulk(analysis, [*items[:4], issue("changed.py::f", idempotency_key="k4")])
+    assert [r["status"] for r in again["results"]] == [200, 200, 200, 200, 422]
+    assert all(r["result"]["replayed"] for r in again["results"][:4])
+    assert [r["result"]["item"]["id"] for r in again["results"][:4]] == [
+        r["result"]["item"]["id"] for r in first["results"][:4]
+    ]
+    assert Event.objects.count() == events and IdempotencyRecord.objects.count() == 5
+
+
+def test_conflict_detection_runs_per_stored_item_and_its_ids_reach_the_event(analysis, monkeypatch):
+    calls = []
+
+    def detect(item, outcome):
+        calls.append((item.pk, item.source.name, outcome))
+        return [1000 + item.pk]
+
+    monkeypatch.setattr(conflicts.actions, "detect_conflicts", detect)
+    body = bulk(analysis, [issue("a.py::f"), issue("b.py::g")])
+    ids = [r["result"]["item"]["id"] for r in body["results"]]
+    assert calls == [(ids[0], "analysis", "created"), (ids[1], "analysis", "created")]
+    assert [r["result"]["conflicts"] for r in body["results"]] == [[1000 + ids[0]], [1000 + ids[1]]]
+    assert Event.objects.get(item_id=ids[1]).data["conflicts"] == [1000 + ids[1]]
+
+
+def test_an_item_failing_inside_the_batch_is_rejected_alone(analysis, monkeypatch):
+    def detect(item, outcome):
+        if item.subject.endswith("bad.py::f"):
+            raise ActionError("conflict store unavailable", "payload", 409)
+        return []
+
+    monkeypatch.setattr(conflicts.actions, "detect_conflicts", detect)
+    body = bulk(analysis, [issue("a.py::f"), issue("bad.py::f"), issue("c.py::h")])
+    assert [r["status"] for r in body["results"]] == [201, 409, 201]
+    assert sorted(KnowledgeItem.objects.values_list("subject", flat=True)) == [
+        "long_function | a.py::f",
+        "long_function | c.py::h",
+    ]
+    assert Event.objects.count() == 2
+
+
+def test_targeted_items_in_a_bulk(analysis, think):
+    body = bulk(analysis, [issue("a.py::f", targets=["think"]), issue("b.py::g")])
+    targeted = body["results"][0]["result"]["item"]["id"]
+    assert list(KnowledgeTarget.objects.values_list("item_id", "worker__name")) == [
+        (targeted, "think")
+    ]
+    assert sorted(Event.objects.get(item_id=targeted).targets) == ["analysis", "think"]

@@ -1,0 +1,104 @@
+"""PostgreSQL plans: the typical queries read the knowledge table through its indexes.
+
+40,000 items are loaded with COPY (the bench's seeder) and ANALYZEd, so the planner
+chooses freely (no ``enable_seqscan=off``); every statement the query layer runs against
+the knowledge table is EXPLAINed and must not contain a sequential scan of it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.conf import settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from bench.seed import COLUMNS, rows
+from knowledge.query import KnowledgeQuery, run_query
+from knowledge.registry import registry
+from workers.actions import do_create_worker
+
+pytestmark = [
+    pytest.mark.django_db,
+    pytest.mark.skipif(not settings.IS_POSTGRES, reason="query plans are a PostgreSQL matter"),
+]
+
+TABLE = "knowledge_knowledgeitem"
+ROWS = 40_000
+
+
+@pytest.fixture
+def loaded():
+    workers = {
+        n: do_create_worker(n)[0] for n in ("think", "analysis", "learning", "dream", "recall")
+    }
+    import time
+
+    data = io.StringIO(
+        "".join(rows(ROWS, [w.pk for w in workers.values()], time.time(), start_id=1))
+    )
+    raw = connection.connection  # psycopg 3
+    with raw.cursor() as cur:
+        with cur.copy(f"COPY {TABLE} ({', '.join(COLUMNS)}) FROM STDIN") as copy:
+            copy.write(data.getvalue())
+        cur.execute(f"SELECT setval(pg_get_serial_sequence('{TABLE}', 'id'), {ROWS})")
+        cur.execute(f"ANALYZE {TABLE}")
+    return workers
+
+
+def plan_nodes(plan):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from plan_nodes(child)
+
+
+def explain(sql: str) -> list[dict]:
+    with connection.cursor() as cur:
+        cur.execute("EXPLAIN (FORMAT JSON) " + sql)
+        raw = cur.fetchone()[0]
+    plan = raw if isinstance(raw, list) else json.loads(raw)
+    return list(plan_nodes(plan[0]["Plan"]))
+
+
+TYPICAL = {
+    "one type + min_freshness": (
+        lambda w: KnowledgeQuery(types=["issue_pattern"], min_freshness=0.5),
+        None,
+    ),
+    "several types by freshness": (
+        lambda w: KnowledgeQuery(types=["risk_pattern", "issue_pattern", "learned_pattern"]),
+        None,
+    ),
+    "source + urgency": (lambda w: KnowledgeQuery(sources=["analysis"], urgencies=[3]), None),
+    "free text on subject": (lambda w: KnowledgeQuery(q="mod0042"), None),
+    "a worker's relevant knowledge": (
+        lambda w: KnowledgeQuery(types=sorted(registry.interests_of("think")), min_freshness=0.3),
+        "think",
+    ),
+}
+
+
+def test_typical_queries_use_indexes_on_the_knowledge_table(loaded):
+    for name, (make, viewer) in TYPICAL.items():
+        with CaptureQueriesContext(connection) as ctx:
+            result = run_query(make(loaded), loaded[viewer] if viewer else None)
+        assert result["results"], f"{name}: the seeded data must match"
+        statements = [q["sql"] for q in ctx.captured_queries if TABLE in q["sql"]]
+        assert statements
+        for sql in statements:
+            nodes = [n for n in explain(sql) if n.get("Relation Name") == TABLE]
+            kinds = {n["Node Type"] for n in nodes}
+            assert "Seq Scan" not in kinds, f"{name}: sequential scan of {TABLE}:\n{sql}"
+            assert kinds & {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}, (name, kinds)
+
+
+def test_the_check_catches_a_sequential_scan(loaded):
+    """Without its index, the free-text search scans the table, and the check sees it."""
+    with connection.cursor() as cur:
+        cur.execute("DROP INDEX ki_subject_trgm")
+    with CaptureQueriesContext(connection) as ctx:
+        run_query(KnowledgeQuery(q="mod0042"), None)
+    [sql] = [q["sql"] for q in ctx.captured_queries if TABLE in q["sql"]]
+    assert "Seq Scan" in {n["Node Type"] for n in explain(sql) if n.get("Relation Name") == TABLE}
