@@ -4,6 +4,7 @@ import functools
 import time
 
 from django.conf import settings
+from django.db import connections
 from django.db.models import Count, Q
 from django.shortcuts import get_object_or_404
 from django.utils import timezone
@@ -417,6 +418,15 @@ def _extra_stats() -> dict:
     return collect()
 
 
+def _release_pooled_connection() -> None:
+    """Hand a pooled PostgreSQL connection back while a long poll waits, so waiting polls do
+    not exhaust the pool (``DB_POOL_MAX_SIZE``); the next read takes one again. Without a
+    pool, closing would cost a new connection per poll round, so the connection is kept."""
+    db = connections["default"]
+    if db.settings_dict.get("OPTIONS", {}).get("pool") and not db.in_atomic_block:
+        db.close()
+
+
 class EventsView(APIView):
     """The REST fallback of the live feed: events after ``since``, long-polling up to ``wait`` s."""
 
@@ -467,6 +477,7 @@ class EventsView(APIView):
             if events or time.monotonic() >= deadline:
                 break
             # Woken at once by a publisher in this process; others are seen by polling.
+            _release_pooled_connection()
             wait_for_local_wake(scanned_to, min(0.25, max(deadline - time.monotonic(), 0)))
             since = scanned_to
         # ``top`` is the scanned position, not the log's top read afterwards: an event that

@@ -166,3 +166,36 @@ def test_reader_following_since_never_misses_with_concurrent_publishers(analysis
     all_seqs = list(Event.objects.order_by("seq").values_list("seq", flat=True))
     assert len(all_seqs) == 2 * per_publisher
     assert seen == all_seqs  # every event, once, in order
+
+
+@pytest.mark.skipif(
+    not settings.DATABASES["default"].get("OPTIONS", {}).get("pool"),
+    reason="the PostgreSQL connection pool is configured only with DATABASE_URL",
+)
+@pytest.mark.django_db(transaction=True)
+def test_waiting_long_polls_do_not_exhaust_the_connection_pool(think):
+    """More concurrent long polls than the pool has connections, each waiting longer than
+    the pool's checkout timeout: every one is answered, because a waiting poll gives its
+    connection back (otherwise the extra ones fail with a pool timeout)."""
+    from rest_framework.test import APIClient
+
+    pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
+    statuses: list[int] = []
+
+    def poll():
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {think.token}")
+        try:
+            r = client.get("/api/knowledge/events", {"since": 0, "wait": pool["timeout"] + 2})
+            statuses.append(r.status_code)
+        except Exception as exc:  # a pool timeout surfaces here
+            statuses.append(type(exc).__name__)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=poll) for _ in range(pool["max_size"] + 4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert statuses == [200] * (pool["max_size"] + 4)
