@@ -44,10 +44,12 @@ def do_ensure_builtin_workers() -> list[tuple[Worker, str | None]]:
     return out
 
 
-def touch_last_seen(worker: Worker) -> None:
-    """Record that the worker was seen; at most one write per 30 s per worker."""
+def touch_last_seen(worker: Worker) -> bool:
+    """Record that the worker was seen; at most one write per 30 s per worker.
+    Returns True if it wrote."""
     now = timezone.now()
     if worker.last_seen_at and now - worker.last_seen_at < LAST_SEEN_RESOLUTION:
-        return
+        return False
     Worker.objects.filter(pk=worker.pk).update(last_seen_at=now)
     worker.last_seen_at = now
+    return True

@@ -2,10 +2,26 @@
 
 from __future__ import annotations
 
+from django.core.cache import cache
 from rest_framework import authentication, exceptions
 
 from workers.actions import touch_last_seen
-from workers.models import Worker
+from workers.models import Worker, hash_token, token_cache_key
+
+# A token lookup is one query per request; cached a few seconds it is none, which is what
+# makes a cached query answer without touching the database. Rotating a token or saving the
+# worker (deactivation) drops the entry at once (Worker.save).
+TOKEN_CACHE_SECONDS = 10
+
+
+def worker_for_token(token: str) -> Worker | None:
+    key = token_cache_key(hash_token(token))
+    worker = cache.get(key)
+    if worker is None:
+        worker = Worker.objects.for_token(token)
+        if worker is not None:
+            cache.set(key, worker, TOKEN_CACHE_SECONDS)
+    return worker
 
 
 class WorkerPrincipal:
@@ -38,10 +54,11 @@ class WorkerTokenAuthentication(authentication.BaseAuthentication):
             token = header[1].decode()
         except UnicodeError:
             raise exceptions.AuthenticationFailed("Token contains invalid characters.") from None
-        worker = Worker.objects.for_token(token)
+        worker = worker_for_token(token)
         if worker is None:
             raise exceptions.AuthenticationFailed("Invalid or inactive worker token.")
-        touch_last_seen(worker)
+        if touch_last_seen(worker):
+            cache.set(token_cache_key(worker.token_hash), worker, TOKEN_CACHE_SECONDS)
         return WorkerPrincipal(worker), worker
 
     def authenticate_header(self, request):

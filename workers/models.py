@@ -15,6 +15,10 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def token_cache_key(token_hash: str) -> str:
+    return f"kx:tok:{token_hash}"
+
+
 def new_token() -> str:
     return "kx_" + secrets.token_urlsafe(32)
 
@@ -61,9 +65,22 @@ class Worker(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        # Authentication caches token -> worker for a few seconds: forget it on any change
+        # (rotation, deactivation), so the old token or an inactive worker is refused at once.
+        from django.core.cache import cache
+
+        stale = [token_cache_key(self.token_hash)]
+        if getattr(self, "_previous_token_hash", None):
+            stale.append(token_cache_key(self._previous_token_hash))
+        cache.delete_many(stale)
+
     def set_token(self, token: str | None = None) -> str:
         """Give the worker a new token and return it; only the hash is kept."""
         token = token or new_token()
+        if self.token_hash:
+            self._previous_token_hash = self.token_hash
         self.token_hash = hash_token(token)
         self.token_prefix = token[:TOKEN_PREFIX_LEN + 3]
         return token

@@ -34,6 +34,7 @@ def test_rotate_invalidates_the_old_token(client):
     out = StringIO()
     call_command("create_worker", "scout", stdout=out)
     old = out.getvalue().strip()
+    assert client.get("/api/workers/me", HTTP_AUTHORIZATION=f"Token {old}").status_code == 200  # now cached
     out = StringIO()
     call_command("create_worker", "scout", "--rotate", stdout=out)
     new = out.getvalue().strip()
@@ -55,3 +56,24 @@ def test_bootstrap_creates_builtin_workers_and_admin_once(tmp_path, client):
     assert "admin account" not in out2.getvalue()  # printed once
     assert get_user_model().objects.filter(is_superuser=True).count() == 1
     assert json.loads(creds.read_text())["workers"] == saved  # tokens stay valid
+
+
+def test_deactivated_worker_is_refused_at_once_despite_the_token_cache(client):
+    out = StringIO()
+    call_command("create_worker", "scout", stdout=out)
+    token = out.getvalue().strip()
+    assert client.get("/api/workers/me", HTTP_AUTHORIZATION=f"Token {token}").status_code == 200
+    worker = Worker.objects.get(name="scout")
+    worker.is_active = False
+    worker.save()  # as the admin does
+    assert client.get("/api/workers/me", HTTP_AUTHORIZATION=f"Token {token}").status_code == 401
+
+
+def test_a_cached_token_costs_no_query(client, django_assert_num_queries):
+    out = StringIO()
+    call_command("create_worker", "scout", stdout=out)
+    token = out.getvalue().strip()
+    client.get("/api/workers/me", HTTP_AUTHORIZATION=f"Token {token}")
+    with django_assert_num_queries(0):
+        r = client.get("/api/workers/me", HTTP_AUTHORIZATION=f"Token {token}")
+    assert r.json()["name"] == "scout"
