@@ -63,3 +63,17 @@ class DatabaseCollector:
 EXTRA_COLLECTORS: list = []
 
 REGISTRY.register(DatabaseCollector())
+
+
+def _alert_metrics():
+    from dashboard.alerts import evaluate
+
+    firing = GaugeMetricFamily(
+        "kx_alert_firing", "1 when an alert rule is firing (dashboard/alerts.py).", labels=["alert", "level"]
+    )
+    for alert in evaluate():
+        firing.add_metric([alert.name, alert.level], 1 if alert.firing else 0)
+    yield firing
+
+
+EXTRA_COLLECTORS.append(_alert_metrics)

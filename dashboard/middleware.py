@@ -1,8 +1,25 @@
 from __future__ import annotations
 
+import threading
 import time
+from collections import deque
 
 from dashboard.metrics import REQUEST_LATENCY
+
+# The last API request durations of this process, for the latency alert (a window the
+# cumulative Prometheus histogram cannot give).
+_recent: deque[tuple[float, float]] = deque(maxlen=5000)
+_recent_lock = threading.Lock()
+
+
+def recent_api_p95(window_seconds: float) -> tuple[float, int]:
+    """(P95 in seconds, count) of this process's API requests in the last window."""
+    cutoff = time.monotonic() - window_seconds
+    with _recent_lock:
+        values = sorted(d for t, d in _recent if t >= cutoff)
+    if not values:
+        return 0.0, 0
+    return values[min(len(values) - 1, int(0.95 * len(values)))], len(values)
 
 
 class RequestMetricsMiddleware:
@@ -17,7 +34,9 @@ class RequestMetricsMiddleware:
         if request.path.startswith("/api/"):
             match = getattr(request, "resolver_match", None)
             route = match.route if match else "unmatched"
-            REQUEST_LATENCY.labels(route, request.method, str(response.status_code)).observe(
-                time.perf_counter() - start
-            )
+            elapsed = time.perf_counter() - start
+            REQUEST_LATENCY.labels(route, request.method, str(response.status_code)).observe(elapsed)
+            if route != "api/knowledge/events":  # long polls wait on purpose
+                with _recent_lock:
+                    _recent.append((time.monotonic(), elapsed))
         return response

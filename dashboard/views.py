@@ -18,7 +18,41 @@ def metrics_view(request):
 
 @staff_member_required
 def index(request):
-    return render(request, "dashboard/index.html", {})
+    """Monitoring overview: health, alerts, the numbers of GET stats, workers, knowledge by type."""
+    from dashboard.alerts import evaluate
+    from knowledge.health import run_health_checks
+    from knowledge.models import InboxCursor
+    from knowledge.registry import registry
+    from knowledge.stats import collect_stats
+    from workers.models import Worker
+
+    stats = collect_stats()
+    top = stats["events"]["top"]
+    positions = dict(InboxCursor.objects.values_list("worker_id", "position"))
+    workers = [
+        {"worker": w, "position": positions.get(w.pk, 0), "behind_seqs": max(top - positions.get(w.pk, 0), 0)}
+        for w in Worker.objects.order_by("name")
+    ]
+    by_type = stats["by_type"]
+    peak = max(by_type.values(), default=0) or 1
+    types = [
+        {"name": kt.name, "count": by_type.get(kt.name, 0), "pct": round(100 * by_type.get(kt.name, 0) / peak),
+         "decay_hours": round(kt.decay_seconds / 3600, 1)}
+        for kt in registry.all()
+    ]
+    alerts = evaluate()
+    return render(
+        request,
+        "dashboard/index.html",
+        {
+            "stats": stats,
+            "health": run_health_checks(),
+            "alerts": alerts,
+            "firing": [a for a in alerts if a.firing],
+            "workers": workers,
+            "types": types,
+        },
+    )
 
 
 @staff_member_required

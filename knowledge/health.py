@@ -7,7 +7,7 @@ import uuid
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.db import connection
 
 from knowledge.events import log_position
@@ -41,7 +41,7 @@ def check_cache() -> dict:
     if cache.get(key) != "1":
         raise RuntimeError("cache did not return what was written")
     cache.delete(key)
-    return {"backend": type(cache).__name__}
+    return {"backend": type(caches["default"]).__name__}
 
 
 def check_channel_layer() -> dict:

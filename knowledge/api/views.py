@@ -5,9 +5,8 @@ import time
 
 from django.conf import settings
 from django.db import connections
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.shortcuts import get_object_or_404
-from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers, status
@@ -17,7 +16,6 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from knowledge import actions
-from knowledge import cache as knowledge_cache
 from knowledge.actions import ActionError, BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
@@ -37,7 +35,7 @@ from knowledge.api.serializers import (
     SubscriptionSerializer,
     ValidateSerializer,
 )
-from knowledge.choices import ItemStatus, Urgency, ValidationStatus
+from knowledge.choices import ItemStatus, Urgency
 from knowledge.events import (
     FeedFilter,
     is_recoverable,
@@ -49,6 +47,7 @@ from knowledge.health import run_health_checks
 from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
+from knowledge.stats import collect_stats
 from workers.models import Worker
 from workers.permissions import request_worker
 
@@ -377,45 +376,12 @@ class ClearStateView(APIView):
 
 
 class StatsView(APIView):
-    """Totals, by type, by source, last 24 h, validation rate, log, cache."""
+    """Totals, by type, by source, last 24 h, validation rate, log, cache, and the sections
+    other apps add (conflicts, realtime)."""
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        since = timezone.now() - timezone.timedelta(hours=24)
-        items = KnowledgeItem.objects.all()
-        totals = items.aggregate(
-            total=Count("id"),
-            active=Count("id", filter=Q(status=ItemStatus.ACTIVE)),
-            superseded=Count("id", filter=Q(status=ItemStatus.SUPERSEDED)),
-            last_24h=Count("id", filter=Q(created_at__gte=since)),
-            validated=Count("id", filter=~Q(validation_status=ValidationStatus.UNVALIDATED)),
-            confirmed=Count("id", filter=Q(validation_status=ValidationStatus.CONFIRMED)),
-            disputed=Count("id", filter=Q(validation_status=ValidationStatus.DISPUTED)),
-        )
-        by_type = dict(items.values_list("knowledge_type").annotate(n=Count("id")).order_by())
-        by_source = dict(items.values_list("source__name").annotate(n=Count("id")).order_by())
-        pos = log_position()
-        return Response(
-            {
-                "items": totals,
-                "by_type": by_type,
-                "by_source": by_source,
-                "validation_rate": round(totals["validated"] / totals["total"], 4)
-                if totals["total"]
-                else None,
-                "workers": Worker.objects.filter(is_active=True).count(),
-                "events": {"epoch": pos.epoch, "top": pos.top, "pruned_through": pos.pruned_through},
-                "cache": knowledge_cache.stats(),
-                **_extra_stats(),
-            }
-        )
-
-
-def _extra_stats() -> dict:
-    """Sections other apps add to ``GET stats`` (conflicts, connections...)."""
-    from knowledge.stats_hooks import collect
-
-    return collect()
+        return Response(collect_stats())
 
 
 def _release_pooled_connection() -> None:
