@@ -424,7 +424,15 @@ class InboxFilter(EventFilter):
     def q(self):
         from django.db.models import Q
 
-        return Q(kind__in=self.kinds)
+        # Pre-filter in SQL what ``matches`` would reject anyway (own broadcasts, types the
+        # worker is not interested in), so a worker does not decode every event of the log.
+        broadcast = (
+            Q(kind=EventKind.KNOWLEDGE_BROADCAST)
+            & ~Q(source=self.viewer)
+            & (Q(knowledge_type__in=sorted(self.types)) | Q(is_targeted=True))
+        )
+        others = Q(kind__in=sorted(set(self.kinds) - {EventKind.KNOWLEDGE_BROADCAST}))
+        return Q(kind__in=self.kinds) & (broadcast | others)
 
     def matches(self, event: Event) -> bool:
         if event.kind not in self.kinds or not event.visible_to(self.viewer):

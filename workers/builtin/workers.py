@@ -80,7 +80,7 @@ class RepoWorker(BaseWorker):
             self.refresh_knowledge(self.interests)
         if self.produces:
             for item in self.query_knowledge(list(self.produces), sources=[self.name]):
-                self.remember(item)
+                self.note_sent(item)
 
     def rules(self) -> Rules:
         """Analysis's rules as this worker can know them: the defaults retuned by the

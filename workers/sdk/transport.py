@@ -229,9 +229,10 @@ class InProcessTransport(Transport):
         return result.as_dict() if hasattr(result, "as_dict") else {"id": getattr(result, "pk", None)}
 
     def close(self) -> None:
-        from django.db import close_old_connections
+        from django.db import close_old_connections, connection
 
-        close_old_connections()
+        if not connection.in_atomic_block:  # never under a caller's open transaction
+            close_old_connections()
 
 
 # --- HTTP -------------------------------------------------------------------------------------

@@ -260,6 +260,7 @@ class BaseWorker:
         limit: int | None = None,
         sort: str = "-freshness",
         until: Callable[[dict], bool] | None = None,
+        page_size: int | None = None,
         **filters: Any,
     ) -> list[dict]:
         """Items matching the filters, following pages up to ``limit`` items (None: all).
@@ -283,8 +284,9 @@ class BaseWorker:
         out: list[dict] = []
         started = time.perf_counter()
         try:
+            size = page_size or PAGE_SIZE
             while True:
-                want = PAGE_SIZE if limit is None else min(PAGE_SIZE, limit - len(out))
+                want = size if limit is None else min(size, limit - len(out))
                 page = self.transport.query({**body, "limit": want})
                 for item in page["results"]:
                     if until is not None and until(item):
@@ -293,6 +295,7 @@ class BaseWorker:
                 if not page.get("next") or (limit is not None and len(out) >= limit):
                     return out
                 body["cursor"] = page["next"]
+                size = min(PAGE_SIZE, size * 4)  # small first page for deltas, then grow
         finally:
             self.stats.query_seconds += time.perf_counter() - started
 
@@ -320,7 +323,9 @@ class BaseWorker:
         def older(item: dict) -> bool:
             return since is not None and datetime.fromisoformat(item["observed_at"]) < since
 
-        items = self.query_knowledge(list(key), sort="-observed_at", until=older)
+        items = self.query_knowledge(
+            list(key), sort="-observed_at", until=older, page_size=None if since is None else 25
+        )
         for item in items:
             self.remember(item)
         self._watermarks[key] = now - timedelta(seconds=lookback)
@@ -337,6 +342,16 @@ class BaseWorker:
         self.stats.broadcast_by_type[body["knowledge_type"]] += 1
         if item:
             self.remember(item)
+
+    def note_sent(self, item: Mapping[str, Any]) -> None:
+        """Treat an item of this worker found in the exchange (e.g. after a restart) as the
+        latest it sent for that subject, so an identical body is not sent again."""
+        body = {k: item.get(k) for k in ("knowledge_type", "payload", "confidence", "urgency")}
+        body["targets"] = list(item.get("targets") or [])
+        digest = body_digest(body)
+        self._subject_of[digest] = str(item.get("subject", ""))
+        self._last_sent[(str(item.get("knowledge_type")), str(item.get("subject", "")))] = digest
+        self.remember(item)
 
     def is_unchanged(self, body: Mapping[str, Any]) -> bool:
         """True when the latest item this worker sent for that subject said exactly this."""
