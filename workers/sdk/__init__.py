@@ -11,9 +11,9 @@
 See ``docs/workers.md``. ``InProcessTransport`` is the same interface inside this project.
 """
 
-from workers.sdk.errors import NotAvailableError, SDKError, TransportError
-from workers.sdk.transport import HttpTransport, InProcessTransport, Transport
-from workers.sdk.worker import ROUTES, BaseWorker, WorkerStats
+from .errors import NotAvailableError, SDKError, TransportError
+from .transport import HttpTransport, InProcessTransport, Transport
+from .worker import ROUTES, BaseWorker, WorkerStats
 
 __all__ = [
     "ROUTES",

@@ -24,7 +24,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from workers.sdk.errors import NotAvailableError, SDKError, TransportError
+from .errors import NotAvailableError, SDKError, TransportError
 
 
 class Transport:

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from workers.sdk.errors import SDKError
-from workers.sdk.transport import Transport
+from .errors import SDKError
+from .transport import Transport
 
 # ORIGINAL_PLAN.md, Day 1: which model each received type updates.
 ROUTES: Mapping[str, str] = {
