@@ -31,7 +31,9 @@ def build_workers(view: RepoView, *, exchange: bool = True, on_analysed=None) ->
     workers = {}
     for name in PIPELINE_ORDER:
         kw = {"on_done": on_analysed} if name == "analysis" and on_analysed else {}
-        workers[name] = WORKER_CLASSES[name](InProcessTransport(name), view=view, exchange=exchange, **kw)
+        workers[name] = WORKER_CLASSES[name](
+            InProcessTransport(name), view=view, exchange=exchange, **kw
+        )
     return workers
 
 
@@ -49,7 +51,9 @@ def replay_history(
     view = RepoView(repo)
     project = do_register_project(view.path)
     items_before = KnowledgeItem.objects.count()
-    workers = build_workers(view, exchange=exchange, on_analysed=lambda sha: do_mark_analysed(project, sha))
+    workers = build_workers(
+        view, exchange=exchange, on_analysed=lambda sha: do_mark_analysed(project, sha)
+    )
     history = view.commits(commits)
     pairs: list[tuple[float, int]] = []
     conflicts: set[int] = set()
@@ -59,7 +63,12 @@ def replay_history(
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(history, desc=f"replay ({'exchange' if exchange else 'no exchange'})", unit="commit", file=sys.stderr)
+        iterator = tqdm(
+            history,
+            desc=f"replay ({'exchange' if exchange else 'no exchange'})",
+            unit="commit",
+            file=sys.stderr,
+        )
     think, learning = workers["think"], workers["learning"]
     for commit in iterator:
         predictions = dict(think.predictions)  # made at the previous commit
@@ -151,4 +160,3 @@ def compare(with_report: dict, without_report: dict) -> dict[str, Any]:
         out["brier_improvement"] = round(1 - a["brier"] / b["brier"], 4)
         out["accuracy_gain"] = round(a["accuracy"] - b["accuracy"], 4)
     return out
-

@@ -52,7 +52,9 @@ class RepoView:
             found = self._snapshots.get(key)
             if found is None:
                 self.analyzer.rules = rules
-                found = self.analyzer.analyze_commit(self.repo, commit.sha, timestamp=commit.timestamp)
+                found = self.analyzer.analyze_commit(
+                    self.repo, commit.sha, timestamp=commit.timestamp
+                )
                 self._put(self._snapshots, key, found)
             return found
 

@@ -43,9 +43,14 @@ def quality_of(pairs: list[tuple[float, int]]) -> dict[str, Any]:
         return {"n": 0, "brier": None, "accuracy": None}
     report = calibration_report(pairs)
     bins = [
-        {"range": [round(b["lower"], 2), round(b["upper"], 2)], "n": b["count"],
-         "predicted": round(b["mean_predicted"], 4), "observed": round(b["observed_rate"], 4)}
-        for b in report.pop("bins") if b["count"]
+        {
+            "range": [round(b["lower"], 2), round(b["upper"], 2)],
+            "n": b["count"],
+            "predicted": round(b["mean_predicted"], 4),
+            "observed": round(b["observed_rate"], 4),
+        }
+        for b in report.pop("bins")
+        if b["count"]
     ]
     out = {k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()}
     out["n"] = out.pop("pairs")
@@ -66,7 +71,9 @@ class RepoWorker(BaseWorker):
     queries: tuple[str, ...] = ()
     produces: tuple[str, ...] = ()
 
-    def __init__(self, transport, *, view: RepoView, on_done: Callable[[str], None] | None = None, **kw):
+    def __init__(
+        self, transport, *, view: RepoView, on_done: Callable[[str], None] | None = None, **kw
+    ):
         super().__init__(transport, **kw)
         self.view = view
         self.on_done = on_done
@@ -151,7 +158,13 @@ class AnalysisWorker(RepoWorker):
         return doc
 
 
-DREAM_INTERESTS = ("issue_pattern", "complexity_trend", "learned_pattern", "proposal_quality", "successful_fix")
+DREAM_INTERESTS = (
+    "issue_pattern",
+    "complexity_trend",
+    "learned_pattern",
+    "proposal_quality",
+    "successful_fix",
+)
 
 
 class DreamWorker(RepoWorker):
@@ -178,7 +191,12 @@ class DreamWorker(RepoWorker):
         return doc
 
 
-RECALL_INTERESTS = ("context_enrichment", "knowledge_retrieval", "successful_fix", "learned_pattern")
+RECALL_INTERESTS = (
+    "context_enrichment",
+    "knowledge_retrieval",
+    "successful_fix",
+    "learned_pattern",
+)
 
 
 class RecallWorker(RepoWorker):
@@ -266,9 +284,13 @@ class LearningWorker(RepoWorker):
         self.outcomes = []
         if self.snapshot is not None and self.commit is not None:
             changed = self.view.changed_files(self.commit, commit)
-            self.outcomes = observe(self.snapshot, snap, changed_files=changed, contexts=self.context)
+            self.outcomes = observe(
+                self.snapshot, snap, changed_files=changed, contexts=self.context
+            )
             self.outcome_counts.update(o.status for o in self.outcomes)
-            self.scored.extend(pair_outcomes(self.outcomes, predictions_from(self.known(["decision_outcome"]))))
+            self.scored.extend(
+                pair_outcomes(self.outcomes, predictions_from(self.known(["decision_outcome"])))
+            )
             self.rates.add(self.outcomes)
         self.history.append(rule_counts(snap))
         del self.history[:-50]

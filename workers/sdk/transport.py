@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import random
-import socket
 import time
 import urllib.error
 import urllib.parse
@@ -135,7 +134,9 @@ class InProcessTransport(Transport):
             raise SDKError(message, status=400, field=name)
         source = ser.validated_data.get("source")
         if source and source != self.worker_name:
-            raise SDKError(f"source {source!r} is not {self.worker_name!r}", status=403, field="source")
+            raise SDKError(
+                f"source {source!r} is not {self.worker_name!r}", status=403, field="source"
+            )
         return ser.to_input()
 
     def broadcast(self, body: dict) -> dict:
@@ -226,7 +227,9 @@ class InProcessTransport(Transport):
                 field="items",
             )
         result = self._call(lambda: flag(self.worker, list(item_ids), reason))
-        return result.as_dict() if hasattr(result, "as_dict") else {"id": getattr(result, "pk", None)}
+        return (
+            result.as_dict() if hasattr(result, "as_dict") else {"id": getattr(result, "pk", None)}
+        )
 
     def close(self) -> None:
         from django.db import close_old_connections, connection
@@ -294,12 +297,14 @@ class HttpTransport(Transport):
                         wait = min(float(retry_after), self.max_backoff)
                 else:
                     raise self._error(exc.code, raw) from None
-            except (urllib.error.URLError, ConnectionError, socket.timeout, TimeoutError) as exc:
+            except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
                 if attempt >= self.retries:
                     raise TransportError(f"{method} {path}: {exc}") from exc
             self.retries_done += 1
             if wait is None:
-                wait = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random() / 2)
+                wait = min(self.max_backoff, self.backoff * 2**attempt) * (
+                    0.5 + random.random() / 2
+                )
             self.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -331,7 +336,9 @@ class HttpTransport(Transport):
         return self._request("POST", "/api/knowledge/query", filters)
 
     def receive(self, limit: int = 100) -> dict:
-        return self._request("GET", f"/api/knowledge/receive/{self.worker_name}", params={"limit": limit})
+        return self._request(
+            "GET", f"/api/knowledge/receive/{self.worker_name}", params={"limit": limit}
+        )
 
     def ack(self, seq: int) -> dict:
         return self._request("POST", f"/api/knowledge/receive/{self.worker_name}/ack", {"seq": seq})
@@ -340,7 +347,9 @@ class HttpTransport(Transport):
         return self._request("PUT", f"/api/knowledge/state/{self.worker_name}", {"state": state})
 
     def subscribe(self, *, types: Sequence[str] = (), events: Sequence[str] = ()) -> dict:
-        return self._request("POST", "/api/knowledge/subscribe", {"types": list(types), "events": list(events)})
+        return self._request(
+            "POST", "/api/knowledge/subscribe", {"types": list(types), "events": list(events)}
+        )
 
     def flag_conflict(self, item_ids: Sequence[int], reason: str) -> dict:
         try:
@@ -349,7 +358,9 @@ class HttpTransport(Transport):
             )
         except SDKError as exc:
             # No such route (an HTML 404 page, 405, 501): the server predates conflicts.
-            if exc.status in (405, 501) or (exc.status == 404 and exc.message.startswith("HTTP 404")):
+            if exc.status in (405, 501) or (
+                exc.status == 404 and exc.message.startswith("HTTP 404")
+            ):
                 raise NotAvailableError(
                     f"conflict flagging is not available on this server ({exc.message})",
                     status=exc.status,

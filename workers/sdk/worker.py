@@ -42,7 +42,9 @@ PAGE_SIZE = 500
 
 def body_digest(body: Mapping[str, Any]) -> str:
     """Stable hash of what a broadcast says (type, payload, confidence, urgency, targets)."""
-    core = {k: body.get(k) for k in ("knowledge_type", "payload", "confidence", "urgency", "targets")}
+    core = {
+        k: body.get(k) for k in ("knowledge_type", "payload", "confidence", "urgency", "targets")
+    }
     return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -357,7 +359,9 @@ class BaseWorker:
         """True when the latest item this worker sent for that subject said exactly this."""
         digest = body_digest(body)
         subject = self._subject_of.get(digest)
-        return subject is not None and self._last_sent.get((body["knowledge_type"], subject)) == digest
+        return (
+            subject is not None and self._last_sent.get((body["knowledge_type"], subject)) == digest
+        )
 
     def broadcast(
         self,

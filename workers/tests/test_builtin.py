@@ -58,7 +58,12 @@ def test_replay_without_exchange_is_the_engines_baseline(repo_builder):
     assert report["decision_quality"]["brier"] == round(without["calibration"]["brier"], 4)
     assert all(w["received"] == 0 for w in report["workers"].values())
     assert report["reception_overhead"]["ratio"] == 0
-    assert KnowledgeItem.objects.exclude(source__name__in=["analysis", "dream", "recall", "think", "learning"]).count() == 0
+    assert (
+        KnowledgeItem.objects.exclude(
+            source__name__in=["analysis", "dream", "recall", "think", "learning"]
+        ).count()
+        == 0
+    )
     # The exchange is what makes Think better calibrated on this history.
     assert with_["calibration"]["brier"] <= 0.9 * without["calibration"]["brier"]
 
@@ -114,8 +119,12 @@ def test_five_workers_at_once_broadcast_query_receive_and_learn(fleet):
     # broadcast -> inbox -> processing: Analysis's issues reach Think and Dream.
     wait_for(lambda: w["think"].stats.received_by_type["issue_pattern"] > 0, what="issues at think")
     wait_for(lambda: w["dream"].stats.received_by_type["issue_pattern"] > 0, what="issues at dream")
-    wait_for(lambda: w["think"].commits_done >= 1 and w["recall"].commits_done >= 1, what="first commit")
-    wait_for(lambda: w["think"].stats.received_by_type["context_enrichment"] > 0, what="context at think")
+    wait_for(
+        lambda: w["think"].commits_done >= 1 and w["recall"].commits_done >= 1, what="first commit"
+    )
+    wait_for(
+        lambda: w["think"].stats.received_by_type["context_enrichment"] > 0, what="context at think"
+    )
     assert w["think"].stats.query_seconds > 0  # queried before deciding
     # A new commit fixes every bare except: Learning observes it and tells the others.
     for path in sorted(builder.path.glob("pkg/*.py")):
@@ -137,7 +146,9 @@ def test_five_workers_at_once_broadcast_query_receive_and_learn(fleet):
 def test_a_conflict_and_its_resolution_reach_the_workers_involved(fleet, staff_client):
     builder, w = fleet
     wait_for(lambda: w["think"].commits_done >= 1, what="think's first commit")
-    mine = KnowledgeItem.objects.filter(source__name="think", knowledge_type="risk_pattern", status="active").first()
+    mine = KnowledgeItem.objects.filter(
+        source__name="think", knowledge_type="risk_pattern", status="active"
+    ).first()
     assert mine is not None
     other = "low" if mine.payload["risk_level"] != "low" else "critical"
     from workers.sdk import InProcessTransport
@@ -158,9 +169,13 @@ def test_a_conflict_and_its_resolution_reach_the_workers_involved(fleet, staff_c
         return [e for e in list(worker.conflict_log) if e.get("event") == kind]
 
     for name in ("think", "analysis"):
-        wait_for(lambda n=name: events(w[n], "conflict_detected"), what=f"conflict_detected at {name}")
+        wait_for(
+            lambda n=name: events(w[n], "conflict_detected"), what=f"conflict_detected at {name}"
+        )
     if not events(w["think"], "knowledge_resolved"):
         r = staff_client.post("/api/knowledge/resolve", {"conflict": conflict_id}, format="json")
         assert r.status_code in (200, 201), r.content
     for name in ("think", "analysis"):
-        wait_for(lambda n=name: events(w[n], "knowledge_resolved"), what=f"knowledge_resolved at {name}")
+        wait_for(
+            lambda n=name: events(w[n], "knowledge_resolved"), what=f"knowledge_resolved at {name}"
+        )

@@ -51,10 +51,19 @@ class FlakyHandler(BaseHTTPRequestHandler):
             self.end_headers()
             return
         if body.get("payload", {}).get("bad"):
-            data = json.dumps({"detail": "invalid", "errors": {"payload.rule": ["required"]}}).encode()
+            data = json.dumps(
+                {"detail": "invalid", "errors": {"payload.rule": ["required"]}}
+            ).encode()
             self.send_response(400)
         else:
-            data = json.dumps({"item": {"id": 7, "subject": "s"}, "outcome": "created", "conflicts": [], "replayed": False}).encode()
+            data = json.dumps(
+                {
+                    "item": {"id": 7, "subject": "s"},
+                    "outcome": "created",
+                    "conflicts": [],
+                    "replayed": False,
+                }
+            ).encode()
             self.send_response(201)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -78,7 +87,9 @@ def test_retries_reuse_the_idempotency_key(flaky_server):
 
     waits: list[float] = []
     transport = HttpTransport(flaky_server, "kx_t", worker="scout", sleep=waits.append)
-    result = BaseWorker(transport).broadcast("risk_pattern", {"pattern": "p", "risk_level": "low"}, 0.5)
+    result = BaseWorker(transport).broadcast(
+        "risk_pattern", {"pattern": "p", "risk_level": "low"}, 0.5
+    )
     assert result["item"]["id"] == 7
     assert len(FlakyHandler.seen) == 3 and transport.retries_done == 2
     keys = {s["idempotency_key"] for s in FlakyHandler.seen}
@@ -91,7 +102,9 @@ def test_a_4xx_is_raised_at_once_with_the_field(flaky_server):
     FlakyHandler.seen = [{}, {}]  # past the flaky answers
     transport = HttpTransport(flaky_server, "kx_t", worker="scout", sleep=lambda s: None)
     with pytest.raises(SDKError) as exc:
-        transport.broadcast({"knowledge_type": "risk_pattern", "payload": {"bad": 1}, "confidence": 1})
+        transport.broadcast(
+            {"knowledge_type": "risk_pattern", "payload": {"bad": 1}, "confidence": 1}
+        )
     assert exc.value.status == 400 and exc.value.field == "payload.rule"
     assert transport.retries_done == 0
 
@@ -99,7 +112,14 @@ def test_a_4xx_is_raised_at_once_with_the_field(flaky_server):
 def test_an_unreachable_server_fails_after_the_retries():
     waits: list[float] = []
     transport = HttpTransport.__new__(HttpTransport)
-    HttpTransport.__init__(transport, f"http://127.0.0.1:{PORT_CLOSED}", "kx_t", worker="scout", retries=3, sleep=waits.append)
+    HttpTransport.__init__(
+        transport,
+        f"http://127.0.0.1:{PORT_CLOSED}",
+        "kx_t",
+        worker="scout",
+        retries=3,
+        sleep=waits.append,
+    )
     with pytest.raises(TransportError, match="receive/scout"):
         transport.receive()
     assert len(waits) == 3 and waits == sorted(waits)  # exponential backoff
@@ -121,7 +141,9 @@ def server_env() -> dict[str, str]:
         env["SQLITE_PATH"] = db["NAME"]
     else:
         auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
-        env["DATABASE_URL"] = f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        env["DATABASE_URL"] = (
+            f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+        )
     return env
 
 
@@ -152,21 +174,42 @@ def live_server_process():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_the_docs_example_runs_against_a_live_server_with_only_the_sdk(live_server_process, think, tmp_path):
+def test_the_docs_example_runs_against_a_live_server_with_only_the_sdk(
+    live_server_process, think, tmp_path
+):
     _, token = do_create_worker("risk-watch")
     think.broadcast("risk_pattern", {"pattern": "rule:a", "risk_level": "high"}, 0.8)
     think.broadcast("risk_pattern", {"pattern": "rule:b", "risk_level": "critical"}, 0.7)
     think.broadcast("risk_pattern", {"pattern": "rule:c", "risk_level": "low"}, 0.9)
     # Only the SDK directory and the standard library: no Django, no project on the path.
-    shutil.copytree(Path(settings.BASE_DIR) / "workers" / "sdk", tmp_path / "lib" / "workers" / "sdk")
+    shutil.copytree(
+        Path(settings.BASE_DIR) / "workers" / "sdk", tmp_path / "lib" / "workers" / "sdk"
+    )
     (tmp_path / "lib" / "workers" / "__init__.py").write_text("")
     script = tmp_path / "risk_watch.py"
     script.write_text(example_source())
-    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path / "lib"), "KE_URL": live_server_process, "KE_TOKEN": token, "KE_CYCLES": "2"}
-    done = subprocess.run([sys.executable, "-S", str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(tmp_path / "lib"),
+        "KE_URL": live_server_process,
+        "KE_TOKEN": token,
+        "KE_CYCLES": "2",
+    }
+    done = subprocess.run(
+        [sys.executable, "-S", str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert "2 cycles, 3 received, 2 broadcast" in done.stderr
     item = KnowledgeItem.objects.get(source__name="risk-watch", status="active")
     assert item.payload["samples"] == 2 and item.payload["risk_level"] == "low"
     state = Worker.objects.get(name="risk-watch").state
-    assert state["status"] == "stopped" and state["high_risks"] == 2 and state["stats"]["received"] == 3
+    assert (
+        state["status"] == "stopped"
+        and state["high_risks"] == 2
+        and state["stats"]["received"] == 3
+    )

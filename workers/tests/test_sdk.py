@@ -110,7 +110,11 @@ def test_invalid_broadcast_names_the_field(analysis):
 def test_bulk_broadcast_sends_only_what_changed(analysis):
     worker = make(analysis)
     drafts = [
-        {"knowledge_type": "issue_pattern", "payload": {**PAYLOADS["issue_pattern"], "location": f"a.py::f{i}"}, "confidence": 0.9}
+        {
+            "knowledge_type": "issue_pattern",
+            "payload": {**PAYLOADS["issue_pattern"], "location": f"a.py::f{i}"},
+            "confidence": 0.9,
+        }
         for i in range(3)
     ]
     assert len(worker.broadcast_many(drafts)) == 3
@@ -128,7 +132,9 @@ def test_queries_follow_pages_and_filters(analysis, think, monkeypatch):
     sender = make(analysis)
     for i in range(5):
         urgency = "high" if i < 2 else "low"
-        sender.broadcast("issue_pattern", {**PAYLOADS["issue_pattern"], "location": f"m.py::f{i}"}, 0.9, urgency)
+        sender.broadcast(
+            "issue_pattern", {**PAYLOADS["issue_pattern"], "location": f"m.py::f{i}"}, 0.9, urgency
+        )
     make(think).broadcast("risk_pattern", PAYLOADS["risk_pattern"], 0.7)
     reader = make(think)
     assert len(reader.query_knowledge(["issue_pattern"])) == 5
@@ -138,7 +144,9 @@ def test_queries_follow_pages_and_filters(analysis, think, monkeypatch):
     reader.interests = ("risk_pattern",)
     assert [i["knowledge_type"] for i in reader.get_relevant_knowledge()] == ["risk_pattern"]
     isolated = make(think, exchange=False)
-    assert {i["source"] for i in isolated.query_knowledge(["issue_pattern", "risk_pattern"])} == {"think"}
+    assert {i["source"] for i in isolated.query_knowledge(["issue_pattern", "risk_pattern"])} == {
+        "think"
+    }
     with pytest.raises(SDKError) as exc:
         reader.query_knowledge(["no_such_type"])
     assert exc.value.field == "types"
@@ -207,7 +215,9 @@ def test_interval_has_jitter_within_bounds(think):
 
 def test_flag_conflict_calls_the_conflicts_app(analysis, think):
     a = make(analysis).broadcast("risk_pattern", PAYLOADS["risk_pattern"], 0.9)
-    b = make(think).broadcast("risk_pattern", {**PAYLOADS["risk_pattern"], "risk_level": "low"}, 0.9)
+    b = make(think).broadcast(
+        "risk_pattern", {**PAYLOADS["risk_pattern"], "risk_level": "low"}, 0.9
+    )
     worker = make(think)
     with pytest.raises(SDKError):
         worker.flag_conflict([a["item"]["id"]], "one item is not a conflict")

@@ -24,7 +24,16 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def test_replay_history_json_report(history_repo):
     out = StringIO()
-    call_command("replay_history", "--repo", str(history_repo.path), "--commits", "6", "--json", "--no-progress", stdout=out)
+    call_command(
+        "replay_history",
+        "--repo",
+        str(history_repo.path),
+        "--commits",
+        "6",
+        "--json",
+        "--no-progress",
+        stdout=out,
+    )
     report = json.loads(out.getvalue())
     assert report["commits"] == 6 and report["exchange"] is True and report["failed_cycles"] == 0
     quality = report["decision_quality"]
@@ -38,9 +47,20 @@ def test_replay_history_json_report(history_repo):
 
 def test_replay_history_text_report_and_refusal_of_a_used_database(history_repo, think):
     out = StringIO()
-    call_command("replay_history", "--repo", str(history_repo.path), "--commits", "3", "--no-progress", "--no-exchange", stdout=out)
+    call_command(
+        "replay_history",
+        "--repo",
+        str(history_repo.path),
+        "--commits",
+        "3",
+        "--no-progress",
+        "--no-exchange",
+        stdout=out,
+    )
     text = out.getvalue()
-    assert "WITHOUT exchange" in text and "decision quality" in text and "reception overhead" in text
+    assert (
+        "WITHOUT exchange" in text and "decision quality" in text and "reception overhead" in text
+    )
     with pytest.raises(CommandError, match="fresh"):
         call_command("replay_history", "--repo", str(history_repo.path), stdout=StringIO())
     with pytest.raises(CommandError, match="no such directory"):
@@ -50,14 +70,25 @@ def test_replay_history_text_report_and_refusal_of_a_used_database(history_repo,
 def test_replay_history_compare_on_fresh_databases(history_repo, tmp_path):
     out = StringIO()
     call_command(
-        "replay_history", "--repo", str(history_repo.path), "--compare", "--db", str(tmp_path / "r.sqlite3"),
-        "--json", "--no-progress", stdout=out,
+        "replay_history",
+        "--repo",
+        str(history_repo.path),
+        "--compare",
+        "--db",
+        str(tmp_path / "r.sqlite3"),
+        "--json",
+        "--no-progress",
+        stdout=out,
     )
     report = json.loads(out.getvalue())
-    assert report["with_exchange"]["items_before"] == report["without_exchange"]["items_before"] == 0
+    assert (
+        report["with_exchange"]["items_before"] == report["without_exchange"]["items_before"] == 0
+    )
     comparison = report["comparison"]
     assert comparison["brier_improvement"] >= 0.10
-    assert (tmp_path / "r.sqlite3.exchange").exists() and (tmp_path / "r.sqlite3.no-exchange").exists()
+    assert (tmp_path / "r.sqlite3.exchange").exists() and (
+        tmp_path / "r.sqlite3.no-exchange"
+    ).exists()
     assert KnowledgeItem.objects.count() == 0  # this database was left alone
 
 
@@ -67,9 +98,20 @@ def test_run_worker_once_analyses_head(history_repo):
     assert "analysis: 1 cycles" in out.getvalue() and "0 errors" in out.getvalue()
     head = history_repo.git("rev-parse", "HEAD")
     assert Project.objects.get().last_analysed_commit == head
-    assert KnowledgeItem.objects.filter(source__name="analysis", knowledge_type="issue_pattern").exists()
+    assert KnowledgeItem.objects.filter(
+        source__name="analysis", knowledge_type="issue_pattern"
+    ).exists()
     with pytest.raises(CommandError, match="token"):
-        call_command("run_worker", "think", "--repo", str(history_repo.path), "--transport", "http", "--token", "")
+        call_command(
+            "run_worker",
+            "think",
+            "--repo",
+            str(history_repo.path),
+            "--transport",
+            "http",
+            "--token",
+            "",
+        )
 
 
 def test_run_workers_stops_all_five_on_sigterm(history_repo, tmp_path):
@@ -79,8 +121,20 @@ def test_run_workers_stops_all_five_on_sigterm(history_repo, tmp_path):
     manage = str(Path(settings.BASE_DIR) / "manage.py")
     subprocess.run([sys.executable, manage, "migrate", "-v0"], env=env, check=True)
     proc = subprocess.Popen(
-        [sys.executable, manage, "run_workers", "--all", "--repo", str(history_repo.path), "--interval", "0.5"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            manage,
+            "run_workers",
+            "--all",
+            "--repo",
+            str(history_repo.path),
+            "--interval",
+            "0.5",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
 
     def states():

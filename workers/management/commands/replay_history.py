@@ -21,16 +21,26 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--repo", required=True, help="path of a git checkout")
-        parser.add_argument("--commits", type=int, default=None, help="the last N commits (default: all)")
-        parser.add_argument("--no-exchange", action="store_true", help="workers see only their own knowledge")
-        parser.add_argument("--compare", action="store_true", help="run both modes (needs --db) and compare")
-        parser.add_argument("--json", action="store_true", help="print the report as one JSON object")
+        parser.add_argument(
+            "--commits", type=int, default=None, help="the last N commits (default: all)"
+        )
+        parser.add_argument(
+            "--no-exchange", action="store_true", help="workers see only their own knowledge"
+        )
+        parser.add_argument(
+            "--compare", action="store_true", help="run both modes (needs --db) and compare"
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="print the report as one JSON object"
+        )
         parser.add_argument(
             "--db",
             help="run on a fresh SQLite database at this path (deleted and migrated first); "
             "with --compare, PATH.exchange and PATH.no-exchange",
         )
-        parser.add_argument("--allow-existing", action="store_true", help="run even if the database holds knowledge")
+        parser.add_argument(
+            "--allow-existing", action="store_true", help="run even if the database holds knowledge"
+        )
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, *args, **opts):
@@ -40,12 +50,18 @@ class Command(BaseCommand):
             raise CommandError(f"--repo {opts['repo']!r}: no such directory")
         if opts["compare"]:
             if not opts["db"]:
-                raise CommandError("--compare needs --db PATH (each mode runs on its own fresh database)")
+                raise CommandError(
+                    "--compare needs --db PATH (each mode runs on its own fresh database)"
+                )
             with_ = self._in_fresh_db(opts, f"{opts['db']}.exchange", exchange=True)
             without = self._in_fresh_db(opts, f"{opts['db']}.no-exchange", exchange=False)
             from workers.builtin.replay import compare
 
-            report = {"with_exchange": with_, "without_exchange": without, "comparison": compare(with_, without)}
+            report = {
+                "with_exchange": with_,
+                "without_exchange": without,
+                "comparison": compare(with_, without),
+            }
             return self._emit(report, opts)
         if opts["db"]:
             report = self._in_fresh_db(opts, opts["db"], exchange=not opts["no_exchange"])
@@ -80,7 +96,9 @@ class Command(BaseCommand):
         env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
         env["SQLITE_PATH"] = str(db)
         manage = str(Path(settings.BASE_DIR) / "manage.py")
-        migrated = subprocess.run([sys.executable, manage, "migrate", "--noinput", "-v0"], env=env, check=False)
+        migrated = subprocess.run(
+            [sys.executable, manage, "migrate", "--noinput", "-v0"], env=env, check=False
+        )
         if migrated.returncode != 0:
             raise CommandError(f"could not create the database {db}")
         cmd = [sys.executable, manage, "replay_history", "--repo", opts["repo"], "--json"]
@@ -116,7 +134,13 @@ def _quality_line(q: dict) -> str:
 def render(report: dict) -> str:
     if "comparison" in report:
         c = report["comparison"]
-        lines = [render(report["with_exchange"]), "", render(report["without_exchange"]), "", "== comparison"]
+        lines = [
+            render(report["with_exchange"]),
+            "",
+            render(report["without_exchange"]),
+            "",
+            "== comparison",
+        ]
         lines.append(f"with exchange:    {_quality_line(c['with_exchange'])}")
         lines.append(f"without exchange: {_quality_line(c['without_exchange'])}")
         if "brier_improvement" in c:
@@ -151,7 +175,11 @@ def render(report: dict) -> str:
     lines.append(f"outcomes: {report['outcomes']}")
     lines.append(f"decisions: {report['decisions']}")
     lines.append(f"conflicts: {report['conflicts']}")
-    lines.append(f"decision quality (Think's predictions vs Learning's outcomes): {_quality_line(report['decision_quality'])}")
+    lines.append(
+        f"decision quality (Think's predictions vs Learning's outcomes): {_quality_line(report['decision_quality'])}"
+    )
     ro = report["reception_overhead"]
-    lines.append(f"reception overhead: {100 * ro['ratio']:.2f}% ({ro['reception_seconds']}s of {ro['cycle_seconds']}s)")
+    lines.append(
+        f"reception overhead: {100 * ro['ratio']:.2f}% ({ro['reception_seconds']}s of {ro['cycle_seconds']}s)"
+    )
     return "\n".join(lines) + "\n"

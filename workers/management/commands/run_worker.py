@@ -18,11 +18,17 @@ class Command(BaseCommand):
         parser.add_argument("--repo", required=True, help="path of the git checkout to work on")
         parser.add_argument("--once", action="store_true", help="run one cycle and exit")
         parser.add_argument("--max-cycles", type=int, default=None)
-        parser.add_argument("--interval", type=float, default=None, help="seconds between cycles (default 30)")
+        parser.add_argument(
+            "--interval", type=float, default=None, help="seconds between cycles (default 30)"
+        )
         parser.add_argument("--transport", choices=["inprocess", "http"], default="inprocess")
         parser.add_argument("--url", default=os.environ.get("KE_URL", "http://127.0.0.1:8000"))
-        parser.add_argument("--token", default=os.environ.get("KE_WORKER_TOKEN"), help="worker token (http)")
-        parser.add_argument("--no-exchange", action="store_true", help="ignore other workers' knowledge")
+        parser.add_argument(
+            "--token", default=os.environ.get("KE_WORKER_TOKEN"), help="worker token (http)"
+        )
+        parser.add_argument(
+            "--no-exchange", action="store_true", help="ignore other workers' knowledge"
+        )
 
     def handle(self, *args, **opts):
         from workers.builtin.repo import RepoView
@@ -32,7 +38,9 @@ class Command(BaseCommand):
         if opts["interval"] is not None and opts["interval"] < 0:
             raise CommandError("--interval must be >= 0")
         if not logging.getLogger().handlers:
-            logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+            logging.basicConfig(
+                level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+            )
         name = opts["name"]
         try:
             view = RepoView(opts["repo"])
@@ -45,9 +53,15 @@ class Command(BaseCommand):
                     raise CommandError("--transport http needs --token (or KE_WORKER_TOKEN)")
                 transport = HttpTransport(opts["url"], opts["token"])
                 if transport.worker_name != name:
-                    raise CommandError(f"the token belongs to {transport.worker_name!r}, not {name!r}")
+                    raise CommandError(
+                        f"the token belongs to {transport.worker_name!r}, not {name!r}"
+                    )
             else:
-                from workers.actions import do_ensure_builtin_workers, do_mark_analysed, do_register_project
+                from workers.actions import (
+                    do_ensure_builtin_workers,
+                    do_mark_analysed,
+                    do_register_project,
+                )
 
                 do_ensure_builtin_workers()
                 transport = InProcessTransport(name)
@@ -57,7 +71,11 @@ class Command(BaseCommand):
         except SDKError as exc:
             raise CommandError(f"cannot reach the exchange: {exc}") from exc
         worker = WORKER_CLASSES[name](
-            transport, view=view, on_done=on_done, interval=opts["interval"], exchange=not opts["no_exchange"]
+            transport,
+            view=view,
+            on_done=on_done,
+            interval=opts["interval"],
+            exchange=not opts["no_exchange"],
         )
         worker.install_signal_handlers()
         stats = worker.run(once=opts["once"], max_cycles=opts["max_cycles"])

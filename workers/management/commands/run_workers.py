@@ -25,7 +25,9 @@ class Command(BaseCommand):
         parser.add_argument("--all", action="store_true", help="all five built-in workers")
         parser.add_argument("--repo", required=True)
         parser.add_argument("--interval", type=float, default=None)
-        parser.add_argument("--grace", type=float, default=20.0, help="seconds to wait before killing on stop")
+        parser.add_argument(
+            "--grace", type=float, default=20.0, help="seconds to wait before killing on stop"
+        )
 
     def handle(self, *args, **opts):
         names = list(PIPELINE_ORDER) if opts["all"] else opts["names"]
@@ -69,7 +71,9 @@ class Command(BaseCommand):
                 elif proc.poll() is not None:
                     restarts[name] += 1
                     delay = min(30.0, 2.0 ** min(restarts[name], 5))
-                    self.stderr.write(f"{name} exited with {proc.returncode}; restarting in {delay:.0f}s")
+                    self.stderr.write(
+                        f"{name} exited with {proc.returncode}; restarting in {delay:.0f}s"
+                    )
                     restart_at[name] = now + delay
         for proc in children.values():
             if proc.poll() is None:
