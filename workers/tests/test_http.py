@@ -213,3 +213,33 @@ def test_the_docs_example_runs_against_a_live_server_with_only_the_sdk(
         and state["high_risks"] == 2
         and state["stats"]["received"] == 3
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_builtin_worker_runs_over_http(live_server_process, history_repo):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    _, token = do_create_worker("analysis")
+    out = StringIO()
+    call_command(
+        "run_worker",
+        "analysis",
+        "--repo",
+        str(history_repo.path),
+        "--once",
+        "--transport",
+        "http",
+        "--url",
+        live_server_process,
+        "--token",
+        token,
+        stdout=out,
+    )
+    assert "analysis: 1 cycles" in out.getvalue() and "0 errors" in out.getvalue()
+    issues = KnowledgeItem.objects.filter(source__name="analysis", knowledge_type="issue_pattern")
+    assert issues.count() > 10
+    head = history_repo.git("rev-parse", "HEAD")
+    assert all(i.payload["commit"] == head for i in issues)
+    assert Worker.objects.get(name="analysis").state["commit"] == head
