@@ -197,6 +197,40 @@ class InProcessTransport(Transport):
 
         return self._call(run)
 
+    def inbox_may_have_news(self, skip_after: int = 500) -> bool:
+        """A cheap look before ``receive``: False when no event after the worker's cursor can
+        be for it (the same SQL pre-filter as the inbox; ``read_inbox`` decides exactly).
+
+        When the answer is False and the cursor lags more than ``skip_after`` events behind
+        the top, it is moved to the top (those events were all for others), so later looks
+        stay cheap. Safe because seq order is commit order: nothing at or below the top can
+        still appear.
+        """
+        from knowledge.actions import InboxFilter, do_ack, get_subscription
+        from knowledge.events import log_position
+        from knowledge.models import Event, InboxCursor
+
+        def run() -> bool:
+            cursor = (
+                InboxCursor.objects.filter(worker=self.worker)
+                .values_list("position", "epoch")
+                .first()
+            )
+            pos = log_position()
+            if cursor is None or str(cursor[1]) != pos.epoch or cursor[0] < pos.pruned_through:
+                return True  # first read or recovery: let read_inbox handle it
+            position = cursor[0]
+            if position >= pos.top:
+                return False
+            flt = InboxFilter(self.worker, get_subscription(self.worker))
+            if Event.objects.filter(flt.q(), seq__gt=position, seq__lte=pos.top).exists():
+                return True
+            if pos.top - position > skip_after:
+                do_ack(self.worker, pos.top)
+            return False
+
+        return self._call(run)
+
     def ack(self, seq: int) -> dict:
         from knowledge.actions import do_ack
 

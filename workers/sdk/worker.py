@@ -458,7 +458,10 @@ class BaseWorker:
             return []
         started = time.perf_counter()
         received: list[dict] = []
+        peek = getattr(self.transport, "inbox_may_have_news", None)
         try:
+            if peek is not None and not peek():
+                return received
             for _ in range(max_pages):
                 page = self.transport.receive(limit)
                 items = []

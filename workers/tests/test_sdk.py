@@ -229,3 +229,24 @@ def test_flag_conflict_calls_the_conflicts_app(analysis, think):
     else:
         answer = worker.flag_conflict([a["item"]["id"], b["item"]["id"]], "risk levels disagree")
         assert answer
+
+
+def test_a_look_before_receiving_skips_empty_inboxes_and_moves_a_lagging_cursor(
+    analysis, think, recall
+):
+    reader = InProcessTransport(recall.worker)  # recall is not interested in issue patterns
+    assert reader.inbox_may_have_news() is True  # never read: let read_inbox decide
+    make(recall).receive()
+    sender = make(analysis)
+    for i in range(3):
+        sender.broadcast(
+            "issue_pattern", {**PAYLOADS["issue_pattern"], "location": f"x.py::f{i}"}, 0.9
+        )
+    before = InboxCursor.objects.get(worker=recall.worker).position
+    assert reader.inbox_may_have_news(skip_after=10) is False
+    assert InboxCursor.objects.get(worker=recall.worker).position == before  # small lag: left
+    assert reader.inbox_may_have_news(skip_after=2) is False
+    assert InboxCursor.objects.get(worker=recall.worker).position == Event.objects.latest("seq").seq
+    sender.broadcast("context_enrichment", PAYLOADS["context_enrichment"], 0.9)  # recall's type
+    assert reader.inbox_may_have_news() is True
+    assert [i["knowledge_type"] for i in make(recall).receive()] == ["context_enrichment"]
