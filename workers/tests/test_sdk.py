@@ -195,8 +195,17 @@ def test_a_failing_cycle_is_counted_and_the_loop_goes_on(think):
 
 @pytest.mark.django_db(transaction=True)  # the loop runs in another thread
 def test_stop_ends_a_waiting_loop_promptly(think):
+    from django.db import connection
+
     worker = make(think, interval=30.0)
-    thread = threading.Thread(target=worker.run)
+
+    def run():
+        try:
+            worker.run()
+        finally:
+            connection.close()  # this thread's connection
+
+    thread = threading.Thread(target=run)
     thread.start()
     while worker.stats.cycles < 1:
         time.sleep(0.01)
