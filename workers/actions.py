@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from workers.choices import BUILTIN_WORKERS, WorkerKind
@@ -71,7 +71,15 @@ def do_register_project(path: str, name: str | None = None):
     while Project.objects.filter(name=candidate).exists():
         n += 1
         candidate = f"{base}-{n}"
-    return Project.objects.create(name=candidate, path=resolved)
+    try:
+        with transaction.atomic():
+            return Project.objects.create(name=candidate, path=resolved)
+    except IntegrityError:
+        # Another process registered it at the same moment (workers starting together).
+        project = Project.objects.filter(path=resolved).first()
+        if project is None:
+            raise
+        return project
 
 
 def do_mark_analysed(project, sha: str) -> None:

@@ -158,3 +158,20 @@ def test_run_workers_stops_all_five_on_sigterm(history_repo, tmp_path):
     final = states()
     assert {s["status"] for s in final.values()} == {"stopped"}
     assert all(s["stats"]["errors"] == 0 for s in final.values()), final
+
+
+def test_registering_a_project_twice_at_once_yields_one(history_repo, monkeypatch):
+    from workers.actions import do_register_project
+
+    first = do_register_project(str(history_repo.path))
+    # A second process that looked before the first one created it, then lost the race:
+    real_filter = Project.objects.filter
+    calls = {"n": 0}
+
+    def stale_filter(*args, **kwargs):
+        calls["n"] += 1
+        return Project.objects.none() if calls["n"] == 1 else real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(Project.objects, "filter", stale_filter)
+    assert do_register_project(str(history_repo.path)).pk == first.pk
+    assert Project.objects.count() == 1
