@@ -28,3 +28,13 @@ class WorkerAdmin(admin.ModelAdmin):
         for worker in queryset:
             token = do_rotate_token(worker)
             self.message_user(request, f"New token for {worker.name}: {token}", level=messages.WARNING)
+
+
+from workers.models import Project  # noqa: E402
+
+
+@admin.register(Project)
+class ProjectAdmin(admin.ModelAdmin):
+    list_display = ("name", "path", "last_analysed_commit", "last_analysed_at")
+    search_fields = ("name", "path")
+    readonly_fields = ("last_analysed_commit", "last_analysed_at", "created_at")

@@ -1,0 +1,28 @@
+"""The worker SDK: write a worker that shares knowledge through the exchange.
+
+    from workers.sdk import BaseWorker, HttpTransport
+
+    class Hello(BaseWorker):
+        def step(self, **_):
+            self.broadcast("risk_pattern", {"pattern": "hello", "risk_level": "low"}, 0.5)
+
+    Hello(HttpTransport("http://127.0.0.1:8000", token)).run()
+
+See ``docs/workers.md``. ``InProcessTransport`` is the same interface inside this project.
+"""
+
+from .errors import NotAvailableError, SDKError, TransportError
+from .transport import HttpTransport, InProcessTransport, Transport
+from .worker import ROUTES, BaseWorker, WorkerStats
+
+__all__ = [
+    "ROUTES",
+    "BaseWorker",
+    "HttpTransport",
+    "InProcessTransport",
+    "NotAvailableError",
+    "SDKError",
+    "Transport",
+    "TransportError",
+    "WorkerStats",
+]

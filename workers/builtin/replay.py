@@ -1,0 +1,162 @@
+"""Replay a repository's history through the five built-in workers and the real exchange.
+
+At each commit (oldest first) the five workers run one cycle each, in pipeline order, on the
+in-process transport: real broadcasts, queries, inboxes and acks in this project's database.
+Think's predictions made at commit ``k-1`` are paired with the outcomes Learning observes at
+``k``; the report gives the Brier score, accuracy and calibration of those pairs, what every
+worker broadcast and received, conflicts, decisions, and the reception overhead (time spent
+receiving and processing knowledge / cycle time).
+
+With ``exchange=False`` the workers are cut off from each other's knowledge (each sees only its
+own items): the baseline the benefit of the exchange is measured against. Run each mode on a
+fresh database (``replay_history --db PATH``), or the second run starts from the first's items.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from workers.builtin.repo import RepoView
+from workers.builtin.workers import PIPELINE_ORDER, WORKER_CLASSES, quality_of
+
+
+def build_workers(view: RepoView, *, exchange: bool = True, on_analysed=None) -> dict[str, Any]:
+    """The five workers on the in-process transport (creating their identities if missing)."""
+    from workers.actions import do_ensure_builtin_workers
+    from workers.sdk import InProcessTransport
+
+    do_ensure_builtin_workers()
+    workers = {}
+    for name in PIPELINE_ORDER:
+        kw = {"on_done": on_analysed} if name == "analysis" and on_analysed else {}
+        workers[name] = WORKER_CLASSES[name](
+            InProcessTransport(name), view=view, exchange=exchange, **kw
+        )
+    return workers
+
+
+def replay_history(
+    repo: str,
+    *,
+    commits: int | None = None,
+    exchange: bool = True,
+    progress: bool = False,
+) -> dict[str, Any]:
+    from knowledge.models import KnowledgeItem
+    from workers.actions import do_mark_analysed, do_register_project
+
+    started = time.perf_counter()
+    view = RepoView(repo)
+    project = do_register_project(view.path)
+    items_before = KnowledgeItem.objects.count()
+    workers = build_workers(
+        view, exchange=exchange, on_analysed=lambda sha: do_mark_analysed(project, sha)
+    )
+    history = view.commits(commits)
+    pairs: list[tuple[float, int]] = []
+    conflicts: set[int] = set()
+    failed_cycles = 0
+
+    iterator: Any = history
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(
+            history,
+            desc=f"replay ({'exchange' if exchange else 'no exchange'})",
+            unit="commit",
+            file=sys.stderr,
+        )
+    think, learning = workers["think"], workers["learning"]
+    for commit in iterator:
+        predictions = dict(think.predictions)  # made at the previous commit
+        for name in PIPELINE_ORDER:
+            failed_cycles += not workers[name].run_cycle(commit=commit)
+        pairs.extend(_pairs(learning.outcomes, predictions))
+    for worker in workers.values():  # deliver what the last commit produced
+        worker.receive()
+        conflicts.update(c for e in worker.conflict_log for c in _conflict_ids(e))
+
+    from conflicts import models as conflict_models
+
+    conflict_model = getattr(conflict_models, "Conflict", None)
+    per_worker = {}
+    total_cycle = total_reception = 0.0
+    for name, worker in workers.items():
+        stats = worker.stats
+        total_cycle += stats.cycle_seconds
+        total_reception += stats.reception_seconds
+        per_worker[name] = {
+            "cycles": stats.cycles,
+            "errors": stats.errors,
+            "last_error": stats.last_error,
+            "broadcast": stats.broadcast,
+            "broadcast_by_type": dict(sorted(stats.broadcast_by_type.items())),
+            "unchanged_skipped": stats.unchanged_skipped,
+            "received": stats.received,
+            "received_by_type": dict(sorted(stats.received_by_type.items())),
+            "conflict_events": stats.conflict_events,
+            "cycle_seconds": round(stats.cycle_seconds, 3),
+            "reception_seconds": round(stats.reception_seconds, 3),
+            "query_seconds": round(stats.query_seconds, 3),
+            "broadcast_seconds": round(stats.broadcast_seconds, 3),
+            "reception_overhead": round(stats.reception_overhead, 4),
+        }
+    elapsed = time.perf_counter() - started
+    return {
+        "repo": view.path,
+        "project": project.name,
+        "exchange": exchange,
+        "commits": len(history),
+        "first_commit": history[0].sha if history else None,
+        "last_commit": history[-1].sha if history else None,
+        "items_before": items_before,
+        "items_after": KnowledgeItem.objects.count(),
+        "failed_cycles": failed_cycles,
+        "workers": per_worker,
+        "outcomes": dict(sorted(learning.outcome_counts.items())),
+        "decisions": dict(sorted(think.decisions.items())),
+        "conflicts": {
+            "seen_by_workers": len(conflicts),
+            "stored": conflict_model.objects.count() if conflict_model is not None else None,
+        },
+        "decision_quality": quality_of(pairs),
+        "decision_quality_seen_by_learning": learning.decision_quality(),
+        "reception_overhead": {
+            "ratio": round(total_reception / total_cycle, 4) if total_cycle else 0.0,
+            "reception_seconds": round(total_reception, 3),
+            "cycle_seconds": round(total_cycle, 3),
+        },
+        "seconds": round(elapsed, 2),
+        "ms_per_commit": round(1000 * elapsed / max(len(history), 1), 1),
+    }
+
+
+def _pairs(outcomes, predictions: dict[str, float]) -> list[tuple[float, int]]:
+    from workers.engine.learning import pair_outcomes
+
+    return pair_outcomes(outcomes, predictions)
+
+
+def _conflict_ids(event: dict) -> list[int]:
+    data = event.get("data") or {}
+    ids = []
+    for key in ("conflict", "conflict_id", "id"):
+        value = data.get(key)
+        if isinstance(value, int):
+            ids.append(value)
+        elif isinstance(value, dict) and isinstance(value.get("id"), int):
+            ids.append(value["id"])
+    return ids
+
+
+def compare(with_report: dict, without_report: dict) -> dict[str, Any]:
+    """The benefit of the exchange: relative Brier improvement and accuracy gain."""
+    a, b = with_report["decision_quality"], without_report["decision_quality"]
+    out: dict[str, Any] = {"with_exchange": a, "without_exchange": b}
+    if a.get("brier") is not None and b.get("brier"):
+        out["brier_improvement"] = round(1 - a["brier"] / b["brier"], 4)
+        out["accuracy_gain"] = round(a["accuracy"] - b["accuracy"], 4)
+    return out

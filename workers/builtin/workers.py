@@ -1,0 +1,323 @@
+"""The five built-in workers: thin ``BaseWorker`` subclasses that call ``workers.engine``.
+
+Each cycle a worker drains its inbox (``process_received_knowledge`` keeps its local view of
+knowledge up to date), queries the types ORIGINAL_PLAN.md names for it, and, when the commit it
+works on changed (``HEAD`` live; the replayed commit in ``replay_history``), runs its engine
+step and broadcasts in bulk only what changed, with idempotency keys derived from the commit
+and the item, so retries and restarts never duplicate.
+
+Per commit ``k`` (the order ``replay_history`` runs them in, as ``workers.engine.replay``):
+Learning observes ``k-1 -> k``; Analysis retunes and analyses ``k``; Dream proposes; Recall
+enriches; Think predicts.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from workers.builtin.repo import RepoView
+from workers.engine.analysis import complexity_trends, issue_patterns, rule_counts
+from workers.engine.calibration import calibration_report
+from workers.engine.dream import proposal_qualities, propose
+from workers.engine.gitrepo import Commit
+from workers.engine.learning import (
+    FixRates,
+    Outcome,
+    observe,
+    pair_outcomes,
+    pattern_evolutions,
+    predictions_from,
+    successful_fixes,
+)
+from workers.engine.recall import churn_bucket, context_enrichments, knowledge_retrievals, recall
+from workers.engine.rules import Rules
+from workers.engine.think import assess, decision_outcomes, risk_patterns
+from workers.sdk.worker import BaseWorker, body_digest
+
+
+def quality_of(pairs: list[tuple[float, int]]) -> dict[str, Any]:
+    """Brier score, accuracy, ECE, base rate of (predicted, observed) pairs; ``n`` pairs."""
+    if not pairs:
+        return {"n": 0, "brier": None, "accuracy": None}
+    report = calibration_report(pairs)
+    bins = [
+        {
+            "range": [round(b["lower"], 2), round(b["upper"], 2)],
+            "n": b["count"],
+            "predicted": round(b["mean_predicted"], 4),
+            "observed": round(b["observed_rate"], 4),
+        }
+        for b in report.pop("bins")
+        if b["count"]
+    ]
+    out = {k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()}
+    out["n"] = out.pop("pairs")
+    out["calibration"] = bins
+    return out
+
+
+class RepoWorker(BaseWorker):
+    """A built-in worker on a git checkout (see the module docstring).
+
+    ``interests``: what the worker keeps in its local view (and subscribes to);
+    ``queries``: what it queries right before its step (ORIGINAL_PLAN.md, Day 3);
+    ``produces``: its own types, loaded back from the exchange at start so a restart does not
+    re-broadcast what is already there.
+    """
+
+    interval = 30.0
+    queries: tuple[str, ...] = ()
+    produces: tuple[str, ...] = ()
+
+    def __init__(
+        self, transport, *, view: RepoView, on_done: Callable[[str], None] | None = None, **kw
+    ):
+        super().__init__(transport, **kw)
+        self.view = view
+        self.on_done = on_done
+        self.commit: Commit | None = None
+        self.previous: Commit | None = None
+        self.commits_done = 0
+
+    def setup(self) -> None:
+        super().setup()
+        if self.exchange and self.interests:
+            self.refresh_knowledge(self.interests)
+        if self.produces:
+            for item in self.query_knowledge(list(self.produces), sources=[self.name]):
+                self.note_sent(item)
+
+    def rules(self) -> Rules:
+        """Analysis's rules as this worker can know them: the defaults retuned by the
+        ``learned_pattern`` items it holds (the same for every worker that sees them)."""
+        return Rules().retune(self.known(["learned_pattern", "pattern_evolution"]))
+
+    def key_for(self, commit: Commit) -> Callable[[dict], str]:
+        def key(body: dict) -> str:
+            return f"{self.name}:{commit.sha[:12]}:{body_digest(body)[:40]}"
+
+        return key
+
+    def step(self, commit: Commit | None = None, **_: Any) -> None:
+        if self.exchange and self.queries:
+            self.refresh_knowledge(self.queries)
+        commit = commit or self.view.head()
+        if commit is None or (self.commit is not None and commit.sha == self.commit.sha):
+            return  # nothing new to work on; the inbox was still processed
+        self.work(commit)
+        self.previous, self.commit = self.commit, commit
+        self.commits_done += 1
+        if self.on_done is not None:
+            self.on_done(commit.sha)
+
+    def work(self, commit: Commit) -> None:
+        raise NotImplementedError
+
+    def publish(self, commit: Commit, drafts: Iterable[Any]) -> list[dict]:
+        return self.broadcast_many(drafts, key=self.key_for(commit))
+
+    def state_document(self) -> dict[str, Any]:
+        return {
+            "commit": self.commit.sha if self.commit else None,
+            "commits_done": self.commits_done,
+            "knowledge_view": len(self.knowledge),
+        }
+
+
+class AnalysisWorker(RepoWorker):
+    """Parses the commit's Python files (ast), applies the rules retuned from ``learned_pattern``;
+    broadcasts new or changed ``issue_pattern`` and the ``complexity_trend`` per scope."""
+
+    interests = ("learned_pattern", "pattern_evolution")
+    queries = ("learned_pattern",)
+    produces = ("issue_pattern", "complexity_trend")
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.snapshot = None
+        self.retunes = 0
+
+    def _update_pattern_models(self, items: list[dict]) -> None:
+        self.retunes += 1  # the rules are rebuilt from the local view at the next commit
+
+    def work(self, commit: Commit) -> None:
+        rules = self.rules()
+        snap = self.view.snapshot(commit, rules)
+        drafts = issue_patterns(snap, known=self.known(["issue_pattern"], own=True))
+        drafts += complexity_trends(snap, self.snapshot)
+        self.publish(commit, drafts)
+        self.snapshot = snap
+
+    def state_document(self) -> dict[str, Any]:
+        doc = super().state_document()
+        if self.snapshot is not None:
+            doc.update(issues=len(self.snapshot.issues), files=self.snapshot.files)
+        doc["rules_notes"] = list(self.rules().notes)[-10:]
+        return doc
+
+
+DREAM_INTERESTS = (
+    "issue_pattern",
+    "complexity_trend",
+    "learned_pattern",
+    "proposal_quality",
+    "successful_fix",
+)
+
+
+class DreamWorker(RepoWorker):
+    """Ranks improvement proposals for the issues; broadcasts ``proposal_quality`` per kind."""
+
+    interests = DREAM_INTERESTS
+    queries = ("issue_pattern", "complexity_trend")
+    produces = ("proposal_quality",)
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.proposals: list = []
+
+    def work(self, commit: Commit) -> None:
+        rules = self.rules()
+        knowledge = self.known(DREAM_INTERESTS)
+        self.proposals = propose(self.view.snapshot(commit, rules).issues.values(), knowledge)
+        self.publish(commit, proposal_qualities(self.proposals, knowledge))
+
+    def state_document(self) -> dict[str, Any]:
+        doc = super().state_document()
+        doc["proposals"] = len(self.proposals)
+        doc["top"] = [p.id for p in self.proposals[:5]]
+        return doc
+
+
+RECALL_INTERESTS = (
+    "context_enrichment",
+    "knowledge_retrieval",
+    "successful_fix",
+    "learned_pattern",
+)
+
+
+class RecallWorker(RepoWorker):
+    """Context (churn, age, past fixes, track record) for each proposal's target."""
+
+    interests = RECALL_INTERESTS
+    queries = ("context_enrichment",)
+    produces = ("context_enrichment", "knowledge_retrieval")
+
+    def work(self, commit: Commit) -> None:
+        proposals = self.view.proposals(commit, self.rules())
+        stats = self.view.file_stats(commit, self.commit)
+        received = self.known(RECALL_INTERESTS)
+        result = recall(proposals, stats, received, now=commit.timestamp)
+        drafts = context_enrichments(result, known=received) + knowledge_retrievals(result)
+        self.publish(commit, drafts)
+
+
+THINK_INTERESTS = (
+    "learned_pattern",
+    "issue_pattern",
+    "successful_fix",
+    "proposal_quality",
+    "risk_pattern",
+    "context_enrichment",
+    "pattern_evolution",
+)
+
+
+class ThinkWorker(RepoWorker):
+    """The committee: predicted success, risk and a decision per proposal; broadcasts changed
+    ``decision_outcome`` items and ``risk_pattern`` per (rule, churn)."""
+
+    interests = THINK_INTERESTS
+    queries = ("learned_pattern", "issue_pattern")
+    produces = ("decision_outcome", "risk_pattern")
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.predictions: dict[str, float] = {}
+        self.decisions: Counter = Counter()
+        self.last_decisions: Counter = Counter()
+        self.risk_updates = 0
+
+    def _update_risk_model(self, items: list[dict]) -> None:
+        self.risk_updates += len(items)
+
+    def work(self, commit: Commit) -> None:
+        proposals = self.view.proposals(commit, self.rules())
+        assessments = assess(proposals, self.known(THINK_INTERESTS))
+        drafts = decision_outcomes(assessments, known=self.known(["decision_outcome"], own=True))
+        drafts += risk_patterns(assessments)
+        self.publish(commit, drafts)
+        self.predictions = {a.proposal_id: a.predicted_success for a in assessments}
+        self.last_decisions = Counter(a.decision for a in assessments)
+        self.decisions.update(self.last_decisions)
+
+    def state_document(self) -> dict[str, Any]:
+        doc = super().state_document()
+        doc["decisions"] = dict(self.last_decisions)
+        return doc
+
+
+class LearningWorker(RepoWorker):
+    """Observes what happened to each issue since the previous commit; broadcasts
+    ``successful_fix``, ``learned_pattern`` (fix rates) and ``pattern_evolution``, and scores
+    Think's ``decision_outcome`` predictions (Brier score) as it sees them in the exchange."""
+
+    interests = ("decision_outcome", "risk_pattern")
+    queries = ("decision_outcome", "risk_pattern")
+    produces = ("successful_fix", "learned_pattern", "pattern_evolution")
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.rates = FixRates()
+        self.history: list[dict[str, int]] = []
+        self.snapshot = None
+        self.context: dict[str, dict[str, str]] = {}
+        self.outcomes: list[Outcome] = []
+        self.outcome_counts: Counter = Counter()
+        self.scored: list[tuple[float, int]] = []  # Think's predictions from the exchange
+
+    def work(self, commit: Commit) -> None:
+        snap = self.view.snapshot(commit, self.rules())
+        self.outcomes = []
+        if self.snapshot is not None and self.commit is not None:
+            changed = self.view.changed_files(self.commit, commit)
+            self.outcomes = observe(
+                self.snapshot, snap, changed_files=changed, contexts=self.context
+            )
+            self.outcome_counts.update(o.status for o in self.outcomes)
+            self.scored.extend(
+                pair_outcomes(self.outcomes, predictions_from(self.known(["decision_outcome"])))
+            )
+            self.rates.add(self.outcomes)
+        self.history.append(rule_counts(snap))
+        del self.history[:-50]
+        drafts = successful_fixes(self.outcomes) + self.rates.learned_patterns()
+        drafts += pattern_evolutions(self.history)
+        self.publish(commit, drafts)
+        stats = self.view.file_stats(commit, self.commit)
+        self.context = {path: {"churn": churn_bucket(s.churn)} for path, s in stats.items()}
+        self.snapshot = snap
+
+    def decision_quality(self) -> dict[str, Any]:
+        if not self.scored:
+            return {"n": 0}
+        return quality_of(self.scored)
+
+    def state_document(self) -> dict[str, Any]:
+        doc = super().state_document()
+        doc["outcomes"] = dict(self.outcome_counts)
+        doc["decision_quality"] = self.decision_quality()
+        return doc
+
+
+WORKER_CLASSES: dict[str, type[RepoWorker]] = {
+    "learning": LearningWorker,
+    "analysis": AnalysisWorker,
+    "dream": DreamWorker,
+    "recall": RecallWorker,
+    "think": ThinkWorker,
+}
+PIPELINE_ORDER = ("learning", "analysis", "dream", "recall", "think")

@@ -1,0 +1,185 @@
+"""``manage.py replay_history --repo PATH --commits N [--no-exchange] [--json] [--db FILE]``."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+
+class Command(BaseCommand):
+    help = (
+        "Walk a git repository's history oldest to newest and run the five built-in workers at "
+        "each commit through the real exchange; report knowledge flow, decisions, decision "
+        "quality (Brier) and reception overhead."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--repo", required=True, help="path of a git checkout")
+        parser.add_argument(
+            "--commits", type=int, default=None, help="the last N commits (default: all)"
+        )
+        parser.add_argument(
+            "--no-exchange", action="store_true", help="workers see only their own knowledge"
+        )
+        parser.add_argument(
+            "--compare", action="store_true", help="run both modes (needs --db) and compare"
+        )
+        parser.add_argument(
+            "--json", action="store_true", help="print the report as one JSON object"
+        )
+        parser.add_argument(
+            "--db",
+            help="run on a fresh SQLite database at this path (deleted and migrated first); "
+            "with --compare, PATH.exchange and PATH.no-exchange",
+        )
+        parser.add_argument(
+            "--allow-existing", action="store_true", help="run even if the database holds knowledge"
+        )
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, **opts):
+        if opts["commits"] is not None and opts["commits"] < 1:
+            raise CommandError("--commits must be at least 1")
+        if not Path(opts["repo"]).is_dir():
+            raise CommandError(f"--repo {opts['repo']!r}: no such directory")
+        if opts["compare"]:
+            if not opts["db"]:
+                raise CommandError(
+                    "--compare needs --db PATH (each mode runs on its own fresh database)"
+                )
+            with_ = self._in_fresh_db(opts, f"{opts['db']}.exchange", exchange=True)
+            without = self._in_fresh_db(opts, f"{opts['db']}.no-exchange", exchange=False)
+            from workers.builtin.replay import compare
+
+            report = {
+                "with_exchange": with_,
+                "without_exchange": without,
+                "comparison": compare(with_, without),
+            }
+            return self._emit(report, opts)
+        if opts["db"]:
+            report = self._in_fresh_db(opts, opts["db"], exchange=not opts["no_exchange"])
+            return self._emit(report, opts)
+
+        from knowledge.models import KnowledgeItem
+        from workers.builtin.replay import replay_history
+        from workers.engine.gitrepo import GitError
+
+        if KnowledgeItem.objects.exists() and not opts["allow_existing"]:
+            raise CommandError(
+                "this database already holds knowledge; a replay must start from a fresh one "
+                "(use --db /tmp/replay.sqlite3, or --allow-existing to mix them)"
+            )
+        try:
+            report = replay_history(
+                opts["repo"],
+                commits=opts["commits"],
+                exchange=not opts["no_exchange"],
+                progress=not opts["no_progress"],
+            )
+        except GitError as exc:
+            raise CommandError(str(exc)) from exc
+        return self._emit(report, opts)
+
+    def _in_fresh_db(self, opts, path: str, *, exchange: bool) -> dict:
+        """Run the replay in a child process on a new SQLite file; return its JSON report."""
+        db = Path(path).resolve()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+        env["SQLITE_PATH"] = str(db)
+        manage = str(Path(settings.BASE_DIR) / "manage.py")
+        migrated = subprocess.run(
+            [sys.executable, manage, "migrate", "--noinput", "-v0"], env=env, check=False
+        )
+        if migrated.returncode != 0:
+            raise CommandError(f"could not create the database {db}")
+        cmd = [sys.executable, manage, "replay_history", "--repo", opts["repo"], "--json"]
+        if opts["commits"] is not None:
+            cmd += ["--commits", str(opts["commits"])]
+        if not exchange:
+            cmd.append("--no-exchange")
+        if opts["no_progress"]:
+            cmd.append("--no-progress")
+        proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, check=False)
+        if proc.returncode != 0:
+            raise CommandError(f"replay on {db} failed (exit {proc.returncode})")
+        report = json.loads(proc.stdout)
+        report["database"] = str(db)
+        return report
+
+    def _emit(self, report: dict, opts) -> None:
+        if opts["json"]:
+            self.stdout.write(json.dumps(report))
+            return
+        self.stdout.write(render(report))
+
+
+def _quality_line(q: dict) -> str:
+    if not q.get("n"):
+        return "no scored predictions"
+    return (
+        f"Brier {q['brier']:.4f}  accuracy {q['accuracy']:.3f}  ECE {q['ece']:.4f}  "
+        f"n={q['n']}  base rate {q['base_rate']:.3f}"
+    )
+
+
+def render(report: dict) -> str:
+    if "comparison" in report:
+        c = report["comparison"]
+        lines = [
+            render(report["with_exchange"]),
+            "",
+            render(report["without_exchange"]),
+            "",
+            "== comparison",
+        ]
+        lines.append(f"with exchange:    {_quality_line(c['with_exchange'])}")
+        lines.append(f"without exchange: {_quality_line(c['without_exchange'])}")
+        if "brier_improvement" in c:
+            lines.append(
+                f"Brier improvement {100 * c['brier_improvement']:.1f}%  "
+                f"accuracy gain {100 * c['accuracy_gain']:+.1f} points"
+            )
+        return "\n".join(lines)
+    mode = "with exchange" if report["exchange"] else "WITHOUT exchange"
+    lines = [
+        f"== replay of {report['commits']} commits of {report['repo']} ({mode})",
+        f"{report['seconds']}s ({report['ms_per_commit']} ms/commit), failed cycles: {report['failed_cycles']}",
+        "",
+        f"{'worker':<10} {'broadcast':>9} {'skipped':>8} {'received':>9} {'cycle s':>8} {'recv s':>7} {'overhead':>8}",
+    ]
+    for name, w in report["workers"].items():
+        lines.append(
+            f"{name:<10} {w['broadcast']:>9} {w['unchanged_skipped']:>8} {w['received']:>9} "
+            f"{w['cycle_seconds']:>8.2f} {w['reception_seconds']:>7.2f} {100 * w['reception_overhead']:>7.1f}%"
+        )
+    lines.append("")
+    for name, w in report["workers"].items():
+        if w["broadcast_by_type"]:
+            sent = ", ".join(f"{k} {v}" for k, v in w["broadcast_by_type"].items())
+            lines.append(f"{name} broadcast: {sent}")
+        if w["received_by_type"]:
+            got = ", ".join(f"{k} {v}" for k, v in w["received_by_type"].items())
+            lines.append(f"{name} received: {got}")
+        if w["last_error"]:
+            lines.append(f"{name} last error: {w['last_error']}")
+    lines.append("")
+    lines.append(f"outcomes: {report['outcomes']}")
+    lines.append(f"decisions: {report['decisions']}")
+    lines.append(f"conflicts: {report['conflicts']}")
+    lines.append(
+        f"decision quality (Think's predictions vs Learning's outcomes): {_quality_line(report['decision_quality'])}"
+    )
+    ro = report["reception_overhead"]
+    lines.append(
+        f"reception overhead: {100 * ro['ratio']:.2f}% ({ro['reception_seconds']}s of {ro['cycle_seconds']}s)"
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,85 @@
+"""``manage.py run_worker NAME --repo PATH [--once] [--interval S] [--transport inprocess|http]``."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from django.core.management.base import BaseCommand, CommandError
+
+from workers.builtin.workers import WORKER_CLASSES
+
+
+class Command(BaseCommand):
+    help = "Run one built-in worker (analysis, dream, recall, think, learning) on a git checkout."
+
+    def add_arguments(self, parser):
+        parser.add_argument("name", choices=sorted(WORKER_CLASSES))
+        parser.add_argument("--repo", required=True, help="path of the git checkout to work on")
+        parser.add_argument("--once", action="store_true", help="run one cycle and exit")
+        parser.add_argument("--max-cycles", type=int, default=None)
+        parser.add_argument(
+            "--interval", type=float, default=None, help="seconds between cycles (default 30)"
+        )
+        parser.add_argument("--transport", choices=["inprocess", "http"], default="inprocess")
+        parser.add_argument("--url", default=os.environ.get("KE_URL", "http://127.0.0.1:8000"))
+        parser.add_argument(
+            "--token", default=os.environ.get("KE_WORKER_TOKEN"), help="worker token (http)"
+        )
+        parser.add_argument(
+            "--no-exchange", action="store_true", help="ignore other workers' knowledge"
+        )
+
+    def handle(self, *args, **opts):
+        from workers.builtin.repo import RepoView
+        from workers.engine.gitrepo import GitError
+        from workers.sdk import HttpTransport, InProcessTransport, SDKError
+
+        if opts["interval"] is not None and opts["interval"] < 0:
+            raise CommandError("--interval must be >= 0")
+        if not logging.getLogger().handlers:
+            logging.basicConfig(
+                level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+            )
+        name = opts["name"]
+        try:
+            view = RepoView(opts["repo"])
+        except GitError as exc:
+            raise CommandError(str(exc)) from exc
+        on_done = None
+        try:
+            if opts["transport"] == "http":
+                if not opts["token"]:
+                    raise CommandError("--transport http needs --token (or KE_WORKER_TOKEN)")
+                transport = HttpTransport(opts["url"], opts["token"])
+                if transport.worker_name != name:
+                    raise CommandError(
+                        f"the token belongs to {transport.worker_name!r}, not {name!r}"
+                    )
+            else:
+                from workers.actions import (
+                    do_ensure_builtin_workers,
+                    do_mark_analysed,
+                    do_register_project,
+                )
+
+                do_ensure_builtin_workers()
+                transport = InProcessTransport(name)
+                project = do_register_project(view.path)
+                if name == "analysis":
+                    on_done = lambda sha: do_mark_analysed(project, sha)  # noqa: E731
+        except SDKError as exc:
+            raise CommandError(f"cannot reach the exchange: {exc}") from exc
+        worker = WORKER_CLASSES[name](
+            transport,
+            view=view,
+            on_done=on_done,
+            interval=opts["interval"],
+            exchange=not opts["no_exchange"],
+        )
+        worker.install_signal_handlers()
+        stats = worker.run(once=opts["once"], max_cycles=opts["max_cycles"])
+        self.stdout.write(
+            f"{name}: {stats.cycles} cycles, {stats.broadcast} broadcast, {stats.received} received, "
+            f"{stats.errors} errors"
+        )

@@ -1,0 +1,521 @@
+"""``BaseWorker``: the cycle loop, statistics, heartbeats and the knowledge methods of a worker.
+
+A worker subclasses :class:`BaseWorker`, overrides :meth:`BaseWorker.step` (one unit of work)
+and, if it keeps models, the ``_update_*`` hooks that :meth:`process_received_knowledge`
+routes received items to. Everything else (inbox, acks, queries, broadcasts with idempotency
+keys, retries, heartbeats, graceful shutdown) is here. See ``docs/workers.md``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import signal
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from .errors import SDKError
+from .transport import Transport
+
+# ORIGINAL_PLAN.md, Day 1: which model each received type updates.
+ROUTES: Mapping[str, str] = {
+    "risk_pattern": "_update_risk_model",
+    "learned_pattern": "_update_pattern_models",
+    "pattern_evolution": "_update_pattern_models",
+    "issue_pattern": "_update_issue_detection",
+    "proposal_quality": "_update_proposal_generation",
+    "successful_fix": "_update_proposal_generation",
+    "context_enrichment": "_update_context_retrieval",
+    "knowledge_retrieval": "_update_context_retrieval",
+}
+CONFLICT_EVENTS = ("conflict_detected", "knowledge_resolved")
+PAGE_SIZE = 500
+
+
+def body_digest(body: Mapping[str, Any]) -> str:
+    """Stable hash of what a broadcast says (type, payload, confidence, urgency, targets)."""
+    core = {
+        k: body.get(k) for k in ("knowledge_type", "payload", "confidence", "urgency", "targets")
+    }
+    return hashlib.sha256(json.dumps(core, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def as_body(item: Any) -> dict:
+    """A broadcast body from an engine ``Draft`` (``as_dict``) or a dict."""
+    if hasattr(item, "as_dict"):
+        return item.as_dict()
+    return dict(item)
+
+
+@dataclass
+class WorkerStats:
+    """What a worker did since it started (sent with every heartbeat)."""
+
+    cycles: int = 0
+    errors: int = 0
+    broadcast: int = 0
+    unchanged_skipped: int = 0
+    received: int = 0
+    conflict_events: int = 0
+    broadcast_by_type: Counter = field(default_factory=Counter)
+    received_by_type: Counter = field(default_factory=Counter)
+    cycle_seconds: float = 0.0
+    last_cycle_seconds: float = 0.0
+    reception_seconds: float = 0.0
+    query_seconds: float = 0.0
+    broadcast_seconds: float = 0.0
+    last_error: str = ""
+
+    @property
+    def reception_overhead(self) -> float:
+        """Time spent receiving and processing knowledge / time spent in cycles."""
+        return self.reception_seconds / self.cycle_seconds if self.cycle_seconds else 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "cycles": self.cycles,
+            "errors": self.errors,
+            "broadcast": self.broadcast,
+            "unchanged_skipped": self.unchanged_skipped,
+            "received": self.received,
+            "conflict_events": self.conflict_events,
+            "broadcast_by_type": dict(sorted(self.broadcast_by_type.items())),
+            "received_by_type": dict(sorted(self.received_by_type.items())),
+            "cycle_seconds": round(self.cycle_seconds, 4),
+            "last_cycle_seconds": round(self.last_cycle_seconds, 4),
+            "reception_seconds": round(self.reception_seconds, 4),
+            "query_seconds": round(self.query_seconds, 4),
+            "broadcast_seconds": round(self.broadcast_seconds, 4),
+            "reception_overhead": round(self.reception_overhead, 4),
+            "last_error": self.last_error,
+        }
+
+
+class BaseWorker:
+    """A worker process: a loop of cycles, each receiving knowledge and doing one unit of work.
+
+    - ``interval`` seconds between cycles, +/- ``jitter`` (a fraction) so a fleet does not
+      pulse; ``stop()`` (or SIGTERM/SIGINT with ``install_signal_handlers``) ends the loop after
+      the current cycle.
+    - Every cycle: fresh database connections (in-process), :meth:`receive` (inbox ->
+      :meth:`process_received_knowledge` -> ack), :meth:`step`, a heartbeat into the worker's
+      state. An exception in a cycle is logged and counted; the loop goes on.
+    - ``interests``: knowledge types the worker keeps in its local view ``self.knowledge``
+      (latest item per (source, type, subject)); they are subscribed to at start.
+    - ``exchange=False`` cuts the worker off from others' knowledge (measurement baseline): the
+      inbox is not read and queries only return the worker's own items.
+    """
+
+    interval: float = 30.0
+    jitter: float = 0.1
+    interests: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        interval: float | None = None,
+        jitter: float | None = None,
+        exchange: bool = True,
+        logger: logging.Logger | None = None,
+        seed: int | None = None,
+    ):
+        self.transport = transport
+        self.name = transport.worker_name
+        if interval is not None:
+            self.interval = interval
+        if jitter is not None:
+            self.jitter = jitter
+        self.exchange = exchange
+        self.log = logger or logging.getLogger(f"workers.{self.name}")
+        self.stats = WorkerStats()
+        self.knowledge: dict[tuple[str, str, str], dict] = {}
+        self.conflict_log: list[dict] = []
+        self._stop = threading.Event()
+        self._ready = False
+        self._rng = random.Random(seed)
+        self._last_sent: dict[tuple[str, str], str] = {}  # (type, subject) -> body digest
+        self._subject_of: dict[str, str] = {}  # body digest -> subject
+        self._watermarks: dict[tuple[str, ...], datetime] = {}
+
+    # --- loop ---------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Once, before the first cycle: subscribe to ``interests``. Override to load models."""
+        if self.interests:
+            self.transport.subscribe(types=self.interests, events=())
+
+    def step(self, **context: Any) -> None:
+        """One unit of work; override. ``context`` is whatever the caller of run_cycle passed."""
+
+    def run_cycle(self, **context: Any) -> bool:
+        """One cycle; returns False if it failed (the error is logged and counted)."""
+        started = time.perf_counter()
+        ok = True
+        self.transport.close()  # drop stale database connections (in-process)
+        try:
+            if not self._ready:
+                self.setup()
+                self._ready = True
+            self.receive()
+            self.step(**context)
+        except Exception as exc:  # one failing cycle never kills the loop
+            ok = False
+            self.stats.errors += 1
+            self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            self.log.exception("%s: cycle failed", self.name)
+        finally:
+            elapsed = time.perf_counter() - started
+            self.stats.cycles += 1
+            self.stats.cycle_seconds += elapsed
+            self.stats.last_cycle_seconds = elapsed
+            self.heartbeat("running" if ok else "error")
+            self.transport.close()
+        return ok
+
+    def next_delay(self) -> float:
+        spread = self.interval * self.jitter
+        return max(0.0, self.interval + self._rng.uniform(-spread, spread))
+
+    def run(self, *, once: bool = False, max_cycles: int | None = None) -> WorkerStats:
+        """Run cycles until ``stop()`` (or a signal), or once, or ``max_cycles`` cycles."""
+        self.log.info("%s: started (interval %.1fs)", self.name, self.interval)
+        while not self._stop.is_set():
+            self.run_cycle()
+            if once or (max_cycles is not None and self.stats.cycles >= max_cycles):
+                break
+            self._stop.wait(self.next_delay())
+        self.heartbeat("stopped")
+        self.log.info("%s: stopped after %d cycles", self.name, self.stats.cycles)
+        return self.stats
+
+    def stop(self, *_: Any) -> None:
+        """Ask the loop to end after the current cycle (safe from signal handlers, threads)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT end the loop gracefully (main thread only)."""
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, self.stop)
+            signal.signal(signal.SIGINT, self.stop)
+
+    def state_document(self) -> dict[str, Any]:
+        """Extra fields for the heartbeat; override to publish model statistics."""
+        return {}
+
+    def heartbeat(self, status: str = "running") -> None:
+        state = {
+            "status": status,
+            "heartbeat": datetime.now(UTC).isoformat(),
+            "exchange": self.exchange,
+            "stats": self.stats.as_dict(),
+            **self.state_document(),
+        }
+        try:
+            self.transport.update_state(state)
+        except Exception as exc:  # a missed heartbeat is not worth a failed cycle
+            self.log.warning("%s: heartbeat failed: %s", self.name, exc)
+
+    # --- local view of knowledge ------------------------------------------------------------------
+
+    def remember(self, item: Mapping[str, Any]) -> None:
+        """Keep ``item`` as the latest of its (source, type, subject) in ``self.knowledge``."""
+        key = (str(item.get("source")), str(item.get("knowledge_type")), str(item.get("subject")))
+        if item.get("status", "active") == "active":
+            self.knowledge[key] = dict(item)
+        elif self.knowledge.get(key, {}).get("id") == item.get("id"):
+            del self.knowledge[key]
+
+    def known(self, types: Iterable[str] | None = None, *, own: bool = False) -> list[dict]:
+        """Items of the local view (only the worker's own with ``own`` or exchange off)."""
+        wanted = set(types) if types is not None else None
+        mine = own or not self.exchange
+        return [
+            item
+            for (source, kind, _), item in self.knowledge.items()
+            if (wanted is None or kind in wanted) and (not mine or source == self.name)
+        ]
+
+    # --- queries ----------------------------------------------------------------------------------
+
+    def query_knowledge(
+        self,
+        types: Sequence[str] | None = None,
+        *,
+        sources: Sequence[str] | None = None,
+        urgency: Sequence[str] | None = None,
+        min_urgency: str | None = None,
+        min_freshness: float = 0.0,
+        min_confidence: float | None = None,
+        limit: int | None = None,
+        sort: str = "-freshness",
+        until: Callable[[dict], bool] | None = None,
+        page_size: int | None = None,
+        **filters: Any,
+    ) -> list[dict]:
+        """Items matching the filters, following pages up to ``limit`` items (None: all).
+
+        ``until(item)`` stops at the first item for which it is true (that item is left out).
+        With exchange off only the worker's own items are returned.
+        """
+        body: dict[str, Any] = {"sort": sort, "min_freshness": min_freshness, **filters}
+        if types:
+            body["types"] = list(types)
+        if not self.exchange:
+            sources = [self.name]
+        if sources:
+            body["sources"] = list(sources)
+        if urgency:
+            body["urgency"] = list(urgency)
+        if min_urgency:
+            body["min_urgency"] = min_urgency
+        if min_confidence is not None:
+            body["min_confidence"] = min_confidence
+        out: list[dict] = []
+        started = time.perf_counter()
+        try:
+            size = page_size or PAGE_SIZE
+            while True:
+                want = size if limit is None else min(size, limit - len(out))
+                page = self.transport.query({**body, "limit": want})
+                for item in page["results"]:
+                    if until is not None and until(item):
+                        return out
+                    out.append(item)
+                if not page.get("next") or (limit is not None and len(out) >= limit):
+                    return out
+                body["cursor"] = page["next"]
+                size = min(PAGE_SIZE, size * 4)  # small first page for deltas, then grow
+        finally:
+            self.stats.query_seconds += time.perf_counter() - started
+
+    def get_relevant_knowledge(self, **filters: Any) -> list[dict]:
+        """Items of the types this worker is interested in (all types without interests)."""
+        return self.query_knowledge(list(self.interests) or None, **filters)
+
+    def get_knowledge_by_source(self, source: str, **filters: Any) -> list[dict]:
+        return self.query_knowledge(filters.pop("types", None), sources=[source], **filters)
+
+    def get_knowledge_by_urgency(self, min_urgency: str, **filters: Any) -> list[dict]:
+        """Items at or above ``min_urgency`` (low, normal, high, critical)."""
+        return self.query_knowledge(filters.pop("types", None), min_urgency=min_urgency, **filters)
+
+    def refresh_knowledge(self, types: Sequence[str], *, lookback: float = 5.0) -> int:
+        """Query ``types`` and merge the answer into the local view; returns items merged.
+
+        The first call loads every active item; later calls only those observed since the
+        previous call (minus ``lookback`` seconds for transactions that committed late).
+        """
+        key = tuple(sorted(types))
+        since = self._watermarks.get(key)
+        now = datetime.now(UTC)
+
+        def older(item: dict) -> bool:
+            return since is not None and datetime.fromisoformat(item["observed_at"]) < since
+
+        items = self.query_knowledge(
+            list(key), sort="-observed_at", until=older, page_size=None if since is None else 25
+        )
+        for item in items:
+            self.remember(item)
+        self._watermarks[key] = now - timedelta(seconds=lookback)
+        return len(items)
+
+    # --- broadcasting -----------------------------------------------------------------------------
+
+    def _record_sent(self, body: dict, digest: str, result: dict) -> None:
+        item = result.get("item") or {}
+        subject = str(item.get("subject", ""))
+        self._subject_of[digest] = subject
+        self._last_sent[(body["knowledge_type"], subject)] = digest
+        self.stats.broadcast += 1
+        self.stats.broadcast_by_type[body["knowledge_type"]] += 1
+        if item:
+            self.remember(item)
+
+    def note_sent(self, item: Mapping[str, Any]) -> None:
+        """Treat an item of this worker found in the exchange (e.g. after a restart) as the
+        latest it sent for that subject, so an identical body is not sent again."""
+        body = {k: item.get(k) for k in ("knowledge_type", "payload", "confidence", "urgency")}
+        body["targets"] = list(item.get("targets") or [])
+        digest = body_digest(body)
+        self._subject_of[digest] = str(item.get("subject", ""))
+        self._last_sent[(str(item.get("knowledge_type")), str(item.get("subject", "")))] = digest
+        self.remember(item)
+
+    def is_unchanged(self, body: Mapping[str, Any]) -> bool:
+        """True when the latest item this worker sent for that subject said exactly this."""
+        digest = body_digest(body)
+        subject = self._subject_of.get(digest)
+        return (
+            subject is not None and self._last_sent.get((body["knowledge_type"], subject)) == digest
+        )
+
+    def broadcast(
+        self,
+        knowledge_type: str,
+        payload: Mapping[str, Any],
+        confidence: float,
+        urgency: str = "normal",
+        *,
+        targets: Sequence[str] = (),
+        idempotency_key: str | None = None,
+        observed_at: datetime | None = None,
+    ) -> dict:
+        """Broadcast one item; returns ``{"item", "outcome", "conflicts", "replayed"}``.
+
+        Without ``idempotency_key`` a random one is used, so transport retries never store
+        a copy; pass a key derived from your input to make restarts idempotent too.
+        """
+        body: dict[str, Any] = {
+            "knowledge_type": knowledge_type,
+            "payload": dict(payload),
+            "confidence": confidence,
+            "urgency": urgency,
+            "targets": list(targets),
+            "idempotency_key": idempotency_key or f"{self.name}:{uuid.uuid4().hex}",
+        }
+        if observed_at is not None:
+            body["observed_at"] = observed_at.isoformat()
+        started = time.perf_counter()
+        try:
+            result = self.transport.broadcast(body)
+        finally:
+            self.stats.broadcast_seconds += time.perf_counter() - started
+        self._record_sent(body, body_digest(body), result)
+        return result
+
+    def broadcast_many(
+        self,
+        drafts: Iterable[Any],
+        *,
+        key: Callable[[dict], str] | None = None,
+        only_changed: bool = True,
+    ) -> list[dict]:
+        """Broadcast engine drafts (or bodies) in bulk; returns the per-item results sent.
+
+        ``only_changed`` leaves out a body identical to the latest this worker sent for the
+        same subject. ``key(body)`` gives each item's idempotency key (random by default).
+        A rejected item is logged and counted as an error; the others are stored.
+        """
+        bodies, digests = [], []
+        for draft in drafts:
+            body = as_body(draft)
+            body.setdefault("targets", [])
+            if only_changed and self.is_unchanged(body):
+                self.stats.unchanged_skipped += 1
+                continue
+            digest = body_digest(body)
+            body["idempotency_key"] = key(body) if key else f"{self.name}:{uuid.uuid4().hex}"
+            bodies.append(body)
+            digests.append(digest)
+        if not bodies:
+            return []
+        started = time.perf_counter()
+        try:
+            results = self.transport.broadcast_many(bodies)
+        finally:
+            self.stats.broadcast_seconds += time.perf_counter() - started
+        out = []
+        for entry in results:
+            index = entry["index"]
+            if "result" in entry:
+                self._record_sent(bodies[index], digests[index], entry["result"])
+                out.append(entry["result"])
+            else:
+                self.stats.errors += 1
+                self.stats.last_error = f"broadcast rejected: {entry.get('errors')}"[:500]
+                self.log.warning("%s: broadcast rejected: %s", self.name, entry.get("errors"))
+        return out
+
+    def flag_conflict(self, item_ids: Sequence[int], reason: str) -> dict:
+        """Ask the exchange to treat these items as conflicting (``POST conflicts/flag``)."""
+        if len(item_ids) < 2:
+            raise SDKError("flag at least two items", status=400, field="items")
+        return self.transport.flag_conflict(list(item_ids), reason)
+
+    # --- reception ------------------------------------------------------------------------------
+
+    def receive(self, *, limit: int = PAGE_SIZE, max_pages: int = 1000) -> list[dict]:
+        """Drain the inbox: process each page's knowledge, then ack it (at-least-once).
+
+        Returns the knowledge items received. Conflict events go to :meth:`on_conflict_event`.
+        With exchange off nothing is read.
+        """
+        if not self.exchange:
+            return []
+        started = time.perf_counter()
+        received: list[dict] = []
+        peek = getattr(self.transport, "inbox_may_have_news", None)
+        try:
+            if peek is not None and not peek():
+                return received
+            for _ in range(max_pages):
+                page = self.transport.receive(limit)
+                items = []
+                for event in page["results"]:
+                    kind = event.get("event")
+                    data = event.get("data") or {}
+                    if kind == "knowledge_broadcast" and isinstance(data.get("item"), dict):
+                        items.append(data["item"])
+                    elif kind in CONFLICT_EVENTS:
+                        self.stats.conflict_events += 1
+                        self.on_conflict_event(event)
+                if items:
+                    self.process_received_knowledge(items)
+                    received.extend(items)
+                if page["ack"] > page.get("position", -1):
+                    self.transport.ack(page["ack"])
+                if page.get("next") is None or page["ack"] <= page.get("position", -1):
+                    break
+        finally:
+            self.stats.reception_seconds += time.perf_counter() - started
+        return received
+
+    def on_conflict_event(self, event: dict) -> None:
+        """A conflict involving this worker was detected or resolved; override to react.
+
+        The default keeps the event in ``conflict_log`` and forgets what it last sent, so the
+        next cycle re-asserts claims that lost (if the worker still holds them).
+        """
+        self.conflict_log.append(event)
+        del self.conflict_log[:-100]
+        self._last_sent.clear()
+
+    def process_received_knowledge(self, knowledge: list[dict]) -> None:
+        """Route each received item to the model it updates (ORIGINAL_PLAN.md Day 1)."""
+        for item in knowledge:
+            knowledge_type = item.get("knowledge_type")
+            self.remember(item)
+            route = ROUTES.get(str(knowledge_type))
+            if route is not None:
+                getattr(self, route)([item])
+            self.stats.received += 1
+            self.stats.received_by_type[str(knowledge_type)] += 1
+
+    def _update_risk_model(self, items: list[dict]) -> None:
+        """``risk_pattern`` received."""
+
+    def _update_pattern_models(self, items: list[dict]) -> None:
+        """``learned_pattern`` / ``pattern_evolution`` received."""
+
+    def _update_issue_detection(self, items: list[dict]) -> None:
+        """``issue_pattern`` received."""
+
+    def _update_proposal_generation(self, items: list[dict]) -> None:
+        """``proposal_quality`` / ``successful_fix`` received."""
+
+    def _update_context_retrieval(self, items: list[dict]) -> None:
+        """``context_enrichment`` / ``knowledge_retrieval`` received."""

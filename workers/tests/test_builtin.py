@@ -1,0 +1,181 @@
+"""The five built-in workers on a generated git repository, through the real exchange."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import connection
+
+from knowledge.models import InboxCursor, KnowledgeItem
+from workers.builtin.replay import build_workers, replay_history
+from workers.builtin.repo import RepoView
+from workers.engine.replay import replay as engine_replay
+from workers.engine.tests.test_replay import build_history
+from workers.models import Project, Worker
+
+# The query cache is invalidated on commit, and the fleet runs in threads: real transactions.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def wait_for(condition, timeout=90.0, what=""):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_replay_through_the_exchange_reproduces_the_engine_with_exchange(repo_builder):
+    build_history(repo_builder, commits=16)
+    reference = engine_replay(repo_builder.repo, exchange=True, first_parent=True)
+    report = replay_history(str(repo_builder.path), exchange=True)
+    assert report["failed_cycles"] == 0
+    assert report["commits"] == 16
+    assert report["outcomes"] == reference.outcomes
+    quality = report["decision_quality"]
+    assert quality["n"] == len(reference.pairs) > 50
+    assert quality["brier"] == round(reference.summary()["calibration"]["brier"], 4)
+    # Learning scores Think's predictions as it reads them in the exchange, too.
+    assert report["decision_quality_seen_by_learning"]["n"] > 0
+    workers = report["workers"]
+    assert workers["think"]["received_by_type"]["context_enrichment"] > 0
+    assert workers["dream"]["received_by_type"]["issue_pattern"] > 0
+    assert workers["analysis"]["received_by_type"]["learned_pattern"] > 0
+    assert 0 < report["reception_overhead"]["ratio"] < 1
+    assert Project.objects.get().last_analysed_commit == report["last_commit"]
+    # Only what changed was broadcast: fewer items than the engine published.
+    assert sum(w["broadcast"] for w in workers.values()) < sum(reference.published.values())
+
+
+def test_replay_without_exchange_is_the_engines_baseline(repo_builder):
+    build_history(repo_builder, commits=16)
+    with_ = engine_replay(repo_builder.repo, exchange=True, first_parent=True).summary()
+    without = engine_replay(repo_builder.repo, exchange=False, first_parent=True).summary()
+    report = replay_history(str(repo_builder.path), exchange=False)
+    assert report["decision_quality"]["brier"] == round(without["calibration"]["brier"], 4)
+    assert all(w["received"] == 0 for w in report["workers"].values())
+    assert report["reception_overhead"]["ratio"] == 0
+    assert (
+        KnowledgeItem.objects.exclude(
+            source__name__in=["analysis", "dream", "recall", "think", "learning"]
+        ).count()
+        == 0
+    )
+    # The exchange is what makes Think better calibrated on this history.
+    assert with_["calibration"]["brier"] <= 0.9 * without["calibration"]["brier"]
+
+
+def test_a_restarted_worker_does_not_broadcast_again(history_repo):
+    view = RepoView(str(history_repo.path))
+    first = build_workers(view)["analysis"]
+    assert first.run_cycle() and first.stats.broadcast > 0
+    count = KnowledgeItem.objects.count()
+    again = build_workers(RepoView(str(history_repo.path)))["analysis"]  # a new process
+    assert again.run_cycle()
+    assert again.stats.broadcast == 0 and again.stats.unchanged_skipped > 0
+    assert KnowledgeItem.objects.count() == count
+
+
+@pytest.fixture
+def fleet(repo_builder):
+    """The five workers, each looping in its own thread on HEAD of a generated repository."""
+    from workers.actions import do_mark_analysed, do_register_project
+
+    build_history(repo_builder, commits=4)
+    project = do_register_project(str(repo_builder.path))
+    workers = build_workers(
+        RepoView(str(repo_builder.path)), on_analysed=lambda sha: do_mark_analysed(project, sha)
+    )
+    threads = []
+    errors: list[BaseException] = []
+
+    def run(worker):
+        try:
+            worker.run()
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    for worker in workers.values():
+        worker.interval, worker.jitter = 0.05, 0.0
+        threads.append(threading.Thread(target=run, args=(worker,), daemon=True))
+    for thread in threads:
+        thread.start()
+    yield repo_builder, workers
+    for worker in workers.values():
+        worker.stop()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not errors
+    assert not any(t.is_alive() for t in threads)
+
+
+def test_five_workers_at_once_broadcast_query_receive_and_learn(fleet):
+    builder, w = fleet
+    # broadcast -> inbox -> processing: Analysis's issues reach Think and Dream.
+    wait_for(lambda: w["think"].stats.received_by_type["issue_pattern"] > 0, what="issues at think")
+    wait_for(lambda: w["dream"].stats.received_by_type["issue_pattern"] > 0, what="issues at dream")
+    wait_for(
+        lambda: w["think"].commits_done >= 1 and w["recall"].commits_done >= 1, what="first commit"
+    )
+    wait_for(
+        lambda: w["think"].stats.received_by_type["context_enrichment"] > 0, what="context at think"
+    )
+    assert w["think"].stats.query_seconds > 0  # queried before deciding
+    # A new commit fixes every bare except: Learning observes it and tells the others.
+    for path in sorted(builder.path.glob("pkg/*.py")):
+        path.write_text(path.read_text().replace("except:", "except ValueError:"))
+    head = builder.commit("narrow excepts")
+    wait_for(lambda: w["learning"].outcome_counts["fixed"] > 0, what="fixed outcomes")
+    wait_for(lambda: w["dream"].stats.received_by_type["successful_fix"] > 0, what="fixes at dream")
+    wait_for(lambda: w["think"].commits_done >= 2, what="think on the new commit")
+    fixes = KnowledgeItem.objects.filter(knowledge_type="successful_fix", source__name="learning")
+    assert fixes.exists() and all(f.payload["rule"] == "bare_except" for f in fixes)
+    assert Project.objects.get().last_analysed_commit == head
+    for name, worker in w.items():
+        assert worker.stats.errors == 0, (name, worker.stats.last_error)
+        state = Worker.objects.get(name=name).state
+        assert state["status"] in ("running", "stopped") and state["stats"]["cycles"] >= 1
+        assert InboxCursor.objects.get(worker__name=name).position > 0
+
+
+def test_a_conflict_and_its_resolution_reach_the_workers_involved(fleet, staff_client):
+    builder, w = fleet
+    wait_for(lambda: w["think"].commits_done >= 1, what="think's first commit")
+    mine = KnowledgeItem.objects.filter(
+        source__name="think", knowledge_type="risk_pattern", status="active"
+    ).first()
+    assert mine is not None
+    other = "low" if mine.payload["risk_level"] != "low" else "critical"
+    from workers.sdk import InProcessTransport
+
+    answer = InProcessTransport("analysis").broadcast(
+        {
+            "knowledge_type": "risk_pattern",
+            "payload": {**mine.payload, "risk_level": other},
+            "confidence": 0.95,
+            "idempotency_key": "e2e-conflict",
+        }
+    )
+    if not answer["conflicts"]:
+        pytest.skip("conflict detection not on this branch")
+    conflict_id = answer["conflicts"][0]
+
+    def events(worker, kind):
+        return [e for e in list(worker.conflict_log) if e.get("event") == kind]
+
+    for name in ("think", "analysis"):
+        wait_for(
+            lambda n=name: events(w[n], "conflict_detected"), what=f"conflict_detected at {name}"
+        )
+    if not events(w["think"], "knowledge_resolved"):
+        r = staff_client.post("/api/knowledge/resolve", {"conflict": conflict_id}, format="json")
+        assert r.status_code in (200, 201), r.content
+    for name in ("think", "analysis"):
+        wait_for(
+            lambda n=name: events(w[n], "knowledge_resolved"), what=f"knowledge_resolved at {name}"
+        )
