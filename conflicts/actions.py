@@ -284,6 +284,10 @@ def _link(conflict: Conflict, items: Iterable[KnowledgeItem], role: str) -> None
         ConflictItem.objects.bulk_create(new)
 
 
+def _conflicts_with_items(item_ids):
+    return ConflictItem.objects.filter(item_id__in=item_ids).values("conflict_id")
+
+
 def _workers_of(conflict: Conflict) -> list[str]:
     return sorted(
         set(conflict.links.values_list("item__source__name", flat=True).distinct())
@@ -597,9 +601,8 @@ def _close(
         for other in (
             Conflict.objects.select_for_update()
             .unsettled()
-            .filter(links__item__in=[i.pk for i in losers])
+            .filter(pk__in=_conflicts_with_items([i.pk for i in losers]))
             .exclude(pk=conflict.pk)
-            .distinct()
             .order_by("pk")
         ):
             _dissolve_if_moot(other, cfg, now)
@@ -731,8 +734,7 @@ def do_flag_conflict(worker: Worker | None, item_ids: Sequence[int], reason: str
         existing = (
             Conflict.objects.select_for_update()
             .unsettled()
-            .filter(links__item_id__in=ids)
-            .distinct()
+            .filter(pk__in=_conflicts_with_items(ids))
             .order_by("pk")
         )
         for conflict in existing:
