@@ -71,3 +71,8 @@ lint: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) .test-db-* .pytest_cache
+
+# Conflict-resolution accuracy through the real broadcast path (docs/conflicts.md).
+.PHONY: bench-conflicts
+bench-conflicts: $(VENV)/.installed
+	$(PY) manage.py bench_conflicts $(BENCH_ARGS)

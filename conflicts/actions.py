@@ -212,7 +212,9 @@ def _apply_trust_updates(
 # --- Candidates -----------------------------------------------------------------------------
 
 
-def candidates_for(items: Sequence[KnowledgeItem], now: datetime, cfg: ConflictSettings) -> list[Candidate]:
+def candidates_for(
+    items: Sequence[KnowledgeItem], now: datetime, cfg: ConflictSettings
+) -> list[Candidate]:
     """One engine ``Candidate`` per item (``source`` loaded): freshness now, trust, independence."""
     if not items:
         return []
@@ -289,9 +291,7 @@ def _conflicts_with_items(item_ids):
 
 
 def _workers_of(conflict: Conflict) -> list[str]:
-    return sorted(
-        set(conflict.links.values_list("item__source__name", flat=True).distinct())
-    )
+    return sorted(set(conflict.links.values_list("item__source__name", flat=True).distinct()))
 
 
 def conflict_summary(conflict: Conflict) -> dict:
@@ -339,11 +339,7 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
         return []
     _lock_tail()
     now = timezone.now()
-    others = [
-        o
-        for o in _subject_items(item.knowledge_type, item.subject)
-        if o.pk != item.pk
-    ]
+    others = [o for o in _subject_items(item.knowledge_type, item.subject) if o.pk != item.pk]
     comparable = [_Comparable.of(o) for o in others]
     found = classify(_Comparable.of(item), comparable, kt.mismatch_threshold)
     item.conflict_detections = [(str(kind), other) for kind, other in found]
@@ -427,7 +423,14 @@ class _Comparable:
 
     @classmethod
     def of(cls, item: KnowledgeItem) -> _Comparable:
-        return cls(item.pk, item.source.name, item.claim, item.confidence, item.subject, item.knowledge_type)
+        return cls(
+            item.pk,
+            item.source.name,
+            item.claim,
+            item.confidence,
+            item.subject,
+            item.knowledge_type,
+        )
 
 
 def _dissolve_if_moot(conflict: Conflict, cfg: ConflictSettings, now: datetime) -> bool:
@@ -437,12 +440,23 @@ def _dissolve_if_moot(conflict: Conflict, cfg: ConflictSettings, now: datetime) 
         and len({i.claim for i in items}) < 2
     )
     if moot:
-        _close(conflict, items, cfg, now, decision=Decision.DISSOLVED, actor=Actor.SYSTEM,
-               actor_name=SYSTEM_ACTOR, winner_claim=None, proposal=None)
+        _close(
+            conflict,
+            items,
+            cfg,
+            now,
+            decision=Decision.DISSOLVED,
+            actor=Actor.SYSTEM,
+            actor_name=SYSTEM_ACTOR,
+            winner_claim=None,
+            proposal=None,
+        )
     return moot
 
 
-def _evaluate(conflict: Conflict, cfg: ConflictSettings, now: datetime, created: bool = False) -> None:
+def _evaluate(
+    conflict: Conflict, cfg: ConflictSettings, now: datetime, created: bool = False
+) -> None:
     """(Re)compute the engine's proposal; apply it if allowed, else queue for review."""
     items = _candidate_items(conflict)
     if created:
@@ -470,9 +484,18 @@ def _evaluate(conflict: Conflict, cfg: ConflictSettings, now: datetime, created:
         and proposal.margin >= threshold
         and _lock_items(items)
     ):
-        _close(conflict, items, cfg, now, decision=Decision.AUTO, actor=Actor.AUTO,
-               actor_name=ENGINE_ACTOR, winner_claim=proposal.winner_claim, proposal=proposal,
-               cands=cands)
+        _close(
+            conflict,
+            items,
+            cfg,
+            now,
+            decision=Decision.AUTO,
+            actor=Actor.AUTO,
+            actor_name=ENGINE_ACTOR,
+            winner_claim=proposal.winner_claim,
+            proposal=proposal,
+            cands=cands,
+        )
         return
     if conflict.status == ConflictStatus.OPEN and (
         settled or conflict.classification != Classification.CONTRADICTION or not cfg.auto_resolve
@@ -526,7 +549,9 @@ def _close(
         _link(conflict, losers, ItemRole.JOINED)
     if superseding:
         ConflictItem.objects.filter(conflict=conflict, item_id__in=winner_ids).update(won=True)
-        ConflictItem.objects.filter(conflict=conflict).exclude(item_id__in=winner_ids).update(won=False)
+        ConflictItem.objects.filter(conflict=conflict).exclude(item_id__in=winner_ids).update(
+            won=False
+        )
 
     trust_summary: list[dict] = []
     if superseding and cands:
@@ -695,13 +720,27 @@ def _resolve_once(conflict_id, decision, user, winner_item_id, note, version) ->
             if proposal is None:
                 raise ActionError("the conflict has no active items to decide on", "decision")
             winner_claim = proposal.winner_claim
-        _close(conflict, items, cfg, now, decision=decision, actor=Actor.HUMAN,
-               actor_name=actor_name_of(user), winner_claim=winner_claim, proposal=proposal,
-               cands=cands, winner_item=winner_item, user=user, note=note)
+        _close(
+            conflict,
+            items,
+            cfg,
+            now,
+            decision=decision,
+            actor=Actor.HUMAN,
+            actor_name=actor_name_of(user),
+            winner_claim=winner_claim,
+            proposal=proposal,
+            cands=cands,
+            winner_item=winner_item,
+            user=user,
+            note=note,
+        )
     return conflict
 
 
-def do_flag_conflict(worker: Worker | None, item_ids: Sequence[int], reason: str, *, user=None) -> Conflict:
+def do_flag_conflict(
+    worker: Worker | None, item_ids: Sequence[int], reason: str, *, user=None
+) -> Conflict:
     """A worker (or a person) reports that these items conflict; a person will decide.
 
     The items must be at least two distinct active items of one knowledge type, visible to
@@ -773,8 +812,11 @@ def do_flag_conflict(worker: Worker | None, item_ids: Sequence[int], reason: str
         )
         _link(conflict, items, ItemRole.FLAGGED)
         cands = candidates_for(items, now, cfg)
-        _store_proposal(conflict, strategy_named(cfg.strategy).propose(cands),
-                        threshold_for(conflict.knowledge_type, cfg))
+        _store_proposal(
+            conflict,
+            strategy_named(cfg.strategy).propose(cands),
+            threshold_for(conflict.knowledge_type, cfg),
+        )
         conflict.save()
         publish_event(
             EventKind.CONFLICT_DETECTED,
@@ -791,13 +833,17 @@ def do_flag_conflict(worker: Worker | None, item_ids: Sequence[int], reason: str
     return conflict
 
 
-def do_request_resolution(conflict_id: int, *, worker: Worker | None = None, user=None, note: str = "") -> Conflict:
+def do_request_resolution(
+    conflict_id: int, *, worker: Worker | None = None, user=None, note: str = ""
+) -> Conflict:
     """Ask people to decide: an ``open`` conflict moves to ``pending_review`` (out of the
     settle window); the request is counted. A decided conflict raises ActionError(409)."""
     with transaction.atomic():
         conflict = _locked_conflict(conflict_id)
         if not conflict.is_unsettled:
-            raise ActionError(f"conflict {conflict_id} is already {conflict.status}", "conflict", 409)
+            raise ActionError(
+                f"conflict {conflict_id} is already {conflict.status}", "conflict", 409
+            )
         if conflict.status == ConflictStatus.OPEN:
             conflict.set_status(ConflictStatus.PENDING_REVIEW)
         else:

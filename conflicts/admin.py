@@ -8,14 +8,23 @@ from django.utils.html import format_html, format_html_join
 from conflicts import actions
 from conflicts.choices import Decision
 from conflicts.evidence import conflict_evidence
-from conflicts.models import Conflict, ConflictItem, Resolution, SourceTrust
+from conflicts.models import Conflict, Resolution, SourceTrust
 from knowledge.actions import ActionError
 
 
 class ResolutionInline(admin.TabularInline):
     model = Resolution
     extra = 0
-    fields = ("created_at", "decision", "actor_name", "strategy", "winner_claim", "superseded_item_ids", "proposal_agreed", "note")
+    fields = (
+        "created_at",
+        "decision",
+        "actor_name",
+        "strategy",
+        "winner_claim",
+        "superseded_item_ids",
+        "proposal_agreed",
+        "note",
+    )
     readonly_fields = fields
     can_delete = False
     show_change_link = True
@@ -27,8 +36,16 @@ class ResolutionInline(admin.TabularInline):
 @admin.register(Conflict)
 class ConflictAdmin(admin.ModelAdmin):
     list_display = (
-        "id", "knowledge_type", "subject", "classification", "status", "proposed_claim",
-        "margin_display", "decided_claim", "decided_by", "opened_at",
+        "id",
+        "knowledge_type",
+        "subject",
+        "classification",
+        "status",
+        "proposed_claim",
+        "margin_display",
+        "decided_claim",
+        "decided_by",
+        "opened_at",
     )
     list_filter = ("status", "classification", "knowledge_type", "decision", "opened_at")
     search_fields = ("subject", "proposed_claim", "decided_claim", "=id", "flag_reason")
@@ -36,11 +53,30 @@ class ConflictAdmin(admin.ModelAdmin):
     ordering = ("-id",)
     show_full_result_count = False
     readonly_fields = (
-        "knowledge_type", "subject", "classification", "status", "evidence", "strategy",
-        "proposed_claim", "margin", "threshold", "proposal", "decision", "decided_claim",
-        "decided_by", "decided_by_user", "note", "flagged_by", "flag_reason",
-        "review_requests", "review_requested_at", "opened_at", "updated_at", "resolved_at",
-        "version", "review_link",
+        "knowledge_type",
+        "subject",
+        "classification",
+        "status",
+        "evidence",
+        "strategy",
+        "proposed_claim",
+        "margin",
+        "threshold",
+        "proposal",
+        "decision",
+        "decided_claim",
+        "decided_by",
+        "decided_by_user",
+        "note",
+        "flagged_by",
+        "flag_reason",
+        "review_requests",
+        "review_requested_at",
+        "opened_at",
+        "updated_at",
+        "resolved_at",
+        "version",
+        "review_link",
     )
     fields = readonly_fields
     inlines = [ResolutionInline]
@@ -58,10 +94,14 @@ class ConflictAdmin(admin.ModelAdmin):
             "<tr><td>#{}</td><td>{}</td><td><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
                 (
-                    r["item"]["id"], r["item"]["source"], r["item"]["claim"],
-                    f"{r['item']['confidence']:.2f}", f"{r['freshness']:.3f}",
+                    r["item"]["id"],
+                    r["item"]["source"],
+                    r["item"]["claim"],
+                    f"{r['item']['confidence']:.2f}",
+                    f"{r['freshness']:.3f}",
                     f"{r['trust']:.3f}" + (" (pinned)" if r["trust_pinned"] else ""),
-                    r["item"]["status"], {True: "won", False: "lost"}.get(r["won"], "-"),
+                    r["item"]["status"],
+                    {True: "won", False: "lost"}.get(r["won"], "-"),
                 )
                 for r in rows
             ),
@@ -90,7 +130,9 @@ class ConflictAdmin(admin.ModelAdmin):
                 actions.do_resolve(conflict.pk, decision, user=request.user, note="admin action")
                 done += 1
             except ActionError as exc:
-                self.message_user(request, f"conflict {conflict.pk}: {exc.message}", messages.WARNING)
+                self.message_user(
+                    request, f"conflict {conflict.pk}: {exc.message}", messages.WARNING
+                )
         self.message_user(request, f"{done} conflict(s): {decision}.", messages.SUCCESS)
 
     @admin.action(description="Accept the engine's proposal")
@@ -104,7 +146,17 @@ class ConflictAdmin(admin.ModelAdmin):
 
 @admin.register(Resolution)
 class ResolutionAdmin(admin.ModelAdmin):
-    list_display = ("id", "conflict", "decision", "actor", "actor_name", "strategy", "winner_claim", "proposal_agreed", "created_at")
+    list_display = (
+        "id",
+        "conflict",
+        "decision",
+        "actor",
+        "actor_name",
+        "strategy",
+        "winner_claim",
+        "proposal_agreed",
+        "created_at",
+    )
     list_filter = ("decision", "actor", "strategy", "created_at")
     search_fields = ("=conflict__id", "winner_claim", "actor_name")
     show_full_result_count = False
@@ -127,7 +179,17 @@ class SourceTrustAdmin(admin.ModelAdmin):
     """Learned trust per (worker, type); an admin may pin it per type (``Worker.trust_pin``
     pins a worker for every type and wins over this)."""
 
-    list_display = ("worker", "knowledge_type", "mean_display", "alpha", "beta", "pinned", "wins", "losses", "updated_at")
+    list_display = (
+        "worker",
+        "knowledge_type",
+        "mean_display",
+        "alpha",
+        "beta",
+        "pinned",
+        "wins",
+        "losses",
+        "updated_at",
+    )
     list_filter = ("knowledge_type",)
     search_fields = ("worker__name",)
     list_select_related = ("worker",)
@@ -143,4 +205,3 @@ class SourceTrustAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         actions.do_pin_trust(obj.worker, obj.knowledge_type, obj.pinned)
-

@@ -26,8 +26,9 @@ def conflict_evidence(conflict: Conflict, viewer: Worker | None = None) -> list[
             .values_list("pk", flat=True)
         )
         links = [link for link in links if link.item_id in visible]
-    trusts = trusts_for({link.item.source_id: link.item.source for link in links}.values(),
-                        conflict.knowledge_type)
+    trusts = trusts_for(
+        {link.item.source_id: link.item.source for link in links}.values(), conflict.knowledge_type
+    )
     rows = []
     for link in links:
         item = link.item

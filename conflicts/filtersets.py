@@ -27,8 +27,12 @@ class ConflictFilterSet(django_filters.FilterSet):
     opened_before = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="lt")
     resolved_after = django_filters.IsoDateTimeFilter(field_name="resolved_at", lookup_expr="gte")
     resolved_before = django_filters.IsoDateTimeFilter(field_name="resolved_at", lookup_expr="lt")
-    q = django_filters.CharFilter(field_name="subject", lookup_expr="icontains", max_length=255,
-                                  widget=forms.TextInput(attrs={"placeholder": "subject contains"}))
+    q = django_filters.CharFilter(
+        field_name="subject",
+        lookup_expr="icontains",
+        max_length=255,
+        widget=forms.TextInput(attrs={"placeholder": "subject contains"}),
+    )
 
     class Meta:
         model = Conflict

@@ -78,7 +78,9 @@ class Conflict(models.Model):
     # The decision actually taken.
     decision = models.CharField(max_length=16, choices=Decision.choices, blank=True)
     decided_claim = models.CharField(max_length=255, blank=True)
-    decided_by = models.CharField(max_length=150, blank=True, help_text="engine, user:<name> or system")
+    decided_by = models.CharField(
+        max_length=150, blank=True, help_text="engine, user:<name> or system"
+    )
     decided_by_user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -108,8 +110,7 @@ class Conflict(models.Model):
         constraints = [
             models.UniqueConstraint(
                 fields=["knowledge_type", "subject", "classification"],
-                condition=Q(status__in=["open", "pending_review"])
-                & ~Q(classification="flagged"),
+                condition=Q(status__in=["open", "pending_review"]) & ~Q(classification="flagged"),
                 name="conflict_one_unsettled_per_subject",
             ),
         ]
@@ -175,7 +176,9 @@ class Resolution(models.Model):
     winner_item_ids = models.JSONField(default=list)
     superseded_item_ids = models.JSONField(default=list)
     proposal = models.JSONField(default=dict)
-    proposal_agreed = models.BooleanField(null=True, help_text="The engine proposed the decided claim")
+    proposal_agreed = models.BooleanField(
+        null=True, help_text="The engine proposed the decided claim"
+    )
     inputs = models.JSONField(default=list)
     trust_updates = models.JSONField(default=list)
     note = models.TextField(blank=True)

@@ -167,7 +167,8 @@ class _Replay:
     def _review(self, conflict: Conflict, at: float) -> None:
         items = list(
             KnowledgeItem.objects.filter(
-                knowledge_type=conflict.knowledge_type, subject=conflict.subject,
+                knowledge_type=conflict.knowledge_type,
+                subject=conflict.subject,
                 status=ItemStatus.ACTIVE,
             ).order_by("pk")
         )
@@ -186,8 +187,13 @@ class _Replay:
                 actions.do_resolve(conflict.pk, Decision.REJECT, user=self.reviewer, note="bench")
             else:
                 winner = next(i for i in items if i.claim == decided)
-                actions.do_resolve(conflict.pk, Decision.PICK, user=self.reviewer,
-                                   winner_item_id=winner.pk, note="bench")
+                actions.do_resolve(
+                    conflict.pk,
+                    Decision.PICK,
+                    user=self.reviewer,
+                    winner_item_id=winner.pk,
+                    note="bench",
+                )
         except ActionError:
             pass  # decided meanwhile
 

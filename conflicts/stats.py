@@ -23,7 +23,9 @@ def resolution_stats() -> dict:
     """Counts by status, classification and strategy; auto-resolve rate; the engine's
     precision against people; median time to resolve."""
     by_status = status_counts()
-    by_class = dict(Conflict.objects.values_list("classification").annotate(n=Count("id")).order_by())
+    by_class = dict(
+        Conflict.objects.values_list("classification").annotate(n=Count("id")).order_by()
+    )
     by_strategy = {}
     for strategy, decision, n in (
         Resolution.objects.values_list("strategy", "decision").annotate(n=Count("id")).order_by()
@@ -31,7 +33,8 @@ def resolution_stats() -> dict:
         by_strategy.setdefault(strategy, {})[decision] = n
     decided = sum(by_status[s] for s in (ConflictStatus.AUTO_RESOLVED, ConflictStatus.RESOLVED))
     judged = Resolution.objects.filter(
-        actor=Actor.HUMAN, decision__in=[Decision.ACCEPT, Decision.PICK, Decision.REJECT],
+        actor=Actor.HUMAN,
+        decision__in=[Decision.ACCEPT, Decision.PICK, Decision.REJECT],
         proposal_agreed__isnull=False,
     ).aggregate(n=Count("id"), agreed=Count("id", filter=Q(proposal_agreed=True)))
     durations = [
@@ -47,7 +50,9 @@ def resolution_stats() -> dict:
         "by_classification": by_class,
         "by_strategy": by_strategy,
         "unresolved": by_status[ConflictStatus.OPEN] + by_status[ConflictStatus.PENDING_REVIEW],
-        "auto_resolve_rate": round(by_status[ConflictStatus.AUTO_RESOLVED] / decided, 4) if decided else None,
+        "auto_resolve_rate": round(by_status[ConflictStatus.AUTO_RESOLVED] / decided, 4)
+        if decided
+        else None,
         "engine_precision": {
             "human_decisions": judged["n"],
             "agreed": judged["agreed"],

@@ -62,7 +62,9 @@ def queue(request):
 @staff_member_required
 @require_http_methods(["GET", "POST"])
 def detail(request, pk: int):
-    conflict = get_object_or_404(Conflict.objects.select_related("flagged_by", "decided_by_user"), pk=pk)
+    conflict = get_object_or_404(
+        Conflict.objects.select_related("flagged_by", "decided_by_user"), pk=pk
+    )
     if request.method == "POST":
         decision = request.POST.get("decision", "")
         winner = request.POST.get("winner_item") or None

@@ -3,7 +3,7 @@ from __future__ import annotations
 from rest_framework import serializers
 
 from conflicts.choices import Decision
-from conflicts.models import Conflict, ConflictItem, Resolution
+from conflicts.models import Conflict, Resolution
 
 
 class ConflictItemSerializer(serializers.Serializer):
@@ -19,9 +19,20 @@ class ResolutionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Resolution
         fields = [
-            "id", "strategy", "decision", "actor", "actor_name", "winner_claim",
-            "winner_item_ids", "superseded_item_ids", "proposal", "proposal_agreed",
-            "inputs", "trust_updates", "note", "created_at",
+            "id",
+            "strategy",
+            "decision",
+            "actor",
+            "actor_name",
+            "winner_claim",
+            "winner_item_ids",
+            "superseded_item_ids",
+            "proposal",
+            "proposal_agreed",
+            "inputs",
+            "trust_updates",
+            "note",
+            "created_at",
         ]
 
 
@@ -35,10 +46,29 @@ class ConflictSerializer(serializers.ModelSerializer):
     class Meta:
         model = Conflict
         fields = [
-            "id", "knowledge_type", "subject", "classification", "status", "strategy",
-            "proposed_claim", "margin", "threshold", "decision", "decided_claim", "decided_by",
-            "note", "flagged_by", "flag_reason", "review_requests", "review_requested_at",
-            "opened_at", "updated_at", "resolved_at", "version", "item_ids", "workers",
+            "id",
+            "knowledge_type",
+            "subject",
+            "classification",
+            "status",
+            "strategy",
+            "proposed_claim",
+            "margin",
+            "threshold",
+            "decision",
+            "decided_claim",
+            "decided_by",
+            "note",
+            "flagged_by",
+            "flag_reason",
+            "review_requests",
+            "review_requested_at",
+            "opened_at",
+            "updated_at",
+            "resolved_at",
+            "version",
+            "item_ids",
+            "workers",
         ]
 
     def get_item_ids(self, obj) -> list[int]:
@@ -67,8 +97,12 @@ class ResolveSerializer(serializers.Serializer):
     )
     winner_item = serializers.IntegerField(min_value=1, required=False, allow_null=True)
     note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
-    version = serializers.IntegerField(min_value=1, required=False, allow_null=True,
-                                       help_text="the version you reviewed: 409 if it changed")
+    version = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        help_text="the version you reviewed: 409 if it changed",
+    )
 
     def validate(self, attrs):
         if attrs["decision"] == Decision.PICK and not attrs.get("winner_item"):
@@ -77,7 +111,9 @@ class ResolveSerializer(serializers.Serializer):
 
 
 class FlagSerializer(serializers.Serializer):
-    items = serializers.ListField(child=serializers.IntegerField(min_value=1), min_length=2, max_length=50)
+    items = serializers.ListField(
+        child=serializers.IntegerField(min_value=1), min_length=2, max_length=50
+    )
     reason = serializers.CharField(max_length=500, allow_blank=True, default="")
 
 

@@ -37,7 +37,9 @@ class IsStaffPerson(BasePermission):
 
     def has_permission(self, request, view) -> bool:
         user = request.user
-        return request_worker(request) is None and bool(user and user.is_authenticated and user.is_staff)
+        return request_worker(request) is None and bool(
+            user and user.is_authenticated and user.is_staff
+        )
 
 
 class ConflictCursorPagination(CursorPagination):
@@ -60,7 +62,9 @@ class ConflictViewSet(viewsets.ReadOnlyModelViewSet):
             Prefetch("links", queryset=links)
         )
         if self.action == "retrieve":
-            qs = qs.prefetch_related(Prefetch("resolutions", queryset=Resolution.objects.order_by("id")))
+            qs = qs.prefetch_related(
+                Prefetch("resolutions", queryset=Resolution.objects.order_by("id"))
+            )
         return qs.order_by("-id")
 
     def get_serializer_class(self):
@@ -70,7 +74,10 @@ class ConflictViewSet(viewsets.ReadOnlyModelViewSet):
         conflict = self.get_object()
         ser = ConflictDetailSerializer(
             conflict,
-            context={"request": request, "evidence": conflict_evidence(conflict, request_worker(request))},
+            context={
+                "request": request,
+                "evidence": conflict_evidence(conflict, request_worker(request)),
+            },
         )
         return Response(ser.data)
 
@@ -106,7 +113,9 @@ class FlagView(APIView):
         ser.is_valid(raise_exception=True)
         worker = request_worker(request)
         conflict = actions.do_flag_conflict(
-            worker, ser.validated_data["items"], ser.validated_data["reason"],
+            worker,
+            ser.validated_data["items"],
+            ser.validated_data["reason"],
             user=None if worker else request.user,
         )
         return Response(ConflictSerializer(conflict).data, status=status.HTTP_201_CREATED)
@@ -121,7 +130,10 @@ class RequestResolutionView(APIView):
         ser.is_valid(raise_exception=True)
         worker = request_worker(request)
         conflict = actions.do_request_resolution(
-            pk, worker=worker, user=None if worker else request.user, note=ser.validated_data["note"]
+            pk,
+            worker=worker,
+            user=None if worker else request.user,
+            note=ser.validated_data["note"],
         )
         return Response(ConflictSerializer(conflict).data)
 

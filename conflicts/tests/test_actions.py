@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from django.test import override_settings
 from django.conf import settings
+from django.test import override_settings
 
 from conflicts import actions
 from conflicts.choices import Classification, ConflictStatus, Decision
@@ -32,7 +32,10 @@ def test_contradiction_goes_to_review_when_the_engine_is_unsure(think, analysis)
     assert conflict.classification == Classification.CONTRADICTION
     assert conflict.status == ConflictStatus.PENDING_REVIEW
     assert conflict.margin < 0.85
-    assert set(conflict.items.values_list("pk", flat=True)) == {first["item"]["id"], second["item"]["id"]}
+    assert set(conflict.items.values_list("pk", flat=True)) == {
+        first["item"]["id"],
+        second["item"]["id"],
+    }
     # Nothing was superseded, and both workers were told
     assert KnowledgeItem.objects.filter(status=ItemStatus.ACTIVE).count() == 2
     detected = Event.objects.get(kind=EventKind.CONFLICT_DETECTED)
@@ -41,10 +44,21 @@ def test_contradiction_goes_to_review_when_the_engine_is_unsure(think, analysis)
 
 def test_corroboration_and_other_subjects_raise_nothing(think, analysis):
     think.broadcast("risk_pattern", risk_payload("a", "high"), 0.8)
-    assert analysis.broadcast("risk_pattern", risk_payload("a", "high"), 0.7).json()["conflicts"] == []
-    assert analysis.broadcast("risk_pattern", risk_payload("b", "low"), 0.7).json()["conflicts"] == []
+    assert (
+        analysis.broadcast("risk_pattern", risk_payload("a", "high"), 0.7).json()["conflicts"] == []
+    )
+    assert (
+        analysis.broadcast("risk_pattern", risk_payload("b", "low"), 0.7).json()["conflicts"] == []
+    )
     # a different type with the same subject string
-    assert analysis.broadcast("learned_pattern", {"pattern": "a", "effect": "ineffective", "success_rate": 0.2, "samples": 5}, 0.7).status_code == 201
+    assert (
+        analysis.broadcast(
+            "learned_pattern",
+            {"pattern": "a", "effect": "ineffective", "success_rate": 0.2, "samples": 5},
+            0.7,
+        ).status_code
+        == 201
+    )
     assert Conflict.objects.count() == 0
 
 
@@ -77,7 +91,10 @@ def test_trusted_majority_is_applied_at_once_and_losers_superseded(db):
     assert SourceTrust.objects.get(worker=sources[3].worker).mean < 0.5
     # the loser finds the resolution in its inbox
     inbox = sources[3].client.get("/api/knowledge/receive/w3").json()
-    kinds = [e["event"] if "event" in e else e.get("kind") for e in inbox.get("events", inbox.get("results", []))]
+    kinds = [
+        e["event"] if "event" in e else e.get("kind")
+        for e in inbox.get("events", inbox.get("results", []))
+    ]
     assert "knowledge_resolved" in kinds
 
 
@@ -86,7 +103,9 @@ def test_person_picks_a_winner_and_second_attempt_is_409(think, analysis, django
     a = think.broadcast("risk_pattern", risk_payload(level="high"), 0.8).json()["item"]["id"]
     body = analysis.broadcast("risk_pattern", risk_payload(level="low"), 0.8).json()
     cid = body["conflicts"][0]
-    conflict = actions.do_resolve(cid, "pick", user=alice, winner_item_id=a, note="checked the code")
+    conflict = actions.do_resolve(
+        cid, "pick", user=alice, winner_item_id=a, note="checked the code"
+    )
     assert conflict.status == ConflictStatus.RESOLVED and conflict.decided_by == "user:alice"
     assert KnowledgeItem.objects.get(pk=body["item"]["id"]).status == ItemStatus.SUPERSEDED
     with pytest.raises(ActionError) as err:
@@ -106,8 +125,9 @@ def test_source_repeating_the_other_claim_dissolves_the_conflict(think, analysis
 
 
 def test_settle_window_waits_then_sweep_applies(db):
-    import time_machine
     from datetime import timedelta
+
+    import time_machine
     from django.utils import timezone
 
     sources = [Persona(f"w{i}") for i in range(4)]
@@ -115,7 +135,9 @@ def test_settle_window_waits_then_sweep_applies(db):
         SourceTrust.objects.create(worker=p.worker, knowledge_type="risk_pattern", alpha=40, beta=2)
     with ke(conflict_settle_seconds=3600):
         for p in sources:
-            p.broadcast("risk_pattern", risk_payload(level="high" if p.name != "w3" else "low"), 0.9)
+            p.broadcast(
+                "risk_pattern", risk_payload(level="high" if p.name != "w3" else "low"), 0.9
+            )
         conflict = Conflict.objects.get()
         assert conflict.status == ConflictStatus.OPEN
         assert actions.sweep_conflicts() == 0
@@ -131,7 +153,9 @@ def test_shadow_mode_records_proposal_but_applies_nothing(db):
         SourceTrust.objects.create(worker=p.worker, knowledge_type="risk_pattern", alpha=40, beta=2)
     with ke(conflict_auto_resolve=False):
         for p in sources:
-            p.broadcast("risk_pattern", risk_payload(level="high" if p.name != "w3" else "low"), 0.9)
+            p.broadcast(
+                "risk_pattern", risk_payload(level="high" if p.name != "w3" else "low"), 0.9
+            )
     conflict = Conflict.objects.get()
     assert conflict.status == ConflictStatus.PENDING_REVIEW
     assert conflict.proposed_claim == "high" and conflict.margin >= 0.85
@@ -140,7 +164,10 @@ def test_shadow_mode_records_proposal_but_applies_nothing(db):
 def test_disabled_detects_nothing(think, analysis):
     with ke(conflict_resolution_enabled=False):
         think.broadcast("risk_pattern", risk_payload(level="high"), 0.8)
-        assert analysis.broadcast("risk_pattern", risk_payload(level="low"), 0.8).json()["conflicts"] == []
+        assert (
+            analysis.broadcast("risk_pattern", risk_payload(level="low"), 0.8).json()["conflicts"]
+            == []
+        )
     assert Conflict.objects.count() == 0
 
 

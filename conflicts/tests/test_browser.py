@@ -14,8 +14,13 @@ from knowledge.models import KnowledgeItem
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
 ]
 
 
@@ -53,8 +58,12 @@ def page():
             browser.close()
 
 
-def test_reviewer_picks_the_winner_in_the_dashboard(server, page, think, analysis, django_user_model):
-    django_user_model.objects.create_user("rita", "rita@example.com", "pw-rita-12345", is_staff=True)
+def test_reviewer_picks_the_winner_in_the_dashboard(
+    server, page, think, analysis, django_user_model
+):
+    django_user_model.objects.create_user(
+        "rita", "rita@example.com", "pw-rita-12345", is_staff=True
+    )
     high = think.broadcast("risk_pattern", risk_payload(level="high"), 0.8).json()["item"]["id"]
     body = analysis.broadcast("risk_pattern", risk_payload(level="low"), 0.8).json()
     cid, low = body["conflicts"][0], body["item"]["id"]

@@ -1,5 +1,7 @@
 """Races with real concurrent transactions (threads with their own connections).
 
+The lambdas run (and finish) inside the loop iteration that defines them.
+
 On PostgreSQL these exercise the tail lock + SKIP LOCKED design of conflicts.actions; on
 SQLite the database serialises writers, and the same assertions must hold.
 """
@@ -20,6 +22,7 @@ from knowledge.choices import EventKind, ItemStatus
 from knowledge.models import Event, KnowledgeItem
 
 pytestmark = pytest.mark.django_db(transaction=True)
+# ruff: noqa: B023  (each lambda runs and finishes within its loop iteration)
 
 
 def run_together(*fns):
@@ -48,9 +51,15 @@ def test_two_concurrent_contradicting_broadcasts_make_exactly_one_conflict(db):
     for round_ in range(6):
         pattern = f"race {round_}"
         results = run_together(
-            lambda: do_broadcast(a.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "high"), 0.8)),
-            lambda: do_broadcast(b.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "low"), 0.8)),
-            lambda: do_broadcast(c.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "medium"), 0.8)),
+            lambda: do_broadcast(
+                a.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "high"), 0.8)
+            ),
+            lambda: do_broadcast(
+                b.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "low"), 0.8)
+            ),
+            lambda: do_broadcast(
+                c.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "medium"), 0.8)
+            ),
         )
         assert not [r for r in results if isinstance(r, Exception)], results
         conflicts = Conflict.objects.filter(subject=pattern)
@@ -59,7 +68,12 @@ def test_two_concurrent_contradicting_broadcasts_make_exactly_one_conflict(db):
         assert conflict.items.count() == 3
         # the first broadcast raised nothing; the two later ones name the conflict
         assert sorted(len(r.conflict_ids) for r in results) == [0, 1, 1]
-        assert Event.objects.filter(kind=EventKind.CONFLICT_DETECTED, data__conflict__id=conflict.pk).count() == 1
+        assert (
+            Event.objects.filter(
+                kind=EventKind.CONFLICT_DETECTED, data__conflict__id=conflict.pk
+            ).count()
+            == 1
+        )
 
 
 def test_two_people_resolving_at_once_one_wins_other_gets_409(db, django_user_model):
@@ -68,8 +82,12 @@ def test_two_people_resolving_at_once_one_wins_other_gets_409(db, django_user_mo
     a, b = Persona("a"), Persona("b")
     for round_ in range(5):
         pattern = f"review {round_}"
-        high = do_broadcast(a.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "high"), 0.8)).item
-        res = do_broadcast(b.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "low"), 0.8))
+        high = do_broadcast(
+            a.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "high"), 0.8)
+        ).item
+        res = do_broadcast(
+            b.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "low"), 0.8)
+        )
         cid = res.conflict_ids[0]
         results = run_together(
             lambda: actions.do_resolve(cid, "pick", user=alice, winner_item_id=high.pk),
@@ -80,29 +98,48 @@ def test_two_people_resolving_at_once_one_wins_other_gets_409(db, django_user_mo
         assert len(ok) == 1 and len(errors) == 1, results
         assert isinstance(errors[0], ActionError) and errors[0].status == 409
         assert Resolution.objects.filter(conflict_id=cid).count() == 1
-        assert Event.objects.filter(kind=EventKind.KNOWLEDGE_RESOLVED, data__conflict__id=cid).count() == 1
+        assert (
+            Event.objects.filter(kind=EventKind.KNOWLEDGE_RESOLVED, data__conflict__id=cid).count()
+            == 1
+        )
         conflict = Conflict.objects.get(pk=cid)
         assert conflict.status == ConflictStatus.RESOLVED
         # exactly one of the two items survives
         assert KnowledgeItem.objects.filter(subject=pattern, status=ItemStatus.ACTIVE).count() == 1
 
 
-def test_resolving_while_the_loser_rebroadcasts_neither_deadlocks_nor_double_applies(db, django_user_model):
+def test_resolving_while_the_loser_rebroadcasts_neither_deadlocks_nor_double_applies(
+    db, django_user_model
+):
     alice = django_user_model.objects.create_user("alice", is_staff=True)
     a, b = Persona("a"), Persona("b")
     for round_ in range(5):
         pattern = f"busy {round_}"
-        high = do_broadcast(a.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "high"), 0.8)).item
-        res = do_broadcast(b.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "low"), 0.8))
+        high = do_broadcast(
+            a.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "high"), 0.8)
+        ).item
+        res = do_broadcast(
+            b.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "low"), 0.8)
+        )
         cid = res.conflict_ids[0]
         results = run_together(
             lambda: actions.do_resolve(cid, "pick", user=alice, winner_item_id=high.pk),
-            lambda: do_broadcast(b.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "low"), 0.9)),
+            lambda: do_broadcast(
+                b.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "low"), 0.9)
+            ),
         )
-        unexpected = [r for r in results if isinstance(r, Exception) and not (isinstance(r, ActionError) and r.status == 409)]
+        unexpected = [
+            r
+            for r in results
+            if isinstance(r, Exception) and not (isinstance(r, ActionError) and r.status == 409)
+        ]
         assert not unexpected, results
         assert Resolution.objects.filter(conflict_id=cid).count() <= 1
         # whatever the order, no subject is left with two active contradicting items and no open conflict
-        active = set(KnowledgeItem.objects.filter(subject=pattern, status=ItemStatus.ACTIVE).values_list("claim", flat=True))
+        active = set(
+            KnowledgeItem.objects.filter(subject=pattern, status=ItemStatus.ACTIVE).values_list(
+                "claim", flat=True
+            )
+        )
         unsettled = Conflict.objects.filter(subject=pattern).unsettled().count()
         assert len(active) == 1 or unsettled == 1

@@ -20,24 +20,42 @@ def disputed(think, analysis):
 
 
 def test_pages_are_staff_only(disputed, client, think):
-    for url in ("/dashboard/conflicts/", f"/dashboard/conflicts/{disputed['conflict']}/", "/dashboard/conflicts/history/"):
+    for url in (
+        "/dashboard/conflicts/",
+        f"/dashboard/conflicts/{disputed['conflict']}/",
+        "/dashboard/conflicts/history/",
+    ):
         r = client.get(url)
         assert r.status_code == 302 and "/admin/login/" in r["Location"]
 
 
 def test_queue_detail_resolve_and_history(disputed, staff_client):
     queue = staff_client.get("/dashboard/conflicts/").content.decode()
-    assert f'data-conflict="{disputed["conflict"]}"' in queue and "db migration without backfill" in queue
+    assert (
+        f'data-conflict="{disputed["conflict"]}"' in queue
+        and "db migration without backfill" in queue
+    )
     # the queue reuses the FilterSet: resolved conflicts are not in the default view
-    assert "No conflicts match" in staff_client.get("/dashboard/conflicts/?status=resolved").content.decode()
-    assert f'data-conflict="{disputed["conflict"]}"' in staff_client.get("/dashboard/conflicts/?worker=think").content.decode()
+    assert (
+        "No conflicts match"
+        in staff_client.get("/dashboard/conflicts/?status=resolved").content.decode()
+    )
+    assert (
+        f'data-conflict="{disputed["conflict"]}"'
+        in staff_client.get("/dashboard/conflicts/?worker=think").content.decode()
+    )
 
     page = staff_client.get(f"/dashboard/conflicts/{disputed['conflict']}/").content.decode()
     assert 'id="resolve-form"' in page and f'data-item="{disputed["high"]}"' in page
 
     r = staff_client.post(
         f"/dashboard/conflicts/{disputed['conflict']}/",
-        {"decision": "pick", "winner_item": disputed["high"], "note": "read the diff", "version": Conflict.objects.get().version},
+        {
+            "decision": "pick",
+            "winner_item": disputed["high"],
+            "note": "read the diff",
+            "version": Conflict.objects.get().version,
+        },
     )
     assert r.status_code == 302
     assert KnowledgeItem.objects.get(pk=disputed["low"]).status == ItemStatus.SUPERSEDED
@@ -52,9 +70,16 @@ def test_queue_detail_resolve_and_history(disputed, staff_client):
 
 
 def test_admin_lists_shows_evidence_and_resolves_by_action(disputed, staff_client):
-    changelist = staff_client.get("/admin/conflicts/conflict/?status__exact=pending_review&q=migration")
-    assert changelist.status_code == 200 and "db migration without backfill" in changelist.content.decode()
-    change = staff_client.get(f"/admin/conflicts/conflict/{disputed['conflict']}/change/").content.decode()
+    changelist = staff_client.get(
+        "/admin/conflicts/conflict/?status__exact=pending_review&q=migration"
+    )
+    assert (
+        changelist.status_code == 200
+        and "db migration without backfill" in changelist.content.decode()
+    )
+    change = staff_client.get(
+        f"/admin/conflicts/conflict/{disputed['conflict']}/change/"
+    ).content.decode()
     assert "source trust" in change and "<b>high</b>" in change and "<b>low</b>" in change
     r = staff_client.post(
         "/admin/conflicts/conflict/",

@@ -34,39 +34,83 @@ class Command(BaseCommand):
     help = __doc__
 
     def add_arguments(self, parser):
-        parser.add_argument("--seeds", default="1", help="comma-separated scenario seeds, pooled (default 1)")
-        parser.add_argument("--subjects", type=int, default=40, help="subjects per knowledge type (default 40)")
+        parser.add_argument(
+            "--seeds", default="1", help="comma-separated scenario seeds, pooled (default 1)"
+        )
+        parser.add_argument(
+            "--subjects", type=int, default=40, help="subjects per knowledge type (default 40)"
+        )
         parser.add_argument("--strategies", default=",".join(STRATEGY_ORDER))
-        parser.add_argument("--threshold", type=float, default=None,
-                            help="auto-resolve threshold (default: KNOWLEDGE_EXCHANGE['auto_resolve_threshold'])")
-        parser.add_argument("--settle-hours", type=float, default=None,
-                            help="settle window (default: KNOWLEDGE_EXCHANGE['conflict_settle_seconds'])")
-        parser.add_argument("--review-delay-hours", type=float, default=12.0,
-                            help="when the simulated reviewer decides what is still unsettled (default 12)")
-        parser.add_argument("--human-error", type=float, default=0.02, help="reviewer error rate (default 0.02)")
-        parser.add_argument("--warmup", choices=("shadow", "live"), default="shadow",
-                            help="shadow: no auto-resolution during the scenario's warm-up (default)")
-        parser.add_argument("--unreliable", type=float, default=0.30, help="unreliable source fraction (default 0.30)")
+        parser.add_argument(
+            "--threshold",
+            type=float,
+            default=None,
+            help="auto-resolve threshold (default: KNOWLEDGE_EXCHANGE['auto_resolve_threshold'])",
+        )
+        parser.add_argument(
+            "--settle-hours",
+            type=float,
+            default=None,
+            help="settle window (default: KNOWLEDGE_EXCHANGE['conflict_settle_seconds'])",
+        )
+        parser.add_argument(
+            "--review-delay-hours",
+            type=float,
+            default=12.0,
+            help="when the simulated reviewer decides what is still unsettled (default 12)",
+        )
+        parser.add_argument(
+            "--human-error", type=float, default=0.02, help="reviewer error rate (default 0.02)"
+        )
+        parser.add_argument(
+            "--warmup",
+            choices=("shadow", "live"),
+            default="shadow",
+            help="shadow: no auto-resolution during the scenario's warm-up (default)",
+        )
+        parser.add_argument(
+            "--unreliable",
+            type=float,
+            default=0.30,
+            help="unreliable source fraction (default 0.30)",
+        )
         parser.add_argument("--no-copy-detection", action="store_true")
-        parser.add_argument("--memory", action="store_true", help="also run the in-memory simulation")
-        parser.add_argument("--in-place", action="store_true",
-                            help="use the configured database (in a rolled-back transaction) instead of a new one")
+        parser.add_argument(
+            "--memory", action="store_true", help="also run the in-memory simulation"
+        )
+        parser.add_argument(
+            "--in-place",
+            action="store_true",
+            help="use the configured database (in a rolled-back transaction) instead of a new one",
+        )
         parser.add_argument("--json", metavar="PATH", help="write the metrics as JSON")
-        parser.add_argument("--check", action="store_true", help="exit 1 if a product target is missed")
+        parser.add_argument(
+            "--check", action="store_true", help="exit 1 if a product target is missed"
+        )
 
     def handle(self, *args, **opts):
         try:
             import time_machine  # noqa: F401
         except ImportError:
-            raise CommandError("bench_conflicts needs the dev requirements (time-machine)") from None
+            raise CommandError(
+                "bench_conflicts needs the dev requirements (time-machine)"
+            ) from None
         ke = settings.KNOWLEDGE_EXCHANGE
-        threshold = opts["threshold"] if opts["threshold"] is not None else ke["auto_resolve_threshold"]
-        settle = opts["settle_hours"] * HOUR if opts["settle_hours"] is not None else ke.get("conflict_settle_seconds", 0)
+        threshold = (
+            opts["threshold"] if opts["threshold"] is not None else ke["auto_resolve_threshold"]
+        )
+        settle = (
+            opts["settle_hours"] * HOUR
+            if opts["settle_hours"] is not None
+            else ke.get("conflict_settle_seconds", 0)
+        )
         seeds = [int(s) for s in opts["seeds"].split(",") if s.strip()]
         strategies = [s.strip() for s in opts["strategies"].split(",") if s.strip()]
         if "majority" not in strategies:
             strategies.insert(0, "majority")  # the baseline always runs
-        scen_cfg = ScenarioConfig(subjects_per_type=opts["subjects"], unreliable_fraction=opts["unreliable"])
+        scen_cfg = ScenarioConfig(
+            subjects_per_type=opts["subjects"], unreliable_fraction=opts["unreliable"]
+        )
         head = (
             f"{len(scen_cfg.types)} types x {opts['subjects']} subjects, {scen_cfg.sources_per_type} sources/type, "
             f"{opts['unreliable']:.0%} unreliable; seeds {seeds}; threshold {threshold}, "
@@ -103,10 +147,14 @@ class Command(BaseCommand):
             for name in strategies:
                 started = time.monotonic()
                 cfg = ReplayConfig(
-                    strategy=name, threshold=threshold, settle_seconds=settle,
+                    strategy=name,
+                    threshold=threshold,
+                    settle_seconds=settle,
                     review_delay_seconds=opts["review_delay_hours"] * HOUR,
-                    human_error_rate=opts["human_error"], warmup_mode=opts["warmup"],
-                    copy_detection=not opts["no_copy_detection"], seed=seed,
+                    human_error_rate=opts["human_error"],
+                    warmup_mode=opts["warmup"],
+                    copy_detection=not opts["no_copy_detection"],
+                    seed=seed,
                 )
                 outcome = replay(scenario, cfg)
                 real[name].append(score(scenario, outcome))
@@ -117,9 +165,14 @@ class Command(BaseCommand):
                 )
                 if opts["memory"]:
                     sim = SimulationConfig(
-                        strategy=name, threshold=threshold, settle_seconds=settle,
-                        review_delay_seconds=cfg.review_delay_seconds, human_error_rate=cfg.human_error_rate,
-                        warmup_mode=cfg.warmup_mode, copy_detection=cfg.copy_detection, seed=seed,
+                        strategy=name,
+                        threshold=threshold,
+                        settle_seconds=settle,
+                        review_delay_seconds=cfg.review_delay_seconds,
+                        human_error_rate=cfg.human_error_rate,
+                        warmup_mode=cfg.warmup_mode,
+                        copy_detection=cfg.copy_detection,
+                        seed=seed,
                     )
                     memory[name].append(score(scenario, simulate(scenario, sim)))
         metrics = {name: pool(runs) for name, runs in real.items()}
@@ -130,7 +183,8 @@ class Command(BaseCommand):
                 conflicts=sum(c.conflicts for c in ceilings),
                 accuracy=sum(c.accuracy * c.conflicts for c in ceilings) / n,
                 coverage=ceilings[0].coverage,
-                accuracy_at_coverage=sum(c.accuracy_at_coverage * c.conflicts for c in ceilings) / n,
+                accuracy_at_coverage=sum(c.accuracy_at_coverage * c.conflicts for c in ceilings)
+                / n,
             )
         self.stdout.write(f"\nreal broadcast path ({events} events):")
         self.stdout.write(format_table(metrics, ceiling))
@@ -148,11 +202,17 @@ class Command(BaseCommand):
             with open(opts["json"], "w", encoding="utf-8") as fh:
                 json.dump(
                     {
-                        "scenario": {"seeds": seeds, "subjects": opts["subjects"], "unreliable": opts["unreliable"]},
+                        "scenario": {
+                            "seeds": seeds,
+                            "subjects": opts["subjects"],
+                            "unreliable": opts["unreliable"],
+                        },
                         "threshold": threshold,
                         "settle_seconds": settle,
                         "real": {n: asdict(m) for n, m in metrics.items()},
-                        "memory": {n: asdict(m) for n, m in mem_metrics.items()} if mem_metrics else None,
+                        "memory": {n: asdict(m) for n, m in mem_metrics.items()}
+                        if mem_metrics
+                        else None,
                         "oracle": asdict(ceiling) if ceiling else None,
                     },
                     fh,

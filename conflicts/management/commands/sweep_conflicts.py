@@ -23,7 +23,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--once", action="store_true", help="one sweep, then exit")
-        parser.add_argument("--interval", type=float, default=60.0, help="seconds between sweeps (default 60)")
+        parser.add_argument(
+            "--interval", type=float, default=60.0, help="seconds between sweeps (default 60)"
+        )
 
     def handle(self, *args, **opts):
         stop = {"now": False}
