@@ -114,12 +114,14 @@ def strategy_named(name: str) -> Strategy:
 # --- Copy detection (in memory, rebuilt from stored items) ------------------------------------
 
 COPY_REBUILD_DAYS = 30
+COPY_REBUILD_MAX_ITEMS = 200_000
 _copies_lock = threading.Lock()
 _copies: CopyEstimator | None = None
 
 
 def copy_estimator() -> CopyEstimator:
-    """This process's copy statistics; built on first use from the last 30 days of items.
+    """This process's copy statistics; built on first use from the last 30 days of items
+    (at most the newest 200 000), before detection takes any lock.
 
     Each process keeps its own estimator and feeds it every item it stores; items stored by
     other processes are seen at the next rebuild (``reset_copy_estimator``). It only ever
@@ -130,12 +132,14 @@ def copy_estimator() -> CopyEstimator:
         if _copies is None:
             est = CopyEstimator()
             since = timezone.now() - timedelta(days=COPY_REBUILD_DAYS)
-            rows = (
+            rows = list(
                 KnowledgeItem.objects.filter(observed_at__gte=since)
-                .order_by("observed_ts", "id")
-                .values_list("knowledge_type", "subject", "source__name", "claim", "observed_ts")
+                .order_by("-observed_ts", "-id")
+                .values_list("knowledge_type", "subject", "source__name", "claim", "observed_ts")[
+                    :COPY_REBUILD_MAX_ITEMS
+                ]
             )
-            for ktype, subject, source, claim, ts in rows.iterator(chunk_size=2000):
+            for ktype, subject, source, claim, ts in reversed(rows):
                 est.observe(ktype, subject, source, claim, ts)
             _copies = est
         return _copies
@@ -337,6 +341,8 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
     kt = registry.get(item.knowledge_type)
     if kt is None:
         return []
+    if cfg.copy_detection:
+        copy_estimator()  # a first-use rebuild must not run under the tail lock
     _lock_tail()
     now = timezone.now()
     others = [o for o in _subject_items(item.knowledge_type, item.subject) if o.pk != item.pk]
@@ -351,16 +357,18 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
     ids: list[int] = []
     by_id = {o.pk: o for o in others}
     contradicted = [by_id[o] for k, o in found if k == ConflictKind.CONTRADICTION]
-    conflict = (
-        Conflict.objects.select_for_update()
+    unsettled = {
+        c.classification: c
+        for c in Conflict.objects.select_for_update()
         .filter(
             knowledge_type=item.knowledge_type,
             subject=item.subject,
-            classification=Classification.CONTRADICTION,
+            classification__in=[Classification.CONTRADICTION, Classification.CONFIDENCE_MISMATCH],
         )
         .unsettled()
-        .first()
-    )
+        .order_by("pk")
+    }
+    conflict = unsettled.get(Classification.CONTRADICTION)
     if conflict is None and contradicted:
         conflict = Conflict.objects.create(
             knowledge_type=item.knowledge_type,
@@ -380,16 +388,11 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
         ids.append(conflict.pk)
 
     mismatched = [by_id[o] for k, o in found if k == ConflictKind.CONFIDENCE_MISMATCH]
-    mismatch = (
-        Conflict.objects.select_for_update()
-        .filter(
-            knowledge_type=item.knowledge_type,
-            subject=item.subject,
-            classification=Classification.CONFIDENCE_MISMATCH,
-        )
-        .unsettled()
-        .first()
-    )
+    mismatch = unsettled.get(Classification.CONFIDENCE_MISMATCH)
+    if mismatch is not None:
+        mismatch.refresh_from_db()  # the contradiction's resolution may have dissolved it
+    if mismatch is not None and not mismatch.is_unsettled:
+        mismatch = None
     if mismatch is not None:
         if mismatched:
             _link(mismatch, [item, *mismatched], ItemRole.JOINED)

@@ -94,6 +94,7 @@ class _Replay:
         self.opened: dict[int, tuple[int, float]] = {}  # conflict id -> (event index, offset)
         self.timers: list[tuple[float, int, int]] = []
         self.last_resolution = 0
+        self.closed_indices: dict[int, tuple[int, ...]] = {}
         self.reviewer = None
 
     def _at(self, offset: float):
@@ -205,6 +206,10 @@ class _Replay:
             if res.conflict_id not in self.opened:
                 continue
             at = (res.created_at - BASE_TIME).total_seconds()
+            # Refreshes keep an item's id: map ids to event indices as they are now.
+            self.closed_indices[res.conflict_id] = tuple(
+                sorted(self.index_of[c["item_id"]] for c in res.inputs)
+            )
             actor = "auto" if res.actor == Actor.AUTO else "review"
             for item_id in res.superseded_item_ids:
                 self.outcome.supersessions.append(
@@ -228,7 +233,7 @@ class _Replay:
                 closed = (conflict.resolved_at - BASE_TIME).total_seconds()
             if res is not None and res.inputs:
                 claims = tuple(sorted({normalise(c["claim"]) for c in res.inputs}))
-                indices = tuple(sorted(self.index_of[c["item_id"]] for c in res.inputs))
+                indices = self.closed_indices[conflict.pk]
             else:
                 links = list(conflict.links.select_related("item"))
                 claims = tuple(sorted({link.item.claim for link in links}))

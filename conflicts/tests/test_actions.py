@@ -183,3 +183,47 @@ def test_worker_flags_two_items(think, analysis):
     with pytest.raises(ActionError) as err:
         actions.do_flag_conflict(think.worker, [a], "alone")
     assert err.value.field == "items"
+
+
+def test_worker_trust_pin_overrides_learned_trust_for_every_type(think, analysis):
+    from conflicts.evidence import conflict_evidence
+
+    SourceTrust.objects.create(worker=think.worker, knowledge_type="risk_pattern", alpha=2, beta=40)
+    actions.do_pin_trust(analysis.worker, "risk_pattern", 0.2)
+    think.worker.trust_pin = 0.9
+    think.worker.save(update_fields=["trust_pin"])
+    think.broadcast("risk_pattern", risk_payload(level="high"), 0.8)
+    cid = analysis.broadcast("risk_pattern", risk_payload(level="low"), 0.8).json()["conflicts"][0]
+    rows = {r["item"]["source"]: r for r in conflict_evidence(Conflict.objects.get(pk=cid))}
+    assert rows["think"]["trust"] == 0.9 and rows["think"]["trust_pinned"]
+    assert rows["analysis"]["trust"] == 0.2
+    # the engine used the pinned values
+    proposal = Conflict.objects.get(pk=cid).proposal
+    used = {c["source"]: c["trust"]["mean"] for c in proposal["inputs"]["candidates"]}
+    assert used == {"think": 0.9, "analysis": 0.2}
+    assert proposal["winner_claim"] == "high"
+
+
+def test_resolution_invalidates_the_query_cache(think, analysis, staff_client, django_capture_on_commit_callbacks):
+    think.broadcast("risk_pattern", risk_payload(level="high"), 0.8)
+    cid = analysis.broadcast("risk_pattern", risk_payload(level="low"), 0.8).json()["conflicts"][0]
+    first = think.client.get("/api/knowledge/query", {"types": "risk_pattern"}).json()["results"]
+    assert len(first) == 2
+    alice = staff_client.user
+    with django_capture_on_commit_callbacks(execute=True):
+        actions.do_resolve(cid, "accept", user=alice)
+    again = think.client.get("/api/knowledge/query", {"types": "risk_pattern"}).json()["results"]
+    assert len(again) == 1
+
+
+def test_mismatch_dissolves_when_its_other_item_is_superseded(db):
+    a, b, c = Persona("a"), Persona("b"), Persona("c")
+    for p in (a, b):
+        SourceTrust.objects.create(worker=p.worker, knowledge_type="risk_pattern", alpha=40, beta=2)
+    a.broadcast("risk_pattern", risk_payload(level="high"), 0.95)
+    mismatch_id = c.broadcast("risk_pattern", risk_payload(level="high"), 0.3).json()["conflicts"][0]
+    assert Conflict.objects.get(pk=mismatch_id).classification == Classification.CONFIDENCE_MISMATCH
+    # c changes its mind to "low": its "high" item is revised away, the mismatch has one item left
+    c.broadcast("risk_pattern", risk_payload(level="low"), 0.3)
+    mismatch = Conflict.objects.get(pk=mismatch_id)
+    assert mismatch.status == ConflictStatus.DISMISSED and mismatch.decision == Decision.DISSOLVED
