@@ -412,6 +412,10 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
         _link(mismatch, mismatched, ItemRole.EXISTING)
         _evaluate(mismatch, cfg, now, created=True)
         ids.append(mismatch.pk)
+    if ids:
+        # An auto-resolution may have superseded the new item itself: the broadcast's
+        # response and event must show it.
+        item.refresh_from_db(fields=["status", "superseded_by"])
     return ids
 
 

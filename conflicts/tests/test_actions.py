@@ -80,6 +80,8 @@ def test_trusted_majority_is_applied_at_once_and_losers_superseded(db):
     conflict = Conflict.objects.get()
     assert conflict.status == ConflictStatus.AUTO_RESOLVED
     assert conflict.decided_claim == "high"
+    # the loser's own broadcast answer already says it lost
+    assert loser["item"]["status"] == "superseded" and loser["conflicts"] == [conflict.pk]
     item = KnowledgeItem.objects.get(pk=loser["item"]["id"])
     assert item.status == ItemStatus.SUPERSEDED and item.superseded_by is not None
     res = Resolution.objects.get()
