@@ -206,7 +206,9 @@ def test_worker_trust_pin_overrides_learned_trust_for_every_type(think, analysis
     assert proposal["winner_claim"] == "high"
 
 
-def test_resolution_invalidates_the_query_cache(think, analysis, staff_client, django_capture_on_commit_callbacks):
+def test_resolution_invalidates_the_query_cache(
+    think, analysis, staff_client, django_capture_on_commit_callbacks
+):
     think.broadcast("risk_pattern", risk_payload(level="high"), 0.8)
     cid = analysis.broadcast("risk_pattern", risk_payload(level="low"), 0.8).json()["conflicts"][0]
     first = think.client.get("/api/knowledge/query", {"types": "risk_pattern"}).json()["results"]
@@ -223,7 +225,9 @@ def test_mismatch_dissolves_when_its_other_item_is_superseded(db):
     for p in (a, b):
         SourceTrust.objects.create(worker=p.worker, knowledge_type="risk_pattern", alpha=40, beta=2)
     a.broadcast("risk_pattern", risk_payload(level="high"), 0.95)
-    mismatch_id = c.broadcast("risk_pattern", risk_payload(level="high"), 0.3).json()["conflicts"][0]
+    mismatch_id = c.broadcast("risk_pattern", risk_payload(level="high"), 0.3).json()["conflicts"][
+        0
+    ]
     assert Conflict.objects.get(pk=mismatch_id).classification == Classification.CONFIDENCE_MISMATCH
     # c changes its mind to "low": its "high" item is revised away, the mismatch has one item left
     c.broadcast("risk_pattern", risk_payload(level="low"), 0.3)
