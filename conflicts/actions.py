@@ -263,7 +263,7 @@ def _lock_items(items: Sequence[KnowledgeItem]) -> bool:
     """Lock ``items`` without waiting; False if an in-flight transaction holds one of them."""
     ids = [i.pk for i in items]
     locked = set(
-        KnowledgeItem.objects.select_for_update(skip_locked=True)
+        KnowledgeItem.objects.select_for_update(skip_locked=True, no_key=True)
         .filter(pk__in=ids, status=ItemStatus.ACTIVE)
         .order_by("pk")
         .values_list("pk", flat=True)

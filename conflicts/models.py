@@ -140,7 +140,16 @@ class ConflictItem(models.Model):
     """An item taking part in a conflict, with its role and (once decided) whether it won."""
 
     conflict = models.ForeignKey(Conflict, on_delete=models.CASCADE, related_name="links")
-    item = models.ForeignKey(KnowledgeItem, on_delete=models.PROTECT, related_name="conflict_links")
+    # No database FK constraint: on PostgreSQL inserting a row that references an item takes
+    # a KEY SHARE lock on it, which waits for a broadcast or validation holding that item
+    # FOR UPDATE while it waits for the event log's tail lock, which the inserter holds: a
+    # deadlock. Items are never deleted (PROTECT still guards ORM deletes).
+    item = models.ForeignKey(
+        KnowledgeItem,
+        on_delete=models.PROTECT,
+        db_constraint=False,
+        related_name="conflict_links",
+    )
     role = models.CharField(max_length=16, choices=ItemRole.choices)
     won = models.BooleanField(null=True, blank=True)
     added_at = models.DateTimeField(default=timezone.now)

@@ -9,13 +9,15 @@ SQLite the database serialises writers, and the same assertions must hold.
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
-from django.db import connection
+from django.conf import settings
+from django.db import connection, transaction
 
 from conflicts import actions
 from conflicts.choices import ConflictStatus
-from conflicts.models import Conflict, Resolution
+from conflicts.models import Conflict, Resolution, SourceTrust
 from conftest import Persona, risk_payload
 from knowledge.actions import ActionError, BroadcastInput, do_broadcast
 from knowledge.choices import EventKind, ItemStatus
@@ -143,3 +145,47 @@ def test_resolving_while_the_loser_rebroadcasts_neither_deadlocks_nor_double_app
         )
         unsettled = Conflict.objects.filter(subject=pattern).unsettled().count()
         assert len(active) == 1 or unsettled == 1
+
+
+@pytest.mark.skipif(
+    not settings.IS_POSTGRES, reason="row locks held by another transaction: PostgreSQL only"
+)
+def test_locked_competing_item_defers_auto_resolution_instead_of_blocking(db):
+    sources = [Persona(f"w{i}") for i in range(4)]
+    for p in sources[:3]:
+        SourceTrust.objects.create(worker=p.worker, knowledge_type="risk_pattern", alpha=40, beta=2)
+    held = do_broadcast(
+        sources[0].worker, BroadcastInput("risk_pattern", risk_payload(level="high"), 0.9)
+    ).item
+    for p in sources[1:3]:
+        do_broadcast(p.worker, BroadcastInput("risk_pattern", risk_payload(level="high"), 0.9))
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_row():  # e.g. a validation of that item, in flight
+        try:
+            with transaction.atomic():
+                KnowledgeItem.objects.select_for_update().get(pk=held.pk)
+                locked.set()
+                release.wait(20)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold_row)
+    holder.start()
+    assert locked.wait(10)
+    try:
+        started = time.monotonic()
+        result = do_broadcast(
+            sources[3].worker, BroadcastInput("risk_pattern", risk_payload(level="low"), 0.6)
+        )
+        assert time.monotonic() - started < 5  # did not wait for the row lock
+    finally:
+        release.set()
+        holder.join(20)
+    conflict = Conflict.objects.get(pk=result.conflict_ids[0])
+    assert conflict.status == ConflictStatus.PENDING_REVIEW and conflict.margin >= 0.85
+    # the sweep applies it once the row is free
+    assert actions.sweep_conflicts() == 1
+    conflict.refresh_from_db()
+    assert conflict.status == ConflictStatus.AUTO_RESOLVED
+    assert KnowledgeItem.objects.get(pk=result.item.pk).status == ItemStatus.SUPERSEDED
