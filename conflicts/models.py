@@ -86,8 +86,15 @@ class Conflict(models.Model):
     )
     note = models.TextField(blank=True)
 
+    # db_constraint=False on the FKs to workers and items written under the event log's tail
+    # lock: see ConflictItem.item.
     flagged_by = models.ForeignKey(
-        Worker, null=True, blank=True, on_delete=models.SET_NULL, related_name="flagged_conflicts"
+        Worker,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        db_constraint=False,
+        related_name="flagged_conflicts",
     )
     flag_reason = models.CharField(max_length=500, blank=True)
     review_requested_at = models.DateTimeField(null=True, blank=True)
@@ -143,7 +150,8 @@ class ConflictItem(models.Model):
     # No database FK constraint: on PostgreSQL inserting a row that references an item takes
     # a KEY SHARE lock on it, which waits for a broadcast or validation holding that item
     # FOR UPDATE while it waits for the event log's tail lock, which the inserter holds: a
-    # deadlock. Items are never deleted (PROTECT still guards ORM deletes).
+    # deadlock. Items are never deleted (PROTECT still guards ORM deletes; Django emulates
+    # on_delete itself).
     item = models.ForeignKey(
         KnowledgeItem,
         on_delete=models.PROTECT,
@@ -216,7 +224,11 @@ class SourceTrust(models.Model):
     the learned mean; learning continues underneath.
     """
 
-    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="trust")
+    # No DB constraint (see ConflictItem.item): do_validate locks the item's source row
+    # FOR UPDATE before it waits for the tail lock that trust updates run under.
+    worker = models.ForeignKey(
+        Worker, on_delete=models.CASCADE, db_constraint=False, related_name="trust"
+    )
     knowledge_type = models.CharField(max_length=64)
     alpha = models.FloatField(default=2.0)
     beta = models.FloatField(default=2.0)
