@@ -193,3 +193,34 @@ def test_resolution_stats_stats_section_and_metrics(disputed, think, staff_clien
     metrics = think.client.get("/metrics").content.decode()
     assert 'kx_conflicts{status="resolved"} 1.0' in metrics
     assert "kx_conflicts_unresolved 0.0" in metrics
+
+
+def test_time_and_classification_filters(disputed, think):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    opened = Conflict.objects.get(pk=disputed["conflict"]).opened_at
+    after = (opened - timedelta(seconds=1)).isoformat()
+    before = (opened + timedelta(seconds=1)).isoformat()
+    get = think.client.get
+    assert len(get("/api/knowledge/conflicts", {"opened_after": after}).json()["results"]) == 1
+    assert get("/api/knowledge/conflicts", {"opened_before": after}).json()["results"] == []
+    assert (
+        len(
+            get(
+                "/api/knowledge/conflicts",
+                {"opened_before": before, "classification": "contradiction"},
+            ).json()["results"]
+        )
+        == 1
+    )
+    assert get("/api/knowledge/conflicts", {"classification": "flagged"}).json()["results"] == []
+    assert (
+        get("/api/knowledge/conflicts", {"resolved_after": timezone.now().isoformat()}).json()[
+            "results"
+        ]
+        == []
+    )
+    bad = get("/api/knowledge/conflicts", {"opened_after": "yesterday"})
+    assert bad.status_code == 400 and "opened_after" in bad.json()["errors"]
