@@ -86,3 +86,8 @@ clean:
 .PHONY: bench-ws
 bench-ws: $(VENV)/.installed
 	$(PY) bench/ws/bench.py $(BENCH_WS_ARGS)
+
+# Conflict-resolution accuracy through the real broadcast path (docs/conflicts.md).
+.PHONY: bench-conflicts
+bench-conflicts: $(VENV)/.installed
+	$(PY) manage.py bench_conflicts $(BENCH_CONFLICTS_ARGS)

@@ -177,7 +177,16 @@ KNOWLEDGE_EXCHANGE = {
     "cache_ttl": envint("KE_CACHE_TTL", 300),
     "conflict_resolution_enabled": envbool("KE_CONFLICT_RESOLUTION_ENABLED", True),
     "resolution_strategy": envstr("KE_RESOLUTION_STRATEGY", "hybrid"),
-    "auto_resolve_threshold": envfloat("KE_AUTO_RESOLVE_THRESHOLD", 0.6),
+    # The hybrid strategy's margin (posterior p1 - p2) above which a proposal is applied
+    # at once; tuned on the conflicts bench (docs/conflicts.md). Per type: the registry.
+    "auto_resolve_threshold": envfloat("KE_AUTO_RESOLVE_THRESHOLD", 0.85),
+    # False = shadow mode: the engine proposes, every conflict waits for a person.
+    "conflict_auto_resolve": envbool("KE_CONFLICT_AUTO_RESOLVE", True),
+    # Seconds a contradiction must be old before it may be auto-resolved (0 = at once);
+    # with > 0 run `manage.py sweep_conflicts` periodically. See docs/conflicts.md.
+    "conflict_settle_seconds": envint("KE_CONFLICT_SETTLE_SECONDS", 0),
+    # Discount sources that quickly repeat another source's claim (copy detection).
+    "conflict_copy_detection": envbool("KE_CONFLICT_COPY_DETECTION", True),
     "event_retention_days": envint("KE_EVENT_RETENTION_DAYS", 30),
     "max_body_bytes": envint("KE_MAX_BODY_BYTES", 1_048_576),
     "max_payload_bytes": envint("KE_MAX_PAYLOAD_BYTES", 65_536),

@@ -1,14 +1,922 @@
-"""Conflict detection and resolution actions.
+"""Conflict detection, resolution, flagging and trust learning (every write of the app).
 
-The core calls ``detect_conflicts(item, outcome)`` inside the broadcast transaction.
+The core calls ``detect_conflicts(item, outcome)`` inside the broadcast transaction, after
+the item is stored and before its ``knowledge_broadcast`` event is published. People resolve
+through ``do_resolve`` (API, admin, dashboard alike); workers flag with ``do_flag_conflict``
+and ask for a decision with ``do_request_resolution``.
+
+Locking (PostgreSQL). Every action that publishes here first takes the event log's tail lock
+(the transaction-scoped advisory lock ``publish_event`` takes anyway a few statements later),
+then the conflict row, then item rows, then trust rows in id order:
+
+- Taking the tail lock *before* reading the subject's active items serialises detection: of
+  two concurrent broadcasts on one subject the second reads the first one's committed item
+  (READ COMMITTED gives each statement a fresh snapshot), so two contradicting broadcasts
+  produce exactly one conflict, never zero or two (a partial unique index backs this up).
+- A transaction waiting for the tail lock may already hold item rows (a broadcast locks its
+  source's own item before detection; a validation locks its item). So after the tail lock,
+  item rows are locked with ``SKIP LOCKED`` and never waited for: if a competing item is
+  locked by an in-flight transaction, detection does not auto-apply now (that transaction is
+  a broadcast on the same subject and re-evaluates the conflict right after; the sweep
+  catches the rest), and ``do_resolve`` retries a few times, then answers 409. Waiting
+  there would deadlock.
+
+The cost: detection (two or three indexed queries) joins the already serialised tail of
+publishing transactions. On SQLite writers are serialised by the database (``BEGIN
+IMMEDIATE``) and none of this is needed.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-def detect_conflicts(item, outcome: str) -> list[int]:
-    """Detect conflicts raised by ``item``; return the ids of the conflicts it raised.
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
 
-    Placeholder until conflict detection lands (issue 4): no conflicts are detected.
+from conflicts.choices import Actor, Classification, ConflictStatus, Decision, ItemRole
+from conflicts.engine.candidates import Candidate, Proposal, Trust
+from conflicts.engine.detection import ConflictKind, classify
+from conflicts.engine.independence import CopyEstimator
+from conflicts.engine.strategies import Strategy, get_strategy
+from conflicts.engine.trust import (
+    DEFAULT_PARAMS,
+    TrustUpdate,
+    apply_updates,
+    prior,
+    resolution_updates,
+)
+from conflicts.models import Conflict, ConflictItem, Resolution, SourceTrust
+from knowledge import cache as knowledge_cache
+from knowledge.actions import ActionError
+from knowledge.choices import EventKind, ItemStatus
+from knowledge.events import _lock_tail, publish_event
+from knowledge.models import KnowledgeItem
+from knowledge.registry import registry
+from workers.models import Worker
+
+log = logging.getLogger(__name__)
+
+ENGINE_ACTOR = "engine"
+SYSTEM_ACTOR = "system"
+
+
+# --- Settings --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConflictSettings:
+    enabled: bool
+    strategy: str
+    threshold: float
+    auto_resolve: bool
+    settle_seconds: float
+    copy_detection: bool
+
+
+def conflict_settings() -> ConflictSettings:
+    ke = settings.KNOWLEDGE_EXCHANGE
+    return ConflictSettings(
+        enabled=bool(ke.get("conflict_resolution_enabled", True)),
+        strategy=str(ke.get("resolution_strategy", "hybrid")),
+        threshold=float(ke.get("auto_resolve_threshold", 0.85)),
+        auto_resolve=bool(ke.get("conflict_auto_resolve", True)),
+        settle_seconds=float(ke.get("conflict_settle_seconds", 0)),
+        copy_detection=bool(ke.get("conflict_copy_detection", True)),
+    )
+
+
+def threshold_for(knowledge_type: str, cfg: ConflictSettings | None = None) -> float:
+    """The type's auto-resolve threshold, else ``KNOWLEDGE_EXCHANGE['auto_resolve_threshold']``."""
+    cfg = cfg or conflict_settings()
+    kt = registry.get(knowledge_type)
+    if kt is not None and kt.auto_resolve_threshold is not None:
+        return float(kt.auto_resolve_threshold)
+    return cfg.threshold
+
+
+_strategies: dict[str, Strategy] = {}
+
+
+def strategy_named(name: str) -> Strategy:
+    """One shared instance per strategy name (they are stateless)."""
+    if name not in _strategies:
+        _strategies[name] = get_strategy(name)
+    return _strategies[name]
+
+
+# --- Copy detection (in memory, rebuilt from stored items) ------------------------------------
+
+COPY_REBUILD_DAYS = 30
+COPY_REBUILD_MAX_ITEMS = 200_000
+_copies_lock = threading.Lock()
+_copies: CopyEstimator | None = None
+
+
+def copy_estimator() -> CopyEstimator:
+    """This process's copy statistics; built on first use from the last 30 days of items
+    (at most the newest 200 000), before detection takes any lock.
+
+    Each process keeps its own estimator and feeds it every item it stores; items stored by
+    other processes are seen at the next rebuild (``reset_copy_estimator``). It only ever
+    lowers the weight of suspected copies, so a stale estimator errs towards counting a copy.
     """
-    return []
+    global _copies
+    with _copies_lock:
+        if _copies is None:
+            est = CopyEstimator()
+            since = timezone.now() - timedelta(days=COPY_REBUILD_DAYS)
+            rows = list(
+                KnowledgeItem.objects.filter(observed_at__gte=since)
+                .order_by("-observed_ts", "-id")
+                .values_list("knowledge_type", "subject", "source__name", "claim", "observed_ts")[
+                    :COPY_REBUILD_MAX_ITEMS
+                ]
+            )
+            for ktype, subject, source, claim, ts in reversed(rows):
+                est.observe(ktype, subject, source, claim, ts)
+            _copies = est
+        return _copies
+
+
+def reset_copy_estimator(empty: bool = False) -> None:
+    """Forget the in-memory copy statistics (rebuilt lazily; ``empty`` starts from nothing)."""
+    global _copies
+    with _copies_lock:
+        _copies = CopyEstimator() if empty else None
+
+
+# --- Trust ----------------------------------------------------------------------------------
+
+
+def trusts_for(workers: Iterable[Worker], knowledge_type: str) -> dict[int, Trust]:
+    """Effective trust per worker id for ``knowledge_type`` (Worker.trust_pin wins)."""
+    workers = {w.pk: w for w in workers}
+    rows = {
+        r.worker_id: r
+        for r in SourceTrust.objects.filter(worker_id__in=workers, knowledge_type=knowledge_type)
+    }
+    out: dict[int, Trust] = {}
+    for wid, worker in workers.items():
+        row = rows.get(wid)
+        base = row.as_trust() if row else prior(DEFAULT_PARAMS)
+        if worker.trust_pin is not None:
+            base = Trust(alpha=base.alpha, beta=base.beta, pinned=worker.trust_pin)
+        out[wid] = base
+    return out
+
+
+def _apply_trust_updates(
+    knowledge_type: str, by_name: dict[str, Worker], updates: Sequence[TrustUpdate]
+) -> list[dict]:
+    """Persist ``updates`` (locks the trust rows in id order); returns a JSON summary."""
+    if not updates:
+        return []
+    worker_ids = sorted(by_name[u.source].pk for u in updates)
+    for wid in worker_ids:
+        SourceTrust.objects.get_or_create(worker_id=wid, knowledge_type=knowledge_type)
+    rows = {
+        r.worker_id: r
+        for r in SourceTrust.objects.select_for_update()
+        .filter(worker_id__in=worker_ids, knowledge_type=knowledge_type)
+        .order_by("pk")
+    }
+    current = {name: rows[w.pk].as_trust() for name, w in by_name.items() if w.pk in rows}
+    changed = apply_updates(current, updates, DEFAULT_PARAMS)
+    now = timezone.now()
+    summary = []
+    for upd in updates:
+        row = rows[by_name[upd.source].pk]
+        before = row.alpha / (row.alpha + row.beta)
+        new = changed[upd.source]
+        row.alpha, row.beta, row.updated_at = new.alpha, new.beta, now
+        if upd.won:
+            row.wins += 1
+        else:
+            row.losses += 1
+        row.save(update_fields=["alpha", "beta", "wins", "losses", "updated_at"])
+        summary.append(
+            {
+                "source": upd.source,
+                "won": upd.won,
+                "weight": round(upd.weight, 6),
+                "before": round(before, 6),
+                "after": round(new.learned_mean, 6),
+            }
+        )
+    return summary
+
+
+# --- Candidates -----------------------------------------------------------------------------
+
+
+def candidates_for(
+    items: Sequence[KnowledgeItem], now: datetime, cfg: ConflictSettings
+) -> list[Candidate]:
+    """One engine ``Candidate`` per item (``source`` loaded): freshness now, trust, independence."""
+    if not items:
+        return []
+    trusts = trusts_for({i.source_id: i.source for i in items}.values(), items[0].knowledge_type)
+    cands = [
+        Candidate(
+            item_id=i.pk,
+            source=i.source.name,
+            claim=i.claim,
+            confidence=min(max(i.confidence, 0.0), 1.0),
+            freshness=min(max(i.freshness(now), 0.0), 1.0),
+            observed_at=i.observed_ts or i.observed_at.timestamp(),
+            trust=trusts[i.source_id],
+            knowledge_type=i.knowledge_type,
+            subject=i.subject,
+        )
+        for i in items
+    ]
+    if cfg.copy_detection:
+        cands = copy_estimator().with_independence(cands)
+    return cands
+
+
+def _subject_items(knowledge_type: str, subject: str) -> list[KnowledgeItem]:
+    # Read, not locked (see the module docstring): _lock_items before writing them.
+    return list(
+        KnowledgeItem.objects.select_related("source")
+        .filter(knowledge_type=knowledge_type, subject=subject, status=ItemStatus.ACTIVE)
+        .order_by("pk")
+    )
+
+
+def _linked_active_items(conflict: Conflict) -> list[KnowledgeItem]:
+    return list(
+        KnowledgeItem.objects.select_related("source")
+        .filter(conflict_links__conflict=conflict, status=ItemStatus.ACTIVE)
+        .order_by("pk")
+    )
+
+
+def _lock_items(items: Sequence[KnowledgeItem]) -> bool:
+    """Lock ``items`` without waiting; False if an in-flight transaction holds one of them."""
+    ids = [i.pk for i in items]
+    locked = set(
+        KnowledgeItem.objects.select_for_update(skip_locked=True, no_key=True)
+        .filter(pk__in=ids, status=ItemStatus.ACTIVE)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
+    return locked == set(ids)
+
+
+class ItemsBusy(Exception):
+    """A competing item is locked by an in-flight transaction; retry shortly."""
+
+
+def _candidate_items(conflict: Conflict) -> list[KnowledgeItem]:
+    """What a conflict is decided on: for a contradiction, every active item of the subject;
+    otherwise the conflict's own items that are still active."""
+    if conflict.classification == Classification.CONTRADICTION:
+        return _subject_items(conflict.knowledge_type, conflict.subject)
+    return _linked_active_items(conflict)
+
+
+def _link(conflict: Conflict, items: Iterable[KnowledgeItem], role: str) -> None:
+    have = set(conflict.links.values_list("item_id", flat=True))
+    new = [ConflictItem(conflict=conflict, item=i, role=role) for i in items if i.pk not in have]
+    if new:
+        ConflictItem.objects.bulk_create(new)
+
+
+def _conflicts_with_items(item_ids):
+    return ConflictItem.objects.filter(item_id__in=item_ids).values("conflict_id")
+
+
+def _workers_of(conflict: Conflict) -> list[str]:
+    return sorted(set(conflict.links.values_list("item__source__name", flat=True).distinct()))
+
+
+def conflict_summary(conflict: Conflict) -> dict:
+    return {
+        "id": conflict.pk,
+        "knowledge_type": conflict.knowledge_type,
+        "subject": conflict.subject,
+        "classification": conflict.classification,
+        "status": conflict.status,
+        "strategy": conflict.strategy,
+        "proposed_claim": conflict.proposed_claim,
+        "margin": conflict.margin,
+        "version": conflict.version,
+    }
+
+
+# --- Detection (inside the broadcast transaction) ------------------------------------------
+
+
+def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
+    """Detect what ``item`` (just created / refreshed / revised) conflicts with; act on it.
+
+    Runs inside the broadcast transaction. Compares the item with the active items of the
+    same type and subject from other sources (never across subjects):
+
+    - different claim: a ``contradiction``; opens the subject's conflict (or joins the
+      unsettled one), then evaluates it: applied at once when the strategy's margin reaches
+      the threshold (and the optional settle window has passed), else ``pending_review``;
+    - same claim, confidences apart by more than the type's ``mismatch_threshold``: a
+      ``confidence_mismatch`` conflict, for review (there is no claim to choose);
+    - same claim otherwise: corroboration (no conflict).
+
+    An item arriving on a subject with an unsettled contradiction always re-evaluates it
+    (new evidence may settle it, or leave a single claim, which dissolves it).
+    Publishes ``conflict_detected`` / ``knowledge_resolved``. Returns the ids of the
+    conflicts the item is part of. The relations found are left on
+    ``item.conflict_detections`` as ``[(kind, other_item_id)]`` (for instrumentation).
+    """
+    item.conflict_detections = []
+    cfg = conflict_settings()
+    if not cfg.enabled:
+        return []
+    kt = registry.get(item.knowledge_type)
+    if kt is None:
+        return []
+    if cfg.copy_detection:
+        copy_estimator()  # a first-use rebuild must not run under the tail lock
+    _lock_tail()
+    now = timezone.now()
+    others = [o for o in _subject_items(item.knowledge_type, item.subject) if o.pk != item.pk]
+    comparable = [_Comparable.of(o) for o in others]
+    found = classify(_Comparable.of(item), comparable, kt.mismatch_threshold)
+    item.conflict_detections = [(str(kind), other) for kind, other in found]
+    if cfg.copy_detection:
+        copy_estimator().observe(
+            item.knowledge_type, item.subject, item.source.name, item.claim, item.observed_ts
+        )
+
+    ids: list[int] = []
+    by_id = {o.pk: o for o in others}
+    contradicted = [by_id[o] for k, o in found if k == ConflictKind.CONTRADICTION]
+    unsettled = {
+        c.classification: c
+        for c in Conflict.objects.select_for_update()
+        .filter(
+            knowledge_type=item.knowledge_type,
+            subject=item.subject,
+            classification__in=[Classification.CONTRADICTION, Classification.CONFIDENCE_MISMATCH],
+        )
+        .unsettled()
+        .order_by("pk")
+    }
+    conflict = unsettled.get(Classification.CONTRADICTION)
+    if conflict is None and contradicted:
+        conflict = Conflict.objects.create(
+            knowledge_type=item.knowledge_type,
+            subject=item.subject,
+            classification=Classification.CONTRADICTION,
+            opened_at=now,
+            updated_at=now,
+        )
+        _link(conflict, [item], ItemRole.OPENER)
+        _link(conflict, others, ItemRole.EXISTING)
+        _evaluate(conflict, cfg, now, created=True)
+        ids.append(conflict.pk)
+    elif conflict is not None:
+        _link(conflict, [item], ItemRole.JOINED)
+        _link(conflict, others, ItemRole.EXISTING)
+        _evaluate(conflict, cfg, now)
+        ids.append(conflict.pk)
+
+    mismatched = [by_id[o] for k, o in found if k == ConflictKind.CONFIDENCE_MISMATCH]
+    mismatch = unsettled.get(Classification.CONFIDENCE_MISMATCH)
+    if mismatch is not None:
+        mismatch.refresh_from_db()  # the contradiction's resolution may have dissolved it
+    if mismatch is not None and not mismatch.is_unsettled:
+        mismatch = None
+    if mismatch is not None:
+        if mismatched:
+            _link(mismatch, [item, *mismatched], ItemRole.JOINED)
+        if _dissolve_if_moot(mismatch, cfg, now):
+            mismatch = None
+        else:
+            ids.append(mismatch.pk)
+    if mismatch is None and mismatched:
+        mismatch = Conflict.objects.create(
+            knowledge_type=item.knowledge_type,
+            subject=item.subject,
+            classification=Classification.CONFIDENCE_MISMATCH,
+            opened_at=now,
+            updated_at=now,
+        )
+        _link(mismatch, [item], ItemRole.OPENER)
+        _link(mismatch, mismatched, ItemRole.EXISTING)
+        _evaluate(mismatch, cfg, now, created=True)
+        ids.append(mismatch.pk)
+    if ids:
+        # An auto-resolution may have superseded the new item itself: the broadcast's
+        # response and event must show it.
+        item.refresh_from_db(fields=["status", "superseded_by"])
+    return ids
+
+
+@dataclass(frozen=True)
+class _Comparable:
+    item_id: int
+    source: str
+    claim: str
+    confidence: float
+    subject: str
+    knowledge_type: str
+
+    @classmethod
+    def of(cls, item: KnowledgeItem) -> _Comparable:
+        return cls(
+            item.pk,
+            item.source.name,
+            item.claim,
+            item.confidence,
+            item.subject,
+            item.knowledge_type,
+        )
+
+
+def _dissolve_if_moot(conflict: Conflict, cfg: ConflictSettings, now: datetime) -> bool:
+    items = _candidate_items(conflict)
+    moot = len(items) < 2 or (
+        conflict.classification == Classification.CONTRADICTION
+        and len({i.claim for i in items}) < 2
+    )
+    if moot:
+        _close(
+            conflict,
+            items,
+            cfg,
+            now,
+            decision=Decision.DISSOLVED,
+            actor=Actor.SYSTEM,
+            actor_name=SYSTEM_ACTOR,
+            winner_claim=None,
+            proposal=None,
+        )
+    return moot
+
+
+def _evaluate(
+    conflict: Conflict, cfg: ConflictSettings, now: datetime, created: bool = False
+) -> None:
+    """(Re)compute the engine's proposal; apply it if allowed, else queue for review."""
+    items = _candidate_items(conflict)
+    if created:
+        publish_event(
+            EventKind.CONFLICT_DETECTED,
+            {
+                "conflict": conflict_summary(conflict),
+                "item_ids": sorted(i.pk for i in items),
+                "workers": _workers_of(conflict),
+            },
+            knowledge_type=conflict.knowledge_type,
+            source=ENGINE_ACTOR,
+        )
+    if _dissolve_if_moot(conflict, cfg, now):
+        return
+    cands = candidates_for(items, now, cfg)
+    proposal = strategy_named(cfg.strategy).propose(cands)
+    threshold = threshold_for(conflict.knowledge_type, cfg)
+    _store_proposal(conflict, proposal, threshold)
+    settled = now >= conflict.opened_at + timedelta(seconds=cfg.settle_seconds)
+    if (
+        conflict.classification == Classification.CONTRADICTION
+        and cfg.auto_resolve
+        and settled
+        and proposal.margin >= threshold
+        and _lock_items(items)
+    ):
+        _close(
+            conflict,
+            items,
+            cfg,
+            now,
+            decision=Decision.AUTO,
+            actor=Actor.AUTO,
+            actor_name=ENGINE_ACTOR,
+            winner_claim=proposal.winner_claim,
+            proposal=proposal,
+            cands=cands,
+        )
+        return
+    if conflict.status == ConflictStatus.OPEN and (
+        settled or conflict.classification != Classification.CONTRADICTION or not cfg.auto_resolve
+    ):
+        conflict.set_status(ConflictStatus.PENDING_REVIEW)
+    else:
+        conflict.updated_at = now
+        conflict.version += 1
+    conflict.save()
+
+
+def _store_proposal(conflict: Conflict, proposal: Proposal, threshold: float) -> None:
+    conflict.strategy = proposal.strategy
+    conflict.proposal = proposal.to_dict()
+    conflict.proposed_claim = proposal.winner_claim
+    conflict.margin = proposal.margin
+    conflict.threshold = threshold
+
+
+def _close(
+    conflict: Conflict,
+    items: Sequence[KnowledgeItem],
+    cfg: ConflictSettings,
+    now: datetime,
+    *,
+    decision: str,
+    actor: str,
+    actor_name: str,
+    winner_claim: str | None,
+    proposal: Proposal | None,
+    cands: Sequence[Candidate] | None = None,
+    winner_item: KnowledgeItem | None = None,
+    user=None,
+    note: str = "",
+) -> Resolution:
+    """Apply a decision: supersede the losers (never delete), learn trust, record the
+    history row, publish ``knowledge_resolved``, invalidate the type's cache after commit."""
+    cands = list(cands) if cands is not None else candidates_for(items, now, cfg)
+    superseding = decision in (Decision.AUTO, Decision.ACCEPT, Decision.PICK, Decision.REJECT)
+    if winner_item is not None and conflict.classification != Classification.CONTRADICTION:
+        winners = [winner_item]  # same claim on both sides: only the picked item stays
+    else:
+        winners = [i for i in items if winner_claim is not None and i.claim == winner_claim]
+    winner_ids = {i.pk for i in winners}
+    losers = [i for i in items if i.pk not in winner_ids] if superseding else []
+    keeper = max(winners, key=lambda i: (i.observed_ts, i.pk)) if winners else None
+    if losers:
+        KnowledgeItem.objects.filter(pk__in=[i.pk for i in losers]).update(
+            status=ItemStatus.SUPERSEDED, superseded_by=keeper
+        )
+        _link(conflict, losers, ItemRole.JOINED)
+    if superseding:
+        ConflictItem.objects.filter(conflict=conflict, item_id__in=winner_ids).update(won=True)
+        ConflictItem.objects.filter(conflict=conflict).exclude(item_id__in=winner_ids).update(
+            won=False
+        )
+
+    trust_summary: list[dict] = []
+    if superseding and cands:
+        weight_actor = "human" if actor == Actor.HUMAN else "auto"
+        if winner_item is not None and conflict.classification != Classification.CONTRADICTION:
+            weight = DEFAULT_PARAMS.weight_for(weight_actor)
+            updates = [TrustUpdate(c.source, c.item_id in winner_ids, weight) for c in cands]
+        else:
+            updates = resolution_updates(cands, winner_claim, weight_actor, DEFAULT_PARAMS)
+        by_name = {i.source.name: i.source for i in items}
+        trust_summary = _apply_trust_updates(conflict.knowledge_type, by_name, updates)
+
+    proposal_dict = proposal.to_dict() if proposal else {}
+    agreed = None
+    if proposal is not None and decision in (Decision.ACCEPT, Decision.PICK, Decision.REJECT):
+        agreed = proposal.winner_claim == winner_claim and winner_claim is not None
+    elif decision == Decision.AUTO:
+        agreed = True
+    resolution = Resolution.objects.create(
+        conflict=conflict,
+        strategy=proposal.strategy if proposal else cfg.strategy,
+        decision=decision,
+        actor=actor,
+        actor_name=actor_name[:150],
+        user=user,
+        winner_claim=winner_claim or "",
+        winner_item_ids=sorted(winner_ids) if superseding else [],
+        superseded_item_ids=sorted(i.pk for i in losers),
+        proposal=proposal_dict,
+        proposal_agreed=agreed,
+        inputs=[c.snapshot() for c in cands],
+        trust_updates=trust_summary,
+        note=note,
+        created_at=now,
+    )
+    if proposal is not None:
+        _store_proposal(conflict, proposal, threshold_for(conflict.knowledge_type, cfg))
+    new_status = {
+        Decision.AUTO: ConflictStatus.AUTO_RESOLVED,
+        Decision.DISMISS: ConflictStatus.DISMISSED,
+        Decision.DISSOLVED: ConflictStatus.DISMISSED,
+    }.get(decision, ConflictStatus.RESOLVED)
+    conflict.set_status(new_status)
+    conflict.resolved_at = now
+    conflict.updated_at = now
+    conflict.decision = decision
+    conflict.decided_claim = winner_claim or ""
+    conflict.decided_by = actor_name[:150]
+    conflict.decided_by_user = user
+    conflict.note = note
+    conflict.save()
+    publish_event(
+        EventKind.KNOWLEDGE_RESOLVED,
+        {
+            "conflict": conflict_summary(conflict),
+            "decision": decision,
+            "actor": actor_name,
+            "winner_claim": winner_claim,
+            "winner_item_ids": resolution.winner_item_ids,
+            "superseded_item_ids": resolution.superseded_item_ids,
+            "resolution_id": resolution.pk,
+            "note": note,
+            "workers": _workers_of(conflict),
+        },
+        knowledge_type=conflict.knowledge_type,
+        source=actor_name[:64],
+    )
+    if losers:
+        knowledge_cache.invalidate_after_commit([conflict.knowledge_type])
+    # Superseded items may leave other conflicts of the subject without a competitor.
+    if losers:
+        for other in (
+            Conflict.objects.select_for_update()
+            .unsettled()
+            .filter(pk__in=_conflicts_with_items([i.pk for i in losers]))
+            .exclude(pk=conflict.pk)
+            .order_by("pk")
+        ):
+            _dissolve_if_moot(other, cfg, now)
+    return resolution
+
+
+# --- People and workers act on conflicts ---------------------------------------------------
+
+
+def _locked_conflict(conflict_id: int) -> Conflict:
+    conflict = Conflict.objects.select_for_update().filter(pk=conflict_id).first()
+    if conflict is None:
+        raise ActionError(f"no conflict {conflict_id}", "conflict", 404)
+    return conflict
+
+
+def actor_name_of(user=None, worker: Worker | None = None) -> str:
+    if worker is not None:
+        return worker.name
+    return f"user:{getattr(user, 'username', None) or '?'}"
+
+
+def do_resolve(
+    conflict_id: int,
+    decision: str,
+    *,
+    user=None,
+    winner_item_id: int | None = None,
+    note: str = "",
+    version: int | None = None,
+) -> Conflict:
+    """A person decides an unsettled conflict.
+
+    ``decision``: ``pick`` (``winner_item_id`` wins; items with other claims are superseded),
+    ``accept`` (the engine's proposal, recomputed now), ``reject`` (every claim is wrong: all
+    superseded), ``dismiss`` (not a real conflict: nothing superseded, no trust change).
+    Locks (tail, conflict row, items, trust rows). A conflict already decided, or whose
+    ``version`` differs from the one given, raises ActionError(409): of two people resolving
+    at once, one wins and nothing is applied twice. Trust learns with the human weight.
+    """
+    if decision not in (Decision.PICK, Decision.ACCEPT, Decision.REJECT, Decision.DISMISS):
+        raise ActionError("decision must be one of pick, accept, reject, dismiss", "decision")
+    if decision == Decision.PICK and winner_item_id is None:
+        raise ActionError("pick needs winner_item", "winner_item")
+    for attempt in range(RESOLVE_ATTEMPTS):
+        try:
+            return _resolve_once(conflict_id, decision, user, winner_item_id, note, version)
+        except ItemsBusy:
+            time.sleep(0.02 * (attempt + 1))
+    raise ActionError(
+        f"conflict {conflict_id}'s items are being updated; try again", "conflict", 409
+    )
+
+
+RESOLVE_ATTEMPTS = 8
+
+
+def _resolve_once(conflict_id, decision, user, winner_item_id, note, version) -> Conflict:
+    cfg = conflict_settings()
+    with transaction.atomic():
+        _lock_tail()
+        conflict = _locked_conflict(conflict_id)
+        if version is not None and version != conflict.version:
+            raise ActionError(
+                f"conflict {conflict_id} changed (version {conflict.version}, you sent {version})",
+                "version",
+                409,
+            )
+        if not conflict.is_unsettled:
+            raise ActionError(
+                f"conflict {conflict_id} is already {conflict.status}", "conflict", 409
+            )
+        now = timezone.now()
+        items = _candidate_items(conflict)
+        if not _lock_items(items):
+            raise ItemsBusy()
+        cands = candidates_for(items, now, cfg)
+        proposal = strategy_named(cfg.strategy).propose(cands) if cands else None
+        winner_item = None
+        winner_claim: str | None = None
+        if decision == Decision.PICK:
+            winner_item = next((i for i in items if i.pk == winner_item_id), None)
+            if winner_item is None:
+                raise ActionError(
+                    f"item {winner_item_id} is not an active item of conflict {conflict_id}",
+                    "winner_item",
+                )
+            winner_claim = winner_item.claim
+        elif decision == Decision.ACCEPT:
+            if proposal is None:
+                raise ActionError("the conflict has no active items to decide on", "decision")
+            winner_claim = proposal.winner_claim
+        _close(
+            conflict,
+            items,
+            cfg,
+            now,
+            decision=decision,
+            actor=Actor.HUMAN,
+            actor_name=actor_name_of(user),
+            winner_claim=winner_claim,
+            proposal=proposal,
+            cands=cands,
+            winner_item=winner_item,
+            user=user,
+            note=note,
+        )
+    return conflict
+
+
+def do_flag_conflict(
+    worker: Worker | None, item_ids: Sequence[int], reason: str, *, user=None
+) -> Conflict:
+    """A worker (or a person) reports that these items conflict; a person will decide.
+
+    The items must be at least two distinct active items of one knowledge type, visible to
+    the worker. If an unsettled conflict already holds them all, that conflict is returned;
+    if they share a subject with an unsettled contradiction, they join it and it goes to
+    review; otherwise a new ``flagged`` conflict is opened in ``pending_review``.
+    Publishes ``conflict_detected`` for a new conflict.
+    """
+    ids = sorted({int(i) for i in item_ids})
+    if len(ids) < 2:
+        raise ActionError("flag at least two distinct items", "items")
+    reason = (reason or "").strip()
+    if len(reason) > 500:
+        raise ActionError("reason is longer than 500 characters", "reason")
+    cfg = conflict_settings()
+    with transaction.atomic():
+        _lock_tail()
+        qs = KnowledgeItem.objects.select_related("source")
+        if worker is not None:
+            qs = qs.visible_to(worker)
+        items = list(qs.filter(pk__in=ids).order_by("pk"))
+        missing = sorted(set(ids) - {i.pk for i in items})
+        if missing:
+            raise ActionError(f"no item(s) {missing}", "items", 404)
+        inactive = [i.pk for i in items if i.status != ItemStatus.ACTIVE]
+        if inactive:
+            raise ActionError(f"item(s) {inactive} are no longer active", "items")
+        if len({i.knowledge_type for i in items}) > 1:
+            raise ActionError("flagged items must be of one knowledge type", "items")
+        existing = (
+            Conflict.objects.select_for_update()
+            .unsettled()
+            .filter(pk__in=_conflicts_with_items(ids))
+            .order_by("pk")
+        )
+        for conflict in existing:
+            if set(ids) <= set(conflict.links.values_list("item_id", flat=True)):
+                return conflict
+        now = timezone.now()
+        subjects = {i.subject for i in items}
+        if len(subjects) == 1:
+            conflict = (
+                Conflict.objects.select_for_update()
+                .unsettled()
+                .filter(
+                    knowledge_type=items[0].knowledge_type,
+                    subject=items[0].subject,
+                    classification=Classification.CONTRADICTION,
+                )
+                .first()
+            )
+            if conflict is not None:
+                _link(conflict, items, ItemRole.FLAGGED)
+                conflict.flagged_by = worker
+                conflict.flag_reason = reason
+                if conflict.status == ConflictStatus.OPEN:
+                    conflict.set_status(ConflictStatus.PENDING_REVIEW)
+                conflict.save()
+                return conflict
+        conflict = Conflict.objects.create(
+            knowledge_type=items[0].knowledge_type,
+            subject=items[0].subject,
+            classification=Classification.FLAGGED,
+            status=ConflictStatus.PENDING_REVIEW,
+            flagged_by=worker,
+            flag_reason=reason,
+            opened_at=now,
+            updated_at=now,
+        )
+        _link(conflict, items, ItemRole.FLAGGED)
+        cands = candidates_for(items, now, cfg)
+        _store_proposal(
+            conflict,
+            strategy_named(cfg.strategy).propose(cands),
+            threshold_for(conflict.knowledge_type, cfg),
+        )
+        conflict.save()
+        publish_event(
+            EventKind.CONFLICT_DETECTED,
+            {
+                "conflict": conflict_summary(conflict),
+                "item_ids": ids,
+                "flagged_by": actor_name_of(user, worker),
+                "reason": reason,
+                "workers": _workers_of(conflict),
+            },
+            knowledge_type=conflict.knowledge_type,
+            source=actor_name_of(user, worker)[:64],
+        )
+    return conflict
+
+
+def do_request_resolution(
+    conflict_id: int, *, worker: Worker | None = None, user=None, note: str = ""
+) -> Conflict:
+    """Ask people to decide: an ``open`` conflict moves to ``pending_review`` (out of the
+    settle window); the request is counted. A decided conflict raises ActionError(409)."""
+    with transaction.atomic():
+        conflict = _locked_conflict(conflict_id)
+        if not conflict.is_unsettled:
+            raise ActionError(
+                f"conflict {conflict_id} is already {conflict.status}", "conflict", 409
+            )
+        if conflict.status == ConflictStatus.OPEN:
+            conflict.set_status(ConflictStatus.PENDING_REVIEW)
+        else:
+            conflict.version += 1
+        now = timezone.now()
+        conflict.review_requested_at = now
+        conflict.review_requests += 1
+        conflict.updated_at = now
+        if note:
+            who = actor_name_of(user, worker)
+            conflict.note = (conflict.note + f"\n[{who}] {note}").strip()[:5000]
+        conflict.save()
+    return conflict
+
+
+def do_reevaluate(conflict_id: int) -> Conflict:
+    """Evaluate an unsettled contradiction again now (the settle sweep; after trust changes)."""
+    cfg = conflict_settings()
+    with transaction.atomic():
+        _lock_tail()
+        conflict = _locked_conflict(conflict_id)
+        if conflict.is_unsettled and conflict.classification == Classification.CONTRADICTION:
+            _evaluate(conflict, cfg, timezone.now())
+    return conflict
+
+
+def sweep_conflicts(now: datetime | None = None) -> int:
+    """Re-evaluate open contradictions whose settle window has passed (and any left in review
+    above the threshold because an item was locked at the time); returns how many.
+
+    One conflict per transaction; several sweepers may run (each re-checks under lock)."""
+    cfg = conflict_settings()
+    now = now or timezone.now()
+    cond = Q(status=ConflictStatus.OPEN, opened_at__lte=now - timedelta(seconds=cfg.settle_seconds))
+    if cfg.auto_resolve:
+        # Above the threshold but deferred because an item was locked at the time.
+        cond |= Q(status=ConflictStatus.PENDING_REVIEW, margin__gte=F("threshold"))
+    due = (
+        Conflict.objects.filter(cond, classification=Classification.CONTRADICTION)
+        .order_by("opened_at", "pk")
+        .values_list("pk", flat=True)
+    )
+    count = 0
+    for pk in list(due):
+        try:
+            do_reevaluate(pk)
+            count += 1
+        except Exception:  # one bad conflict must not stop the sweep
+            log.exception("re-evaluating conflict %s failed", pk)
+    return count
+
+
+# --- Trust pins ------------------------------------------------------------------------------
+
+
+def do_pin_trust(worker: Worker, knowledge_type: str, value: float | None) -> SourceTrust:
+    """Pin (or with None unpin) a worker's trust for one type; learning continues underneath."""
+    if knowledge_type not in registry:
+        raise ActionError(f"unknown knowledge type {knowledge_type!r}", "knowledge_type")
+    if value is not None and not 0.0 <= value <= 1.0:
+        raise ActionError("pinned trust must be within 0..1", "pinned")
+    with transaction.atomic():
+        row, _ = SourceTrust.objects.select_for_update().get_or_create(
+            worker=worker, knowledge_type=knowledge_type
+        )
+        row.pinned = value
+        row.updated_at = timezone.now()
+        row.save(update_fields=["pinned", "updated_at"])
+    return row

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from dashboard import views
 
@@ -8,4 +8,5 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("live/", views.live, name="live"),
     path("live/connections/", views.live_connections, name="live-connections"),
+    path("conflicts/", include("conflicts.urls")),
 ]

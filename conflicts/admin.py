@@ -1,0 +1,207 @@
+"""The review queue in the Django admin. Decisions go through ``conflicts.actions`` like the
+API and the dashboard; the admin never edits a conflict's fields directly."""
+
+from django.contrib import admin, messages
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
+
+from conflicts import actions
+from conflicts.choices import Decision
+from conflicts.evidence import conflict_evidence
+from conflicts.models import Conflict, Resolution, SourceTrust
+from knowledge.actions import ActionError
+
+
+class ResolutionInline(admin.TabularInline):
+    model = Resolution
+    extra = 0
+    fields = (
+        "created_at",
+        "decision",
+        "actor_name",
+        "strategy",
+        "winner_claim",
+        "superseded_item_ids",
+        "proposal_agreed",
+        "note",
+    )
+    readonly_fields = fields
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Conflict)
+class ConflictAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "knowledge_type",
+        "subject",
+        "classification",
+        "status",
+        "proposed_claim",
+        "margin_display",
+        "decided_claim",
+        "decided_by",
+        "opened_at",
+    )
+    list_filter = ("status", "classification", "knowledge_type", "decision", "opened_at")
+    search_fields = ("subject", "proposed_claim", "decided_claim", "=id", "flag_reason")
+    date_hierarchy = "opened_at"
+    ordering = ("-id",)
+    show_full_result_count = False
+    readonly_fields = (
+        "knowledge_type",
+        "subject",
+        "classification",
+        "status",
+        "evidence",
+        "strategy",
+        "proposed_claim",
+        "margin",
+        "threshold",
+        "proposal",
+        "decision",
+        "decided_claim",
+        "decided_by",
+        "decided_by_user",
+        "note",
+        "flagged_by",
+        "flag_reason",
+        "review_requests",
+        "review_requested_at",
+        "opened_at",
+        "updated_at",
+        "resolved_at",
+        "version",
+        "review_link",
+    )
+    fields = readonly_fields
+    inlines = [ResolutionInline]
+    actions = ["accept_proposal", "dismiss"]
+
+    @admin.display(description="margin", ordering="margin")
+    def margin_display(self, obj):
+        return "-" if obj.margin is None else f"{obj.margin:.3f}"
+
+    @admin.display(description="evidence: each item side by side")
+    def evidence(self, obj):
+        rows = conflict_evidence(obj)
+        body = format_html_join(
+            "",
+            "<tr><td>#{}</td><td>{}</td><td><b>{}</b></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (
+                    r["item"]["id"],
+                    r["item"]["source"],
+                    r["item"]["claim"],
+                    f"{r['item']['confidence']:.2f}",
+                    f"{r['freshness']:.3f}",
+                    f"{r['trust']:.3f}" + (" (pinned)" if r["trust_pinned"] else ""),
+                    r["item"]["status"],
+                    {True: "won", False: "lost"}.get(r["won"], "-"),
+                )
+                for r in rows
+            ),
+        )
+        return format_html(
+            "<table><tr><th>item</th><th>source</th><th>claim</th><th>confidence</th>"
+            "<th>freshness</th><th>source trust</th><th>status</th><th>outcome</th></tr>{}</table>",
+            body,
+        )
+
+    @admin.display(description="pick a winner")
+    def review_link(self, obj):
+        url = reverse("dashboard:conflicts:detail", args=[obj.pk])
+        return format_html('<a href="{}">Open in the review page</a>', url)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def _decide(self, request, queryset, decision):
+        done = 0
+        for conflict in queryset.order_by("pk"):
+            try:
+                actions.do_resolve(conflict.pk, decision, user=request.user, note="admin action")
+                done += 1
+            except ActionError as exc:
+                self.message_user(
+                    request, f"conflict {conflict.pk}: {exc.message}", messages.WARNING
+                )
+        self.message_user(request, f"{done} conflict(s): {decision}.", messages.SUCCESS)
+
+    @admin.action(description="Accept the engine's proposal")
+    def accept_proposal(self, request, queryset):
+        self._decide(request, queryset, Decision.ACCEPT)
+
+    @admin.action(description="Dismiss (not a real conflict)")
+    def dismiss(self, request, queryset):
+        self._decide(request, queryset, Decision.DISMISS)
+
+
+@admin.register(Resolution)
+class ResolutionAdmin(admin.ModelAdmin):
+    list_display = (
+        "id",
+        "conflict",
+        "decision",
+        "actor",
+        "actor_name",
+        "strategy",
+        "winner_claim",
+        "proposal_agreed",
+        "created_at",
+    )
+    list_filter = ("decision", "actor", "strategy", "created_at")
+    search_fields = ("=conflict__id", "winner_claim", "actor_name")
+    show_full_result_count = False
+
+    def get_readonly_fields(self, request, obj=None):
+        return [f.name for f in self.model._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False  # immutable history
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(SourceTrust)
+class SourceTrustAdmin(admin.ModelAdmin):
+    """Learned trust per (worker, type); an admin may pin it per type (``Worker.trust_pin``
+    pins a worker for every type and wins over this)."""
+
+    list_display = (
+        "worker",
+        "knowledge_type",
+        "mean_display",
+        "alpha",
+        "beta",
+        "pinned",
+        "wins",
+        "losses",
+        "updated_at",
+    )
+    list_filter = ("knowledge_type",)
+    search_fields = ("worker__name",)
+    list_select_related = ("worker",)
+    readonly_fields = ("worker", "knowledge_type", "alpha", "beta", "wins", "losses", "updated_at")
+    fields = ("worker", "knowledge_type", "pinned", "alpha", "beta", "wins", "losses", "updated_at")
+
+    @admin.display(description="effective trust")
+    def mean_display(self, obj):
+        return f"{obj.mean:.3f}"
+
+    def has_add_permission(self, request):
+        return False
+
+    def save_model(self, request, obj, form, change):
+        actions.do_pin_trust(obj.worker, obj.knowledge_type, obj.pinned)

@@ -1,0 +1,42 @@
+"""One FilterSet for the conflict list: the API and the dashboard queue both use it."""
+
+from __future__ import annotations
+
+import django_filters
+from django import forms
+
+from conflicts.choices import Classification, ConflictStatus
+from conflicts.models import Conflict
+from knowledge.registry import registry
+
+
+def _type_choices():
+    return [(name, name) for name in registry.names()]
+
+
+class ConflictFilterSet(django_filters.FilterSet):
+    """``status`` and ``classification`` accept several values (``?status=open&status=...``);
+    ``worker`` = a worker whose item takes part; ``opened_after`` / ``opened_before`` and
+    ``resolved_after`` / ``resolved_before`` are ISO 8601 times; ``q`` searches the subject."""
+
+    status = django_filters.MultipleChoiceFilter(choices=ConflictStatus.choices)
+    type = django_filters.MultipleChoiceFilter(field_name="knowledge_type", choices=_type_choices)
+    classification = django_filters.MultipleChoiceFilter(choices=Classification.choices)
+    worker = django_filters.CharFilter(method="filter_worker", max_length=64)
+    opened_after = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    opened_before = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="lt")
+    resolved_after = django_filters.IsoDateTimeFilter(field_name="resolved_at", lookup_expr="gte")
+    resolved_before = django_filters.IsoDateTimeFilter(field_name="resolved_at", lookup_expr="lt")
+    q = django_filters.CharFilter(
+        field_name="subject",
+        lookup_expr="icontains",
+        max_length=255,
+        widget=forms.TextInput(attrs={"placeholder": "subject contains"}),
+    )
+
+    class Meta:
+        model = Conflict
+        fields: list[str] = []
+
+    def filter_worker(self, queryset, name, value):
+        return queryset.involving_worker(value) if value else queryset
