@@ -419,6 +419,51 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
     return ids
 
 
+def detect_conflicts_many(pairs: list[tuple[KnowledgeItem, str]]) -> list[list[int]]:
+    """``detect_conflicts`` for items stored together by a bulk broadcast (distinct type and
+    subject within the batch), with the same result for each.
+
+    Two queries find the subjects where something else is active or a conflict is unsettled;
+    only those items run the full detection. An item alone on its subject can neither
+    conflict nor corroborate, so it only feeds the copy estimator.
+    """
+    cfg = conflict_settings()
+    if not cfg.enabled or not pairs:
+        for item, _ in pairs:
+            item.conflict_detections = []
+        return [[] for _ in pairs]
+    if cfg.copy_detection:
+        copy_estimator()  # a first-use rebuild must not run under the tail lock
+    types = {item.knowledge_type for item, _ in pairs}
+    subjects = {item.subject for item, _ in pairs}
+    busy = set(
+        KnowledgeItem.objects.filter(
+            status=ItemStatus.ACTIVE, knowledge_type__in=types, subject__in=subjects
+        )
+        .exclude(pk__in=[item.pk for item, _ in pairs])
+        .values_list("knowledge_type", "subject")
+        .distinct()
+    )
+    busy |= set(
+        Conflict.objects.filter(knowledge_type__in=types, subject__in=subjects)
+        .unsettled()
+        .values_list("knowledge_type", "subject")
+        .distinct()
+    )
+    out: list[list[int]] = []
+    for item, outcome in pairs:
+        if (item.knowledge_type, item.subject) in busy:
+            out.append(detect_conflicts(item, outcome))
+            continue
+        item.conflict_detections = []
+        if cfg.copy_detection and registry.get(item.knowledge_type) is not None:
+            copy_estimator().observe(
+                item.knowledge_type, item.subject, item.source.name, item.claim, item.observed_ts
+            )
+        out.append([])
+    return out
+
+
 @dataclass(frozen=True)
 class _Comparable:
     item_id: int

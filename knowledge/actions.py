@@ -297,14 +297,17 @@ def _broadcast_batch(worker: Worker, run: list[BroadcastInput]) -> list[Broadcas
     if links:
         KnowledgeTarget.objects.bulk_create(links)
 
-    from conflicts.actions import detect_conflicts  # conflicts builds on knowledge
+    from conflicts.actions import detect_conflicts_many  # conflicts builds on knowledge
 
-    specs, records_new = [], []
-    for i, data, item, outcome, own, target_names, request_hash in plans:
+    for _, _, item, _, own, _, _ in plans:
         item.source = worker
         if own is not None:
             own.source = worker
-        conflict_ids = detect_conflicts(item, outcome)
+    detected = detect_conflicts_many([(item, outcome) for _, _, item, outcome, _, _, _ in plans])
+    specs, records_new = [], []
+    for (i, data, item, outcome, own, target_names, request_hash), conflict_ids in zip(
+        plans, detected, strict=True
+    ):
         specs.append(
             {
                 "kind": EventKind.KNOWLEDGE_BROADCAST,

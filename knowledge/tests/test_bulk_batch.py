@@ -86,19 +86,23 @@ def test_idempotency_keys_replay_and_reject_a_changed_body(analysis):
     assert Event.objects.count() == events and IdempotencyRecord.objects.count() == 5
 
 
-def test_conflict_detection_runs_per_stored_item_and_its_ids_reach_the_event(analysis, monkeypatch):
-    calls = []
+def test_conflict_detection_runs_for_bulk_items_and_its_ids_reach_the_event(analysis, think):
+    """A bulk item contradicting another source's item raises a conflict (real detection);
+    an item alone on its subject raises none."""
+    from conflicts.models import Conflict
 
-    def detect(item, outcome):
-        calls.append((item.pk, item.source.name, outcome))
-        return [1000 + item.pk]
-
-    monkeypatch.setattr(conflicts.actions, "detect_conflicts", detect)
-    body = bulk(analysis, [issue("a.py::f"), issue("b.py::g")])
-    ids = [r["result"]["item"]["id"] for r in body["results"]]
-    assert calls == [(ids[0], "analysis", "created"), (ids[1], "analysis", "created")]
-    assert [r["result"]["conflicts"] for r in body["results"]] == [[1000 + ids[0]], [1000 + ids[1]]]
-    assert Event.objects.get(item_id=ids[1]).data["conflicts"] == [1000 + ids[1]]
+    r = think.broadcast("issue_pattern", {"rule": "long_function", "location": "a.py::f", "severity": "low"})
+    assert r.status_code == 201
+    body = bulk(analysis, [issue("a.py::f"), issue("b.py::g")])  # severity high on a.py::f
+    first, second = body["results"]
+    assert second["result"]["conflicts"] == []
+    [conflict_id] = first["result"]["conflicts"]
+    conflict = Conflict.objects.get(pk=conflict_id)
+    assert conflict.subject == "long_function | a.py::f"
+    assert Event.objects.get(item_id=first["result"]["item"]["id"], kind="knowledge_broadcast").data[
+        "conflicts"
+    ] == [conflict_id]
+    assert Event.objects.filter(kind="conflict_detected").count() == 1
 
 
 def test_an_item_failing_inside_the_batch_is_rejected_alone(analysis, monkeypatch):
@@ -107,7 +111,11 @@ def test_an_item_failing_inside_the_batch_is_rejected_alone(analysis, monkeypatc
             raise ActionError("conflict store unavailable", "payload", 409)
         return []
 
+    def detect_many(pairs):
+        return [detect(item, outcome) for item, outcome in pairs]
+
     monkeypatch.setattr(conflicts.actions, "detect_conflicts", detect)
+    monkeypatch.setattr(conflicts.actions, "detect_conflicts_many", detect_many)
     body = bulk(analysis, [issue("a.py::f"), issue("bad.py::f"), issue("c.py::h")])
     assert [r["status"] for r in body["results"]] == [201, 409, 201]
     assert sorted(KnowledgeItem.objects.values_list("subject", flat=True)) == [
