@@ -86,3 +86,14 @@ def collect_metrics():
         "Conflicts open or pending review (the plan alerts above 10).",
         value=by_status[ConflictStatus.OPEN] + by_status[ConflictStatus.PENDING_REVIEW],
     )
+
+
+def unresolved_conflicts_alert():
+    """The plan's alert: more than 10 conflicts waiting for a decision (dashboard/alerts.py)."""
+    from dashboard.alerts import WARNING, Alert
+
+    n = stats_section()["unresolved"]
+    return Alert(
+        "unresolved_conflicts", WARNING, n > 10, n, 10,
+        f"{n} conflicts open or pending review (queue: /dashboard/conflicts/)",
+    )

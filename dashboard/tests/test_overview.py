@@ -94,3 +94,14 @@ def test_check_alerts_announces_changes_once(analysis):
 def test_metrics_export_alert_states(client, db):
     text = client.get("/metrics").content.decode()
     assert 'kx_alert_firing{alert="database_latency",level="warning"} 0.0' in text
+
+
+def test_unresolved_conflicts_alert_and_card(staff_client, analysis, think, learning, settings):
+    settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "auto_resolve_threshold": 1.01}
+    for i in range(11):  # eleven contradictions, none confident enough to apply
+        analysis.broadcast("issue_pattern", issue_payload(location=f"c{i}.py::f", severity="high"))
+        think.broadcast("issue_pattern", issue_payload(location=f"c{i}.py::f", severity="low"))
+    alert = by_name("unresolved_conflicts")
+    assert alert.firing and alert.value == 11
+    html = staff_client.get("/dashboard/").content.decode()
+    assert 'id="stat-conflicts">11<' in html
