@@ -153,6 +153,41 @@ def do_broadcast_many(
     return results
 
 
+REFRESH_FIELDS = ["payload", "confidence", "urgency", "observed_at", "observed_ts", "refreshed_at", "refresh_count"]
+
+
+def _apply_refresh(own: KnowledgeItem, data: BroadcastInput, observed_at: datetime, now: datetime) -> None:
+    """The source repeated its claim: take the new payload and confidence, move
+    ``observed_at`` forward (never back), count the refresh. The caller saves."""
+    own.payload = data.payload
+    own.confidence = data.confidence
+    own.urgency = data.urgency
+    if observed_at > own.observed_at:
+        own.observed_at = observed_at
+        own.observed_ts = observed_at.timestamp()
+    own.refreshed_at = now
+    own.refresh_count += 1
+
+
+def _new_item(kt, worker: Worker, data: BroadcastInput, subject: str, claim: str,
+              target_names: list[str], observed_at: datetime, now: datetime) -> KnowledgeItem:
+    """An unsaved item for a broadcast (the single and the batch path both use it)."""
+    return KnowledgeItem(
+        knowledge_type=kt.name,
+        source=worker,
+        subject=subject,
+        claim=claim,
+        payload=data.payload,
+        confidence=data.confidence,
+        urgency=data.urgency,
+        is_targeted=bool(target_names),
+        target_names=target_names,
+        created_at=now,
+        observed_at=observed_at,
+        observed_ts=observed_at.timestamp(),
+    )
+
+
 def _broadcast_one_in_savepoint(worker: Worker, entry: BroadcastInput) -> BroadcastResult | ActionError:
     try:
         with transaction.atomic():
@@ -251,40 +286,17 @@ def _broadcast_batch(worker: Worker, run: list[BroadcastInput]) -> list[Broadcas
         target_names = sorted({w.name for w in data.targets})
         own = own_by_key.get((kt.name, subject))
         if own is not None and own.claim == claim:
-            own.payload = data.payload
-            own.confidence = data.confidence
-            own.urgency = data.urgency
-            if observed_at > own.observed_at:
-                own.observed_at = observed_at
-                own.observed_ts = observed_at.timestamp()
-            own.refreshed_at = now
-            own.refresh_count += 1
+            _apply_refresh(own, data, observed_at, now)
             refreshed.append(own)
             plans.append((i, data, own, "refreshed", own, target_names, request_hash))
         else:
-            item = KnowledgeItem(
-                knowledge_type=kt.name,
-                source=worker,
-                subject=subject,
-                claim=claim,
-                payload=data.payload,
-                confidence=data.confidence,
-                urgency=data.urgency,
-                is_targeted=bool(target_names),
-                target_names=target_names,
-                created_at=now,
-                observed_at=observed_at,
-                observed_ts=observed_at.timestamp(),
-            )
+            item = _new_item(kt, worker, data, subject, claim, target_names, observed_at, now)
             created.append(item)
             plans.append((i, data, item, "revised" if own is not None else "created", own, target_names, request_hash))
     if created:
         KnowledgeItem.objects.bulk_create(created)
     if refreshed:
-        KnowledgeItem.objects.bulk_update(
-            refreshed,
-            ["payload", "confidence", "urgency", "observed_at", "observed_ts", "refreshed_at", "refresh_count"],
-        )
+        KnowledgeItem.objects.bulk_update(refreshed, REFRESH_FIELDS)
     for _, _, item, outcome, own, _, _ in plans:
         if outcome == "revised":
             own.status = ItemStatus.SUPERSEDED
@@ -377,41 +389,12 @@ def _broadcast_in_transaction(worker: Worker, data: BroadcastInput) -> Broadcast
         .first()
     )
     if own is not None and own.claim == claim:
-        own.payload = data.payload
-        own.confidence = data.confidence
-        own.urgency = data.urgency
-        if observed_at > own.observed_at:
-            own.observed_at = observed_at
-            own.observed_ts = observed_at.timestamp()
-        own.refreshed_at = now
-        own.refresh_count += 1
-        own.save(
-            update_fields=[
-                "payload",
-                "confidence",
-                "urgency",
-                "observed_at",
-                "observed_ts",
-                "refreshed_at",
-                "refresh_count",
-            ]
-        )
+        _apply_refresh(own, data, observed_at, now)
+        own.save(update_fields=REFRESH_FIELDS)
         item, outcome = own, "refreshed"
     else:
-        item = KnowledgeItem.objects.create(
-            knowledge_type=kt.name,
-            source=worker,
-            subject=subject,
-            claim=claim,
-            payload=data.payload,
-            confidence=data.confidence,
-            urgency=data.urgency,
-            is_targeted=bool(target_names),
-            target_names=target_names,
-            created_at=now,
-            observed_at=observed_at,
-            observed_ts=observed_at.timestamp(),
-        )
+        item = _new_item(kt, worker, data, subject, claim, target_names, observed_at, now)
+        item.save(force_insert=True)
         if data.targets:
             KnowledgeTarget.objects.bulk_create(
                 [KnowledgeTarget(item=item, worker=w) for w in data.targets]
