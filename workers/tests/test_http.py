@@ -24,10 +24,6 @@ from workers.actions import do_create_worker
 from workers.models import Worker
 from workers.sdk import HttpTransport, SDKError, TransportError
 
-PORT_STUB = 8521
-PORT_DAPHNE = 8551
-PORT_CLOSED = 8598
-
 
 class FlakyHandler(BaseHTTPRequestHandler):
     """Answers 503, then 429, then 201; records what it was sent."""
@@ -74,10 +70,10 @@ class FlakyHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def flaky_server():
     FlakyHandler.seen = []
-    server = HTTPServer(("127.0.0.1", PORT_STUB), FlakyHandler)
+    server = HTTPServer(("127.0.0.1", 0), FlakyHandler)  # a free port the OS picks
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{PORT_STUB}"
+    yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
     server.server_close()
 
@@ -109,12 +105,19 @@ def test_a_4xx_is_raised_at_once_with_the_field(flaky_server):
     assert transport.retries_done == 0
 
 
+def closed_port() -> int:
+    """A port nothing listens on: bound, then released."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_an_unreachable_server_fails_after_the_retries():
     waits: list[float] = []
     transport = HttpTransport.__new__(HttpTransport)
     HttpTransport.__init__(
         transport,
-        f"http://127.0.0.1:{PORT_CLOSED}",
+        f"http://127.0.0.1:{closed_port()}",
         "kx_t",
         worker="scout",
         retries=3,
@@ -149,9 +152,12 @@ def server_env() -> dict[str, str]:
 
 @pytest.fixture
 def live_server_process():
+    from knowledge.tests.daphne_server import free_port
+
+    port = free_port()  # not a fixed one: another checkout's tests may run at the same time
     daphne = Path(sys.executable).with_name("daphne")
     proc = subprocess.Popen(
-        [str(daphne), "-b", "127.0.0.1", "-p", str(PORT_DAPHNE), "config.asgi:application"],
+        [str(daphne), "-b", "127.0.0.1", "-p", str(port), "config.asgi:application"],
         cwd=settings.BASE_DIR,
         env=server_env(),
         stdout=subprocess.DEVNULL,
@@ -160,12 +166,13 @@ def live_server_process():
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
-            socket.create_connection(("127.0.0.1", PORT_DAPHNE), timeout=0.5).close()
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
             break
         except OSError:
             assert proc.poll() is None, proc.stderr.read().decode()
             time.sleep(0.1)
-    yield f"http://127.0.0.1:{PORT_DAPHNE}"
+    assert proc.poll() is None, "our daphne exited: the port answered for another server"
+    yield f"http://127.0.0.1:{port}"
     proc.send_signal(signal.SIGTERM)
     try:
         proc.wait(timeout=10)
