@@ -56,7 +56,7 @@ from conflicts.models import Conflict, ConflictItem, Resolution, SourceTrust
 from knowledge import cache as knowledge_cache
 from knowledge.actions import ActionError
 from knowledge.choices import EventKind, ItemStatus
-from knowledge.events import _lock_tail, publish_event
+from knowledge.events import lock_log_tail, publish_event
 from knowledge.models import KnowledgeItem
 from knowledge.registry import registry
 from workers.models import Worker
@@ -343,7 +343,7 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
         return []
     if cfg.copy_detection:
         copy_estimator()  # a first-use rebuild must not run under the tail lock
-    _lock_tail()
+    lock_log_tail()
     now = timezone.now()
     others = [o for o in _subject_items(item.knowledge_type, item.subject) if o.pk != item.pk]
     comparable = [_Comparable.of(o) for o in others]
@@ -740,7 +740,7 @@ RESOLVE_ATTEMPTS = 8
 def _resolve_once(conflict_id, decision, user, winner_item_id, note, version) -> Conflict:
     cfg = conflict_settings()
     with transaction.atomic():
-        _lock_tail()
+        lock_log_tail()
         conflict = _locked_conflict(conflict_id)
         if version is not None and version != conflict.version:
             raise ActionError(
@@ -809,7 +809,7 @@ def do_flag_conflict(
         raise ActionError("reason is longer than 500 characters", "reason")
     cfg = conflict_settings()
     with transaction.atomic():
-        _lock_tail()
+        lock_log_tail()
         qs = KnowledgeItem.objects.select_related("source")
         if worker is not None:
             qs = qs.visible_to(worker)
@@ -915,7 +915,7 @@ def do_reevaluate(conflict_id: int) -> Conflict:
     """Evaluate an unsettled contradiction again now (the settle sweep; after trust changes)."""
     cfg = conflict_settings()
     with transaction.atomic():
-        _lock_tail()
+        lock_log_tail()
         conflict = _locked_conflict(conflict_id)
         if conflict.is_unsettled and conflict.classification == Classification.CONTRADICTION:
             _evaluate(conflict, cfg, timezone.now())

@@ -29,7 +29,7 @@ WAKE_GROUP = "ke_events"
 _locked_in = threading.local()
 
 
-def _lock_tail() -> None:
+def lock_log_tail() -> None:
     """Serialise the tail of publishing transactions (PostgreSQL only)."""
     if connection.vendor != "postgresql":
         return
@@ -54,7 +54,7 @@ def publish_event(
     """
     if not connection.in_atomic_block:
         raise RuntimeError("publish_event must run inside transaction.atomic()")
-    _lock_tail()
+    lock_log_tail()
     event = Event.objects.create(
         kind=kind,
         knowledge_type=knowledge_type,
@@ -77,7 +77,7 @@ def publish_events(specs: list[dict]) -> list[Event]:
         raise RuntimeError("publish_events must run inside transaction.atomic()")
     if not specs:
         return []
-    _lock_tail()
+    lock_log_tail()
     events = Event.objects.bulk_create(
         [
             Event(
