@@ -57,7 +57,7 @@ test-services: $(VENV)/.installed
 
 test-browser: $(VENV)/.installed
 	@echo "== tests: browser (headless Chromium) =="
-	env -u DATABASE_URL -u REDIS_URL DJANGO_ALLOW_ASYNC_UNSAFE=true $(PY) -m pytest -q -m browser $(PYTEST_ARGS); \
+	@env -u DATABASE_URL -u REDIS_URL DJANGO_ALLOW_ASYNC_UNSAFE=true $(PY) -m pytest -q -m browser $(PYTEST_ARGS); \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no browser tests collected"; rc=0; fi; exit $$rc
 
 test-js:
