@@ -370,16 +370,7 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
     }
     conflict = unsettled.get(Classification.CONTRADICTION)
     if conflict is None and contradicted:
-        conflict = Conflict.objects.create(
-            knowledge_type=item.knowledge_type,
-            subject=item.subject,
-            classification=Classification.CONTRADICTION,
-            opened_at=now,
-            updated_at=now,
-        )
-        _link(conflict, [item], ItemRole.OPENER)
-        _link(conflict, others, ItemRole.EXISTING)
-        _evaluate(conflict, cfg, now, created=True)
+        conflict = _open_conflict(item, others, Classification.CONTRADICTION, cfg, now)
         ids.append(conflict.pk)
     elif conflict is not None:
         _link(conflict, [item], ItemRole.JOINED)
@@ -401,22 +392,31 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
         else:
             ids.append(mismatch.pk)
     if mismatch is None and mismatched:
-        mismatch = Conflict.objects.create(
-            knowledge_type=item.knowledge_type,
-            subject=item.subject,
-            classification=Classification.CONFIDENCE_MISMATCH,
-            opened_at=now,
-            updated_at=now,
-        )
-        _link(mismatch, [item], ItemRole.OPENER)
-        _link(mismatch, mismatched, ItemRole.EXISTING)
-        _evaluate(mismatch, cfg, now, created=True)
+        mismatch = _open_conflict(item, mismatched, Classification.CONFIDENCE_MISMATCH, cfg, now)
         ids.append(mismatch.pk)
     if ids:
         # An auto-resolution may have superseded the new item itself: the broadcast's
         # response and event must show it.
         item.refresh_from_db(fields=["status", "superseded_by"])
     return ids
+
+
+def _open_conflict(
+    item: KnowledgeItem, existing: list[KnowledgeItem], classification: str, cfg, now: datetime
+) -> Conflict:
+    """A new conflict on ``item``'s subject, opened by ``item`` against ``existing``; evaluated
+    at once (which publishes ``conflict_detected`` and may auto-resolve it)."""
+    conflict = Conflict.objects.create(
+        knowledge_type=item.knowledge_type,
+        subject=item.subject,
+        classification=classification,
+        opened_at=now,
+        updated_at=now,
+    )
+    _link(conflict, [item], ItemRole.OPENER)
+    _link(conflict, existing, ItemRole.EXISTING)
+    _evaluate(conflict, cfg, now, created=True)
+    return conflict
 
 
 def detect_conflicts_many(pairs: list[tuple[KnowledgeItem, str]]) -> list[list[int]]:
