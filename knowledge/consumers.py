@@ -21,9 +21,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from knowledge.choices import EventKind
-from knowledge.events import FeedFilter, is_recoverable
+from knowledge.events import FeedFilter
 from knowledge.registry import registry
 from knowledge.relay import Connection, Relay, db_position, standing_filter, text_frame
+from knowledge.resume import resume
 
 log = logging.getLogger(__name__)
 
@@ -297,18 +298,13 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
         pos = await db_position()
         if conn.gen != gen or self.conn is None:
             return  # superseded while we read
-        recovered = True
-        if since is None:
-            start = pos.top
-        elif is_recoverable(since, epoch, pos):
-            start = since
-        else:
-            recovered, start = False, pos.top
+        answer = resume(since, epoch, pos)
         conn.filter = flt
-        conn.pos = start
+        conn.pos = answer.position
         conn.push(
             json.dumps(
-                {"type": "subscribed", "epoch": pos.epoch, "since": since, "recovered": recovered, "top": pos.top}
+                {"type": "subscribed", "epoch": pos.epoch, "since": since, "recovered": answer.recovered,
+                 "position": answer.position, "top": pos.top}
             )
         )
         self._catchup = asyncio.get_running_loop().create_task(self.relay.catch_up(conn, gen))

@@ -152,15 +152,6 @@ def log_position() -> LogPosition:
     return LogPosition(str(state.epoch), max(top, state.pruned_through), state.pruned_through)
 
 
-def is_recoverable(since: int, epoch: str | None, position: LogPosition) -> bool:
-    """Can a consumer that saw everything up to ``since`` (in ``epoch``) resume without a gap?"""
-    if epoch is not None and epoch != position.epoch:
-        return False
-    if since > position.top:
-        return False  # from the future: a log that was reset or restored from a backup
-    return since >= position.pruned_through
-
-
 class EventFilter:
     """Which events a consumer wants: a SQL prefilter plus an exact Python predicate."""
 

@@ -38,7 +38,6 @@ from knowledge.api.serializers import (
 from knowledge.choices import ItemStatus, Urgency
 from knowledge.events import (
     FeedFilter,
-    is_recoverable,
     log_position,
     read_events,
     wait_for_local_wake,
@@ -47,6 +46,7 @@ from knowledge.health import run_health_checks
 from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
+from knowledge.resume import resume
 from knowledge.stats import collect_stats
 from workers.models import Worker
 from workers.permissions import request_worker
@@ -429,15 +429,8 @@ class EventsView(APIView):
         max_wait = settings.KNOWLEDGE_EXCHANGE["long_poll_max_wait"]
         wait = min(d.get("wait", 0), max_wait)
         deadline = time.monotonic() + wait
-        pos = log_position()
-        since = d.get("since")
-        recovered = True
-        if since is None:
-            since = pos.top  # live only
-        elif not is_recoverable(since, d.get("epoch"), pos):
-            # A gap we cannot fill: say so, and replay what the log still holds.
-            recovered = False
-            since = pos.pruned_through
+        answer = resume(d.get("since"), d.get("epoch"), log_position())
+        pos, since = answer.log, answer.position
         while True:
             events, scanned_to = read_events(since, flt, d.get("limit", 500))
             if events or time.monotonic() >= deadline:
@@ -453,7 +446,8 @@ class EventsView(APIView):
             {
                 "epoch": pos.epoch,
                 "since": d.get("since") if d.get("since") is not None else pos.top,
-                "recovered": recovered,
+                "recovered": answer.recovered,
+                "position": answer.position,
                 "top": scanned_to,
                 "next": scanned_to,
                 "results": [e.as_message(pos.epoch) for e in events],
