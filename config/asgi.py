@@ -12,7 +12,7 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from knowledge.routing import websocket_urlpatterns  # noqa: E402
+from knowledge.routing import OriginCheck, websocket_urlpatterns  # noqa: E402
 
 http_app = django_asgi_app
 if settings.DEBUG or os.environ.get("KE_SERVE_STATIC", "true").lower() in ("1", "true", "yes"):
@@ -24,6 +24,6 @@ if settings.DEBUG or os.environ.get("KE_SERVE_STATIC", "true").lower() in ("1", 
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AuthMiddlewareStack(URLRouter(websocket_urlpatterns)),
+        "websocket": OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

@@ -14,23 +14,30 @@ import json
 import logging
 import socket
 import time
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from knowledge import live_auth
 from knowledge.choices import EventKind
 from knowledge.events import FeedFilter
 from knowledge.registry import registry
-from knowledge.relay import Connection, Relay, db_position, standing_filter, text_frame
+from knowledge.relay import (
+    CLOSE_GOING_AWAY,
+    Connection,
+    Relay,
+    db_position,
+    standing_filter,
+    text_frame,
+)
 from knowledge.resume import resume
 
 log = logging.getLogger(__name__)
 
 CLOSE_AUTH = 4401
 CLOSE_TOO_SLOW = 4008
-CLOSE_DISABLED = 4503
+CLOSE_DISABLED = 4503  # the feed is disabled, or this server process is stopping
 FILTER_KEYS = ("types", "sources", "events")
 
 
@@ -38,19 +45,7 @@ def _setting(name, default):
     return settings.KNOWLEDGE_EXCHANGE.get(name, default)
 
 
-@database_sync_to_async
-def _authenticate(scope) -> tuple[str, str | None] | None:
-    """(label, viewer) for a worker token or a staff session; None if neither."""
-    from workers.models import Worker
-
-    token = parse_qs(scope.get("query_string", b"").decode(errors="replace")).get("token", [""])[0]
-    if token:
-        worker = Worker.objects.for_token(token)
-        return (f"worker:{worker.name}", worker.name) if worker else None
-    user = scope.get("user")
-    if user is not None and user.is_authenticated and user.is_staff:
-        return (f"user:{user.get_username()}", None)
-    return None
+_viewer = database_sync_to_async(live_auth.socket_viewer)
 
 
 class _WritableWatch:
@@ -167,19 +162,23 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_DISABLED)
             return
-        who = await _authenticate(self.scope)
+        who = await _viewer(self.scope)
         if who is None:
             await self.accept()
             await self.close(code=CLOSE_AUTH)
             return
-        label, viewer = who
         await self.accept()
         self.relay = Relay.current()
+        if self.relay.draining:
+            await self.close(code=CLOSE_GOING_AWAY)
+            return
         self.conn = Connection(
-            label=label,
-            viewer=viewer,
+            label=who.label,
+            viewer=who.worker,
             max_queue=int(_setting("ws_max_queue", 1000)),
             on_overflow=self._too_slow,
+            credential=who.credential,
+            on_close=self._ended_by_relay,
         )
         self.watch = _WritableWatch()
         self.watch.attach(self.base_send)
@@ -202,6 +201,16 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
             if task is not None and not task.done() and task is not asyncio.current_task():
                 task.cancel()
 
+    def _ended_by_relay(self, code: int):
+        """Credentials revoked (4401/4403) or the server is stopping (4503)."""
+        asyncio.get_running_loop().create_task(self._close_with(code))
+
+    async def _close_with(self, code: int):
+        if self.conn is None:
+            return
+        self._stop_tasks()
+        await self.close(code=code)
+
     def _too_slow(self):
         self.relay.stats["slow_closes"] += 1
         asyncio.get_running_loop().create_task(self._close_slow())
@@ -210,8 +219,7 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
         if self.conn is None:
             return
         self.conn.dropped_slow = True
-        self._stop_tasks()
-        await self.close(code=CLOSE_TOO_SLOW)
+        await self._close_with(CLOSE_TOO_SLOW)
 
     async def _send_loop(self):
         conn = self.conn

@@ -24,7 +24,6 @@ from knowledge.models import Event, LogState
 log = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x4B58_0001  # "KX" 1: the event log tail
-WAKE_GROUP = "ke_events"
 
 _locked_in = threading.local()
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 
@@ -13,10 +14,23 @@ class BodySizeLimitMiddleware:
     limit is enforced here before any view runs.
     """
 
+    async_capable = True  # so an async view (the long poll) runs without a thread held
+
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        refused = self._refuse(request)
+        if iscoroutinefunction(self):
+            return self._acall(request, refused)
+        return refused or self.get_response(request)
+
+    async def _acall(self, request, refused):
+        return refused or await self.get_response(request)
+
+    def _refuse(self, request):
         if request.path.startswith("/api/") and request.method in ("POST", "PUT", "PATCH"):
             limit = settings.KNOWLEDGE_EXCHANGE["max_body_bytes"]
             length = request.META.get("CONTENT_LENGTH")
@@ -31,4 +45,4 @@ class BodySizeLimitMiddleware:
                         return too_large_response(limit)
                 except RequestDataTooBig:
                     return too_large_response(limit)
-        return self.get_response(request)
+        return None

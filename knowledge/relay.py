@@ -28,6 +28,7 @@ import concurrent.futures
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -39,10 +40,14 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from knowledge import events as event_log
+from knowledge import live_auth, wakeup
 from knowledge.events import EventFilter, FeedFilter, log_position, read_events
 
 log = logging.getLogger(__name__)
 
+# The server is stopping: reconnect (to another process) with backoff. Not 1001: autobahn,
+# under daphne, lets a server close only with 1000 or 3000-4999.
+CLOSE_GOING_AWAY = 4503
 CACHE_PREFIX = "ke-ws-proc:"
 CACHE_INDEX = "ke-ws-procs"
 
@@ -169,6 +174,10 @@ class Connection:
     # transport is writable (no task switch per frame: 1,000 subscribers cost one pass).
     writer: object = None
     can_write: object = None
+    credential: object = None  # live_auth.Credential, re-checked by the relay
+    poll: bool = False  # a parked long poll (answered once), not a socket
+    on_close: object = None  # callable(code): the relay ends this connection
+    closed: int | None = None  # the code it was ended with
 
     def push(self, text: str, frame: bytes | None = None) -> bool:
         if self.overflowed:
@@ -255,6 +264,8 @@ class Relay:
         self.epoch = ""
         self._task: asyncio.Task | None = None
         self._wake_task: asyncio.Task | None = None
+        self._guard_task: asyncio.Task | None = None
+        self.draining = False  # SIGTERM: answer and close everything, take nothing new
         self._wake = asyncio.Event()
         self._started = asyncio.Event()
         self.stats = _PROCESS_STATS  # survives the relay stopping when idle
@@ -278,21 +289,83 @@ class Relay:
             self._started = asyncio.Event()
             self._task = self.loop.create_task(self._run(), name="ke-relay")
             self._wake_task = self.loop.create_task(self._listen_layer(), name="ke-relay-wake")
+            self._guard_task = self.loop.create_task(self._guard(), name="ke-relay-guard")
+            _chain_sigterm()
         await self._started.wait()
 
     def unregister(self, conn: Connection) -> None:
         self.connections.discard(conn)
         conn.live = False
-        if not self.connections:
+        if not self.connections and not conn.poll:
+            # A long poll is usually followed by the next one at once: the relay stays up
+            # for it and stops in ``_run`` once idle for ``relay_idle_seconds``.
             self.stop()
 
     def stop(self) -> None:
-        for task in (self._task, self._wake_task):
-            if task is not None and not task.done():
+        for task in (self._task, self._wake_task, self._guard_task):
+            if task is not None and not task.done() and task is not asyncio.current_task():
                 task.cancel()
-        self._task = self._wake_task = None
+        self._task = self._wake_task = self._guard_task = None
         _publish_snapshot(self, final=True)
         close_db_threads()
+
+    def end(self, conn: Connection, code: int) -> None:
+        """End one connection from the server side: a socket is closed with ``code``, a long
+        poll answers at once."""
+        if conn.closed is not None:
+            return
+        conn.closed = code
+        conn.live = False
+        conn.ready.set()
+        if conn.on_close is not None:
+            conn.on_close(code)
+
+    async def park(self, conn: Connection, timeout: float) -> None:
+        """A long poll: wait on this process's fan-out (not the database) until an event for
+        ``conn`` is queued, it is ended (revoked, shutdown) or ``timeout`` passes."""
+        await self.register(conn)
+        catch_up = self.loop.create_task(self.catch_up(conn, conn.gen))
+        try:
+            async with asyncio.timeout(timeout):
+                while not conn.queue and conn.closed is None and not self.draining:
+                    conn.ready.clear()
+                    await conn.ready.wait()
+        except TimeoutError:
+            pass
+        finally:
+            catch_up.cancel()
+            self.unregister(conn)
+
+    async def _guard(self) -> None:
+        """Re-check every connection's credential (docs/realtime.md, "Revocation")."""
+        every = float(_setting("live_auth_recheck_seconds", 0.5))
+        while True:
+            await asyncio.sleep(every)
+            creds = {c.credential for c in self.connections if c.credential and c.closed is None}
+
+            if not creds:
+                continue
+            try:
+                bad = await _in_db_thread(live_auth.revoked, creds)
+            except Exception:  # database down: keep serving; the check runs again
+                log.warning("credential re-check failed", exc_info=True)
+                continue
+            for conn in list(self.connections):
+                if conn.credential in bad:
+                    self.end(conn, bad[conn.credential])
+
+    async def shutdown(self) -> None:
+        """SIGTERM: answer every parked long poll, close every socket (4503), and return once
+        the polls have left (bounded), so the server stops with nothing left hanging."""
+        self.draining = True
+        for conn in list(self.connections):
+            self.end(conn, CLOSE_GOING_AWAY)
+        try:
+            async with asyncio.timeout(2):
+                while any(c.poll for c in self.connections):
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            log.warning("shutdown: long polls still in flight")
 
     def wake(self) -> None:
         """Thread-safe: a commit happened somewhere."""
@@ -318,12 +391,23 @@ class Relay:
         next_snapshot = time.monotonic()
         standing_every = float(_setting("ws_standing_refresh_seconds", 2))
         next_standing = time.monotonic() + standing_every
+        idle_for = float(_setting("relay_idle_seconds", 10))
+        idle_since = None
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), poll)
+                # Not wait_for: on 3.11 it can swallow a cancellation that races the wake.
+                async with asyncio.timeout(poll):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
+            if self.connections:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > idle_for:
+                self.stop()
+                return
             try:
                 await self._drain()
             except asyncio.CancelledError:
@@ -335,7 +419,8 @@ class Relay:
             if now >= next_heartbeat:
                 next_heartbeat = now + heartbeat_every
                 for conn in list(self.connections):
-                    conn.heartbeat(self.position)
+                    if not conn.poll:
+                        conn.heartbeat(self.position)
             if now >= next_snapshot:
                 next_snapshot = now + snapshot_every
                 _publish_snapshot(self)
@@ -386,6 +471,7 @@ class Relay:
             if not conn.live:
                 continue
             flt = conn.filter
+            last = conn.pos
             for i, (event, text, frame) in enumerate(encoded):
                 if event.seq <= conn.pos or not flt.matches(event):
                     continue
@@ -394,7 +480,9 @@ class Relay:
                     frame = text_frame(text)
                     encoded[i] = (event, text, frame)
                 if not conn.push(text, frame):
+                    conn.pos = last  # a full long poll answers with what it holds
                     break
+                last = event.seq
                 self.stats["delivered"] += 1
             if conn.live:
                 conn.pos = max(conn.pos, scanned)
@@ -417,42 +505,27 @@ class Relay:
             for event in events:
                 if event.seq > conn.pos and not conn.push(encode_event(event, self.epoch)):
                     return
+                conn.pos = max(conn.pos, event.seq)
             conn.pos = max(conn.pos, scanned)
 
     # the channel layer -----------------------------------------------------------------------
 
     async def _listen_layer(self) -> None:
-        """One channel-layer subscription per process: any wake message wakes the relay."""
-        layer = _wake_layer()
-        if layer is None:
-            return
-        channel = None
-        while True:
-            try:
-                if channel is None:
-                    channel = await layer.new_channel()
-                    await layer.group_add(event_log.WAKE_GROUP, channel)
-                await layer.receive(channel)
-                self.stats["wakes"] += 1
-                self._wake.set()
-            except asyncio.CancelledError:
-                if channel is not None:
-                    try:
-                        await asyncio.shield(layer.group_discard(event_log.WAKE_GROUP, channel))
-                    except Exception:
-                        pass
-                raise
-            except Exception:
-                log.warning("channel layer wake subscription failed; retrying", exc_info=True)
-                channel = None
-                await asyncio.sleep(1.0)
+        """One Redis wake subscription per process (knowledge/wakeup.py)."""
+
+        def woken():
+            self.stats["wakes"] += 1
+            self._wake.set()
+
+        await wakeup.listen(woken)
 
     def snapshot(self) -> dict:
         return {
             "process": process_id(),
             "updated": time.time(),
             "position": self.position,
-            "connections": [c.describe() for c in self.connections],
+            "connections": [c.describe() for c in self.connections if not c.poll],
+            "long_polls": sum(1 for c in self.connections if c.poll),
             "total_connections": self.total_connections,
             "stats": dict(self.stats),
         }
@@ -461,54 +534,49 @@ class Relay:
 # --- Waking relays after a commit --------------------------------------------------------------
 
 
-def _wake_layer():
-    """The Redis pub/sub layer, if configured; None in embedded mode (local wake + polling)."""
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
-    if "RedisPubSubChannelLayer" not in backend:
-        return None
-    from channels.layers import get_channel_layer
-
-    return get_channel_layer()
-
-
-_redis_client = None
-_redis_lock = threading.Lock()
-_last_wake_warning = 0.0
-
-
-def _publish_wake(seq: int) -> None:
-    """One PUBLISH per commit on the layer's group channel, from any (sync) context."""
-    layer = _wake_layer()
-    if layer is None:
-        return
-    global _redis_client
-    import redis
-
-    with _redis_lock:
-        if _redis_client is None:
-            _redis_client = redis.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1
-            )
-    prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
-    try:
-        _redis_client.publish(
-            f"{prefix}__group__{event_log.WAKE_GROUP}", layer.serialize({"type": "wake", "seq": seq})
-        )
-    except Exception as exc:  # Redis down: relays still poll the log
-        global _last_wake_warning
-        now = time.monotonic()
-        if now - _last_wake_warning > 10:
-            _last_wake_warning = now
-            log.warning("wake publish failed, relays will poll the log (%s)", exc)
-
-
 def _on_commit(seq: int) -> None:
     for relay in list(_relays):
         relay.wake()
-    _publish_wake(seq)
+    wakeup.publish(seq)
 
 
 event_log.add_wake_hook(_on_commit)
+
+
+# --- SIGTERM ----------------------------------------------------------------------------------
+
+_sigterm_chained = False
+
+
+def _chain_sigterm() -> None:
+    """Put the relays' shutdown in front of the server's own SIGTERM handler.
+
+    Only when the server installed a Python handler (daphne's Twisted reactor, uvicorn) and
+    we are on the main thread; then SIGTERM first answers the long polls and closes the
+    sockets of every relay of this process, then hands over to the server's handler, which
+    stops it. Without this, the server would cancel the parked polls with no answer.
+    """
+    global _sigterm_chained
+    if _sigterm_chained or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return
+    _sigterm_chained = True
+    loop = asyncio.get_running_loop()
+
+    async def drain_then_stop(signum, frame):
+        try:
+            await asyncio.gather(*(r.shutdown() for r in list(_relays) if r.loop is loop))
+            await asyncio.sleep(0.2)  # the answers leave through the server's own writes
+        finally:
+            previous(signum, frame)
+
+    def on_sigterm(signum, frame):
+        log.info("SIGTERM: answering long polls and closing sockets")
+        loop.call_soon_threadsafe(lambda: loop.create_task(drain_then_stop(signum, frame)))
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 # --- Connection tracking across processes ----------------------------------------------------

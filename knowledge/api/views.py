@@ -1,10 +1,8 @@
 from __future__ import annotations
 
 import functools
-import time
 
 from django.conf import settings
-from django.db import connections
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -15,7 +13,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from knowledge import actions
+from knowledge import actions, live_auth
 from knowledge.actions import ActionError, BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
@@ -40,9 +38,9 @@ from knowledge.events import (
     FeedFilter,
     log_position,
     read_events,
-    wait_for_local_wake,
 )
 from knowledge.health import run_health_checks
+from knowledge.long_poll import LongPoll, as_async_view, parked
 from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
@@ -384,15 +382,6 @@ class StatsView(APIView):
         return Response(collect_stats())
 
 
-def _release_pooled_connection() -> None:
-    """Hand a pooled PostgreSQL connection back while a long poll waits, so waiting polls do
-    not exhaust the pool (``DB_POOL_MAX_SIZE``); the next read takes one again. Without a
-    pool, closing would cost a new connection per poll round, so the connection is kept."""
-    db = connections["default"]
-    if db.settings_dict.get("OPTIONS", {}).get("pool") and not db.in_atomic_block:
-        db.close()
-
-
 class EventsView(APIView):
     """The REST fallback of the live feed: events after ``since``, long-polling up to ``wait`` s."""
 
@@ -426,33 +415,31 @@ class EventsView(APIView):
                 sources=frozenset(d.get("sources", [])),
                 viewer=me.name if me else None,
             )
-        max_wait = settings.KNOWLEDGE_EXCHANGE["long_poll_max_wait"]
-        wait = min(d.get("wait", 0), max_wait)
-        deadline = time.monotonic() + wait
         answer = resume(d.get("since"), d.get("epoch"), log_position())
-        pos, since = answer.log, answer.position
-        while True:
-            events, scanned_to = read_events(since, flt, d.get("limit", 500))
-            if events or time.monotonic() >= deadline:
-                break
-            # Woken at once by a publisher in this process; others are seen by polling.
-            _release_pooled_connection()
-            wait_for_local_wake(scanned_to, min(0.25, max(deadline - time.monotonic(), 0)))
-            since = scanned_to
+        events, scanned_to = read_events(answer.position, flt, d.get("limit", 500))
         # ``top`` is the scanned position, not the log's top read afterwards: an event that
         # commits between the two reads would otherwise be skipped by a live-only client
         # that resumes from ``top`` (docs/realtime.md, "Switching transports").
-        return Response(
-            {
-                "epoch": pos.epoch,
-                "since": d.get("since") if d.get("since") is not None else pos.top,
-                "recovered": answer.recovered,
-                "position": answer.position,
-                "top": scanned_to,
-                "next": scanned_to,
-                "results": [e.as_message(pos.epoch) for e in events],
-            }
-        )
+        body = {
+            "epoch": answer.epoch,
+            "since": d.get("since") if d.get("since") is not None else answer.top,
+            "recovered": answer.recovered,
+            "position": answer.position,
+            "top": scanned_to,
+            "next": scanned_to,
+        }
+        wait = min(d.get("wait", 0), settings.KNOWLEDGE_EXCHANGE["long_poll_max_wait"])
+        if events or wait <= 0:
+            return Response({**body, "results": [e.as_message(answer.epoch) for e in events]})
+        # Nothing yet: park on this process's relay (knowledge/long_poll.py), no thread held.
+        return parked(body, LongPoll(
+            body=body, filter=flt, label=str(request.user), viewer=flt.viewer,
+            credential=live_auth.request_credential(request), position=scanned_to, wait=wait,
+            limit=d.get("limit", 500),
+        ))
+
+
+events_view = as_async_view(EventsView)
 
 
 class HealthView(APIView):

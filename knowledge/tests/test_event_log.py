@@ -102,7 +102,7 @@ def test_long_poll_returns_as_soon_as_an_event_commits(analysis, think):
     assert 0.3 < elapsed < 3
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the poll parks on the relay's own threads
 def test_long_poll_times_out_empty(think):
     start = time.monotonic()
     body = think.client.get("/api/knowledge/events", {"since": 0, "wait": 0.6}).json()
