@@ -203,7 +203,10 @@ KNOWLEDGE_EXCHANGE = {
     "ws_max_queue": envint("KE_WS_MAX_QUEUE", 1000),
     "ws_heartbeat_seconds": envfloat("KE_WS_HEARTBEAT_SECONDS", 15),
     "ws_stall_seconds": envfloat("KE_WS_STALL_SECONDS", 10),
-    "ws_direct_write": envbool("KE_WS_DIRECT_WRITE", True),
+    # Daphne-only internals (knowledge/daphne_transport.py): back-pressure on the socket (on),
+    # direct pre-built frame writes (off: opt in; needs a checked daphne/Twisted version).
+    "ws_backpressure": envbool("KE_WS_BACKPRESSURE", True),
+    "ws_direct_write": envbool("KE_WS_DIRECT_WRITE", False),
     "relay_poll_interval": envfloat("KE_RELAY_POLL_INTERVAL", 0) or (1.0 if REDIS_URL else 0.2),
 }
 

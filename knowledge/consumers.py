@@ -9,17 +9,14 @@ queue overflows, or the socket stays unwritable for ``ws_stall_seconds``) is clo
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
-import socket
-import time
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
-from knowledge import live_auth
+from knowledge import daphne_transport, live_auth
 from knowledge.choices import EventKind
 from knowledge.events import FeedFilter
 from knowledge.registry import registry
@@ -29,7 +26,6 @@ from knowledge.relay import (
     Relay,
     db_position,
     standing_filter,
-    text_frame,
 )
 from knowledge.resume import resume
 
@@ -46,111 +42,6 @@ def _setting(name, default):
 
 
 _viewer = database_sync_to_async(live_auth.socket_viewer)
-
-
-class _WritableWatch:
-    """Twisted push-producer on daphne's transport: paused while its buffer is full.
-
-    Daphne never applies back-pressure to ``send``; without this, a stalled client would
-    grow the transport buffer without bound. Outside daphne (tests) it is always writable.
-    """
-
-    def __init__(self):
-        self.writable = asyncio.Event()
-        self.writable.set()
-        self.paused_since: float | None = None
-        self.transport = None
-        self.writer = None
-        self.chained = None
-
-    def attach(self, send) -> None:
-        # Under daphne, ``send`` is partial(server.handle_reply, protocol), possibly wrapped
-        # by Channels' session middleware (which keeps the inner one as ``real_send``).
-        for _ in range(5):
-            if isinstance(send, functools.partial):
-                break
-            send = getattr(getattr(send, "__self__", None), "real_send", None)
-        if not isinstance(send, functools.partial):
-            return
-        protocol = (send.args or (None,))[0]
-        server = getattr(getattr(send, "func", None), "__self__", None)
-        transport = getattr(protocol, "transport", None)
-        if transport is None or not hasattr(transport, "registerProducer"):
-            return
-        try:
-            # Cap the kernel's send buffer too (autotuning lets it grow to megabytes), so a
-            # stalled client is noticed after ~100 KiB, not after 4 MiB per connection.
-            sndbuf = int(_setting("ws_socket_sndbuf", 65536))
-            if sndbuf:
-                transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        except Exception:
-            log.debug("could not set SO_SNDBUF", exc_info=True)
-        try:
-            # Daphne's HTTPChannel (the upgraded HTTP connection) is registered already; we
-            # take its place and pass pause/resume on to it.
-            self.chained = getattr(transport, "producer", None)
-            if self.chained is not None:
-                transport.unregisterProducer()
-            transport.registerProducer(self, True)
-            self.transport = transport
-        except Exception:  # fall back to the queue bound alone
-            log.warning("could not register a producer on the transport", exc_info=True)
-            return
-        connections = getattr(server, "connections", None)
-        if hasattr(protocol, "handle_reply") and isinstance(connections, dict):
-
-            raw_socket = getattr(transport, "socket", None)  # plain TCP (not TLS)
-            fast = raw_socket is not None and hasattr(transport, "_tempDataBuffer")
-
-            def write(frame: bytes) -> None:
-                # The frame goes to the transport as is: daphne never fragments or
-                # compresses, so this is what autobahn would write, without its per-frame
-                # Python work. Only while the socket is open and nothing is queued.
-                details = connections.get(protocol)
-                if details is None or details.get("disconnected") or protocol.state != protocol.STATE_OPEN:
-                    raise ConnectionError("socket gone")
-                if fast and not transport._tempDataBuffer and transport.offset >= len(transport.dataBuffer):
-                    # Nothing buffered in Twisted: one send() instead of registering the
-                    # socket for writability, waking up, writing and unregistering.
-                    try:
-                        sent = raw_socket.send(frame)
-                    except (BlockingIOError, InterruptedError):
-                        sent = 0
-                    except OSError:
-                        sent = 0  # let Twisted find out about the broken socket
-                    if sent == len(frame):
-                        return
-                    frame = frame[sent:]
-                transport.write(frame)
-
-            self.writer = write
-
-    def detach(self) -> None:
-        if self.transport is not None:
-            try:
-                self.transport.unregisterProducer()
-            except Exception:
-                pass
-            self.transport = None
-        self.writer = None
-
-    # IPushProducer
-    def pauseProducing(self):  # noqa: N802
-        self.writable.clear()
-        self.paused_since = time.monotonic()
-        if self.chained is not None:
-            self.chained.pauseProducing()
-
-    def resumeProducing(self):  # noqa: N802
-        self.writable.set()
-        self.paused_since = None
-        if self.chained is not None:
-            self.chained.resumeProducing()
-
-    def stopProducing(self):  # noqa: N802
-        self.writable.set()
-        if self.chained is not None:
-            self.chained.stopProducing()
 
 
 class KnowledgeConsumer(AsyncWebsocketConsumer):
@@ -180,9 +71,8 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
             credential=who.credential,
             on_close=self._ended_by_relay,
         )
-        self.watch = _WritableWatch()
-        self.watch.attach(self.base_send)
-        if self.watch.writer is not None and _setting("ws_direct_write", True):
+        self.watch = daphne_transport.watch(self.base_send)
+        if self.watch.writer is not None:
             self.conn.writer = self.watch.writer
             self.conn.can_write = self.watch.writable.is_set
         await self.relay.register(self.conn)
@@ -238,7 +128,7 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
                 if conn.writer is not None:
                     # Same path as the relay's direct writes, so frames never overtake.
                     try:
-                        conn.writer(text_frame(text))
+                        conn.writer(daphne_transport.text_frame(text))
                         conn.sent += 1
                         continue
                     except Exception:

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import close_old_connections
 
+from knowledge import daphne_transport, live_auth, wakeup
 from knowledge import events as event_log
-from knowledge import live_auth, wakeup
 from knowledge.events import EventFilter, FeedFilter, log_position, read_events
 
 log = logging.getLogger(__name__)
@@ -170,8 +170,8 @@ class Connection:
     sent: int = 0
     dropped_slow: bool = False
     standing: bool = False  # filter = the worker's standing subscription, refreshed
-    # Under daphne: a synchronous write to the socket, used while nothing is queued and the
-    # transport is writable (no task switch per frame: 1,000 subscribers cost one pass).
+    # The opt-in daphne fast path (knowledge/daphne_transport.py): a synchronous write of a
+    # pre-built frame while nothing is queued and the transport is writable.
     writer: object = None
     can_write: object = None
     credential: object = None  # live_auth.Credential, re-checked by the relay
@@ -184,7 +184,7 @@ class Connection:
             return False
         if self.writer is not None and not self.queue and self.can_write():
             try:
-                self.writer(frame or text_frame(text))
+                self.writer(frame or daphne_transport.text_frame(text))
                 self.sent += 1
                 return True
             except Exception:
@@ -225,22 +225,6 @@ class Connection:
             "queued": len(self.queue),
             "sent": self.sent,
         }
-
-
-def text_frame(text: str) -> bytes:
-    """An unmasked, unfragmented WebSocket text frame (RFC 6455 5.2), as a server sends it.
-
-    Built once per event and written to every subscriber's transport as is.
-    """
-    data = text.encode()
-    n = len(data)
-    if n < 126:
-        header = bytes((0x81, n))
-    elif n < 65536:
-        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
-    return header + data
 
 
 def encode_event(event, epoch: str) -> str:
@@ -477,7 +461,9 @@ class Relay:
                     continue
                 if text is None:
                     text = encode_event(event, self.epoch)
-                    frame = text_frame(text)
+                    encoded[i] = (event, text, None)
+                if frame is None and conn.writer is not None:  # the opt-in daphne fast path
+                    frame = daphne_transport.text_frame(text)
                     encoded[i] = (event, text, frame)
                 if not conn.push(text, frame):
                     conn.pos = last  # a full long poll answers with what it holds
