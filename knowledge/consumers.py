@@ -9,6 +9,7 @@ queue overflows, or the socket stays unwritable for ``ws_stall_seconds``) is clo
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 
@@ -47,7 +48,6 @@ _viewer = database_sync_to_async(live_auth.socket_viewer)
 class KnowledgeConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.conn: Connection | None = None
-        self._sender: asyncio.Task | None = None
         self._catchup: asyncio.Task | None = None
         if not _setting("websocket_enabled", True):
             await self.accept()
@@ -70,13 +70,14 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
             on_overflow=self._too_slow,
             credential=who.credential,
             on_close=self._ended_by_relay,
+            send=self._send_text,
         )
         self.watch = daphne_transport.watch(self.base_send)
-        if self.watch.writer is not None:
-            self.conn.writer = self.watch.writer
-            self.conn.can_write = self.watch.writable.is_set
+        self.conn.writer = self.watch.writer
+        self.conn.can_write = self.watch.writable.is_set
+        self.conn.paused_since = self.watch.paused
+        self.watch.on_resume = functools.partial(self.relay.mark_dirty, self.conn)
         await self.relay.register(self.conn)
-        self._sender = asyncio.get_running_loop().create_task(self._send_loop())
 
     async def disconnect(self, code):
         self._stop_tasks()
@@ -87,7 +88,7 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
             self.conn = None
 
     def _stop_tasks(self):
-        for task in (self._sender, self._catchup):
+        for task in (self._catchup,):
             if task is not None and not task.done() and task is not asyncio.current_task():
                 task.cancel()
 
@@ -111,30 +112,9 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
         self.conn.dropped_slow = True
         await self._close_with(CLOSE_TOO_SLOW)
 
-    async def _send_loop(self):
-        conn = self.conn
-        stall = float(_setting("ws_stall_seconds", 10))
-        while True:
-            await conn.ready.wait()
-            conn.ready.clear()
-            while conn.queue:
-                if not self.watch.writable.is_set():
-                    try:
-                        await asyncio.wait_for(self.watch.writable.wait(), stall)
-                    except TimeoutError:
-                        self._too_slow()
-                        return
-                text = conn.queue.popleft()
-                if conn.writer is not None:
-                    # Same path as the relay's direct writes, so frames never overtake.
-                    try:
-                        conn.writer(daphne_transport.text_frame(text))
-                        conn.sent += 1
-                        continue
-                    except Exception:
-                        conn.writer = None
-                await self.send(text_data=text)
-                conn.sent += 1
+    async def _send_text(self, text: str) -> None:
+        """The plain Channels send; the relay's sender calls it (knowledge/relay.py)."""
+        await self.send(text_data=text)
 
     # client -> server --------------------------------------------------------------------------
 

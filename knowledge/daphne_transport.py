@@ -81,6 +81,11 @@ class Watch:
         self.transport = None
         self.writer = None  # set only by the opt-in direct-write path
         self.chained = None
+        self.on_resume = None  # callable: the connection may be written again
+
+    def paused(self) -> float | None:
+        """Since when the transport has been unwritable (monotonic), or None."""
+        return self.paused_since
 
     def detach(self) -> None:
         if self.transport is not None:
@@ -103,6 +108,8 @@ class Watch:
         self.paused_since = None
         if self.chained is not None:
             self.chained.resumeProducing()
+        if self.on_resume is not None:
+            self.on_resume()
 
     def stopProducing(self):  # noqa: N802
         self.writable.set()

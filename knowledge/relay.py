@@ -158,7 +158,7 @@ class Connection:
     label: str  # "worker:think" or "user:alice"
     viewer: str | None  # worker name, None for a person
     max_queue: int
-    on_overflow: object = None  # callable, called once when the queue overflows
+    on_overflow: object = None  # callable, called once when the queue overflows or stalls
     connected_at: float = field(default_factory=time.time)
     queue: deque = field(default_factory=deque)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -178,6 +178,9 @@ class Connection:
     poll: bool = False  # a parked long poll (answered once), not a socket
     on_close: object = None  # callable(code): the relay ends this connection
     closed: int | None = None  # the code it was ended with
+    send: object = None  # async callable(text): a socket's send (None for a long poll)
+    paused_since: object = None  # callable: since when the socket has been unwritable
+    notify: object = None  # callable(conn): something was queued (the relay's sender)
 
     def push(self, text: str, frame: bytes | None = None) -> bool:
         if self.overflowed:
@@ -199,6 +202,8 @@ class Connection:
             return False
         self.queue.append(text)
         self.ready.set()
+        if self.notify is not None:
+            self.notify(self)
         return True
 
     def heartbeat(self, fallback_top: int) -> None:
@@ -249,6 +254,9 @@ class Relay:
         self._task: asyncio.Task | None = None
         self._wake_task: asyncio.Task | None = None
         self._guard_task: asyncio.Task | None = None
+        self._send_task: asyncio.Task | None = None
+        self._dirty: set[Connection] = set()
+        self._send_wake = asyncio.Event()
         self.draining = False  # SIGTERM: answer and close everything, take nothing new
         self._wake = asyncio.Event()
         self._started = asyncio.Event()
@@ -267,6 +275,8 @@ class Relay:
     # lifecycle -------------------------------------------------------------------------------
 
     async def register(self, conn: Connection) -> None:
+        if conn.send is not None:
+            conn.notify = self.mark_dirty
         self.connections.add(conn)
         self.total_connections += 1
         if self._task is None or self._task.done():
@@ -274,6 +284,7 @@ class Relay:
             self._task = self.loop.create_task(self._run(), name="ke-relay")
             self._wake_task = self.loop.create_task(self._listen_layer(), name="ke-relay-wake")
             self._guard_task = self.loop.create_task(self._guard(), name="ke-relay-guard")
+            self._send_task = self.loop.create_task(self._sender(), name="ke-relay-send")
             _chain_sigterm()
         await self._started.wait()
 
@@ -286,10 +297,10 @@ class Relay:
             self.stop()
 
     def stop(self) -> None:
-        for task in (self._task, self._wake_task, self._guard_task):
+        for task in (self._task, self._wake_task, self._guard_task, self._send_task):
             if task is not None and not task.done() and task is not asyncio.current_task():
                 task.cancel()
-        self._task = self._wake_task = self._guard_task = None
+        self._task = self._wake_task = self._guard_task = self._send_task = None
         _publish_snapshot(self, final=True)
         close_db_threads()
 
@@ -320,11 +331,62 @@ class Relay:
             catch_up.cancel()
             self.unregister(conn)
 
+    def mark_dirty(self, conn: Connection) -> None:
+        """``conn`` has frames queued (or became writable again): the sender will send them."""
+        self._dirty.add(conn)
+        self._send_wake.set()
+
+    async def _sender(self) -> None:
+        """One sender for all the sockets of this process, not one task per socket: a fan-out
+        of one event to N sockets wakes one task, not N. ASGI ``send`` under daphne does not
+        block (it only writes to Twisted's buffer); writability comes from the daphne
+        back-pressure watch, and a socket that stays unwritable is closed by ``_guard``."""
+        while True:
+            await self._send_wake.wait()
+            self._send_wake.clear()
+            while self._dirty:
+                dirty, self._dirty = self._dirty, set()
+                for conn in dirty:
+                    await self._send_queued(conn)
+
+    async def _send_queued(self, conn: Connection) -> None:
+        while conn.queue and conn.closed is None and conn in self.connections:
+            if not conn.can_write():
+                return  # resumeProducing marks it dirty again
+            text = conn.queue.popleft()
+            if conn.writer is not None:  # the opt-in fast path: frames never overtake
+                try:
+                    conn.writer(daphne_transport.text_frame(text))
+                    conn.sent += 1
+                    continue
+                except Exception:
+                    conn.writer = None
+            try:
+                await conn.send(text)
+            except Exception:  # the socket is going away; disconnect() cleans up
+                log.debug("send failed", exc_info=True)
+                return
+            conn.sent += 1
+
+    def _close_stalled(self) -> None:
+        """Close (4008) sockets unwritable for ``ws_stall_seconds`` with frames waiting."""
+        stall = float(_setting("ws_stall_seconds", 10))
+        now = time.monotonic()
+        for conn in list(self.connections):
+            since = conn.paused_since() if conn.paused_since is not None else None
+            if since is not None and conn.queue and now - since > stall and not conn.overflowed:
+                conn.overflowed = True
+                conn.live = False
+                if conn.on_overflow is not None:
+                    conn.on_overflow()
+
     async def _guard(self) -> None:
-        """Re-check every connection's credential (docs/realtime.md, "Revocation")."""
+        """Re-check every connection's credential (docs/realtime.md, "Revocation") and close
+        stalled sockets."""
         every = float(_setting("live_auth_recheck_seconds", 0.5))
         while True:
             await asyncio.sleep(every)
+            self._close_stalled()
             creds = {c.credential for c in self.connections if c.credential and c.closed is None}
 
             if not creds:
