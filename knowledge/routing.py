@@ -1,6 +1,5 @@
 """The socket route, behind an Origin check (issue 10: cross-site WebSocket hijacking)."""
 
-import os
 from urllib.parse import urlsplit
 
 from channels.security.websocket import WebsocketDenier
@@ -11,12 +10,6 @@ from django.urls import path
 from knowledge.consumers import KnowledgeConsumer
 
 websocket_urlpatterns = [path("ws/knowledge/", KnowledgeConsumer.as_asgi())]
-
-if os.environ.get("KE_BENCH_ROUTES") == "1":
-    # `make bench-ws` only: the plain Channels group_send baseline (bench/ws/group_consumer.py).
-    from bench.ws.group_consumer import BenchGroupConsumer
-
-    websocket_urlpatterns.append(path("ws/bench/group/", BenchGroupConsumer.as_asgi()))
 
 
 def origin_allowed(headers: dict[bytes, bytes]) -> bool:
