@@ -53,6 +53,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "identity",
     "workers",
     "knowledge",
     "conflicts",
@@ -216,10 +217,10 @@ LOGIN_URL = "/admin/login/"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "workers.authentication.WorkerTokenAuthentication",
+        "identity.authentication.WorkerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["workers.permissions.IsWorkerOrStaff"],
+    "DEFAULT_PERMISSION_CLASSES": ["identity.permissions.IsWorkerOrStaff"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",

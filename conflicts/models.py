@@ -14,8 +14,8 @@ from django.utils import timezone
 
 from conflicts.choices import Actor, Classification, ConflictStatus, Decision, ItemRole
 from conflicts.engine.candidates import Trust
+from identity.models import Worker
 from knowledge.models import KnowledgeItem
-from workers.models import Worker
 
 
 class ConflictQuerySet(models.QuerySet):

@@ -33,10 +33,10 @@ from conflicts.engine.detection import normalise
 from conflicts.engine.scenarios import HOUR, Scenario
 from conflicts.engine.scoring import ConflictRecord, Detection, RunOutcome, Supersession
 from conflicts.models import Conflict, Resolution
+from identity.actions import do_create_worker
 from knowledge.actions import ActionError, BroadcastInput, do_broadcast
 from knowledge.choices import ItemStatus
 from knowledge.models import KnowledgeItem
-from workers.actions import do_create_worker
 
 BASE_TIME = datetime(2026, 1, 5, tzinfo=UTC)
 SETTLE, REVIEW = 0, 1

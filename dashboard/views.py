@@ -20,11 +20,11 @@ def metrics_view(request):
 def index(request):
     """Monitoring overview: health, alerts, the numbers of GET stats, workers, knowledge by type."""
     from dashboard.alerts import evaluate
+    from identity.models import Worker
     from knowledge.health import run_health_checks
     from knowledge.models import InboxCursor
     from knowledge.registry import registry
     from knowledge.stats import collect_stats
-    from workers.models import Worker
 
     stats = collect_stats()
     top = stats["events"]["top"]

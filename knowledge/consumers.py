@@ -40,7 +40,7 @@ def _setting(name, default):
 @database_sync_to_async
 def _authenticate(scope) -> tuple[str, str | None] | None:
     """(label, viewer) for a worker token or a staff session; None if neither."""
-    from workers.models import Worker
+    from identity.models import Worker
 
     token = parse_qs(scope.get("query_string", b"").decode(errors="replace")).get("token", [""])[0]
     if token:

@@ -21,11 +21,11 @@ from django.db import connection
 from django.db.models import Case, F, FloatField, Q, Value, When
 from django.utils import timezone
 
+from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.choices import ItemStatus, Urgency
 from knowledge.models import KnowledgeItem, KnowledgeTarget
 from knowledge.registry import registry
-from workers.models import Worker
 
 SORTS = {
     "freshness": "freshness",

@@ -123,8 +123,8 @@ async def db_position():
 
 
 def _load_standing(worker_name: str):
+    from identity.models import Worker
     from knowledge.actions import InboxFilter, get_subscription
-    from workers.models import Worker
 
     worker = Worker.objects.get(name=worker_name)
     return InboxFilter(worker, get_subscription(worker))

@@ -8,11 +8,11 @@ from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
+from identity.models import Worker
 from knowledge.actions import BroadcastInput
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
 from knowledge.query import SORTS, KnowledgeQuery
 from knowledge.registry import PayloadError, registry
-from workers.models import Worker
 
 URGENCY_LABELS = Urgency.labels_list()
 SORT_CHOICES = [*SORTS, *(f"-{s}" for s in SORTS)]

@@ -15,6 +15,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from identity.models import Worker
+from identity.permissions import request_worker
 from knowledge import actions
 from knowledge.actions import ActionError, BroadcastResult
 from knowledge.api.errors import _flatten
@@ -48,8 +50,6 @@ from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
 from knowledge.stats import collect_stats
-from workers.models import Worker
-from workers.permissions import request_worker
 
 
 def access_worker(request, name: str) -> Worker:

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from workers.models import Worker
+from identity.models import Worker
 
 pytestmark = pytest.mark.django_db
 
