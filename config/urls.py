@@ -13,6 +13,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api-auth/", include("rest_framework.urls")),
     path("metrics", metrics_view, name="metrics"),
+    # The conflict review pages sit beside the dashboard's (conflicts is a layer below it).
+    path("dashboard/conflicts/", include("conflicts.urls")),
     path("dashboard/", include("dashboard.urls")),
     path("", include("dashboard.root_urls")),
 ]
