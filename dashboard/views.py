@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse
 from django.shortcuts import render
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from config.product import product_settings
 from dashboard.metrics import REGISTRY
 
 
@@ -71,7 +71,7 @@ def live(request):
             "log_epoch": pos.epoch,
             "event_kinds": EventKind.values,
             "knowledge_types": registry.names(),
-            "websocket_enabled": settings.KNOWLEDGE_EXCHANGE["websocket_enabled"],
+            "websocket_enabled": product_settings().websocket_enabled,
         },
     )
 

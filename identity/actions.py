@@ -13,7 +13,9 @@ from identity.models import Worker
 LAST_SEEN_RESOLUTION = timedelta(seconds=30)
 
 
-def do_create_worker(name: str, kind: str | None = None, description: str = "") -> tuple[Worker, str]:
+def do_create_worker(
+    name: str, kind: str | None = None, description: str = ""
+) -> tuple[Worker, str]:
     """Create a worker and return it with its token (shown once, only the hash is stored)."""
     if kind is None:
         kind = name if name in BUILTIN_WORKERS else WorkerKind.CUSTOM

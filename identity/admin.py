@@ -6,10 +6,24 @@ from identity.models import Worker
 
 @admin.register(Worker)
 class WorkerAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "is_active", "trust_pin", "broadcast_count", "received_count", "last_seen_at")
+    list_display = (
+        "name",
+        "kind",
+        "is_active",
+        "trust_pin",
+        "broadcast_count",
+        "received_count",
+        "last_seen_at",
+    )
     list_filter = ("kind", "is_active")
     search_fields = ("name", "description")
-    readonly_fields = ("token_prefix", "broadcast_count", "received_count", "created_at", "last_seen_at")
+    readonly_fields = (
+        "token_prefix",
+        "broadcast_count",
+        "received_count",
+        "created_at",
+        "last_seen_at",
+    )
     fields = ("name", "kind", "description", "is_active", "trust_pin", "state", *readonly_fields)
     actions = ["rotate_tokens"]
 
@@ -27,4 +41,6 @@ class WorkerAdmin(admin.ModelAdmin):
     def rotate_tokens(self, request, queryset):
         for worker in queryset:
             token = do_rotate_token(worker)
-            self.message_user(request, f"New token for {worker.name}: {token}", level=messages.WARNING)
+            self.message_user(
+                request, f"New token for {worker.name}: {token}", level=messages.WARNING
+            )

@@ -85,5 +85,5 @@ class Worker(models.Model):
         if self.token_hash:
             self._previous_token_hash = self.token_hash
         self.token_hash = hash_token(token)
-        self.token_prefix = token[:TOKEN_PREFIX_LEN + 3]
+        self.token_prefix = token[: TOKEN_PREFIX_LEN + 3]
         return token

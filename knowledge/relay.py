@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import close_old_connections
 
+from config.product import product_settings
 from knowledge import events as event_log
 from knowledge.events import EventFilter, FeedFilter, log_position, read_events
 
@@ -45,10 +46,6 @@ log = logging.getLogger(__name__)
 
 CACHE_PREFIX = "ke-ws-proc:"
 CACHE_INDEX = "ke-ws-procs"
-
-
-def _setting(name: str, default):
-    return settings.KNOWLEDGE_EXCHANGE.get(name, default)
 
 
 def process_id() -> str:
@@ -75,7 +72,7 @@ def _db_executor() -> concurrent.futures.ThreadPoolExecutor:
     with _executor_lock:
         if _executor is None:
             _executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=int(_setting("relay_db_threads", 4)), thread_name_prefix="ke-relay-db"
+                max_workers=product_settings().relay_db_threads, thread_name_prefix="ke-relay-db"
             )
         return _executor
 
@@ -304,8 +301,8 @@ class Relay:
     # the loop --------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        poll = float(_setting("relay_poll_interval", 1.0 if settings.REDIS_URL else 0.2))
-        heartbeat_every = float(_setting("ws_heartbeat_seconds", 15))
+        poll = product_settings().relay_poll_seconds(redis=bool(settings.REDIS_URL))
+        heartbeat_every = product_settings().ws_heartbeat_seconds
         snapshot_every = 5.0
         try:
             pos = await db_position()
@@ -316,7 +313,7 @@ class Relay:
         self._started.set()
         next_heartbeat = time.monotonic() + heartbeat_every
         next_snapshot = time.monotonic()
-        standing_every = float(_setting("ws_standing_refresh_seconds", 2))
+        standing_every = product_settings().ws_standing_refresh_seconds
         next_standing = time.monotonic() + standing_every
         while True:
             try:
@@ -559,7 +556,7 @@ def connection_stats() -> dict:
     snaps = all_snapshots()
     conns = [c for s in snaps for c in s["connections"]]
     return {
-        "enabled": bool(_setting("websocket_enabled", True)),
+        "enabled": product_settings().websocket_enabled,
         "processes": len(snaps),
         "connections": len(conns),
         "live": sum(1 for c in conns if c["live"]),

@@ -71,7 +71,10 @@ def test_moving_worker_to_identity_keeps_the_rows():
         item = new.get_model("knowledge", "KnowledgeItem").objects.get(subject="db migration")
         assert item.source_id == moved.pk and item.source.name == "alice"
         assert new.get_model("knowledge", "InboxCursor").objects.get(worker=moved)
-        assert new.get_model("conflicts", "SourceTrust").objects.get(worker=moved).knowledge_type == "risk_pattern"
+        assert (
+            new.get_model("conflicts", "SourceTrust").objects.get(worker=moved).knowledge_type
+            == "risk_pattern"
+        )
         assert new.get_model("workers", "Project").objects.get(name="repo").path == "/tmp/repo"
         # The table did not move: same name, same rows.
         with connection.cursor() as cur:
@@ -100,4 +103,6 @@ def test_the_moved_content_type_keeps_its_permissions():
         _migrate(_latest())
     after = ContentType.objects.get(app_label="identity", model="worker")
     assert after.pk == ct.pk
-    assert set(Permission.objects.filter(content_type=after).values_list("pk", flat=True)) == perm_ids
+    assert (
+        set(Permission.objects.filter(content_type=after).values_list("pk", flat=True)) == perm_ids
+    )

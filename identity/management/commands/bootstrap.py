@@ -19,7 +19,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--credentials", default=str(Path(settings.BASE_DIR) / ".credentials.json"))
+        parser.add_argument(
+            "--credentials", default=str(Path(settings.BASE_DIR) / ".credentials.json")
+        )
 
     def handle(self, credentials, **options):
         path = Path(credentials)
