@@ -22,9 +22,6 @@ class ConflictQuerySet(models.QuerySet):
     def unsettled(self) -> ConflictQuerySet:
         return self.filter(status__in=[ConflictStatus.OPEN, ConflictStatus.PENDING_REVIEW])
 
-    def review_queue(self) -> ConflictQuerySet:
-        return self.filter(status=ConflictStatus.PENDING_REVIEW)
-
     def involving_worker(self, name: str) -> ConflictQuerySet:
         return self.filter(
             pk__in=ConflictItem.objects.filter(item__source__name=name).values("conflict_id")

@@ -532,10 +532,6 @@ def local_snapshots() -> list[dict]:
     return [r.snapshot() for r in list(_relays) if r.connections or r._task]
 
 
-def process_stats() -> dict:
-    return dict(_PROCESS_STATS)
-
-
 def all_snapshots() -> list[dict]:
     """Every process's connections: this process live, others from their cache mirror."""
     from django.core.cache import cache
