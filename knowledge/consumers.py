@@ -15,8 +15,8 @@ import logging
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
+from config.product import product_settings
 from knowledge import daphne_transport, live_auth
 from knowledge.choices import EventKind
 from knowledge.events import FeedFilter
@@ -38,10 +38,6 @@ CLOSE_DISABLED = 4503  # the feed is disabled, or this server process is stoppin
 FILTER_KEYS = ("types", "sources", "events")
 
 
-def _setting(name, default):
-    return settings.KNOWLEDGE_EXCHANGE.get(name, default)
-
-
 _viewer = database_sync_to_async(live_auth.socket_viewer)
 
 
@@ -49,7 +45,7 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.conn: Connection | None = None
         self._catchup: asyncio.Task | None = None
-        if not _setting("websocket_enabled", True):
+        if not product_settings().websocket_enabled:
             await self.accept()
             await self.close(code=CLOSE_DISABLED)
             return
@@ -66,7 +62,7 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
         self.conn = Connection(
             label=who.label,
             viewer=who.worker,
-            max_queue=int(_setting("ws_max_queue", 1000)),
+            max_queue=product_settings().ws_max_queue,
             on_overflow=self._too_slow,
             credential=who.credential,
             on_close=self._ended_by_relay,

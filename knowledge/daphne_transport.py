@@ -31,16 +31,12 @@ import socket
 import time
 from importlib.metadata import PackageNotFoundError, version
 
-from django.conf import settings
+from config.product import product_settings
 
 log = logging.getLogger(__name__)
 
 # The versions whose internals were read and tested (bench/ws/bench.py, the test suite).
 SUPPORTED = {"daphne": ("4.1.", "4.2."), "twisted": ("24.", "25.", "26.")}
-
-
-def _setting(name: str, default):
-    return settings.KNOWLEDGE_EXCHANGE.get(name, default)
 
 
 @functools.cache
@@ -138,14 +134,14 @@ def _daphne_parts(send):
 def watch(send) -> Watch:
     """A ``Watch`` for the connection behind ``send``; attached to daphne when allowed."""
     w = Watch()
-    if not _setting("ws_backpressure", True) or not supported():
+    if not product_settings().ws_backpressure or not supported():
         return w
     parts = _daphne_parts(send)
     if parts is None:
         return w
     protocol, server, transport = parts
     try:
-        sndbuf = int(_setting("ws_socket_sndbuf", 65536))
+        sndbuf = product_settings().ws_socket_sndbuf
         if sndbuf:
             transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
     except Exception:
@@ -161,7 +157,7 @@ def watch(send) -> Watch:
     except Exception:  # fall back to the queue bound alone
         log.warning("could not register a producer on the transport", exc_info=True)
         return w
-    if _setting("ws_direct_write", False):
+    if product_settings().ws_direct_write:
         w.writer = _direct_writer(protocol, server, transport)
     return w
 

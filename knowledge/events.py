@@ -98,19 +98,12 @@ def publish_events(specs: list[dict]) -> list[Event]:
 
 # --- Waking readers ------------------------------------------------------------------------
 
-_local_cond = threading.Condition()
-_local_top = 0
-
 
 def wake_readers(seq: int) -> None:
     """Tell readers in this process (and, through the channel layer, in others) of new events.
 
     Delivery never depends on this: readers also poll the log. This only cuts latency.
     """
-    global _local_top
-    with _local_cond:
-        _local_top = max(_local_top, seq)
-        _local_cond.notify_all()
     for hook in list(_wake_hooks):
         try:
             hook(seq)
@@ -125,14 +118,6 @@ def add_wake_hook(fn) -> None:
     """Register ``fn(seq)`` called after each commit that published events (same process)."""
     if fn not in _wake_hooks:
         _wake_hooks.append(fn)
-
-
-def wait_for_local_wake(after_seq: int, timeout: float) -> None:
-    """Block until this process publishes past ``after_seq`` or ``timeout`` passes."""
-    with _local_cond:
-        if _local_top > after_seq:
-            return
-        _local_cond.wait(timeout)
 
 
 # --- Reading ------------------------------------------------------------------------------

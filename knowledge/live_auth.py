@@ -24,7 +24,7 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.contrib import auth
 
-from workers.models import Worker
+from identity.models import Worker
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403

@@ -1,12 +1,11 @@
-"""The server `make bench-ws` runs: the project's ASGI application plus the benchmark's plain
-Channels ``group_send`` baseline route (kept out of the product: the core never imports bench)."""
+"""The production ASGI app plus the plain Channels ``group_send`` baseline at
+``/ws/bench/group/`` (``make bench-ws`` only; bench/ws/group_consumer.py)."""
 
 from channels.auth import AuthMiddlewareStack
 from channels.routing import ProtocolTypeRouter, URLRouter
 from django.urls import path
 
 from bench.ws.group_consumer import BenchGroupConsumer
-from config.asgi import application as project_application  # noqa: F401 (sets Django up)
 from config.asgi import http_app
 from knowledge.routing import OriginCheck, websocket_urlpatterns
 

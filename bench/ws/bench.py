@@ -268,7 +268,7 @@ class Bench:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0, interactive=False)
-        from workers.actions import do_create_worker
+        from identity.actions import do_create_worker
 
         _, self.token = do_create_worker("bench-client", None)
 

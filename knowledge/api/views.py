@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import functools
 
-from django.conf import settings
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -13,6 +12,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.product import product_settings
+from identity.models import Worker
+from identity.permissions import request_worker
 from knowledge import actions, live_auth
 from knowledge.actions import ActionError, BroadcastResult
 from knowledge.api.errors import _flatten
@@ -46,8 +48,6 @@ from knowledge.query import run_query_cached
 from knowledge.registry import registry
 from knowledge.resume import resume
 from knowledge.stats import collect_stats
-from workers.models import Worker
-from workers.permissions import request_worker
 
 
 def access_worker(request, name: str) -> Worker:
@@ -428,7 +428,7 @@ class EventsView(APIView):
             "top": scanned_to,
             "next": scanned_to,
         }
-        wait = min(d.get("wait", 0), settings.KNOWLEDGE_EXCHANGE["long_poll_max_wait"])
+        wait = min(d.get("wait", 0), product_settings().long_poll_max_wait)
         if events or wait <= 0:
             return Response({**body, "results": [e.as_message(answer.epoch) for e in events]})
         # Nothing yet: park on this process's relay (knowledge/long_poll.py), no thread held.

@@ -20,10 +20,10 @@ from django.core.management import call_command
 from django.test import AsyncClient
 
 from config.asgi import application
+from identity.models import Worker
 from knowledge.tests.daphne_server import DaphneServer
 from knowledge.tests.live_clients import close_code, long_poll, staff_session
 from knowledge.tests.test_consumers import _close_async_db_connections  # noqa: F401 (autouse)
-from workers.models import Worker
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
