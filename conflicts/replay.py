@@ -33,8 +33,9 @@ from conflicts.engine.detection import normalise
 from conflicts.engine.scenarios import HOUR, Scenario
 from conflicts.engine.scoring import ConflictRecord, Detection, RunOutcome, Supersession
 from conflicts.models import Conflict, Resolution
-from knowledge.actions import ActionError, BroadcastInput, do_broadcast
+from knowledge.actions import BroadcastInput, do_broadcast
 from knowledge.choices import ItemStatus
+from knowledge.errors import ActionError
 from knowledge.models import KnowledgeItem
 from workers.actions import do_create_worker
 

@@ -19,8 +19,9 @@ from conflicts import actions
 from conflicts.choices import ConflictStatus
 from conflicts.models import Conflict, Resolution, SourceTrust
 from conftest import Persona, risk_payload
-from knowledge.actions import ActionError, BroadcastInput, do_broadcast
+from knowledge.actions import BroadcastInput, do_broadcast
 from knowledge.choices import EventKind, ItemStatus
+from knowledge.errors import ActionError
 from knowledge.models import Event, KnowledgeItem
 
 pytestmark = pytest.mark.django_db(transaction=True)

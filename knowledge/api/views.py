@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from knowledge import actions
-from knowledge.actions import ActionError, BroadcastResult
+from knowledge.actions import BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
     AckSerializer,
@@ -36,6 +36,7 @@ from knowledge.api.serializers import (
     ValidateSerializer,
 )
 from knowledge.choices import ItemStatus, Urgency
+from knowledge.errors import ActionError
 from knowledge.events import (
     FeedFilter,
     is_recoverable,

@@ -6,10 +6,12 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-import conflicts.actions
 from conftest import issue_payload
-from knowledge.actions import ActionError
+from knowledge.actions import BroadcastInput, BroadcastResult, do_broadcast_many
+from knowledge.errors import ActionError
 from knowledge.models import Event, IdempotencyRecord, KnowledgeItem, KnowledgeTarget
+from workers.actions import do_create_worker
+from workers.models import Worker
 
 pytestmark = pytest.mark.django_db
 
@@ -91,7 +93,9 @@ def test_conflict_detection_runs_for_bulk_items_and_its_ids_reach_the_event(anal
     an item alone on its subject raises none."""
     from conflicts.models import Conflict
 
-    r = think.broadcast("issue_pattern", {"rule": "long_function", "location": "a.py::f", "severity": "low"})
+    r = think.broadcast(
+        "issue_pattern", {"rule": "long_function", "location": "a.py::f", "severity": "low"}
+    )
     assert r.status_code == 201
     body = bulk(analysis, [issue("a.py::f"), issue("b.py::g")])  # severity high on a.py::f
     first, second = body["results"]
@@ -99,30 +103,61 @@ def test_conflict_detection_runs_for_bulk_items_and_its_ids_reach_the_event(anal
     [conflict_id] = first["result"]["conflicts"]
     conflict = Conflict.objects.get(pk=conflict_id)
     assert conflict.subject == "long_function | a.py::f"
-    assert Event.objects.get(item_id=first["result"]["item"]["id"], kind="knowledge_broadcast").data[
-        "conflicts"
-    ] == [conflict_id]
+    assert Event.objects.get(
+        item_id=first["result"]["item"]["id"], kind="knowledge_broadcast"
+    ).data["conflicts"] == [conflict_id]
     assert Event.objects.filter(kind="conflict_detected").count() == 1
 
 
-def test_an_item_failing_inside_the_batch_is_rejected_alone(analysis, monkeypatch):
-    def detect(item, outcome):
-        if item.subject.endswith("bad.py::f"):
-            raise ActionError("conflict store unavailable", "payload", 409)
-        return []
+def inputs(*locations, **extra) -> list[BroadcastInput]:
+    return [
+        BroadcastInput("issue_pattern", issue_payload(location=loc), 0.7, **extra)
+        for loc in locations
+    ]
 
-    def detect_many(pairs):
-        return [detect(item, outcome) for item, outcome in pairs]
 
-    monkeypatch.setattr(conflicts.actions, "detect_conflicts", detect)
-    monkeypatch.setattr(conflicts.actions, "detect_conflicts_many", detect_many)
-    body = bulk(analysis, [issue("a.py::f"), issue("bad.py::f"), issue("c.py::h")])
-    assert [r["status"] for r in body["results"]] == [201, 409, 201]
+def gone_worker() -> Worker:
+    """A target worker that passed validation and is deleted before storage: the database
+    refuses its target link (a foreign key, checked when the transaction commits), which no
+    validation can see."""
+    ghost, _ = do_create_worker("ghost")
+    Worker.objects.filter(pk=ghost.pk).delete()
+    return ghost
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_item_failing_inside_the_batch_is_rejected_alone(analysis):
+    [bad] = inputs("bad.py::f", targets=[gone_worker()])
+    results = do_broadcast_many(analysis.worker, [*inputs("a.py::f"), bad, *inputs("c.py::h")])
+    assert [r.status if isinstance(r, ActionError) else r.outcome for r in results] == [
+        "created",
+        409,
+        "created",
+    ]
     assert sorted(KnowledgeItem.objects.values_list("subject", flat=True)) == [
         "long_function | a.py::f",
         "long_function | c.py::h",
     ]
     assert Event.objects.count() == 2
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_storage_failure_in_a_later_chunk_keeps_every_items_result(analysis):
+    """Issue 9: the bulk path half-wrote (first chunk committed, the request a 500, no
+    per-item results). Now every item ends stored or rejected with its own reason."""
+    [bad] = inputs("bad.py::f", targets=[gone_worker()])
+    entries = [*inputs("a.py::f", "b.py::g"), bad, *inputs("d.py::h")]
+    results = do_broadcast_many(analysis.worker, entries, chunk_size=2)
+    assert len(results) == 4
+    assert isinstance(results[2], ActionError) and results[2].status == 409
+    stored = [r for r in results if isinstance(r, BroadcastResult)]
+    assert [r.outcome for r in stored] == ["created"] * 3
+    assert sorted(KnowledgeItem.objects.values_list("id", flat=True)) == sorted(
+        r.item.pk for r in stored
+    )
+    assert sorted(Event.objects.values_list("item_id", flat=True)) == sorted(
+        r.item.pk for r in stored
+    )
 
 
 def test_targeted_items_in_a_bulk(analysis, think):
