@@ -81,6 +81,12 @@ def connect_items_stored(receiver: ItemsStoredReceiver) -> None:
         _receivers.append(receiver)
 
 
+def disconnect_items_stored(receiver: ItemsStoredReceiver) -> None:
+    """Unregister ``receiver`` (nothing if it is not registered)."""
+    if receiver in _receivers:
+        _receivers.remove(receiver)
+
+
 def items_stored(batch: Sequence[StoredItem]) -> None:
     """Run every receiver on ``batch``, in registration order (see the module docstring)."""
     if not batch:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
-from django.db import connection
+from django.conf import settings
+from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from conftest import issue_payload
@@ -138,7 +142,7 @@ def test_an_item_failing_inside_the_batch_is_rejected_alone(analysis):
         "long_function | a.py::f",
         "long_function | c.py::h",
     ]
-    assert Event.objects.count() == 2
+    assert Event.objects.count() == 3  # the first broadcast, the refresh, c.py
 
 
 @pytest.mark.django_db(transaction=True)
@@ -167,3 +171,70 @@ def test_targeted_items_in_a_bulk(analysis, think):
         (targeted, "think")
     ]
     assert sorted(Event.objects.get(item_id=targeted).targets) == ["analysis", "think"]
+
+
+def wait_for_lock_waiter(timeout: float = 20.0) -> bool:
+    """True once another session of this database waits on a lock (polled, bounded)."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cur:
+        while time.monotonic() < deadline:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cur.fetchone()[0]:
+                return True
+            time.sleep(0.02)
+    return False
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="observes lock waits in pg_stat_activity")
+@pytest.mark.django_db(transaction=True)
+def test_a_bulk_request_whose_target_is_deleted_meanwhile_answers_per_item(analysis):
+    """Issue 9: an item that fails at storage time (not validation) turned the bulk request
+    into a 500. A concurrent transaction holds one of the source's items and deletes a
+    target worker; the request validates (the target still exists for it), waits for the
+    item, then stores: the target's item is rejected in its result, the others stored."""
+    own = bulk(analysis, [issue("a.py::f")])["results"][0]["result"]["item"]["id"]
+    do_create_worker("ghost")
+    holding, release = threading.Event(), threading.Event()
+
+    def delete_target_while_holding_the_source():
+        try:
+            with transaction.atomic():
+                KnowledgeItem.objects.select_for_update().get(pk=own)
+                Worker.objects.filter(name="ghost").delete()
+                holding.set()
+                release.wait(30)
+        finally:
+            connections.close_all()
+
+    other = threading.Thread(target=delete_target_while_holding_the_source)
+    other.start()
+    assert holding.wait(30)
+    response = {}
+
+    def post():
+        try:
+            items = [issue("a.py::f"), issue("bad.py::f", targets=["ghost"]), issue("c.py::h")]
+            r = analysis.client.post(
+                "/api/knowledge/broadcast/bulk", {"items": items}, format="json"
+            )
+            response["status"], response["body"] = r.status_code, r.json()
+        finally:
+            connections.close_all()
+
+    request = threading.Thread(target=post)
+    request.start()
+    waiting = wait_for_lock_waiter()
+    release.set()
+    other.join(30)
+    request.join(60)
+    assert waiting, "the bulk request never waited for the source's item"
+    assert response.get("status") == 200, response  # old code: an IntegrityError, no answer
+    assert [r["status"] for r in response["body"]["results"]] == [200, 409, 201], response
+    assert sorted(KnowledgeItem.objects.values_list("subject", flat=True)) == [
+        "long_function | a.py::f",
+        "long_function | c.py::h",
+    ]
+    assert Event.objects.count() == 3  # the first broadcast, the refresh, c.py
