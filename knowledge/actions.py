@@ -312,7 +312,7 @@ def _own_items(
     """The source's newest active item per (type, subject) of the run, locked."""
     own: dict[tuple[str, str], KnowledgeItem] = {}
     rows = (
-        KnowledgeItem.objects.select_for_update()
+        KnowledgeItem.objects.select_for_update(no_key=True)
         .filter(
             source=worker,
             status=ItemStatus.ACTIVE,
@@ -489,7 +489,11 @@ def do_validate(
     if worker is not None and item.source_id == worker.pk:
         raise ActionError("a worker cannot validate its own item", "item")
     with transaction.atomic():
-        item = KnowledgeItem.objects.select_for_update().select_related("source").get(pk=item.pk)
+        item = (
+            KnowledgeItem.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("source")
+            .get(pk=item.pk)
+        )
         if worker is not None:
             ValidationRecord.objects.update_or_create(
                 item=item, validator=worker, defaults={"verdict": verdict, "note": note}
