@@ -61,7 +61,7 @@ from knowledge.errors import ActionError
 from knowledge.events import lock_log_tail, publish_event
 from knowledge.hooks import StoredItem
 from knowledge.models import KnowledgeItem
-from knowledge.registry import registry
+from knowledge.registry import KnowledgeType, registry
 from workers.models import Worker
 
 log = logging.getLogger(__name__)
@@ -391,7 +391,9 @@ def _observe_copy(item: KnowledgeItem) -> None:
     )
 
 
-def _detect_one(item: KnowledgeItem, kt, cfg: ConflictSettings, now: datetime) -> list[int]:
+def _detect_one(
+    item: KnowledgeItem, kt: KnowledgeType, cfg: ConflictSettings, now: datetime
+) -> list[int]:
     """Detection for one item (the tail lock is held): classify it against the subject's
     other active items, then act on the contradiction and on the confidence mismatch."""
     others = [o for o in _subject_items(item.knowledge_type, item.subject) if o.pk != item.pk]

@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from conflicts import actions
 from conflicts.choices import ConflictStatus
 from conflicts.models import Conflict, Resolution, SourceTrust
-from conftest import Persona, risk_payload
+from conftest import Persona, risk_payload, wait_for_lock_waiter
 from knowledge.actions import BroadcastInput, do_broadcast, do_broadcast_many
 from knowledge.choices import EventKind, ItemStatus
 from knowledge.errors import ActionError
@@ -235,18 +235,3 @@ def test_two_concurrent_contradicting_bulks_on_a_new_subject_make_one_conflict(d
     [conflict] = Conflict.objects.filter(subject="new subject")
     assert results["b"][0].conflict_ids == [conflict.pk]
     assert results["b"][1].conflict_ids == []
-
-
-def wait_for_lock_waiter(timeout: float = 20.0) -> bool:
-    """True once another session of this database waits on a lock (polled, bounded)."""
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cur:
-        while time.monotonic() < deadline:
-            cur.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cur.fetchone()[0]:
-                return True
-            time.sleep(0.02)
-    return False

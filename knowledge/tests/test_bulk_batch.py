@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.conf import settings
 from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
-from conftest import issue_payload
+from conftest import issue_payload, wait_for_lock_waiter
 from knowledge.actions import BroadcastInput, BroadcastResult, do_broadcast_many
 from knowledge.errors import ActionError
 from knowledge.models import Event, IdempotencyRecord, KnowledgeItem, KnowledgeTarget
@@ -171,21 +170,6 @@ def test_targeted_items_in_a_bulk(analysis, think):
         (targeted, "think")
     ]
     assert sorted(Event.objects.get(item_id=targeted).targets) == ["analysis", "think"]
-
-
-def wait_for_lock_waiter(timeout: float = 20.0) -> bool:
-    """True once another session of this database waits on a lock (polled, bounded)."""
-    deadline = time.monotonic() + timeout
-    with connection.cursor() as cur:
-        while time.monotonic() < deadline:
-            cur.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cur.fetchone()[0]:
-                return True
-            time.sleep(0.02)
-    return False
 
 
 @pytest.mark.skipif(not settings.IS_POSTGRES, reason="observes lock waits in pg_stat_activity")
