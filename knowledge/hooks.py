@@ -24,8 +24,8 @@ tolerate a rollback (the batch may still be rolled back); anything else goes thr
 Locks already held when it runs (PostgreSQL; SQLite serialises writers instead):
 
 1. the source's ``Worker`` row (its broadcasts serialise);
-2. the source's own active items of the batch's subjects (``SELECT ... FOR UPDATE``) and
-   the rows the batch wrote.
+2. the source's own active items of the batch's subjects (``FOR NO KEY UPDATE``) and the
+   rows the batch wrote.
 
 Locks a receiver may take, in this order and no other:
 
@@ -40,14 +40,16 @@ Locks a receiver may take, in this order and no other:
    or ``nowait``): a transaction queued behind it on the tail lock may hold them (a
    broadcast holds its own items, ``do_validate`` its item), so waiting there would deadlock.
 
-It must never wait for a ``Worker`` row lock. Every other writer follows the same order:
-``do_validate`` locks its item, then the tail (by publishing); ``conflicts`` actions take
-the tail, then conflict rows, then items without waiting, then trust rows.
+It must never wait for a ``Worker`` row lock (``do_clear_state`` holds one while it waits for
+the tail). Every other writer follows the same order: ``do_validate`` locks its item, then
+the tail (by publishing); ``conflicts`` actions take the tail, then conflict rows, then items
+without waiting, then trust rows. The whole table: docs/architecture.md, "Lock order".
 
-If it raises. The batch is rolled back (a savepoint) and the pipeline stores each of its
-items alone; an item whose receiver raises again is rejected with that error (an
-``ActionError`` keeps its status; any other exception becomes that item's storage error),
-and the other items are stored.
+If it raises. The batch is rolled back (its savepoint, or the transaction of a single
+broadcast) and the pipeline stores each item of a bulk batch alone; an item whose receiver
+raises again (or the single item) is rejected with that error (an ``ActionError`` keeps its
+status; any other exception becomes that item's storage error), and the other items are
+stored.
 """
 
 from __future__ import annotations
