@@ -11,7 +11,7 @@ from django.core.cache import cache
 from django.db import connection
 from rest_framework.test import APIClient
 
-from workers.actions import do_create_worker
+from identity.actions import do_create_worker
 
 
 def pytest_report_header(config):

@@ -46,8 +46,8 @@ def _measure(singles: int, bulks: int) -> dict:
     from django.core.management import call_command
     from django.db import connections
 
+    from identity.actions import do_create_worker
     from knowledge.actions import BroadcastInput, do_broadcast, do_broadcast_many
-    from workers.actions import do_create_worker
 
     call_command("migrate", verbosity=0)
     worker, _ = do_create_worker("bench")

@@ -55,6 +55,7 @@ from conflicts.engine.trust import (
     resolution_updates,
 )
 from conflicts.models import Conflict, ConflictItem, Resolution, SourceTrust
+from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.choices import EventKind, ItemStatus
 from knowledge.errors import ActionError
@@ -62,7 +63,6 @@ from knowledge.events import lock_log_tail, publish_event
 from knowledge.hooks import StoredItem
 from knowledge.models import KnowledgeItem
 from knowledge.registry import KnowledgeType, registry
-from workers.models import Worker
 
 log = logging.getLogger(__name__)
 

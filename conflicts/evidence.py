@@ -7,8 +7,8 @@ from django.utils import timezone
 
 from conflicts.actions import trusts_for
 from conflicts.models import Conflict
+from identity.models import Worker
 from knowledge.models import KnowledgeItem
-from workers.models import Worker
 
 
 def conflict_evidence(conflict: Conflict, viewer: Worker | None = None) -> list[dict]:

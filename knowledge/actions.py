@@ -20,6 +20,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
 from knowledge.errors import ActionError, storage_error
@@ -36,7 +37,6 @@ from knowledge.models import (
     ValidationRecord,
 )
 from knowledge.registry import KnowledgeType, registry
-from workers.models import Worker
 
 log = logging.getLogger(__name__)
 

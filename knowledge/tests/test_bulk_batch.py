@@ -10,11 +10,11 @@ from django.db import connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from conftest import issue_payload, wait_for_lock_waiter
+from identity.actions import do_create_worker
+from identity.models import Worker
 from knowledge.actions import BroadcastInput, BroadcastResult, do_broadcast_many
 from knowledge.errors import ActionError
 from knowledge.models import Event, IdempotencyRecord, KnowledgeItem, KnowledgeTarget
-from workers.actions import do_create_worker
-from workers.models import Worker
 
 pytestmark = pytest.mark.django_db
 
