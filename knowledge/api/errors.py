@@ -12,7 +12,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from knowledge.actions import ActionError
+from knowledge.errors import ActionError
 from knowledge.query import QueryError
 
 
