@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "knowledge.outage.DatabaseOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -126,12 +127,24 @@ IS_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
 # CONN_MAX_AGE.
 if IS_POSTGRES and envbool("DB_POOL", True):
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # required with the pool
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False  # the pool checks connections itself
+    # With the pool this makes the pool check each connection as it hands it out, so one
+    # broken by a database restart is replaced instead of failing the request that gets it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": envint("DB_POOL_MIN_SIZE", 2),
         "max_size": envint("DB_POOL_MAX_SIZE", 16),
-        "timeout": envint("DB_POOL_TIMEOUT", 10),
+        # How long a request waits for a pooled connection. Short on purpose: with the
+        # database down a request answers 503 + Retry-After in about this long instead of
+        # hanging (docs/operations.md); under overload it sheds load the same way.
+        "timeout": envfloat("DB_POOL_TIMEOUT", 1.0),
+        # Retry a lost database for ever (with backoff capped by the pool), never give up.
+        "reconnect_timeout": envfloat("DB_POOL_RECONNECT_TIMEOUT", 3600.0),
     }
+if IS_POSTGRES:
+    # A database host that does not answer (not just refuses) must not hang a request.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", envint("DB_CONNECT_TIMEOUT", 2)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -203,6 +216,13 @@ KNOWLEDGE_EXCHANGE = {
     "ws_heartbeat_seconds": envfloat("KE_WS_HEARTBEAT_SECONDS", 15),
     "ws_stall_seconds": envfloat("KE_WS_STALL_SECONDS", 10),
     "ws_direct_write": envbool("KE_WS_DIRECT_WRITE", True),
+    # Database outage (docs/operations.md): API requests answer 503 with this Retry-After
+    # (seconds); health gives the database this long to answer before saying ``fail``.
+    "db_unavailable_retry_after": envint("KE_DB_UNAVAILABLE_RETRY_AFTER", 5),
+    "health_probe_timeout": envfloat("KE_HEALTH_PROBE_TIMEOUT", 1.0),
+    # Retention (manage.py prune): superseded items older than this many days are deleted
+    # (0 = keep superseded history for ever); ephemeral types' items after 5 decay times.
+    "superseded_retention_days": envint("KE_SUPERSEDED_RETENTION_DAYS", 0),
     "relay_poll_interval": envfloat("KE_RELAY_POLL_INTERVAL", 0) or (1.0 if REDIS_URL else 0.2),
 }
 
