@@ -192,19 +192,25 @@ class Connection:
         self.ready.set()
         return True
 
-    def heartbeat(self, fallback_top: int) -> None:
+    def heartbeat(self, fallback_top: int, degraded: bool = False) -> None:
         top = self.pos if self.filter is not None else fallback_top
-        self.push(json.dumps({"type": "heartbeat", "top": top}))
+        frame = {"type": "heartbeat", "top": top}
+        if degraded:  # the log cannot be read (database outage); the socket stays up
+            frame["degraded"] = True
+        self.push(json.dumps(frame))
 
     def describe(self) -> dict:
         f = self.filter
         if self.standing:
             return {**self._base(), "filters": {"standing": True}}
-        return {**self._base(), "filters": {
+        return {
+            **self._base(),
+            "filters": {
                 "events": sorted(f.kinds) if f else [],
                 "types": sorted(f.types) if f else [],
                 "sources": sorted(f.sources) if f else [],
-            }}
+            },
+        }
 
     def _base(self) -> dict:
         return {
@@ -259,6 +265,7 @@ class Relay:
         self._started = asyncio.Event()
         self.stats = _PROCESS_STATS  # survives the relay stopping when idle
         self.total_connections = 0
+        self.degraded = False
         _relays.add(self)
 
     @classmethod
@@ -328,14 +335,19 @@ class Relay:
                 await self._drain()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("relay read failed; retrying")
+            except Exception as exc:
+                # A database outage: keep sockets up on heartbeats that say so; retry.
+                if not self.degraded:
+                    log.warning("relay read failed (%s); retrying", type(exc).__name__)
+                self.degraded = True
                 await asyncio.sleep(poll)
+            else:
+                self.degraded = False
             now = time.monotonic()
             if now >= next_heartbeat:
                 next_heartbeat = now + heartbeat_every
                 for conn in list(self.connections):
-                    conn.heartbeat(self.position)
+                    conn.heartbeat(self.position, self.degraded)
             if now >= next_snapshot:
                 next_snapshot = now + snapshot_every
                 _publish_snapshot(self)
@@ -492,7 +504,8 @@ def _publish_wake(seq: int) -> None:
     prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
     try:
         _redis_client.publish(
-            f"{prefix}__group__{event_log.WAKE_GROUP}", layer.serialize({"type": "wake", "seq": seq})
+            f"{prefix}__group__{event_log.WAKE_GROUP}",
+            layer.serialize({"type": "wake", "seq": seq}),
         )
     except Exception as exc:  # Redis down: relays still poll the log
         global _last_wake_warning

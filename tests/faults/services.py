@@ -90,15 +90,37 @@ class PgCluster:
         subprocess.run([*self.prefix, *args], check=True, capture_output=True, timeout=60)
 
     def init(self) -> PgCluster:
-        self._run(pg_bin("initdb"), "-D", str(self.data), "-U", self.user, "--auth=trust",
-                  "-E", "UTF8", "--no-sync")
+        self._run(
+            pg_bin("initdb"),
+            "-D",
+            str(self.data),
+            "-U",
+            self.user,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        )
         return self
 
     def start(self) -> PgCluster:
-        opts = (f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
-                "-c full_page_writes=off -c max_connections=60")
-        self._run(pg_bin("pg_ctl"), "-D", str(self.data), "-o", opts, "-l",
-                  str(self.dir / "log"), "-w", "-t", "30", "start")
+        opts = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c full_page_writes=off -c max_connections=60"
+        )
+        self._run(
+            pg_bin("pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            opts,
+            "-l",
+            str(self.dir / "log"),
+            "-w",
+            "-t",
+            "30",
+            "start",
+        )
         return self
 
     def stop(self, mode: str = "immediate") -> None:
@@ -110,9 +132,25 @@ class PgCluster:
 
     def psql(self, sql: str, db: str = "postgres") -> str:
         out = subprocess.run(
-            [pg_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", self.user, "-d", db,
-             "-v", "ON_ERROR_STOP=1", "-XAtc", sql],
-            check=True, capture_output=True, text=True, timeout=60,
+            [
+                pg_bin("psql"),
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "-U",
+                self.user,
+                "-d",
+                db,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-XAtc",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         return out.stdout.strip()
 
@@ -120,7 +158,10 @@ class PgCluster:
         self.psql(f"CREATE DATABASE {db}")
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
-            cwd=ROOT, env=service_env(DATABASE_URL=self.url(db)), check=True, timeout=300,
+            cwd=ROOT,
+            env=service_env(DATABASE_URL=self.url(db)),
+            check=True,
+            timeout=300,
         )
 
     def clone(self, template: str, db: str) -> str:
@@ -149,9 +190,21 @@ class RedisServer:
 
     def start(self) -> RedisServer:
         self.proc = subprocess.Popen(
-            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            [
+                "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.dir),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
 
         def pong():
@@ -175,8 +228,13 @@ class RedisServer:
 def service_env(**overrides: str) -> dict:
     """The environment of a project subprocess: no shared service unless given explicitly."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
-    env.update({"DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1",
-                "DJANGO_DEBUG": "false"})
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PYTHONUNBUFFERED": "1",
+            "DJANGO_DEBUG": "false",
+        }
+    )
     env.update(overrides)
     return env
 
@@ -196,8 +254,20 @@ class ProjectProcess:
 
     @classmethod
     def daphne(cls, port: int, env: dict) -> ProjectProcess:
-        proc = cls([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-                    "config.asgi:application"], env, f"daphne-{port}")
+        proc = cls(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "config.asgi:application",
+            ],
+            env,
+            f"daphne-{port}",
+        )
         proc.port = port
         return proc
 
@@ -207,8 +277,9 @@ class ProjectProcess:
 
     def start(self) -> ProjectProcess:
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=log,
-                                     stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            self.args, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT
+        )
         return self
 
     def wait_listening(self, timeout: float = 30) -> ProjectProcess:
