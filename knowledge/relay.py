@@ -203,14 +203,11 @@ class Connection:
         f = self.filter
         if self.standing:
             return {**self._base(), "filters": {"standing": True}}
-        return {
-            **self._base(),
-            "filters": {
+        return {**self._base(), "filters": {
                 "events": sorted(f.kinds) if f else [],
                 "types": sorted(f.types) if f else [],
                 "sources": sorted(f.sources) if f else [],
-            },
-        }
+            }}
 
     def _base(self) -> dict:
         return {
@@ -504,8 +501,7 @@ def _publish_wake(seq: int) -> None:
     prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
     try:
         _redis_client.publish(
-            f"{prefix}__group__{event_log.WAKE_GROUP}",
-            layer.serialize({"type": "wake", "seq": seq}),
+            f"{prefix}__group__{event_log.WAKE_GROUP}", layer.serialize({"type": "wake", "seq": seq})
         )
     except Exception as exc:  # Redis down: relays still poll the log
         global _last_wake_warning
