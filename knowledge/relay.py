@@ -135,6 +135,12 @@ async def standing_filter(worker_name: str):
     return await _in_db_thread(_load_standing, worker_name)
 
 
+def _epoch_and_top() -> tuple[str, int]:
+    from knowledge.models import LogState
+
+    return str(LogState.current().epoch), _top_seq()
+
+
 def _top_seq() -> int:
     from django.db.models import Max
 
@@ -355,7 +361,9 @@ class Relay:
     async def _drain(self) -> None:
         """Read from ``position`` to the top and fan out; repeat while there is more."""
         while True:
-            top = await _in_db_thread(_top_seq)
+            epoch, top = await _in_db_thread(_epoch_and_top)
+            if self.epoch and epoch != self.epoch:
+                self._new_epoch(epoch, top)  # a restore: tell every socket
             if top <= self.position:
                 if top < self.position:
                     # The log was reset (new epoch): restart from its top; connections
@@ -378,6 +386,17 @@ class Relay:
             for conn in self.connections:
                 if conn.standing and conn.viewer == name and conn.filter is not None:
                     conn.filter = flt
+
+    def _new_epoch(self, epoch: str, top: int) -> None:
+        """The log was restored from a backup (or reset): every connection is told it cannot
+        recover (``subscribed`` with ``recovered: false`` and the new epoch) and stays live."""
+        log.warning("event log epoch changed (%s -> %s)", self.epoch, epoch)
+        self.epoch = epoch
+        self.position = min(self.position, top)
+        for conn in list(self.connections):
+            conn.pos = min(conn.pos, top)
+            conn.push(json.dumps({"type": "subscribed", "epoch": epoch, "since": conn.pos,
+                                  "recovered": False, "top": top}))
 
     async def _reset_position(self) -> None:
         pos = await db_position()

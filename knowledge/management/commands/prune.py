@@ -14,7 +14,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.db import close_old_connections
 
-from knowledge.retention import prune_once
+from knowledge.retention import prune_once, reclaim_space
 
 
 class Command(BaseCommand):
@@ -32,9 +32,13 @@ class Command(BaseCommand):
         signal.signal(signal.SIGINT, self._stop)
         self.stdout.write(f"pruner running (interval {interval}s, batch {batch})")
         self.stdout.flush()
+        deleted = 0
         while not self.stopping:
             try:
                 result = prune_once(batch=batch)
+                if not result.total and deleted:
+                    reclaim_space()  # once at the end of a pass that deleted rows
+                    deleted = 0
             except Exception as exc:  # a database outage: retry at the next pass
                 if not interval:
                     raise CommandError(f"prune failed: {type(exc).__name__}: {exc}")
@@ -42,6 +46,7 @@ class Command(BaseCommand):
                 result = None
                 close_old_connections()  # a broken connection is replaced at the next pass
             if result is not None and result.total:
+                deleted += result.total
                 self.stdout.write(f"pruned {result.events} events, {result.items} items")
                 self.stdout.flush()
                 continue  # more may be left: the next batch at once
