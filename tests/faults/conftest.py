@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
+
 import pytest
 
-from tests.faults.services import PgCluster, RedisServer
+from tests.faults.services import ROOT, PgCluster, RedisServer, service_env
 
 
 @pytest.fixture(scope="session")
@@ -36,3 +40,26 @@ def redis_server():
     server = RedisServer().start()
     yield server
     server.destroy()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("kx-sqlite") / "template.sqlite3"
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--noinput", "-v0"],
+        cwd=ROOT,
+        env=service_env(SQLITE_PATH=str(path)),
+        check=True,
+        timeout=300,
+    )
+    return path
+
+
+@pytest.fixture
+def sqlite_env(sqlite_template, tmp_path):
+    """The environment of a process on a fresh migrated embedded database (a private file)."""
+    path = tmp_path / "kx.sqlite3"
+    shutil.copy(sqlite_template, path)
+    env = service_env(SQLITE_PATH=str(path))
+    env["KX_TEST_SQLITE"] = str(path)
+    return env

@@ -247,6 +247,7 @@ class ProjectProcess:
         self.env = env
         self.log_path = Path(tempfile.mkstemp(prefix=f"kx-{name}-", suffix=".log")[1])
         self.proc: subprocess.Popen | None = None
+        self._final_log: str | None = None
 
     @classmethod
     def manage(cls, *args: str, env: dict) -> ProjectProcess:
@@ -296,6 +297,8 @@ class ProjectProcess:
         return self
 
     def log(self) -> str:
+        if self._final_log is not None:
+            return self._final_log
         return self.log_path.read_text(errors="replace")
 
     def terminate(self, timeout: float = 5) -> int:
@@ -312,4 +315,5 @@ class ProjectProcess:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
+        self._final_log = self.log()  # kept for assertions after the file is gone
         self.log_path.unlink(missing_ok=True)
