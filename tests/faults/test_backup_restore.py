@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 
 import pytest
 
 from tests.faults.client import FeedSocket, call, create_worker, risk
+from tests.faults.figures import report
 from tests.faults.services import ROOT, ProjectProcess, service_env, spare_port
 
 pytestmark = pytest.mark.faults
@@ -69,8 +71,12 @@ def test_restore_starts_a_new_epoch_and_nothing_applies_twice(backend_env, tmp_p
         last = feed.next("event", where=lambda f: f["data"]["item"]["subject"] == "lost")["seq"]
 
         manage(env, "restore", str(backup), "--yes")
-
+        restored = time.monotonic()
         told = feed.next("subscribed", timeout=15)
+        report(
+            f"restore_socket_told_s[{env.get('DATABASE_URL') and 'postgresql' or 'sqlite'}]",
+            time.monotonic() - restored,
+        )
         assert told["recovered"] is False and told["epoch"] != old_epoch
         events = call(f"{api}/events?since={last}&epoch={old_epoch}", token=learning).body
         assert events["recovered"] is False and events["epoch"] == told["epoch"]

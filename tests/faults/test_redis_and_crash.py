@@ -95,7 +95,9 @@ def test_server_killed_mid_bulk_then_keyed_retry_loses_and_duplicates_nothing(sq
         report("kill9_mid_bulk_stored_before_kill", partial)
         assert 0 < partial < 1000
 
+        restarted = time.monotonic()
         server = ProjectProcess.daphne(port, env).start().wait_listening()
+        report("kill9_server_back_s", time.monotonic() - restarted)
         retry = call(f"{api}/broadcast/bulk", "POST", think, bulk, timeout=120)
         assert retry.status == 200, retry.body
         statuses = [r["status"] for r in retry.body["results"]]
