@@ -45,6 +45,8 @@ def test_redis_killed_and_restarted_under_live_sockets(sqlite_env, redis_server)
             broadcast(f"during-{i}")
         for feed in feeds:
             feed.next("event", where=lambda f: f["data"]["item"]["subject"] == "during-2")
+        degraded = call(f"{api}/health")
+        assert degraded.status == 200 and degraded.body["status"] == "degraded"
         redis_server.start()
         restarted = time.monotonic()
         broadcast("after")
