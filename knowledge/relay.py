@@ -135,10 +135,13 @@ async def standing_filter(worker_name: str):
     return await _in_db_thread(_load_standing, worker_name)
 
 
-def _epoch_and_top() -> tuple[str, int]:
+def _epoch_and_top() -> tuple[str, int, int]:
+    """(epoch, highest seq in the table, the log's top counting what was pruned or restored)."""
     from knowledge.models import LogState
 
-    return str(LogState.current().epoch), _top_seq()
+    state = LogState.current()
+    top = _top_seq()
+    return str(state.epoch), top, max(top, state.pruned_through)
 
 
 def _top_seq() -> int:
@@ -361,9 +364,9 @@ class Relay:
     async def _drain(self) -> None:
         """Read from ``position`` to the top and fan out; repeat while there is more."""
         while True:
-            epoch, top = await _in_db_thread(_epoch_and_top)
+            epoch, top, log_top = await _in_db_thread(_epoch_and_top)
             if self.epoch and epoch != self.epoch:
-                self._new_epoch(epoch, top)  # a restore: tell every socket
+                self._new_epoch(epoch, log_top)  # a restore: tell every socket
             if top <= self.position:
                 if top < self.position:
                     # The log was reset (new epoch): restart from its top; connections
@@ -387,16 +390,15 @@ class Relay:
                 if conn.standing and conn.viewer == name and conn.filter is not None:
                     conn.filter = flt
 
-    def _new_epoch(self, epoch: str, top: int) -> None:
+    def _new_epoch(self, epoch: str, log_top: int) -> None:
         """The log was restored from a backup (or reset): every connection is told it cannot
-        recover (``subscribed`` with ``recovered: false`` and the new epoch) and stays live."""
+        recover (``subscribed`` with ``recovered: false``, the new epoch and the log's top to
+        resume from) and stays live; new events come after ``log_top``."""
         log.warning("event log epoch changed (%s -> %s)", self.epoch, epoch)
         self.epoch = epoch
-        self.position = min(self.position, top)
         for conn in list(self.connections):
-            conn.pos = min(conn.pos, top)
             conn.push(json.dumps({"type": "subscribed", "epoch": epoch, "since": conn.pos,
-                                  "recovered": False, "top": top}))
+                                  "recovered": False, "top": log_top}))
 
     async def _reset_position(self) -> None:
         pos = await db_position()

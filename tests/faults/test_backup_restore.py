@@ -94,6 +94,10 @@ def test_restore_starts_a_new_epoch_and_nothing_applies_twice(backend_env, tmp_p
 
         fresh = feed.next("event", where=lambda f: f["data"]["item"]["subject"] == "lost")
         assert fresh["epoch"] == told["epoch"] and fresh["seq"] > last  # no seq is reused
+        # Resuming from what the socket was told is a clean resume, not a second reset.
+        resumed = call(f"{api}/events?since={told['top']}&epoch={told['epoch']}", token=learning)
+        assert resumed.body["recovered"] is True
+        assert [m["seq"] for m in resumed.body["results"]] == [fresh["seq"]]
         feed.close()
     finally:
         server.cleanup()
