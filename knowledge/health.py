@@ -15,11 +15,11 @@ from concurrent.futures import TimeoutError as FutureTimeout
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
-from django.conf import settings
 from django.core.cache import cache, caches
 from django.db import connection
 from django.db.models import Max
 
+from config.product import product_settings
 from knowledge.models import Event, LogState
 
 
@@ -89,7 +89,7 @@ def _probe(fn) -> dict:
 
 
 def run_health_checks() -> dict:
-    timeout = settings.KNOWLEDGE_EXCHANGE["health_probe_timeout"]
+    timeout = product_settings().health_probe_timeout
     started = time.perf_counter()
     futures = {name: _probes.submit(_probe, fn) for name, fn in CHECKS.items()}
     checks = {}

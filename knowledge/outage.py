@@ -10,10 +10,11 @@ from __future__ import annotations
 import logging
 import sys
 
-from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 from django.views.defaults import server_error
+
+from config.product import product_settings
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def is_database_outage(exc: BaseException | None) -> bool:
 
 
 def outage_response(request) -> HttpResponse:
-    retry_after = str(settings.KNOWLEDGE_EXCHANGE["db_unavailable_retry_after"])
+    retry_after = str(product_settings().db_unavailable_retry_after)
     if request.path.startswith("/api/"):
         response = JsonResponse({"detail": DETAIL, "errors": {}}, status=503)
     else:
@@ -52,8 +53,12 @@ class DatabaseOutageMiddleware:
 
     def process_exception(self, request, exception):
         if is_database_outage(exception):
-            log.warning("database unavailable: %s %s: %s", request.method, request.path,
-                        type(exception).__name__)
+            log.warning(
+                "database unavailable: %s %s: %s",
+                request.method,
+                request.path,
+                type(exception).__name__,
+            )
             return outage_response(request)
         return None
 

@@ -16,11 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.product import product_settings
 from knowledge.actions import do_prune_events
 from knowledge.choices import ItemStatus
 from knowledge.models import Event, KnowledgeItem
@@ -31,7 +31,7 @@ EPHEMERAL_DECAY_TIMES = 5
 
 def prune_events_batch(now: datetime, batch: int) -> int:
     """Delete up to about ``batch`` of the oldest events past retention; returns the count."""
-    days = settings.KNOWLEDGE_EXCHANGE["event_retention_days"]
+    days = product_settings().event_retention_days
     if days <= 0:
         return 0
     horizon = now - timedelta(days=days)
@@ -52,7 +52,7 @@ def _expired_items(now: datetime) -> Q | None:
         if kt.persistence == "ephemeral":
             age = timedelta(seconds=kt.decay_seconds * EPHEMERAL_DECAY_TIMES)
             cond |= Q(knowledge_type=kt.name, observed_at__lt=now - age)
-    days = settings.KNOWLEDGE_EXCHANGE["superseded_retention_days"]
+    days = product_settings().superseded_retention_days
     if days > 0:
         cond |= Q(status=ItemStatus.SUPERSEDED, created_at__lt=now - timedelta(days=days))
     return cond or None
