@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import envbool, envint, envlist, envstr
+from config.env import envbool, envfloat, envint, envlist, envstr
 from config.product import ProductSettings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
