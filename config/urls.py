@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from dashboard.views import metrics_view
 
+handler500 = "knowledge.outage.handler500"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/knowledge/", include("knowledge.api.urls")),
