@@ -60,6 +60,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.http.URLLengthLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -191,6 +192,11 @@ KNOWLEDGE_EXCHANGE = {
     "max_body_bytes": envint("KE_MAX_BODY_BYTES", 1_048_576),
     "max_payload_bytes": envint("KE_MAX_PAYLOAD_BYTES", 65_536),
     "max_bulk_items": envint("KE_MAX_BULK_ITEMS", 1000),
+    # Deepest nesting of a JSON body (objects and arrays, the body itself is level 1); deeper
+    # bodies get 400 (docs/security.md, "Limits").
+    "max_json_depth": envint("KE_MAX_JSON_DEPTH", 400),
+    # Longest URL (path + query string) before 414; daphne itself cuts request lines at 16 KB.
+    "max_url_bytes": envint("KE_MAX_URL_BYTES", 8192),
     # A client's observed_at may run ahead of the server clock by this much (clock skew);
     # further ahead is rejected with 400.
     "clock_skew_tolerance_seconds": envint("KE_CLOCK_SKEW_TOLERANCE", 60),
@@ -224,7 +230,7 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["knowledge.api.parsers.SafeJSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "knowledge.api.errors.exception_handler",

@@ -16,3 +16,9 @@ urlpatterns = [
     path("dashboard/", include("dashboard.urls")),
     path("", include("dashboard.root_urls")),
 ]
+
+# JSON error bodies under /api/ (knowledge/api/errors.py), Django's pages elsewhere.
+handler400 = "knowledge.api.errors.bad_request"
+handler403 = "knowledge.api.errors.permission_denied"
+handler404 = "knowledge.api.errors.page_not_found"
+handler500 = "knowledge.api.errors.server_error"
