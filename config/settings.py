@@ -14,7 +14,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import envbool, envfloat, envint, envlist, envstr
+from config.env import envbool, envfloat, envint, envlist, envrate, envstr
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "dashboard.middleware.RequestMetricsMiddleware",
     "knowledge.middleware.BodySizeLimitMiddleware",
+    "knowledge.middleware.AddressThrottleMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -210,6 +211,24 @@ KNOWLEDGE_EXCHANGE = {
     "ws_stall_seconds": envfloat("KE_WS_STALL_SECONDS", 10),
     "ws_direct_write": envbool("KE_WS_DIRECT_WRITE", True),
     "relay_poll_interval": envfloat("KE_RELAY_POLL_INTERVAL", 0) or (1.0 if REDIS_URL else 0.2),
+    # Limits (docs/security.md, "Limits"), counted on the shared cache. Rates are N/s, N/min,
+    # N/hour or N/day; "" = no limit. The defaults are a ceiling far above what the
+    # benchmark (docs/performance.md) and the built-in workers send; tighten them per fleet.
+    "throttle_enabled": envbool("KE_THROTTLE_ENABLED", True),
+    "throttle_rate_address": envrate("KE_THROTTLE_RATE_ADDRESS", "120000/min"),
+    "throttle_rate_client": envrate("KE_THROTTLE_RATE_CLIENT", "30000/min"),
+    "throttle_rate_broadcast": envrate("KE_THROTTLE_RATE_BROADCAST", "20000/min"),
+    "throttle_rate_query": envrate("KE_THROTTLE_RATE_QUERY", "20000/min"),
+    "long_polls_per_token": envint("KE_LONG_POLLS_PER_TOKEN", 16),
+    # Failed logins (admin, dashboard, browsable API) per user name + address, and per
+    # address for any name, before every attempt is refused for the lockout window.
+    "login_max_failures": envint("KE_LOGIN_MAX_FAILURES", 5),
+    "login_max_failures_per_address": envint("KE_LOGIN_MAX_FAILURES_PER_ADDRESS", 50),
+    "login_lockout_seconds": envint("KE_LOGIN_LOCKOUT_SECONDS", 900),
+    # GET /metrics: database aggregates are computed at most once per this many seconds per
+    # process; with a token set, scrapes must send "Authorization: Bearer <token>".
+    "metrics_cache_seconds": envfloat("KE_METRICS_CACHE_SECONDS", 5),
+    "metrics_token": envstr("KE_METRICS_TOKEN", ""),
 }
 
 DATA_UPLOAD_MAX_MEMORY_SIZE = KNOWLEDGE_EXCHANGE["max_body_bytes"]
@@ -234,6 +253,15 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "knowledge.api.errors.exception_handler",
+    # Per token (or person) and per scope; the per-address limit is a middleware
+    # (knowledge.middleware.AddressThrottleMiddleware). Rates: KNOWLEDGE_EXCHANGE.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "knowledge.limits.ClientRateThrottle",
+        "knowledge.limits.ScopedClientThrottle",
+    ],
+    # Proxies in front of daphne whose X-Forwarded-For is trusted for the client address;
+    # 0 = use the connection's address (a client cannot pick its own).
+    "NUM_PROXIES": envint("KE_TRUSTED_PROXIES", 0),
     "UNAUTHENTICATED_USER": None,
 }
 

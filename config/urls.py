@@ -1,8 +1,13 @@
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from dashboard.views import metrics_view
+from knowledge.limits import ThrottledAdminLoginForm, ThrottledLoginForm
+
+# Failed logins are limited per user name and address (knowledge/limits.py).
+admin.site.login_form = ThrottledAdminLoginForm
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,6 +16,12 @@ urlpatterns = [
     path("api/workers/", include("workers.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path(
+        "api-auth/login/",
+        LoginView.as_view(
+            template_name="rest_framework/login.html", authentication_form=ThrottledLoginForm
+        ),
+    ),
     path("api-auth/", include("rest_framework.urls")),
     path("metrics", metrics_view, name="metrics"),
     path("dashboard/", include("dashboard.urls")),
