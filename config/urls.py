@@ -3,6 +3,7 @@ from django.contrib.auth.views import LoginView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+import knowledge.api.openapi  # noqa: F401  (registers the worker token scheme)
 from dashboard.views import metrics_view
 from knowledge.limits import ThrottledAdminLoginForm, ThrottledLoginForm
 

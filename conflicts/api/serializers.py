@@ -40,7 +40,7 @@ class ResolutionSerializer(serializers.ModelSerializer):
 class ConflictSerializer(serializers.ModelSerializer):
     """A conflict in lists (``items`` = ids; the detail adds evidence and history)."""
 
-    flagged_by = serializers.CharField(source="flagged_by.name", default=None)
+    flagged_by = serializers.CharField(source="flagged_by.name", default=None, allow_null=True)
     item_ids = serializers.SerializerMethodField()
     workers = serializers.SerializerMethodField()
 

@@ -51,7 +51,7 @@ def exception_handler(exc, context):
     if isinstance(exc, QueryError):
         return Response(error_body({exc.field: [exc.message]}), status=400)
     if isinstance(exc, RequestDataTooBig):
-        return Response({"detail": "request body is too large"}, status=413)
+        return Response({"detail": "request body is too large", "errors": {}}, status=413)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None

@@ -474,10 +474,11 @@ class HealthView(APIView):
 
     @extend_schema(
         responses={
-            200: inline_serializer(
+            code: inline_serializer(
                 "Health",
                 {"status": serializers.CharField(), "checks": serializers.DictField()},
             )
+            for code in (200, 503)  # 503: the same report, with a failing check
         }
     )
     def get(self, request):
