@@ -9,10 +9,19 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 
-# Where the worker token class lives (the identity app may move it; only this line changes).
-WORKER_TOKEN_AUTHENTICATION = "workers.authentication.WorkerTokenAuthentication"
+
+def _worker_token_class_path() -> str:
+    """The configured worker token class (wherever the app that owns it puts it)."""
+    for path in settings.REST_FRAMEWORK["DEFAULT_AUTHENTICATION_CLASSES"]:
+        if path.endswith(".WorkerTokenAuthentication"):
+            return path
+    return "identity.authentication.WorkerTokenAuthentication"
+
+
+WORKER_TOKEN_AUTHENTICATION = _worker_token_class_path()
 
 
 class WorkerTokenScheme(OpenApiAuthenticationExtension):

@@ -37,6 +37,23 @@ def assert_throttled(response, mentions: str) -> int:
     return wait
 
 
+def test_every_limit_has_a_default(settings):
+    """The product defaults hold every limit (a merge that drops a key would silently switch
+    the limit off)."""
+    ke = settings.KNOWLEDGE_EXCHANGE
+    for key in (
+        "throttle_rate_address",
+        "throttle_rate_client",
+        "throttle_rate_broadcast",
+        "throttle_rate_query",
+    ):
+        assert ke[key].split("/")[0].isdigit(), key
+    assert ke["throttle_enabled"] is True and ke["long_polls_per_token"] > 0
+    assert ke["login_max_failures"] > 0 and ke["login_lockout_seconds"] > 0
+    assert ke["max_json_depth"] == 400 and ke["max_url_bytes"] == 8192
+    assert ke["metrics_cache_seconds"] > 0 and ke["metrics_token"] == ""
+
+
 def test_token_rate_limit_answers_429_with_retry_after(think, analysis, limits):
     limits(throttle_rate_client="5/min")
     for _ in range(5):
