@@ -8,6 +8,7 @@ They are now created 0600, atomically, and a file an older version left wider is
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,7 +31,10 @@ def create_private(path: Path | str, content: bytes = b"") -> bool:
     Written to a private temporary file and linked into place, so a process starting at the
     same moment never reads a half-written file."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    if path.exists():
+        return False
+    # Unique per call: threads of one process may create the same file at the same moment.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -101,3 +101,32 @@ def test_a_secret_key_is_required_when_debug_is_off_for_real_hosts(tmp_path, env
         assert result.returncode != 0
         assert "DJANGO_SECRET_KEY must be set" in result.stderr
         assert not (tmp_path / ".secret_key").exists()
+
+
+def test_many_threads_opening_a_new_database_at_once_all_succeed(tmp_path):
+    """The first requests of a fresh server open their connections at the same moment (a
+    burst of 2,000 requests on a fresh database once got two 500s from this race)."""
+    import threading
+
+    from config.files import private_sqlite
+
+    errors: list[Exception] = []
+    for round_ in range(30):
+        name = str(tmp_path / f"fresh-{round_}.sqlite3")
+        barrier = threading.Barrier(16)
+
+        def first_connection(name=name, barrier=barrier):
+            barrier.wait()
+            try:
+                private_sqlite(name)
+            except Exception as exc:  # what a request would have turned into a 500
+                errors.append(exc)
+
+        threads = [threading.Thread(target=first_connection) for _ in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        assert mode(Path(name)) == 0o600
+    assert errors == []
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary files left
