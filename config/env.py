@@ -52,13 +52,3 @@ def envlist(name: str, default: list[str]) -> list[str]:
         return default
     return [part.strip() for part in raw.split(",") if part.strip()]
 
-
-def envrate(name: str, default: str) -> str:
-    """A throttle rate ``N/period`` (period s, min, hour or day), or "" for no limit."""
-    raw = os.environ.get(name, default).strip()
-    if not raw:
-        return ""
-    num, _, period = raw.partition("/")
-    if not (num.strip().isdigit() and period.strip()[:1] in ("s", "m", "h", "d")):
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate like 600/min (or empty for none)")
-    return raw

@@ -15,13 +15,12 @@ from __future__ import annotations
 import json
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.exception import response_for_exception
 from django.http import HttpResponse, JsonResponse
 
-DEFAULT_MAX_URL_BYTES = 8192
+from config.product import product_settings
 
 
 class URLLengthLimitMiddleware:
@@ -31,7 +30,7 @@ class URLLengthLimitMiddleware:
         self.get_response = get_response
 
     def __call__(self, request):
-        limit = settings.KNOWLEDGE_EXCHANGE.get("max_url_bytes", DEFAULT_MAX_URL_BYTES)
+        limit = product_settings().max_url_bytes
         size = len(request.META.get("PATH_INFO", "")) + len(request.META.get("QUERY_STRING", ""))
         if size > limit:
             detail = f"the URL is {size} bytes; the limit is {limit}"

@@ -3,19 +3,19 @@ from __future__ import annotations
 import hmac
 from datetime import UTC, datetime
 
-from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse
 from django.shortcuts import render
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from config.product import product_settings
 from dashboard.metrics import REGISTRY
 
 
 def metrics_view(request):
     """Prometheus text format, no secrets. With ``metrics_token`` set, only for
     ``Authorization: Bearer <metrics_token>``."""
-    token = settings.KNOWLEDGE_EXCHANGE.get("metrics_token")
+    token = product_settings().metrics_token
     if token:
         sent = request.META.get("HTTP_AUTHORIZATION", "")
         if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
@@ -29,11 +29,11 @@ def metrics_view(request):
 def index(request):
     """Monitoring overview: health, alerts, the numbers of GET stats, workers, knowledge by type."""
     from dashboard.alerts import evaluate
+    from identity.models import Worker
     from knowledge.health import run_health_checks
     from knowledge.models import InboxCursor
     from knowledge.registry import registry
     from knowledge.stats import collect_stats
-    from workers.models import Worker
 
     stats = collect_stats()
     top = stats["events"]["top"]
@@ -80,7 +80,7 @@ def live(request):
             "log_epoch": pos.epoch,
             "event_kinds": EventKind.values,
             "knowledge_types": registry.names(),
-            "websocket_enabled": settings.KNOWLEDGE_EXCHANGE["websocket_enabled"],
+            "websocket_enabled": product_settings().websocket_enabled,
         },
     )
 

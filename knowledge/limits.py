@@ -25,7 +25,6 @@ import time
 from contextlib import contextmanager
 
 from django import forms
-from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
@@ -33,11 +32,13 @@ from rest_framework.exceptions import Throttled
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
-from workers.permissions import request_worker
+from config.product import product_settings
+from identity.permissions import request_worker
 
 
 def limit(name: str, default=None):
-    return settings.KNOWLEDGE_EXCHANGE.get(name, default)
+    """The product setting ``name`` (config/product.py), read per call so overrides apply."""
+    return getattr(product_settings(), name, default)
 
 
 def parse_rate(rate: str) -> tuple[int, int]:

@@ -12,15 +12,14 @@ from __future__ import annotations
 import io
 import re
 
-from django.conf import settings
 from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser, get_encoding
 
-DEFAULT_MAX_JSON_DEPTH = 400
+from config.product import product_settings
 
 
 def max_json_depth() -> int:
-    return int(settings.KNOWLEDGE_EXCHANGE.get("max_json_depth", DEFAULT_MAX_JSON_DEPTH))
+    return product_settings().max_json_depth
 
 
 def _text_problem(text: str, nul_ok: bool) -> str | None:

@@ -12,8 +12,8 @@ from django.urls import get_resolver
 from rest_framework.test import APIRequestFactory
 
 from conftest import issue_payload
+from identity.models import Worker
 from knowledge.models import Event, KnowledgeItem
-from workers.models import Worker
 
 pytestmark = pytest.mark.django_db
 

@@ -249,3 +249,13 @@ def test_metrics_can_require_a_bearer_token(client, limits, db):
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer nope").status_code == 401
     r = client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me")
     assert r.status_code == 200 and b"kx_event_log_top" in r.content
+
+
+def test_a_malformed_rate_stops_the_process_at_start():
+    from django.core.exceptions import ImproperlyConfigured
+
+    from config.product import ProductSettings
+
+    with pytest.raises(ImproperlyConfigured, match="KE_THROTTLE_RATE_CLIENT"):
+        ProductSettings().replace(throttle_rate_client="lots")
+    assert ProductSettings().replace(throttle_rate_client="").throttle_rate_client == ""
