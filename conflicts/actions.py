@@ -53,13 +53,13 @@ from conflicts.engine.trust import (
     resolution_updates,
 )
 from conflicts.models import Conflict, ConflictItem, Resolution, SourceTrust
+from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.actions import ActionError
 from knowledge.choices import EventKind, ItemStatus
 from knowledge.events import lock_log_tail, publish_event
 from knowledge.models import KnowledgeItem
 from knowledge.registry import registry
-from workers.models import Worker
 
 log = logging.getLogger(__name__)
 
