@@ -41,8 +41,16 @@ class LongPoll:
     position: int  # every matching event up to here was read (none matched)
     wait: float
     limit: int
+    slot: object = None  # the long-poll slot (knowledge/limits.py), released once answered
 
     async def answer(self) -> HttpResponse:
+        try:
+            return await self._answer()
+        finally:
+            if self.slot is not None:
+                await sync_to_async(self.slot.__exit__)(None, None, None)
+
+    async def _answer(self) -> HttpResponse:
         conn = Connection(
             label=self.label,
             viewer=self.viewer,

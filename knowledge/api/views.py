@@ -16,7 +16,7 @@ from config.product import product_settings
 from identity.models import Worker
 from identity.permissions import request_worker
 from knowledge import actions, live_auth
-from knowledge.actions import ActionError, BroadcastResult
+from knowledge.actions import BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
     AckSerializer,
@@ -36,12 +36,14 @@ from knowledge.api.serializers import (
     ValidateSerializer,
 )
 from knowledge.choices import ItemStatus, Urgency
+from knowledge.errors import ActionError
 from knowledge.events import (
     FeedFilter,
     log_position,
     read_events,
 )
 from knowledge.health import run_health_checks
+from knowledge.limits import long_poll_slot
 from knowledge.long_poll import LongPoll, as_async_view, parked
 from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
@@ -398,6 +400,22 @@ class EventsView(APIView):
         responses={200: EventsResponseSerializer},
     )
     def get(self, request):
+        # knowledge/limits.py: long polls in flight per token. A parked poll keeps its slot
+        # until it is answered (knowledge/long_poll.py releases it).
+        slot = long_poll_slot(request)
+        slot.__enter__()
+        try:
+            response = self._events(request)
+        except BaseException:
+            slot.__exit__(None, None, None)
+            raise
+        if getattr(response, "long_poll", None) is None:
+            slot.__exit__(None, None, None)
+        else:
+            response.long_poll.slot = slot
+        return response
+
+    def _events(self, request):
         data = {k: request.query_params.getlist(k) if k in ("types", "sources", "events") else v
                 for k, v in request.query_params.items()}
         ser = EventsQuerySerializer(data=data)
@@ -450,10 +468,11 @@ class HealthView(APIView):
 
     @extend_schema(
         responses={
-            200: inline_serializer(
+            code: inline_serializer(
                 "Health",
                 {"status": serializers.CharField(), "checks": serializers.DictField()},
             )
+            for code in (200, 503)  # 503: the same report, with a failing check
         }
     )
     def get(self, request):
