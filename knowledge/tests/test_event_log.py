@@ -171,11 +171,16 @@ def test_reader_following_since_never_misses_with_concurrent_publishers(analysis
     reason="the PostgreSQL connection pool is configured only with DATABASE_URL",
 )
 @pytest.mark.django_db(transaction=True)
-def test_waiting_long_polls_do_not_exhaust_the_connection_pool(think):
+def test_waiting_long_polls_do_not_exhaust_the_connection_pool(think, settings):
     """More concurrent long polls than the pool has connections, each waiting longer than
     the pool's checkout timeout: every one is answered, because a waiting poll gives its
     connection back (otherwise the extra ones fail with a pool timeout)."""
     from rest_framework.test import APIClient
+
+    from config.product import product_settings
+
+    # The pool is under test here, not the per-token cap on polls in flight (test_limits.py).
+    settings.KNOWLEDGE_EXCHANGE = product_settings().replace(long_polls_per_token=0)
 
     pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
     statuses: list[int] = []
