@@ -23,10 +23,11 @@ from django.http import HttpResponse, JsonResponse
 from config.product import product_settings
 
 
-class URLLengthLimitMiddleware:
-    """414 for URLs (path + query string) longer than ``max_url_bytes``."""
+class RefusingMiddleware:
+    """A middleware that may answer a request itself (``_refuse``) before the view; sync and
+    async-capable, so an async view (the long poll) runs with no thread held."""
 
-    async_capable = True  # so an async view (the long poll) runs without a thread held
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -41,6 +42,13 @@ class URLLengthLimitMiddleware:
 
     async def _acall(self, request, refused):
         return refused or await self.get_response(request)
+
+    def _refuse(self, request):
+        return None
+
+
+class URLLengthLimitMiddleware(RefusingMiddleware):
+    """414 for URLs (path + query string) longer than ``max_url_bytes``."""
 
     def _refuse(self, request):
         limit = product_settings().max_url_bytes

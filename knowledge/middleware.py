@@ -1,40 +1,16 @@
 from __future__ import annotations
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from rest_framework.exceptions import Throttled
 
+from config.http import RefusingMiddleware
 from config.product import product_settings
 from knowledge.api.errors import too_large_response
 from knowledge.limits import AddressRateThrottle
 
 
-class _RefusingMiddleware:
-    """A middleware that may answer a request itself (``_refuse``) before the view; sync and
-    async-capable, so an async view (the long poll) runs with no thread held."""
-
-    async_capable = True
-
-    def __init__(self, get_response):
-        self.get_response = get_response
-        if iscoroutinefunction(get_response):
-            markcoroutinefunction(self)
-
-    def __call__(self, request):
-        refused = self._refuse(request)
-        if iscoroutinefunction(self):
-            return self._acall(request, refused)
-        return refused or self.get_response(request)
-
-    async def _acall(self, request, refused):
-        return refused or await self.get_response(request)
-
-    def _refuse(self, request):
-        return None
-
-
-class BodySizeLimitMiddleware(_RefusingMiddleware):
+class BodySizeLimitMiddleware(RefusingMiddleware):
     """Answer 413 for API bodies over ``max_body_bytes`` (config/product.py).
 
     DRF parses JSON from the request stream, bypassing Django's own upload limit, so the
@@ -59,7 +35,7 @@ class BodySizeLimitMiddleware(_RefusingMiddleware):
         return None
 
 
-class AddressThrottleMiddleware(_RefusingMiddleware):
+class AddressThrottleMiddleware(RefusingMiddleware):
     """Per client address limit on every /api/ request (``throttle_rate_address``), before
     authentication, so requests with a bad token are counted too (knowledge/limits.py)."""
 
