@@ -59,6 +59,7 @@ from knowledge.choices import EventKind, ItemStatus
 from knowledge.events import lock_log_tail, publish_event
 from knowledge.models import KnowledgeItem
 from knowledge.registry import registry
+from knowledge.visibility import event_visibility, item_audience
 from workers.models import Worker
 
 log = logging.getLogger(__name__)
@@ -244,9 +245,16 @@ def candidates_for(
 
 def _subject_items(knowledge_type: str, subject: str) -> list[KnowledgeItem]:
     # Read, not locked (see the module docstring): _lock_items before writing them.
+    # Untargeted items only: a targeted item is never compared automatically, so no conflict
+    # mixes what everyone sees with what only some may see (docs/security.md).
     return list(
         KnowledgeItem.objects.select_related("source")
-        .filter(knowledge_type=knowledge_type, subject=subject, status=ItemStatus.ACTIVE)
+        .filter(
+            knowledge_type=knowledge_type,
+            subject=subject,
+            status=ItemStatus.ACTIVE,
+            is_targeted=False,
+        )
         .order_by("pk")
     )
 
@@ -336,7 +344,7 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
     """
     item.conflict_detections = []
     cfg = conflict_settings()
-    if not cfg.enabled:
+    if not cfg.enabled or item.is_targeted:
         return []
     kt = registry.get(item.knowledge_type)
     if kt is None:
@@ -521,6 +529,7 @@ def _evaluate(
             },
             knowledge_type=conflict.knowledge_type,
             source=ENGINE_ACTOR,
+            **event_visibility(conflict.audience()),
         )
     if _dissolve_if_moot(conflict, cfg, now):
         return
@@ -670,6 +679,7 @@ def _close(
         },
         knowledge_type=conflict.knowledge_type,
         source=actor_name[:64],
+        **event_visibility(conflict.audience()),
     )
     if losers:
         knowledge_cache.invalidate_after_commit([conflict.knowledge_type])
@@ -822,9 +832,18 @@ def do_flag_conflict(
             raise ActionError(f"item(s) {inactive} are no longer active", "items")
         if len({i.knowledge_type for i in items}) > 1:
             raise ActionError("flagged items must be of one knowledge type", "items")
+        audiences = {item_audience(i) for i in items}
+        if len(audiences) > 1:
+            # Every conflict's items share one audience (docs/security.md).
+            raise ActionError(
+                "flagged items must be visible to the same workers "
+                "(all untargeted, or all between the same workers)",
+                "items",
+            )
         existing = (
             Conflict.objects.select_for_update()
             .unsettled()
+            .visible_to(worker)
             .filter(pk__in=_conflicts_with_items(ids))
             .order_by("pk")
         )
@@ -833,7 +852,7 @@ def do_flag_conflict(
                 return conflict
         now = timezone.now()
         subjects = {i.subject for i in items}
-        if len(subjects) == 1:
+        if len(subjects) == 1 and audiences == {None}:
             conflict = (
                 Conflict.objects.select_for_update()
                 .unsettled()
@@ -881,6 +900,7 @@ def do_flag_conflict(
             },
             knowledge_type=conflict.knowledge_type,
             source=actor_name_of(user, worker)[:64],
+            **event_visibility(conflict.audience()),
         )
     return conflict
 

@@ -11,7 +11,7 @@ class ConflictsConfig(AppConfig):
         from dashboard.metrics import EXTRA_COLLECTORS
         from knowledge.stats_hooks import register
 
-        register("conflicts", stats.stats_section)
+        register("conflicts", stats.stats_section, per_viewer=True)
         alerts.register("unresolved_conflicts", stats.unresolved_conflicts_alert)
         if stats.collect_metrics not in EXTRA_COLLECTORS:
             EXTRA_COLLECTORS.append(stats.collect_metrics)

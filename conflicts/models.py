@@ -9,12 +9,13 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from conflicts.choices import Actor, Classification, ConflictStatus, Decision, ItemRole
 from conflicts.engine.candidates import Trust
-from knowledge.models import KnowledgeItem
+from knowledge.models import KnowledgeItem, visible_item_q
+from knowledge.visibility import Audience, audience_from_rows
 from workers.models import Worker
 
 
@@ -24,6 +25,18 @@ class ConflictQuerySet(models.QuerySet):
 
     def review_queue(self) -> ConflictQuerySet:
         return self.filter(status=ConflictStatus.PENDING_REVIEW)
+
+    def visible_to(self, worker: Worker | None) -> ConflictQuerySet:
+        """Conflicts every item of which ``worker`` may see (``None``, a person: all).
+
+        A conflict with one item the worker may not see is left out entirely: its subject,
+        claims, proposal, history and existence (knowledge/visibility.py)."""
+        if worker is None:
+            return self
+        hidden = ConflictItem.objects.filter(conflict=OuterRef("pk")).exclude(
+            visible_item_q(worker, "item__")
+        )
+        return self.filter(~Exists(hidden))
 
     def involving_worker(self, name: str) -> ConflictQuerySet:
         return self.filter(
@@ -124,6 +137,12 @@ class Conflict(models.Model):
 
     def __str__(self) -> str:
         return f"conflict #{self.pk} {self.knowledge_type}: {self.subject} ({self.status})"
+
+    def audience(self) -> Audience:
+        """Who may see this conflict: the workers who may see all its items (None: all)."""
+        return audience_from_rows(
+            self.links.values_list("item__is_targeted", "item__source__name", "item__target_names")
+        )
 
     @property
     def is_unsettled(self) -> bool:

@@ -31,6 +31,7 @@ from knowledge.models import (
     ValidationRecord,
 )
 from knowledge.registry import registry
+from knowledge.visibility import event_visibility, item_audience
 from workers.models import Worker
 
 
@@ -492,6 +493,7 @@ def do_validate(
             knowledge_type=item.knowledge_type,
             source=validator,
             item_id=item.pk,
+            **event_visibility(item_audience(item)),
         )
     knowledge_cache.invalidate_after_commit([item.knowledge_type])
     return item

@@ -46,11 +46,13 @@ def publish_event(
     source: str = "",
     item_id: int | None = None,
     targets: list[str] | tuple[str, ...] = (),
+    private: bool = False,
 ) -> Event:
     """Append an event to the log in the caller's transaction; wake readers after commit.
 
     Must be called inside ``transaction.atomic()``, as late in the transaction as possible:
-    from here to commit, other publishers wait.
+    from here to commit, other publishers wait. ``targets`` (or ``private``) makes the event
+    visible only to the workers named (and people): ``private`` with no targets, people only.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("publish_event must run inside transaction.atomic()")
@@ -60,7 +62,7 @@ def publish_event(
         knowledge_type=knowledge_type,
         source=source,
         item_id=item_id,
-        is_targeted=bool(targets),
+        is_targeted=private or bool(targets),
         targets=list(targets),
         data=data,
     )

@@ -35,11 +35,19 @@ class KnowledgeItemQuerySet(models.QuerySet):
 
     def visible_to(self, worker: Worker) -> KnowledgeItemQuerySet:
         """What a worker may see: untargeted items, items targeted at it, its own items."""
-        return self.filter(
-            Q(is_targeted=False)
-            | Q(source=worker)
-            | Q(pk__in=KnowledgeTarget.objects.filter(worker=worker).values("item_id"))
-        )
+        return self.filter(visible_item_q(worker))
+
+
+def visible_item_q(worker: Worker, prefix: str = "") -> Q:
+    """The one rule of what a worker may see, as a condition on an item reached through
+    ``prefix`` (``"item__"`` from a row linking to an item). Every read path uses it:
+    items, query, conflicts (``conflicts.visibility``), statistics; events carry the same
+    audience in ``Event.targets``. docs/security.md."""
+    return (
+        Q(**{f"{prefix}is_targeted": False})
+        | Q(**{f"{prefix}source": worker})
+        | Q(**{f"{prefix}pk__in": KnowledgeTarget.objects.filter(worker=worker).values("item_id")})
+    )
 
 
 def _seconds(value: float) -> timedelta:
@@ -242,8 +250,11 @@ class Event(models.Model):
         return f"#{self.seq} {self.kind}"
 
     def visible_to(self, worker_name: str | None) -> bool:
-        """A worker sees public events and those naming it; people (None) see all."""
-        return worker_name is None or not self.targets or worker_name in self.targets
+        """A worker sees public events and those naming it; people (None) see all.
+
+        ``is_targeted`` with no ``targets`` is an event for people only (a conflict whose
+        items no single worker may all see)."""
+        return worker_name is None or not self.is_targeted or worker_name in self.targets
 
     def as_message(self, epoch: str) -> dict:
         return {

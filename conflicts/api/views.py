@@ -1,6 +1,7 @@
 """Conflict API (prefix ``/api/knowledge/``). Who may do what:
 
-- list / detail / resolution-stats: workers (token) and staff;
+- list / detail / resolution-stats: workers (token) and staff; a worker sees only conflicts
+  all of whose items it may see, and statistics over those (``Conflict.objects.visible_to``);
 - ``conflicts/flag`` and ``conflicts/<id>/request-resolution``: workers and staff;
 - ``resolve``: staff people only. Workers never decide conflicts: trust is learned from
   decisions, and a worker deciding its own conflicts would teach the exchange to trust it.
@@ -58,8 +59,10 @@ class ConflictViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         links = ConflictItem.objects.select_related("item__source").order_by("id")
-        qs = Conflict.objects.select_related("flagged_by").prefetch_related(
-            Prefetch("links", queryset=links)
+        qs = (
+            Conflict.objects.visible_to(request_worker(self.request))
+            .select_related("flagged_by")
+            .prefetch_related(Prefetch("links", queryset=links))
         )
         if self.action == "retrieve":
             qs = qs.prefetch_related(
@@ -141,4 +144,4 @@ class RequestResolutionView(APIView):
 class ResolutionStatsView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        return Response(resolution_stats())
+        return Response(resolution_stats(request_worker(request)))

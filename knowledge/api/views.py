@@ -381,7 +381,7 @@ class StatsView(APIView):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        return Response(collect_stats())
+        return Response(collect_stats(request_worker(request)))
 
 
 def _release_pooled_connection() -> None:
