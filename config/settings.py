@@ -187,6 +187,8 @@ KNOWLEDGE_EXCHANGE = {
     "conflict_settle_seconds": envint("KE_CONFLICT_SETTLE_SECONDS", 0),
     # Discount sources that quickly repeat another source's claim (copy detection).
     "conflict_copy_detection": envbool("KE_CONFLICT_COPY_DETECTION", True),
+    # One review request per conflict per requester per this many seconds (docs/security.md).
+    "review_request_interval": envint("KE_REVIEW_REQUEST_INTERVAL", 600),
     "event_retention_days": envint("KE_EVENT_RETENTION_DAYS", 30),
     "max_body_bytes": envint("KE_MAX_BODY_BYTES", 1_048_576),
     "max_payload_bytes": envint("KE_MAX_PAYLOAD_BYTES", 65_536),

@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
@@ -905,29 +906,72 @@ def do_flag_conflict(
     return conflict
 
 
+class TooSoon(ActionError):
+    """Asked again within ``review_request_interval``; ``retry_after`` in seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, field: str, retry_after: int):
+        super().__init__(message, field)
+        self.retry_after = retry_after
+
+
+def review_request_interval() -> int:
+    return int(settings.KNOWLEDGE_EXCHANGE.get("review_request_interval", 600))
+
+
 def do_request_resolution(
     conflict_id: int, *, worker: Worker | None = None, user=None, note: str = ""
 ) -> Conflict:
     """Ask people to decide: an ``open`` conflict moves to ``pending_review`` (out of the
-    settle window); the request is counted. A decided conflict raises ActionError(409)."""
+    settle window); the request is counted.
+
+    - A worker may ask only about a conflict it may see (else 404) in which one of its own
+      items takes part (else 403); people may ask about any.
+    - A decided conflict raises ActionError(409).
+    - One request per conflict per requester per ``review_request_interval`` seconds (a
+      setting, 600 by default): sooner raises ``TooSoon`` (429 with Retry-After).
+    - ``version`` never changes: nothing a reviewer decides on changes, so a decision sent
+      with the version the reviewer loaded never gets 409 because of a request.
+    """
     with transaction.atomic():
         conflict = _locked_conflict(conflict_id)
+        if worker is not None:
+            if not Conflict.objects.visible_to(worker).filter(pk=conflict.pk).exists():
+                raise ActionError(f"no conflict {conflict_id}", "conflict", 404)
+            if not conflict.links.filter(item__source=worker).exists():
+                raise ActionError(
+                    "only workers whose items take part in a conflict may request its review",
+                    "conflict",
+                    403,
+                )
         if not conflict.is_unsettled:
             raise ActionError(
                 f"conflict {conflict_id} is already {conflict.status}", "conflict", 409
             )
-        if conflict.status == ConflictStatus.OPEN:
-            conflict.set_status(ConflictStatus.PENDING_REVIEW)
-        else:
-            conflict.version += 1
+        interval = review_request_interval()
+        who = actor_name_of(user, worker)
+        # cache.add is atomic on the shared cache: of concurrent requests one gets the slot.
+        if interval > 0 and not cache.add(f"kx:review-req:{conflict.pk}:{who}", 1, interval):
+            raise TooSoon(
+                f"review of conflict {conflict_id} was already requested by {who} "
+                f"in the last {interval} s",
+                "conflict",
+                interval,
+            )
+        if conflict.status == ConflictStatus.OPEN and conflict.can_transition(
+            ConflictStatus.PENDING_REVIEW
+        ):
+            conflict.status = ConflictStatus.PENDING_REVIEW  # not set_status: version kept
         now = timezone.now()
         conflict.review_requested_at = now
         conflict.review_requests += 1
         conflict.updated_at = now
         if note:
-            who = actor_name_of(user, worker)
             conflict.note = (conflict.note + f"\n[{who}] {note}").strip()[:5000]
-        conflict.save()
+        conflict.save(
+            update_fields=["status", "review_requested_at", "review_requests", "updated_at", "note"]
+        )
     return conflict
 
 

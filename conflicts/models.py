@@ -51,8 +51,9 @@ class Conflict(models.Model):
     among detected conflicts (a partial unique constraint; flagged ones are exempt). The
     engine's proposal (``proposal``, ``proposed_claim``, ``margin``) is kept apart from the
     decision actually taken (``decision``, ``decided_claim``, ``decided_by``), so the engine's
-    precision against people is measurable. ``version`` increases at every change: clients
-    may send it back when resolving and get 409 if someone else changed the conflict first.
+    precision against people is measurable. ``version`` increases at every change of what a
+    decision depends on (status, items, proposal; not a review request): clients may send it
+    back when resolving and get 409 if someone else changed the conflict first.
     """
 
     #: Allowed status changes (Oscar's ``Order.set_status`` pattern).

@@ -453,7 +453,7 @@ def do_validate(
 ) -> KnowledgeItem:
     """Record a verdict on an item and recompute its validation status.
 
-    One verdict per validating worker (a new one replaces the old); a worker cannot
+    One verdict per validating worker or person (a new one replaces the old); a worker cannot
     validate its own item. Publishes ``knowledge_validated`` (visible to the item's source).
     """
     if verdict not in Verdict.values:
@@ -467,6 +467,9 @@ def do_validate(
                 item=item, validator=worker, defaults={"verdict": verdict, "note": note}
             )
         else:
+            # One verdict per person too: the latest replaces theirs (the item row is locked).
+            if user is not None:
+                ValidationRecord.objects.filter(item=item, validator=None, user=user).delete()
             ValidationRecord.objects.create(item=item, user=user, verdict=verdict, note=note)
         verdicts = list(item.validations.values_list("verdict", flat=True))
         confirms = verdicts.count(Verdict.CONFIRMED)

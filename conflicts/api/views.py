@@ -2,7 +2,8 @@
 
 - list / detail / resolution-stats: workers (token) and staff; a worker sees only conflicts
   all of whose items it may see, and statistics over those (``Conflict.objects.visible_to``);
-- ``conflicts/flag`` and ``conflicts/<id>/request-resolution``: workers and staff;
+- ``conflicts/flag``: workers and staff; ``conflicts/<id>/request-resolution``: staff, and
+  workers whose items take part, rate-limited per conflict and requester;
 - ``resolve``: staff people only. Workers never decide conflicts: trust is learned from
   decisions, and a worker deciding its own conflicts would teach the exchange to trust it.
 """
@@ -30,6 +31,7 @@ from conflicts.evidence import conflict_evidence
 from conflicts.filtersets import ConflictFilterSet
 from conflicts.models import Conflict, ConflictItem, Resolution
 from conflicts.stats import resolution_stats
+from knowledge.api.errors import error_body
 from workers.permissions import request_worker
 
 
@@ -125,19 +127,28 @@ class FlagView(APIView):
 
 
 class RequestResolutionView(APIView):
-    """Ask people to decide this conflict now (moves it to the review queue)."""
+    """Ask people to decide this conflict now (moves it to the review queue). Workers: only
+    on conflicts their items take part in (403), once per ``review_request_interval``
+    seconds per conflict (429 + Retry-After); the conflict's ``version`` is not changed."""
 
     @extend_schema(request=RequestResolutionSerializer, responses={200: ConflictSerializer})
     def post(self, request, pk: int):
         ser = RequestResolutionSerializer(data=request.data or {})
         ser.is_valid(raise_exception=True)
         worker = request_worker(request)
-        conflict = actions.do_request_resolution(
-            pk,
-            worker=worker,
-            user=None if worker else request.user,
-            note=ser.validated_data["note"],
-        )
+        try:
+            conflict = actions.do_request_resolution(
+                pk,
+                worker=worker,
+                user=None if worker else request.user,
+                note=ser.validated_data["note"],
+            )
+        except actions.TooSoon as exc:
+            return Response(
+                error_body({exc.field: [exc.message]}),
+                status=exc.status,
+                headers={"Retry-After": str(exc.retry_after)},
+            )
         return Response(ConflictSerializer(conflict).data)
 
 
