@@ -278,14 +278,15 @@ def _broadcast_batch(worker: Worker, run: list[BroadcastInput]) -> list[Broadcas
         )
         .order_by("-observed_at")
     ):
-        own_by_key.setdefault((row.knowledge_type, row.subject), row)
+        # Only an item with the same audience is "the same item" (knowledge/visibility.py).
+        own_by_key.setdefault((row.knowledge_type, row.subject, tuple(row.target_names)), row)
 
     plans = []  # (index, data, item, outcome, own, target_names, request_hash)
     created, refreshed, superseded = [], [], []
     for i, data, kt, subject, claim, request_hash in todo:
         observed_at = data.observed_at or now
         target_names = sorted({w.name for w in data.targets})
-        own = own_by_key.get((kt.name, subject))
+        own = own_by_key.get((kt.name, subject, tuple(target_names)))
         if own is not None and own.claim == claim:
             _apply_refresh(own, data, observed_at, now)
             refreshed.append(own)
@@ -383,11 +384,17 @@ def _broadcast_in_transaction(worker: Worker, data: BroadcastInput) -> Broadcast
     subject, claim = kt.subject_of(data.payload), kt.claim_of(data.payload)
     target_names = sorted({w.name for w in data.targets})
 
-    own = (
-        KnowledgeItem.objects.select_for_update()
-        .filter(source=worker, knowledge_type=kt.name, subject=subject, status=ItemStatus.ACTIVE)
-        .order_by("-observed_at")
-        .first()
+    # Only an item with the same audience is refreshed or revised: a private broadcast must
+    # not rewrite or supersede a public item, nor the reverse (knowledge/visibility.py).
+    own = next(
+        (
+            row
+            for row in KnowledgeItem.objects.select_for_update()
+            .filter(source=worker, knowledge_type=kt.name, subject=subject, status=ItemStatus.ACTIVE)
+            .order_by("-observed_at")
+            if row.target_names == target_names
+        ),
+        None,
     )
     if own is not None and own.claim == claim:
         _apply_refresh(own, data, observed_at, now)

@@ -12,6 +12,7 @@ from channels.db import database_sync_to_async
 
 from conflicts.models import Conflict, ConflictItem
 from conftest import risk_payload
+from knowledge.models import KnowledgeItem
 from knowledge.tests.test_consumers import (  # noqa: F401 (autouse fixture)
     _close_async_db_connections,
     connect,
@@ -191,3 +192,22 @@ async def test_the_websocket_feed_applies_the_same_rule(secret, think, learning,
     assert await think_ws.receive_nothing(timeout=0.5)
     for c in (think_ws, learning_ws):
         await c.disconnect()
+
+
+def test_a_private_broadcast_never_rewrites_or_supersedes_a_public_item(analysis, learning, think):
+    public = _item(analysis.broadcast("risk_pattern", risk_payload(SUBJECT, "high"), 0.6))["item"]
+    # Same claim, privately, with another confidence: a new private item, not a refresh.
+    same = analysis.broadcast(
+        "risk_pattern", risk_payload(SUBJECT, "high"), 0.95, targets=["learning"]
+    )
+    assert same.status_code == 201 and same.json()["item"]["id"] != public["id"]
+    # Another claim, privately: the public item is not revised (superseded by a hidden item).
+    other = _item(
+        analysis.broadcast("risk_pattern", risk_payload(SUBJECT, "low"), 0.9, targets=["learning"])
+    )
+    # (it revises the private item of the same audience instead)
+    assert other["outcome"] == "revised"
+    assert KnowledgeItem.objects.get(pk=same.json()["item"]["id"]).status == "superseded"
+    seen = think.client.get(f"/api/knowledge/items/{public['id']}").json()
+    assert seen["status"] == "active" and seen["superseded_by"] is None
+    assert seen["confidence"] == 0.6
