@@ -189,6 +189,9 @@ KNOWLEDGE_EXCHANGE = {
     "conflict_copy_detection": envbool("KE_CONFLICT_COPY_DETECTION", True),
     # One review request per conflict per requester per this many seconds (docs/security.md).
     "review_request_interval": envint("KE_REVIEW_REQUEST_INTERVAL", 600),
+    # Who may write / read which types by default: "open" (all) or "registry" (the type
+    # registry's broadcast_by / interested); per worker in the admin. docs/security.md.
+    "scope_mode": envstr("KE_SCOPE_MODE", "open"),
     "event_retention_days": envint("KE_EVENT_RETENTION_DAYS", 30),
     "max_body_bytes": envint("KE_MAX_BODY_BYTES", 1_048_576),
     "max_payload_bytes": envint("KE_MAX_PAYLOAD_BYTES", 65_536),

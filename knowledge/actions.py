@@ -31,6 +31,7 @@ from knowledge.models import (
     ValidationRecord,
 )
 from knowledge.registry import registry
+from knowledge.scopes import read_types
 from knowledge.visibility import event_visibility, item_audience
 from workers.models import Worker
 
@@ -608,6 +609,7 @@ class InboxFilter(EventFilter):
 
     def __init__(self, worker: Worker, sub: Subscription):
         self.viewer = worker.name
+        self.read_types = read_types(worker)
         self.types = sub.effective_types() | registry.broadcast_types()
         self.sources = set(sub.sources)
         self.kinds = set(sub.events) if sub.events else set(INBOX_EVENT_KINDS)
@@ -629,7 +631,7 @@ class InboxFilter(EventFilter):
         return broadcasts | others
 
     def matches(self, event: Event) -> bool:
-        if event.kind not in self.kinds or not event.visible_to(self.viewer):
+        if event.kind not in self.kinds or not self.visible(event):
             return False
         if event.kind == EventKind.KNOWLEDGE_BROADCAST:
             if event.source == self.viewer:

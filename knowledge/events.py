@@ -167,12 +167,26 @@ class EventFilter:
     """Which events a consumer wants: a SQL prefilter plus an exact Python predicate."""
 
     viewer: str | None = None  # worker name; None = a person (sees everything)
+    read_types: frozenset[str] | None = None  # the viewer's read scope; None = every type
 
     def q(self) -> Q:
         return Q()
 
+    def visible(self, event: Event) -> bool:
+        """The viewer may see ``event``: its audience names it (``Event.visible_to``), and a
+        public event about a type is within its read scope (knowledge/scopes.py)."""
+        if not event.visible_to(self.viewer):
+            return False
+        return (
+            self.read_types is None
+            or event.is_targeted
+            or not event.knowledge_type
+            or event.knowledge_type in self.read_types
+            or event.source == self.viewer
+        )
+
     def matches(self, event: Event) -> bool:
-        return event.visible_to(self.viewer)
+        return self.visible(event)
 
 
 @dataclass
@@ -183,6 +197,7 @@ class FeedFilter(EventFilter):
     types: frozenset[str] = frozenset()
     sources: frozenset[str] = frozenset()
     viewer: str | None = None
+    read_types: frozenset[str] | None = None
 
     def q(self) -> Q:
         cond = Q()
@@ -201,7 +216,7 @@ class FeedFilter(EventFilter):
             return False
         if self.sources and event.source not in self.sources:
             return False
-        return event.visible_to(self.viewer)
+        return self.visible(event)
 
 
 def read_events(since: int, flt: EventFilter, limit: int = 500) -> tuple[list[Event], int]:

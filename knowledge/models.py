@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
 from knowledge.registry import DEFAULT_DECAY_SECONDS, registry
+from knowledge.scopes import read_types
 from workers.models import Worker
 
 
@@ -40,11 +41,16 @@ class KnowledgeItemQuerySet(models.QuerySet):
 
 def visible_item_q(worker: Worker, prefix: str = "") -> Q:
     """The one rule of what a worker may see, as a condition on an item reached through
-    ``prefix`` (``"item__"`` from a row linking to an item). Every read path uses it:
+    ``prefix`` (``"item__"`` from a row linking to an item): its own items, items targeted at
+    it, and untargeted items of the types its read scope allows. Every read path uses it:
     items, query, conflicts (``conflicts.visibility``), statistics; events carry the same
     audience in ``Event.targets``. docs/security.md."""
+    public = Q(**{f"{prefix}is_targeted": False})
+    readable = read_types(worker)
+    if readable is not None:
+        public &= Q(**{f"{prefix}knowledge_type__in": sorted(readable)})
     return (
-        Q(**{f"{prefix}is_targeted": False})
+        public
         | Q(**{f"{prefix}source": worker})
         | Q(**{f"{prefix}pk__in": KnowledgeTarget.objects.filter(worker=worker).values("item_id")})
     )

@@ -25,6 +25,7 @@ from knowledge import cache as knowledge_cache
 from knowledge.choices import ItemStatus, Urgency
 from knowledge.models import KnowledgeItem, KnowledgeTarget
 from knowledge.registry import registry
+from knowledge.scopes import read_types
 from workers.models import Worker
 
 SORTS = {
@@ -328,6 +329,9 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
     recomputed (and cached again). The freshness of every item is recomputed on each hit.
     """
     params = query.cache_params(viewer.name if viewer else None)
+    if viewer is not None:  # a changed read scope must not be answered from the cache
+        readable = read_types(viewer)
+        params["read_types"] = sorted(readable) if readable is not None else None
 
     def compute() -> dict:
         result = run_query(query, viewer)

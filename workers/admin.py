@@ -1,7 +1,18 @@
 from django.contrib import admin, messages
 
 from workers.actions import do_rotate_token
-from workers.models import Worker
+from workers.models import Worker, WorkerScope
+
+
+class WorkerScopeInline(admin.StackedInline):
+    """Write / read scopes by type (docs/security.md, "Scopes"); empty = scope_mode's default."""
+
+    model = WorkerScope
+    can_delete = True
+    extra = 0
+    max_num = 1
+    fields = ("write_types", "read_types", "updated_at")
+    readonly_fields = ("updated_at",)
 
 
 @admin.register(Worker)
@@ -12,6 +23,10 @@ class WorkerAdmin(admin.ModelAdmin):
     readonly_fields = ("token_prefix", "broadcast_count", "received_count", "created_at", "last_seen_at")
     fields = ("name", "kind", "description", "is_active", "trust_pin", "state", *readonly_fields)
     actions = ["rotate_tokens"]
+    inlines = [WorkerScopeInline]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []  # the scope is set once it exists
 
     def save_model(self, request, obj, form, change):
         if not change:
