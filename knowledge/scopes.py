@@ -56,29 +56,29 @@ def _names(worker: Worker) -> set[str]:
     return {worker.name, worker.kind}
 
 
-def write_types(worker: Worker) -> frozenset[str] | None:
-    """The types ``worker`` may broadcast; None: every type."""
-    own, _ = _override(worker)
-    if own is not None:
-        return _expand(own)
+def _scope(worker: Worker, which: int, registry_default) -> frozenset[str] | None:
+    override = _override(worker)[which]
+    if override is not None:
+        return _expand(override)
     if scope_mode() == "open":
         return None
     names = _names(worker)
-    return frozenset(kt.name for kt in registry.all() if names & set(kt.broadcast_by))
+    return frozenset(kt.name for kt in registry.all() if registry_default(kt, names))
+
+
+def write_types(worker: Worker) -> frozenset[str] | None:
+    """The types ``worker`` may broadcast; None: every type."""
+    return _scope(worker, 0, lambda kt, names: names & set(kt.broadcast_by))
 
 
 def read_types(worker: Worker) -> frozenset[str] | None:
     """The types of other workers' untargeted items ``worker`` may read; None: every type."""
-    _, own = _override(worker)
-    if own is not None:
-        return _expand(own)
-    if scope_mode() == "open":
-        return None
-    names = _names(worker)
-    return frozenset(
-        kt.name
-        for kt in registry.all()
-        if names & (set(kt.broadcast_by) | set(kt.interested)) or kt.propagation == "broadcast"
+    return _scope(
+        worker,
+        1,
+        lambda kt, names: (
+            names & (set(kt.broadcast_by) | set(kt.interested)) or kt.propagation == "broadcast"
+        ),
     )
 
 
