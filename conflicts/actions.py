@@ -41,6 +41,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from config.product import product_settings
 from conflicts.choices import Actor, Classification, ConflictStatus, Decision, ItemRole
 from conflicts.engine.candidates import Candidate, Proposal, Trust
 from conflicts.engine.detection import ConflictKind, classify
@@ -54,6 +55,7 @@ from conflicts.engine.trust import (
     resolution_updates,
 )
 from conflicts.models import Conflict, ConflictItem, Resolution, SourceTrust
+from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.actions import ActionError
 from knowledge.choices import EventKind, ItemStatus
@@ -61,7 +63,6 @@ from knowledge.events import lock_log_tail, publish_event
 from knowledge.models import KnowledgeItem
 from knowledge.registry import registry
 from knowledge.visibility import event_visibility, item_audience
-from workers.models import Worker
 
 log = logging.getLogger(__name__)
 
@@ -917,7 +918,7 @@ class TooSoon(ActionError):
 
 
 def review_request_interval() -> int:
-    return int(settings.KNOWLEDGE_EXCHANGE.get("review_request_interval", 600))
+    return product_settings().review_request_interval
 
 
 def do_request_resolution(

@@ -6,12 +6,9 @@ class ConflictsConfig(AppConfig):
     verbose_name = "Conflicts"
 
     def ready(self) -> None:
+        # The dashboard pulls conflict statistics (alerts, /metrics) itself: conflicts knows
+        # nothing of the layer above it.
         from conflicts import stats
-        from dashboard import alerts
-        from dashboard.metrics import EXTRA_COLLECTORS
         from knowledge.stats_hooks import register
 
         register("conflicts", stats.stats_section, per_viewer=True)
-        alerts.register("unresolved_conflicts", stats.unresolved_conflicts_alert)
-        if stats.collect_metrics not in EXTRA_COLLECTORS:
-            EXTRA_COLLECTORS.append(stats.collect_metrics)

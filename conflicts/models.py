@@ -14,17 +14,14 @@ from django.utils import timezone
 
 from conflicts.choices import Actor, Classification, ConflictStatus, Decision, ItemRole
 from conflicts.engine.candidates import Trust
+from identity.models import Worker
 from knowledge.models import KnowledgeItem, visible_item_q
 from knowledge.visibility import Audience, audience_from_rows
-from workers.models import Worker
 
 
 class ConflictQuerySet(models.QuerySet):
     def unsettled(self) -> ConflictQuerySet:
         return self.filter(status__in=[ConflictStatus.OPEN, ConflictStatus.PENDING_REVIEW])
-
-    def review_queue(self) -> ConflictQuerySet:
-        return self.filter(status=ConflictStatus.PENDING_REVIEW)
 
     def visible_to(self, worker: Worker | None) -> ConflictQuerySet:
         """Conflicts every item of which ``worker`` may see (``None``, a person: all).

@@ -27,16 +27,17 @@ from django.conf import settings
 from django.db import transaction
 from django.test import override_settings
 
+from config.product import product_settings
 from conflicts import actions
 from conflicts.choices import Actor, Classification, ConflictStatus, Decision
 from conflicts.engine.detection import normalise
 from conflicts.engine.scenarios import HOUR, Scenario
 from conflicts.engine.scoring import ConflictRecord, Detection, RunOutcome, Supersession
 from conflicts.models import Conflict, Resolution
+from identity.actions import do_create_worker
 from knowledge.actions import ActionError, BroadcastInput, do_broadcast
 from knowledge.choices import ItemStatus
 from knowledge.models import KnowledgeItem
-from workers.actions import do_create_worker
 
 BASE_TIME = datetime(2026, 1, 5, tzinfo=UTC)
 SETTLE, REVIEW = 0, 1
@@ -79,16 +80,15 @@ class _Replay:
         self.scenario = scenario
         self.config = config
         self.rng = random.Random(config.seed)
-        self.ke = {
-            **settings.KNOWLEDGE_EXCHANGE,
-            "conflict_resolution_enabled": True,
-            "resolution_strategy": config.strategy,
-            "auto_resolve_threshold": config.threshold,
-            "conflict_settle_seconds": config.settle_seconds,
-            "conflict_copy_detection": config.copy_detection,
-            "conflict_auto_resolve": config.warmup_mode != "shadow",
-            "cache_enabled": False,
-        }
+        self.ke = product_settings().replace(
+            conflict_resolution_enabled=True,
+            resolution_strategy=config.strategy,
+            auto_resolve_threshold=config.threshold,
+            conflict_settle_seconds=config.settle_seconds,
+            conflict_copy_detection=config.copy_detection,
+            conflict_auto_resolve=config.warmup_mode != "shadow",
+            cache_enabled=False,
+        )
         self.outcome = RunOutcome(strategy=config.strategy, threshold=config.threshold)
         self.index_of: dict[int, int] = {}  # item id -> latest event index
         self.opened: dict[int, tuple[int, float]] = {}  # conflict id -> (event index, offset)
@@ -104,7 +104,6 @@ class _Replay:
         from django.contrib.auth import get_user_model
 
         with override_settings(KNOWLEDGE_EXCHANGE=self.ke):
-            self.ke = settings.KNOWLEDGE_EXCHANGE  # the live dict: mutated at warm-up end
             actions.reset_copy_estimator(empty=True)
             self.reviewer = get_user_model().objects.create_user(
                 f"bench-reviewer-{self.config.seed}", is_staff=True
@@ -114,8 +113,10 @@ class _Replay:
             last = -1
             for ev in self.scenario.events:
                 self._timers_until(ev.offset, ev.index - 1)
-                if not self.ke["conflict_auto_resolve"] and ev.offset >= self.scenario.warmup_end:
-                    self.ke["conflict_auto_resolve"] = True
+                if not self.ke.conflict_auto_resolve and ev.offset >= self.scenario.warmup_end:
+                    # Warm-up over: auto-resolve from here on (reverted with the override).
+                    self.ke = self.ke.replace(conflict_auto_resolve=True)
+                    settings.KNOWLEDGE_EXCHANGE = self.ke
                 self._broadcast(ev)
                 last = ev.index
             self._timers_until(float("inf"), last)

@@ -9,7 +9,7 @@ from django.db.models import Count, Q
 
 from conflicts.choices import Actor, ConflictStatus, Decision
 from conflicts.models import Conflict, Resolution
-from workers.models import Worker
+from identity.models import Worker
 
 #: The median time to resolve is taken over the latest this many decided conflicts.
 MEDIAN_WINDOW = 5000
@@ -79,7 +79,7 @@ def stats_section(viewer: Worker | None = None) -> dict:
 
 
 def collect_metrics():
-    """Gauges for ``dashboard.metrics.EXTRA_COLLECTORS`` (alert: unresolved > 10)."""
+    """Conflict gauges for ``/metrics`` (the dashboard registers this collector)."""
     from prometheus_client.core import GaugeMetricFamily
 
     by_status = status_counts()
@@ -91,15 +91,4 @@ def collect_metrics():
         "kx_conflicts_unresolved",
         "Conflicts open or pending review (the plan alerts above 10).",
         value=by_status[ConflictStatus.OPEN] + by_status[ConflictStatus.PENDING_REVIEW],
-    )
-
-
-def unresolved_conflicts_alert():
-    """The plan's alert: more than 10 conflicts waiting for a decision (dashboard/alerts.py)."""
-    from dashboard.alerts import WARNING, Alert
-
-    n = stats_section()["unresolved"]
-    return Alert(
-        "unresolved_conflicts", WARNING, n > 10, n, 10,
-        f"{n} conflicts open or pending review (queue: /dashboard/conflicts/)",
     )

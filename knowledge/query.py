@@ -21,12 +21,12 @@ from django.db import connection
 from django.db.models import Case, F, FloatField, Q, Value, When
 from django.utils import timezone
 
+from identity.models import Worker
 from knowledge import cache as knowledge_cache
-from knowledge.choices import ItemStatus, Urgency
+from knowledge.choices import ItemStatus
 from knowledge.models import KnowledgeItem, KnowledgeTarget
 from knowledge.registry import registry
 from knowledge.scopes import read_types
-from workers.models import Worker
 
 SORTS = {
     "freshness": "freshness",
@@ -380,10 +380,3 @@ def common_queries() -> list[tuple[KnowledgeQuery, Worker | None]]:
         if interests:
             out.append((KnowledgeQuery(types=interests), worker))
     return out
-
-
-def urgency_from_label(label: str, field_name: str = "urgency") -> int:
-    try:
-        return int(Urgency.from_label(label))
-    except ValueError:
-        raise QueryError(field_name, f"{label!r} is not one of {Urgency.labels_list()}") from None

@@ -7,18 +7,18 @@ The default comes from ``KNOWLEDGE_EXCHANGE['scope_mode']``:
   and reads those plus the types whose ``interested`` names it and the types propagated to
   every worker.
 
-An admin may replace either default per worker (``workers.models.WorkerScope``). The read
+An admin may replace either default per worker (``identity.models.WorkerScope``). The read
 scope limits *untargeted* items of other workers: a worker always sees its own items and
 items targeted at it. docs/security.md ("Scopes").
 """
 
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.cache import cache
 
+from config.product import product_settings
+from identity.models import Worker, WorkerScope, scope_cache_key
 from knowledge.registry import registry
-from workers.models import Worker, WorkerScope, scope_cache_key
 
 ALL = "*"
 MODES = ("open", "registry")
@@ -27,7 +27,7 @@ _NONE = "-"  # cached: no override row
 
 
 def scope_mode() -> str:
-    mode = settings.KNOWLEDGE_EXCHANGE.get("scope_mode", "open")
+    mode = product_settings().scope_mode
     return mode if mode in MODES else "registry"  # an unknown mode fails closed
 
 

@@ -31,8 +31,8 @@ from conflicts.evidence import conflict_evidence
 from conflicts.filtersets import ConflictFilterSet
 from conflicts.models import Conflict, ConflictItem, Resolution
 from conflicts.stats import resolution_stats
+from identity.permissions import request_worker
 from knowledge.api.errors import error_body
-from workers.permissions import request_worker
 
 
 class IsStaffPerson(BasePermission):

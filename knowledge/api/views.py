@@ -3,7 +3,6 @@ from __future__ import annotations
 import functools
 import time
 
-from django.conf import settings
 from django.db import connections
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
@@ -15,6 +14,9 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from config.product import product_settings
+from identity.models import Worker
+from identity.permissions import request_worker
 from knowledge import actions
 from knowledge.actions import ActionError, BroadcastResult
 from knowledge.api.errors import _flatten
@@ -49,8 +51,6 @@ from knowledge.query import run_query_cached
 from knowledge.registry import registry
 from knowledge.scopes import read_types, write_refusal
 from knowledge.stats import collect_stats
-from workers.models import Worker
-from workers.permissions import request_worker
 
 
 def access_worker(request, name: str) -> Worker:
@@ -440,7 +440,7 @@ class EventsView(APIView):
                 viewer=me.name if me else None,
                 read_types=read_types(me) if me else None,
             )
-        max_wait = settings.KNOWLEDGE_EXCHANGE["long_poll_max_wait"]
+        max_wait = product_settings().long_poll_max_wait
         wait = min(d.get("wait", 0), max_wait)
         deadline = time.monotonic() + wait
         pos = log_position()

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from conftest import issue_payload, risk_payload
+from identity.models import WorkerScope
 from knowledge.models import KnowledgeItem
-from workers.models import WorkerScope
 
 pytestmark = pytest.mark.django_db
 
@@ -61,7 +61,7 @@ def test_open_mode_is_the_default_and_an_admin_scope_narrows_it(think, staff_cli
 
 
 def test_the_admin_edits_a_workers_scope(registry_mode, think, staff_client):
-    page = staff_client.get(f"/admin/workers/worker/{think.worker.pk}/change/")
+    page = staff_client.get(f"/admin/identity/worker/{think.worker.pk}/change/")
     assert page.status_code == 200 and b"write_types" in page.content
     form = {
         "name": "think",
@@ -78,7 +78,7 @@ def test_the_admin_edits_a_workers_scope(registry_mode, think, staff_client):
         "scope-0-write_types": '["issue_pattern", "risk_pattern"]',
         "scope-0-read_types": "",
     }
-    r = staff_client.post(f"/admin/workers/worker/{think.worker.pk}/change/", form)
+    r = staff_client.post(f"/admin/identity/worker/{think.worker.pk}/change/", form)
     assert r.status_code == 302, r.content.decode()[:2000]
     assert WorkerScope.objects.get(worker=think.worker).write_types == [
         "issue_pattern",
