@@ -211,3 +211,11 @@ def test_a_private_broadcast_never_rewrites_or_supersedes_a_public_item(analysis
     seen = think.client.get(f"/api/knowledge/items/{public['id']}").json()
     assert seen["status"] == "active" and seen["superseded_by"] is None
     assert seen["confidence"] == 0.6
+
+
+def test_the_worker_list_does_not_count_others_private_items(secret, think, analysis, staff_client):
+    rows = {w["name"]: w for w in think.client.get("/api/workers/").json()["results"]}
+    assert rows["analysis"]["broadcast_count"] is None
+    assert rows["think"]["broadcast_count"] == 0
+    staff_rows = {w["name"]: w for w in staff_client.get("/api/workers/").json()["results"]}
+    assert staff_rows["analysis"]["broadcast_count"] == 1
