@@ -54,6 +54,7 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_AUTH)
             return
+        self.read_types = who.read_types
         await self.accept()
         self.relay = Relay.current()
         if self.relay.draining:
@@ -205,4 +206,5 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
             types=frozenset(lists["types"]),
             sources=frozenset(lists["sources"]),
             viewer=self.conn.viewer,
+            read_types=self.read_types,
         )

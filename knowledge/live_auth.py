@@ -25,6 +25,7 @@ from django.conf import settings
 from django.contrib import auth
 
 from identity.models import Worker
+from knowledge.scopes import read_types
 
 CLOSE_UNAUTHENTICATED = 4401
 CLOSE_FORBIDDEN = 4403
@@ -41,6 +42,7 @@ class Viewer:
     label: str  # "worker:think" or "user:alice"
     worker: str | None  # the worker's name; None for a person
     credential: Credential
+    read_types: frozenset | None = None  # the worker's read scope (knowledge/scopes.py)
 
 
 def socket_viewer(scope) -> Viewer | None:
@@ -51,7 +53,12 @@ def socket_viewer(scope) -> Viewer | None:
         worker = Worker.objects.for_token(token)
         if worker is None:
             return None
-        return Viewer(f"worker:{worker.name}", worker.name, Credential("token", worker.token_hash))
+        return Viewer(
+            f"worker:{worker.name}",
+            worker.name,
+            Credential("token", worker.token_hash),
+            read_types(worker),
+        )
     user = scope.get("user")
     session = scope.get("session")
     key = getattr(session, "session_key", None)

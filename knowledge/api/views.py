@@ -49,6 +49,7 @@ from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
 from knowledge.resume import resume
+from knowledge.scopes import read_types, write_refusal
 from knowledge.stats import collect_stats
 
 
@@ -82,6 +83,13 @@ def acting_source(request, declared: str | None) -> Worker:
     return worker
 
 
+def check_write_scope(worker: Worker, knowledge_type: str) -> None:
+    """403 naming the type when ``knowledge_type`` is outside the worker's write scope."""
+    refusal = write_refusal(worker, knowledge_type)
+    if refusal:
+        raise ActionError(refusal, "knowledge_type", 403)
+
+
 def _result_response(result: BroadcastResult) -> Response:
     code = status.HTTP_201_CREATED if result.outcome != "refreshed" and not result.replayed else 200
     return Response(result.as_dict(), status=code)
@@ -103,6 +111,7 @@ class BroadcastView(APIView):
         ser = BroadcastSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         worker = acting_source(request, ser.validated_data.get("source"))
+        check_write_scope(worker, ser.validated_data["knowledge_type"])
         return _result_response(actions.do_broadcast(worker, ser.to_input()))
 
 
@@ -129,6 +138,10 @@ class BulkBroadcastView(APIView):
             declared = attrs.get("source")
             if declared and declared != worker.name:
                 entries.append(ActionError(f"source {declared!r} is not {worker.name!r}", "source", 403))
+                continue
+            refusal = write_refusal(worker, attrs["knowledge_type"])
+            if refusal:
+                entries.append(ActionError(refusal, "knowledge_type", 403))
                 continue
             entries.append(BroadcastSerializer.input_from(attrs))
         results = actions.do_broadcast_many(worker, entries)
@@ -381,7 +394,7 @@ class StatsView(APIView):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        return Response(collect_stats())
+        return Response(collect_stats(request_worker(request)))
 
 
 class EventsView(APIView):
@@ -432,6 +445,7 @@ class EventsView(APIView):
                 types=frozenset(d.get("types", [])),
                 sources=frozenset(d.get("sources", [])),
                 viewer=me.name if me else None,
+                read_types=read_types(me) if me else None,
             )
         answer = resume(d.get("since"), d.get("epoch"), log_position())
         events, scanned_to = read_events(answer.position, flt, d.get("limit", 500))
