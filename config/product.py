@@ -94,6 +94,13 @@ class ProductSettings(Mapping):
     relay_poll_interval: float = 0.0
     # Threads the relay uses for its database reads.
     relay_db_threads: int = 4
+    # Database outage (docs/operations.md): API requests answer 503 with this Retry-After
+    # (seconds); health gives each check this long before it reports it failed.
+    db_unavailable_retry_after: int = 5
+    health_probe_timeout: float = 1.0
+    # Retention (manage.py prune): superseded items older than this many days are deleted
+    # (0 = keep superseded history for ever); ephemeral types' items go after 5 decay times.
+    superseded_retention_days: int = 0
     # Serve static files from the ASGI app (embedded mode; behind a web server: false).
     serve_static: bool = field(default=True, metadata=_env("KE_SERVE_STATIC"))
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import envbool, envint, envlist, envstr
+from config.env import envbool, envfloat, envint, envlist, envstr
 from config.files import private_text
 from config.product import ProductSettings
 
@@ -81,6 +81,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "config.http.URLLengthLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "knowledge.outage.DatabaseOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -148,12 +149,24 @@ IS_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
 # CONN_MAX_AGE.
 if IS_POSTGRES and envbool("DB_POOL", True):
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # required with the pool
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False  # the pool checks connections itself
+    # With the pool this makes the pool check each connection as it hands it out, so one
+    # broken by a database restart is replaced instead of failing the request that gets it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": envint("DB_POOL_MIN_SIZE", 2),
         "max_size": envint("DB_POOL_MAX_SIZE", 16),
-        "timeout": envint("DB_POOL_TIMEOUT", 10),
+        # How long a request waits for a pooled connection. Short on purpose: with the
+        # database down a request answers 503 + Retry-After in about this long instead of
+        # hanging (docs/operations.md); under overload it sheds load the same way.
+        "timeout": envfloat("DB_POOL_TIMEOUT", 1.0),
+        # Retry a lost database for ever (with backoff capped by the pool), never give up.
+        "reconnect_timeout": envfloat("DB_POOL_RECONNECT_TIMEOUT", 3600.0),
     }
+if IS_POSTGRES:
+    # A database host that does not answer (not just refuses) must not hang a request.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", envint("DB_CONNECT_TIMEOUT", 2)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

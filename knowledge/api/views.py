@@ -18,7 +18,7 @@ from config.product import product_settings
 from identity.models import Worker
 from identity.permissions import request_worker
 from knowledge import actions
-from knowledge.actions import ActionError, BroadcastResult
+from knowledge.actions import BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
     AckSerializer,
@@ -38,6 +38,7 @@ from knowledge.api.serializers import (
     ValidateSerializer,
 )
 from knowledge.choices import ItemStatus, Urgency
+from knowledge.errors import ActionError
 from knowledge.events import (
     FeedFilter,
     is_recoverable,
