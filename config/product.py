@@ -49,6 +49,10 @@ class ProductSettings(Mapping):
     conflict_copy_detection: bool = True
     # How long the event log keeps events (the pruner applies it).
     event_retention_days: int = 30
+    # Security (docs/security.md): one review request per conflict per requester per this
+    # many seconds (0 = no limit); default write/read scopes: "open" or "registry".
+    review_request_interval: int = 600
+    scope_mode: str = "open"
     # Limits
     max_body_bytes: int = 1_048_576
     max_payload_bytes: int = 65_536
@@ -128,6 +132,10 @@ class ProductSettings(Mapping):
                     f"KNOWLEDGE_EXCHANGE[{f.name!r}]={value!r} is not a rate like 600/min "
                     f"(or empty for no limit); set by {env_name(f.name)}"
                 )
+        if self.scope_mode not in ("open", "registry"):
+            raise ImproperlyConfigured(
+                f"KNOWLEDGE_EXCHANGE['scope_mode']={self.scope_mode!r}: expected open or registry"
+            )
 
     # construction --------------------------------------------------------------------------
 

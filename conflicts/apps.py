@@ -15,4 +15,4 @@ class ConflictsConfig(AppConfig):
 
         # The one way conflicts enters the broadcast transaction (knowledge/hooks.py).
         hooks.connect_items_stored(detect_conflicts)
-        register("conflicts", stats.stats_section)
+        register("conflicts", stats.stats_section, per_viewer=True)

@@ -26,6 +26,7 @@ from knowledge import cache as knowledge_cache
 from knowledge.choices import ItemStatus
 from knowledge.models import KnowledgeItem, KnowledgeTarget
 from knowledge.registry import registry
+from knowledge.scopes import read_types
 
 SORTS = {
     "freshness": "freshness",
@@ -367,6 +368,9 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
     recomputed (and cached again). The freshness of every item is recomputed on each hit.
     """
     params = query.cache_params(viewer.name if viewer else None)
+    readable = read_types(viewer) if viewer is not None else None
+    if readable is not None:  # a changed read scope must not be answered from the cache
+        params["read_types"] = sorted(readable)
 
     def compute() -> dict:
         result = run_query(query, viewer)
