@@ -179,11 +179,6 @@ def test_waiting_long_polls_do_not_exhaust_the_connection_pool(think, settings):
     settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "long_polls_per_token": 0}
     from rest_framework.test import APIClient
 
-    from config.product import product_settings
-
-    # The pool is under test here, not the per-token cap on polls in flight (test_limits.py).
-    settings.KNOWLEDGE_EXCHANGE = product_settings().replace(long_polls_per_token=0)
-
     pool = settings.DATABASES["default"]["OPTIONS"]["pool"]
     statuses: list[int] = []
 
