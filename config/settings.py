@@ -176,10 +176,10 @@ KNOWLEDGE_EXCHANGE = {
     "cache_enabled": envbool("KE_CACHE_ENABLED", True),
     "cache_ttl": envint("KE_CACHE_TTL", 300),
     "conflict_resolution_enabled": envbool("KE_CONFLICT_RESOLUTION_ENABLED", True),
-    "resolution_strategy": envstr("KE_RESOLUTION_STRATEGY", "hybrid"),
-    # The hybrid strategy's margin (posterior p1 - p2) above which a proposal is applied
-    # at once; tuned on the conflicts bench (docs/conflicts.md). Per type: the registry.
-    "auto_resolve_threshold": envfloat("KE_AUTO_RESOLVE_THRESHOLD", 0.85),
+    "resolution_strategy": envstr("KE_RESOLUTION_STRATEGY", "truth"),
+    # The probability of the winning claim (truth strategy: a calibrated posterior) at or
+    # above which a proposal is applied at once (docs/conflicts.md). Per type: the registry.
+    "auto_resolve_threshold": envfloat("KE_AUTO_RESOLVE_THRESHOLD", 0.95),
     # False = shadow mode: the engine proposes, every conflict waits for a person.
     "conflict_auto_resolve": envbool("KE_CONFLICT_AUTO_RESOLVE", True),
     # Seconds a contradiction must be old before it may be auto-resolved (0 = at once);

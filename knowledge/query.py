@@ -60,6 +60,7 @@ class KnowledgeQuery:
     target: str | None = None
     subject: str | None = None
     q: str | None = None
+    contested: bool | None = None
     sort: str = DEFAULT_SORT
     limit: int = 50
     cursor: str | None = None
@@ -145,6 +146,10 @@ def build_queryset(
     if query.q:
         # PostgreSQL: served by the pg_trgm GIN index on UPPER(subject) (migration 0002).
         qs = qs.filter(subject__icontains=query.q)
+    if query.contested is not None:
+        from conflicts.contested import contested_item_ids
+
+        qs = (qs.filter if query.contested else qs.exclude)(pk__in=contested_item_ids())
     if query.min_freshness > 0 and per_type:
         qs = qs.filter(_fresh_condition(query.min_freshness, query.types, as_of))
     return qs
@@ -344,6 +349,9 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
         result = {**result, "results": [_refresh_freshness(i, now) for i in result["results"]]}
     result = dict(result)
     result.pop("valid_until", None)
+    from conflicts.contested import mark_contested  # current, not cached: conflicts move
+
+    result["results"] = mark_contested(result["results"])
     return result, hit
 
 

@@ -31,7 +31,14 @@ from .scenarios import ScenarioConfig, generate
 from .scoring import Metrics, check_targets, score
 from .simulation import SimulationConfig, simulate
 
-STRATEGY_ORDER: tuple[str, ...] = ("majority", "consensus", "recency", "authority", "hybrid")
+STRATEGY_ORDER: tuple[str, ...] = (
+    "majority",
+    "consensus",
+    "recency",
+    "authority",
+    "hybrid",
+    "truth",
+)
 
 #: Tuned auto-resolve threshold of the hybrid strategy's margin (posterior p1 - p2).
 DEFAULT_THRESHOLD = 0.85
@@ -161,6 +168,24 @@ def format_table(metrics: dict[str, Metrics], ceiling: Ceiling | None = None) ->
             f"{ceiling.accuracy_at_coverage:.2%}",
         ]
         rows.append(oracle + ["-"] * (len(_COLUMNS) - len(oracle)))
+    return _align(rows)
+
+
+def format_end_states(ends: dict) -> str:
+    """End state per strategy (``calibration.EndState``), with majority vote on the same claims."""
+    rows = [["strategy", "subjects", "right", "wrong", "undecided", "majority vote", "ties"]]
+    for name, e in ends.items():
+        rows.append(
+            [
+                name,
+                str(e.subjects),
+                f"{e.accuracy:.1%}",
+                f"{e.wrong / e.subjects:.1%}" if e.subjects else "-",
+                f"{e.undecided / e.subjects:.1%}" if e.subjects else "-",
+                f"{e.majority_accuracy:.1%}",
+                str(e.majority_ties),
+            ]
+        )
     return _align(rows)
 
 

@@ -83,6 +83,8 @@ class RunOutcome:
     detections: list[Detection] = field(default_factory=list)
     supersessions: list[Supersession] = field(default_factory=list)
     conflicts: list[ConflictRecord] = field(default_factory=list)
+    #: Active claims per (type, subject) at the end of the run (empty if not reported).
+    end_state: dict[tuple[str, str], set[str]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

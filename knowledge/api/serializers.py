@@ -57,6 +57,11 @@ class ItemSerializer(serializers.Serializer):
     refreshed_at = serializers.DateTimeField(allow_null=True)
     refresh_count = serializers.IntegerField()
     freshness = serializers.FloatField(help_text="exp(-age/decay(type)) now, 0..1")
+    contested = serializers.BooleanField(help_text="in an unsettled conflict (query, item detail)")
+    conflict_id = serializers.IntegerField(allow_null=True)
+    claim_probability = serializers.FloatField(
+        allow_null=True, help_text="the engine's current probability that this claim is true"
+    )
 
 
 class BroadcastResultSerializer(serializers.Serializer):
@@ -203,6 +208,9 @@ class QuerySerializer(serializers.Serializer):
     target = serializers.CharField(max_length=64, required=False)
     subject = serializers.CharField(max_length=255, required=False)
     q = serializers.CharField(max_length=200, required=False, help_text="text contained in subject")
+    contested = serializers.BooleanField(
+        required=False, allow_null=True, default=None, help_text="items (not) in an unsettled conflict"
+    )
     sort = serializers.ChoiceField(choices=SORT_CHOICES, required=False, default="-freshness")
     limit = serializers.IntegerField(min_value=1, required=False, default=50)
     cursor = serializers.CharField(max_length=500, required=False)
@@ -248,6 +256,7 @@ class QuerySerializer(serializers.Serializer):
             target=d.get("target"),
             subject=d.get("subject"),
             q=d.get("q"),
+            contested=d.get("contested"),
             sort=d.get("sort", "-freshness"),
             limit=d.get("limit", 50),
             cursor=d.get("cursor"),

@@ -211,7 +211,9 @@ class ItemView(APIView):
         me = request_worker(request)
         if me is not None:
             qs = qs.visible_to(me)
-        return Response(get_object_or_404(qs, pk=pk).as_dict())
+        from conflicts.contested import mark_contested
+
+        return Response(mark_contested([get_object_or_404(qs, pk=pk).as_dict()])[0])
 
 
 class TypesView(APIView):
