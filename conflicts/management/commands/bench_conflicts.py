@@ -252,6 +252,15 @@ class Command(BaseCommand):
         for target, ok in checks:
             value = getattr(metrics[target.strategy], target.metric)
             self.stdout.write(f"  [{'ok' if ok else 'MISS'}] {target.describe():40s} {value:.2%}")
+        for name, e in ends.items() if truth_family_run else ():
+            wrongful = metrics[name].wrongful_supersession
+            for label, ok, value in (
+                ("end-state right >= 0.95", e.accuracy >= 0.95, e.accuracy),
+                ("end-state right >= majority vote", e.accuracy >= e.majority_accuracy, e.accuracy),
+                ("wrongful supersession <= 0.01", wrongful <= 0.01, wrongful),
+            ):
+                checks.append((label, ok))
+                self.stdout.write(f"  [{'ok' if ok else 'MISS'}] {name}.{label:34s} {value:.2%}")
         if opts["json"]:
             with open(opts["json"], "w", encoding="utf-8") as fh:
                 json.dump(
