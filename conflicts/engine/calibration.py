@@ -133,3 +133,57 @@ def format_diagram(bins: Sequence[Bin], ece: float) -> str:
         )
     lines.append(f"expected calibration error (ECE): {ece:.3f}")
     return "\n".join(lines)
+
+
+@dataclass(frozen=True, slots=True)
+class Ceiling:
+    """What a decider knowing every source's true accuracy (and the generator's error model)
+    could reach on the test subjects with all their claims: MAP accuracy, and the share right /
+    wrong when applying only posteriors at or above each threshold (the rest undecided)."""
+
+    subjects: int
+    map_right: int
+    at: dict[float, tuple[int, int]]  # threshold -> (right, wrong)
+
+
+def truth_family_ceiling(
+    scenario: Scenario, thresholds: Sequence[float] = (0.5, 0.85, 0.95)
+) -> Ceiling:
+    """Bayes-optimal end state of the truth family (reads hidden truth: a diagnostic)."""
+    profiles = {p.source: p for p in scenario.profiles}
+    claims = sorted({normalise(e.claim) for e in scenario.events})
+    decoy_share = scenario.config.decoy_share
+    by_subject: dict[tuple[str, str], list] = {}
+    first: dict[tuple[str, str], float] = {}
+    for ev in scenario.events:
+        key = (ev.knowledge_type, normalise(ev.subject))
+        first.setdefault(key, ev.offset)
+        by_subject.setdefault(key, []).append(ev)
+    right = 0
+    at = {t: [0, 0] for t in thresholds}
+    tests = [k for k, t in first.items() if t >= scenario.warmup_end]
+    for key in tests:
+        scores = {}
+        for x in claims:
+            total = 0.0
+            for decoy in (c for c in claims if c != x):  # the decoy is unknown: marginalise
+                like = 1.0
+                for ev in by_subject[key]:
+                    prof, said = profiles[ev.source], normalise(ev.claim)
+                    if said == x:
+                        like *= prof.accuracy
+                    elif prof.reliable:
+                        like *= (1 - prof.accuracy) / (len(claims) - 1)
+                    else:
+                        spread = (1 - decoy_share) / (len(claims) - 1)
+                        like *= (1 - prof.accuracy) * (decoy_share * (said == decoy) + spread)
+                total += like
+            scores[x] = total
+        best = max(claims, key=lambda c: scores[c])
+        p = scores[best] / sum(scores.values())
+        ok = best == scenario.truth_at(key[0], key[1], scenario.horizon)
+        right += ok
+        for t in thresholds:
+            if p >= t:
+                at[t][0 if ok else 1] += 1
+    return Ceiling(len(tests), right, {t: (r, w) for t, (r, w) in at.items()})

@@ -92,3 +92,14 @@ def test_calibration_pairs_skip_warmup_dissolved_and_no_true_claim():
         record(5, late.offset, "open", (truth, "zzz"), "zzz"),
     ]
     assert calibration_pairs(scenario, out) == [(0.9, True), (0.9, False)]
+
+
+def test_bayes_ceiling_of_the_truth_family_is_above_majority_and_below_one():
+    from conflicts.engine.calibration import truth_family_ceiling
+
+    scenario = generate(truth_family(seed=1, subjects=100))
+    ceiling = truth_family_ceiling(scenario)
+    vote = end_state(scenario, RunOutcome("none", 1.0))
+    assert vote.majority_accuracy < ceiling.map_right / ceiling.subjects <= 1.0
+    right, wrong = ceiling.at[0.95]
+    assert right + wrong <= ceiling.at[0.85][0] + ceiling.at[0.85][1] <= ceiling.subjects
