@@ -21,35 +21,36 @@ def contested_item_ids():
     ).values("item_id")
 
 
-def contested_info(item_ids: Iterable[int]) -> dict[int, dict]:
-    """Item id -> {"conflict_id", "claim_probability"} for items in an unsettled conflict."""
+def contested_info(item_ids: Iterable[int]) -> dict[int, tuple[int, dict]]:
+    """Item id -> (unsettled conflict id, that conflict's claim scores). One query on the
+    conflict tables only (a cached query page stays free of item queries)."""
     ids = list(item_ids)
     if not ids:
         return {}
     rows = (
         ConflictItem.objects.filter(item_id__in=ids, conflict__in=Conflict.objects.unsettled())
         .order_by("conflict_id")
-        .values_list("item_id", "conflict_id", "item__claim", "conflict__proposal")
+        .values_list("item_id", "conflict_id", "conflict__proposal")
     )
-    out: dict[int, dict] = {}
-    for item_id, conflict_id, claim, proposal in rows:
-        score = ((proposal or {}).get("scores") or {}).get(claim)
-        out[item_id] = {
-            "conflict_id": conflict_id,
-            "claim_probability": round(score, 6) if score is not None else None,
-        }
-    return out
+    return {
+        item_id: (conflict_id, (proposal or {}).get("scores") or {})
+        for item_id, conflict_id, proposal in rows
+    }
 
 
 def mark_contested(items: list[dict]) -> list[dict]:
     """``items`` (as_dict shapes) with ``contested``, ``conflict_id``, ``claim_probability``."""
     info = contested_info(i["id"] for i in items)
-    return [
-        {
-            **item,
-            "contested": item["id"] in info,
-            "conflict_id": info.get(item["id"], {}).get("conflict_id"),
-            "claim_probability": info.get(item["id"], {}).get("claim_probability"),
-        }
-        for item in items
-    ]
+    out = []
+    for item in items:
+        conflict_id, scores = info.get(item["id"], (None, {}))
+        score = scores.get(item["claim"])
+        out.append(
+            {
+                **item,
+                "contested": conflict_id is not None,
+                "conflict_id": conflict_id,
+                "claim_probability": round(score, 6) if score is not None else None,
+            }
+        )
+    return out
