@@ -9,7 +9,7 @@ from django.conf import settings
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
-from workers.actions import do_create_worker
+from identity.actions import do_create_worker
 
 
 def pytest_report_header(config):

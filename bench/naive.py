@@ -13,9 +13,9 @@ from django.utils import timezone
 from rest_framework import serializers, viewsets
 from rest_framework.pagination import PageNumberPagination
 
+from identity.permissions import request_worker
 from knowledge.choices import Urgency
 from knowledge.models import KnowledgeItem
-from workers.permissions import request_worker
 
 
 class NaiveItemSerializer(serializers.ModelSerializer):

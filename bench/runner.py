@@ -344,9 +344,9 @@ def _run(args, servers: Servers, env: dict):
     from tqdm import tqdm
 
     from bench.seed import seed_items
+    from identity.actions import do_create_worker
     from knowledge.actions import do_subscribe
     from knowledge.registry import registry
-    from workers.actions import do_create_worker
 
     meta: dict = {
         "rows": args.rows,

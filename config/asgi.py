@@ -12,10 +12,11 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from config.product import product_settings  # noqa: E402
 from knowledge.routing import websocket_urlpatterns  # noqa: E402
 
 http_app = django_asgi_app
-if settings.DEBUG or os.environ.get("KE_SERVE_STATIC", "true").lower() in ("1", "true", "yes"):
+if settings.DEBUG or product_settings().serve_static:
     # Embedded mode serves its own static files (admin, Swagger UI, the JS client).
     from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 

@@ -3,8 +3,9 @@
 With no environment at all the service runs embedded: a SQLite file under the project
 directory, the in-memory channel layer and the local-memory cache. ``DATABASE_URL``
 switches to PostgreSQL, ``REDIS_URL`` to Redis for the channel layer and the cache.
-Product settings live in ``KNOWLEDGE_EXCHANGE``; each key can be overridden by an
-environment variable ``KE_<KEY>`` (upper case), e.g. ``KE_CACHE_TTL=60``.
+Product settings live in ``KNOWLEDGE_EXCHANGE``, a typed object (config/product.py); each
+key can be overridden by an environment variable ``KE_<KEY>`` (upper case), e.g.
+``KE_CACHE_TTL=60``.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import envbool, envfloat, envint, envlist, envstr
+from config.env import envbool, envint, envlist, envstr
+from config.product import ProductSettings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -53,6 +55,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "identity",
     "workers",
     "knowledge",
     "conflicts",
@@ -171,42 +174,11 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # --- Product settings ------------------------------------------------------------------
-KNOWLEDGE_EXCHANGE = {
-    "websocket_enabled": envbool("KE_WEBSOCKET_ENABLED", True),
-    "cache_enabled": envbool("KE_CACHE_ENABLED", True),
-    "cache_ttl": envint("KE_CACHE_TTL", 300),
-    "conflict_resolution_enabled": envbool("KE_CONFLICT_RESOLUTION_ENABLED", True),
-    "resolution_strategy": envstr("KE_RESOLUTION_STRATEGY", "truth"),
-    # The probability of the winning claim (truth strategy: a calibrated posterior) at or
-    # above which a proposal is applied at once (docs/conflicts.md). Per type: the registry.
-    "auto_resolve_threshold": envfloat("KE_AUTO_RESOLVE_THRESHOLD", 0.95),
-    # False = shadow mode: the engine proposes, every conflict waits for a person.
-    "conflict_auto_resolve": envbool("KE_CONFLICT_AUTO_RESOLVE", True),
-    # Seconds a contradiction must be old before it may be auto-resolved (0 = at once);
-    # with > 0 run `manage.py sweep_conflicts` periodically. See docs/conflicts.md.
-    "conflict_settle_seconds": envint("KE_CONFLICT_SETTLE_SECONDS", 0),
-    # Discount sources that quickly repeat another source's claim (copy detection).
-    "conflict_copy_detection": envbool("KE_CONFLICT_COPY_DETECTION", True),
-    "event_retention_days": envint("KE_EVENT_RETENTION_DAYS", 30),
-    "max_body_bytes": envint("KE_MAX_BODY_BYTES", 1_048_576),
-    "max_payload_bytes": envint("KE_MAX_PAYLOAD_BYTES", 65_536),
-    "max_bulk_items": envint("KE_MAX_BULK_ITEMS", 1000),
-    # A client's observed_at may run ahead of the server clock by this much (clock skew);
-    # further ahead is rejected with 400.
-    "clock_skew_tolerance_seconds": envint("KE_CLOCK_SKEW_TOLERANCE", 60),
-    "long_poll_max_wait": envint("KE_LONG_POLL_MAX_WAIT", 30),
-    "query_max_limit": envint("KE_QUERY_MAX_LIMIT", 500),
-    # Live feed (docs/realtime.md): per-connection queue bound (frames), heartbeat period,
-    # how long a socket may stay unwritable before 4008, and how often each process's relay
-    # polls the log when nothing woke it (0 = 0.2 s embedded, 1 s with Redis).
-    "ws_max_queue": envint("KE_WS_MAX_QUEUE", 1000),
-    "ws_heartbeat_seconds": envfloat("KE_WS_HEARTBEAT_SECONDS", 15),
-    "ws_stall_seconds": envfloat("KE_WS_STALL_SECONDS", 10),
-    "ws_direct_write": envbool("KE_WS_DIRECT_WRITE", True),
-    "relay_poll_interval": envfloat("KE_RELAY_POLL_INTERVAL", 0) or (1.0 if REDIS_URL else 0.2),
-}
+# One typed, frozen object owning every product key and its default (config/product.py);
+# each key is overridable by KE_<KEY>. Read it with config.product.product_settings().
+KNOWLEDGE_EXCHANGE = ProductSettings.from_env()
 
-DATA_UPLOAD_MAX_MEMORY_SIZE = KNOWLEDGE_EXCHANGE["max_body_bytes"]
+DATA_UPLOAD_MAX_MEMORY_SIZE = KNOWLEDGE_EXCHANGE.max_body_bytes
 
 # --- Auth, DRF, OpenAPI -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -216,10 +188,10 @@ LOGIN_URL = "/admin/login/"
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "workers.authentication.WorkerTokenAuthentication",
+        "identity.authentication.WorkerTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["workers.permissions.IsWorkerOrStaff"],
+    "DEFAULT_PERMISSION_CLASSES": ["identity.permissions.IsWorkerOrStaff"],
     "DEFAULT_RENDERER_CLASSES": [
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",

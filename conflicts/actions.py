@@ -52,13 +52,13 @@ from conflicts.engine.trust import (
     resolution_updates,
 )
 from conflicts.models import Conflict, ConflictItem, Resolution, SourceTrust
+from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.actions import ActionError
 from knowledge.choices import EventKind, ItemStatus
 from knowledge.events import lock_log_tail, publish_event
 from knowledge.models import KnowledgeItem
 from knowledge.registry import registry
-from workers.models import Worker
 
 log = logging.getLogger(__name__)
 
@@ -922,21 +922,16 @@ def do_reevaluate(conflict_id: int) -> Conflict:
 
 
 def sweep_conflicts(now: datetime | None = None) -> int:
-    """Re-estimate trust, then re-evaluate unsettled contradictions; returns how many.
+    """Re-evaluate unsettled contradictions; returns how many.
 
-    First the types' source trust is re-estimated from all the evidence
-    (``conflicts.reliability.refresh_trust``: types with unsettled contradictions or a
-    decision since their last estimate). Then open contradictions past the settle window are
-    evaluated, and those in review whose proposal, recomputed with the new trust and the
-    evidence now, reaches the threshold are applied (so yesterday's pending conflict settles
-    itself once the evidence is decisive; the others are left untouched, their version too).
-    One conflict per transaction; several sweepers may run (each re-checks under lock)."""
-    from conflicts.reliability import refresh_trust, types_due
-
+    Open contradictions past the settle window are evaluated, and those in review whose
+    proposal, recomputed with the current trust and the evidence now, reaches the threshold
+    are applied (so yesterday's pending conflict settles itself once the evidence is
+    decisive; the others are left untouched, their version too). The periodic sweep
+    (``conflicts.reliability.sweep``) re-estimates trust first. One conflict per
+    transaction; several sweepers may run (each re-checks under lock)."""
     cfg = conflict_settings()
     now = now or timezone.now()
-    for knowledge_type in types_due():
-        refresh_trust(knowledge_type, now)
     due = list(
         Conflict.objects.filter(
             status=ConflictStatus.OPEN,

@@ -114,7 +114,7 @@ class ConflictAdmin(admin.ModelAdmin):
 
     @admin.display(description="pick a winner")
     def review_link(self, obj):
-        url = reverse("dashboard:conflicts:detail", args=[obj.pk])
+        url = reverse("conflicts:detail", args=[obj.pk])
         return format_html('<a href="{}">Open in the review page</a>', url)
 
     def has_add_permission(self, request):

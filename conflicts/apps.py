@@ -6,12 +6,14 @@ class ConflictsConfig(AppConfig):
     verbose_name = "Conflicts"
 
     def ready(self) -> None:
+        # The dashboard pulls conflict statistics (alerts, /metrics) itself: conflicts knows
+        # nothing of the layer above it.
         from conflicts import stats
-        from dashboard import alerts
-        from dashboard.metrics import EXTRA_COLLECTORS
         from knowledge.stats_hooks import register
 
         register("conflicts", stats.stats_section)
-        alerts.register("unresolved_conflicts", stats.unresolved_conflicts_alert)
-        if stats.collect_metrics not in EXTRA_COLLECTORS:
-            EXTRA_COLLECTORS.append(stats.collect_metrics)
+
+        from conflicts.contested import contested_item_ids, mark_contested
+        from knowledge.item_hooks import register_contested
+
+        register_contested(mark_contested, contested_item_ids)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from django.utils import timezone
 
 from conflicts.models import Conflict
+from identity.models import Worker
 from knowledge.models import KnowledgeItem
-from workers.models import Worker
 
 
 def conflict_evidence(conflict: Conflict, viewer: Worker | None = None) -> list[dict]:

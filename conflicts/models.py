@@ -14,16 +14,13 @@ from django.utils import timezone
 
 from conflicts.choices import Actor, Classification, ConflictStatus, Decision, ItemRole
 from conflicts.engine.candidates import Trust
+from identity.models import Worker
 from knowledge.models import KnowledgeItem
-from workers.models import Worker
 
 
 class ConflictQuerySet(models.QuerySet):
     def unsettled(self) -> ConflictQuerySet:
         return self.filter(status__in=[ConflictStatus.OPEN, ConflictStatus.PENDING_REVIEW])
-
-    def review_queue(self) -> ConflictQuerySet:
-        return self.filter(status=ConflictStatus.PENDING_REVIEW)
 
     def involving_worker(self, name: str) -> ConflictQuerySet:
         return self.filter(

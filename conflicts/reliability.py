@@ -126,3 +126,15 @@ def types_due() -> list[str]:
         if ktype not in estimated or last >= estimated[ktype]:
             due.add(ktype)
     return sorted(due)
+
+
+def sweep(now: datetime | None = None) -> int:
+    """The periodic sweep: re-estimate the trust of the types that need it (``types_due``),
+    then ``actions.sweep_conflicts`` with the new estimates; returns how many conflicts were
+    re-evaluated."""
+    from conflicts.actions import sweep_conflicts
+
+    now = now or timezone.now()
+    for knowledge_type in types_due():
+        refresh_trust(knowledge_type, now)
+    return sweep_conflicts(now)

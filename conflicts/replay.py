@@ -27,16 +27,17 @@ from django.conf import settings
 from django.db import transaction
 from django.test import override_settings
 
-from conflicts import actions
+from config.product import product_settings
+from conflicts import actions, reliability
 from conflicts.choices import Actor, Classification, ConflictStatus, Decision
 from conflicts.engine.detection import normalise
 from conflicts.engine.scenarios import HOUR, Scenario
 from conflicts.engine.scoring import ConflictRecord, Detection, RunOutcome, Supersession
 from conflicts.models import Conflict, Resolution
+from identity.actions import do_create_worker
 from knowledge.actions import ActionError, BroadcastInput, do_broadcast
 from knowledge.choices import ItemStatus
 from knowledge.models import KnowledgeItem
-from workers.actions import do_create_worker
 
 BASE_TIME = datetime(2026, 1, 5, tzinfo=UTC)
 SETTLE, REVIEW, SWEEP = 0, 1, 2
@@ -85,16 +86,15 @@ class _Replay:
         self.scenario = scenario
         self.config = config
         self.rng = random.Random(config.seed)
-        self.ke = {
-            **settings.KNOWLEDGE_EXCHANGE,
-            "conflict_resolution_enabled": True,
-            "resolution_strategy": config.strategy,
-            "auto_resolve_threshold": config.threshold,
-            "conflict_settle_seconds": config.settle_seconds,
-            "conflict_copy_detection": config.copy_detection,
-            "conflict_auto_resolve": config.warmup_mode != "shadow",
-            "cache_enabled": False,
-        }
+        self.ke = product_settings().replace(
+            conflict_resolution_enabled=True,
+            resolution_strategy=config.strategy,
+            auto_resolve_threshold=config.threshold,
+            conflict_settle_seconds=config.settle_seconds,
+            conflict_copy_detection=config.copy_detection,
+            conflict_auto_resolve=config.warmup_mode != "shadow",
+            cache_enabled=False,
+        )
         self.outcome = RunOutcome(strategy=config.strategy, threshold=config.threshold)
         self.index_of: dict[int, int] = {}  # item id -> latest event index
         self.opened: dict[int, tuple[int, float]] = {}  # conflict id -> (event index, offset)
@@ -110,7 +110,6 @@ class _Replay:
         from django.contrib.auth import get_user_model
 
         with override_settings(KNOWLEDGE_EXCHANGE=self.ke):
-            self.ke = settings.KNOWLEDGE_EXCHANGE  # the live dict: mutated at warm-up end
             actions.reset_copy_estimator(empty=True)
             self.reviewer = get_user_model().objects.create_user(
                 f"bench-reviewer-{self.config.seed}", is_staff=True
@@ -122,14 +121,16 @@ class _Replay:
                 heapq.heappush(self.timers, (self.config.sweep_seconds, 0, SWEEP))
             for ev in self.scenario.events:
                 self._timers_until(ev.offset, ev.index - 1)
-                if not self.ke["conflict_auto_resolve"] and ev.offset >= self.scenario.warmup_end:
-                    self.ke["conflict_auto_resolve"] = True
+                if not self.ke.conflict_auto_resolve and ev.offset >= self.scenario.warmup_end:
+                    # Warm-up over: auto-resolve from here on (reverted with the override).
+                    self.ke = self.ke.replace(conflict_auto_resolve=True)
+                    settings.KNOWLEDGE_EXCHANGE = self.ke
                 self._broadcast(ev)
                 last = ev.index
             self._timers_until(self.scenario.horizon, last)
             if self.config.sweep_seconds > 0:
                 with self._at(self.scenario.horizon):
-                    actions.sweep_conflicts()
+                    reliability.sweep()
                 self._collect(last)
             self.timers = [t for t in self.timers if t[2] != SWEEP]
             self._timers_until(float("inf"), last)
@@ -172,7 +173,7 @@ class _Replay:
             at, cid, kind = heapq.heappop(self.timers)
             if kind == SWEEP:
                 with self._at(at):
-                    actions.sweep_conflicts()
+                    reliability.sweep()
                 self._collect(index)
                 if at + self.config.sweep_seconds < self.scenario.horizon:
                     heapq.heappush(self.timers, (at + self.config.sweep_seconds, 0, SWEEP))

@@ -73,7 +73,7 @@ def stats_section() -> dict:
 
 
 def collect_metrics():
-    """Gauges for ``dashboard.metrics.EXTRA_COLLECTORS`` (alert: unresolved > 10)."""
+    """Conflict gauges for ``/metrics`` (the dashboard registers this collector)."""
     from prometheus_client.core import GaugeMetricFamily
 
     by_status = status_counts()
@@ -85,15 +85,4 @@ def collect_metrics():
         "kx_conflicts_unresolved",
         "Conflicts open or pending review (the plan alerts above 10).",
         value=by_status[ConflictStatus.OPEN] + by_status[ConflictStatus.PENDING_REVIEW],
-    )
-
-
-def unresolved_conflicts_alert():
-    """The plan's alert: more than 10 conflicts waiting for a decision (dashboard/alerts.py)."""
-    from dashboard.alerts import WARNING, Alert
-
-    n = stats_section()["unresolved"]
-    return Alert(
-        "unresolved_conflicts", WARNING, n > 10, n, 10,
-        f"{n} conflicts open or pending review (queue: /dashboard/conflicts/)",
     )

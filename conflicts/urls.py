@@ -1,4 +1,4 @@
-"""Dashboard pages, included from dashboard/urls.py under /dashboard/conflicts/."""
+"""Review pages, included from config/urls.py under /dashboard/conflicts/ (namespace ``conflicts``)."""
 
 from django.urls import path
 

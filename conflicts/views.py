@@ -54,7 +54,7 @@ def queue(request):
         next_query = q.urlencode()
     return render(
         request,
-        "dashboard/conflicts_list.html",
+        "conflicts/list.html",
         {"filter": fs, "conflicts": page, "next_query": next_query, "summary": stats_section()},
     )
 
@@ -84,11 +84,11 @@ def detail(request, pk: int):
             messages.error(request, "winner_item and version must be numbers")
         else:
             messages.success(request, f"Conflict {conflict.pk}: {decision} recorded.")
-        return redirect("dashboard:conflicts:detail", pk=conflict.pk)
+        return redirect("conflicts:detail", pk=conflict.pk)
     evidence = conflict_evidence(conflict)
     return render(
         request,
-        "dashboard/conflicts_detail.html",
+        "conflicts/detail.html",
         {
             "conflict": conflict,
             "evidence": evidence,
@@ -109,6 +109,6 @@ def history(request):
     next_before = page[PAGE - 1].pk if len(page) > PAGE else None
     return render(
         request,
-        "dashboard/conflicts_history.html",
+        "conflicts/history.html",
         {"resolutions": page[:PAGE], "next_before": next_before},
     )

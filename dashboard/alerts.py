@@ -23,6 +23,7 @@ from datetime import timedelta
 
 from django.core.cache import cache
 from django.utils import timezone
+from prometheus_client.core import GaugeMetricFamily
 
 WARNING = "warning"
 CRITICAL = "critical"
@@ -51,7 +52,7 @@ def register(name: str, rule: Callable[[], Alert | None]) -> None:
 def evaluate() -> list[Alert]:
     """Every rule's current state (a rule that cannot be evaluated is left out)."""
     out = []
-    for name, rule in _rules.items():
+    for rule in _rules.values():
         alert = rule()
         if alert is not None:
             out.append(alert)
@@ -70,7 +71,11 @@ def broadcast_rate_drop() -> Alert:
     ratio = current / previous if previous else None
     firing = previous >= 20 and current < 0.5 * previous
     return Alert(
-        "broadcast_rate_drop", WARNING, firing, ratio, 0.5,
+        "broadcast_rate_drop",
+        WARNING,
+        firing,
+        ratio,
+        0.5,
         f"{current} broadcasts in the last 15 min, {previous} in the 15 min before",
     )
 
@@ -80,10 +85,18 @@ def api_latency() -> Alert | None:
 
     p95, n = recent_api_p95(300)
     if n == 0:
-        return Alert("api_latency", WARNING, False, None, 100.0, "no API requests in the last 5 min")
+        return Alert(
+            "api_latency", WARNING, False, None, 100.0, "no API requests in the last 5 min"
+        )
     ms = p95 * 1000
-    return Alert("api_latency", WARNING, ms > 100, round(ms, 1), 100.0,
-                 f"P95 of {n} API requests in the last 5 min: {ms:.1f} ms (this process)")
+    return Alert(
+        "api_latency",
+        WARNING,
+        ms > 100,
+        round(ms, 1),
+        100.0,
+        f"P95 of {n} API requests in the last 5 min: {ms:.1f} ms (this process)",
+    )
 
 
 WS_PEAK_KEY = "kx:alerts:ws-peak"
@@ -101,8 +114,14 @@ def websocket_drop() -> Alert | None:
     cache.set(WS_PEAK_KEY, samples[-200:], 600)
     peak = max(c for _, c in samples)
     firing = peak >= 5 and count < 0.8 * peak
-    return Alert("websocket_drop", CRITICAL, firing, count, round(0.8 * peak, 1),
-                 f"{count} live connections, {peak} at most in the last 5 min")
+    return Alert(
+        "websocket_drop",
+        CRITICAL,
+        firing,
+        count,
+        round(0.8 * peak, 1),
+        f"{count} live connections, {peak} at most in the last 5 min",
+    )
 
 
 def database_latency() -> Alert:
@@ -127,17 +146,54 @@ def stale_knowledge() -> Alert:
         .order_by()
     )
     stale = sorted(
-        t for t in recent if t in registry and not KnowledgeItem.objects.active().fresh(0.5, [t]).exists()
+        t
+        for t in recent
+        if t in registry and not KnowledgeItem.objects.active().fresh(0.5, [t]).exists()
     )
-    return Alert("stale_knowledge", WARNING, bool(stale), len(stale), 0,
-                 "no fresh item (freshness >= 0.5) of: " + ", ".join(stale) if stale
-                 else "every recently broadcast type has fresh knowledge")
+    return Alert(
+        "stale_knowledge",
+        WARNING,
+        bool(stale),
+        len(stale),
+        0,
+        "no fresh item (freshness >= 0.5) of: " + ", ".join(stale)
+        if stale
+        else "every recently broadcast type has fresh knowledge",
+    )
+
+
+def unresolved_conflicts() -> Alert:
+    """The plan's alert: more than 10 conflicts waiting for a decision."""
+    from conflicts.stats import stats_section
+
+    n = stats_section()["unresolved"]
+    return Alert(
+        "unresolved_conflicts",
+        WARNING,
+        n > 10,
+        n,
+        10,
+        f"{n} conflicts open or pending review (queue: /dashboard/conflicts/)",
+    )
+
+
+def alert_metrics():
+    """``kx_alert_firing`` on ``/metrics`` (registered by ``DashboardConfig.ready``)."""
+    firing = GaugeMetricFamily(
+        "kx_alert_firing",
+        "1 when an alert rule is firing (dashboard/alerts.py).",
+        labels=["alert", "level"],
+    )
+    for alert in evaluate():
+        firing.add_metric([alert.name, alert.level], 1 if alert.firing else 0)
+    yield firing
 
 
 for _name, _rule in [
     ("broadcast_rate_drop", broadcast_rate_drop),
     ("api_latency", api_latency),
     ("websocket_drop", websocket_drop),
+    ("unresolved_conflicts", unresolved_conflicts),
     ("database_latency", database_latency),
     ("stale_knowledge", stale_knowledge),
 ]:

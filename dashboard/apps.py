@@ -6,9 +6,15 @@ class DashboardConfig(AppConfig):
     verbose_name = "Dashboard"
 
     def ready(self):
-        from dashboard import metrics, realtime
+        from conflicts import stats as conflict_stats
+        from dashboard import alerts, metrics, realtime
         from knowledge import stats_hooks
 
         stats_hooks.register("realtime", realtime.stats_section)
-        if realtime.collect_metrics not in metrics.EXTRA_COLLECTORS:
-            metrics.EXTRA_COLLECTORS.append(realtime.collect_metrics)
+        for provider in (
+            alerts.alert_metrics,
+            conflict_stats.collect_metrics,
+            realtime.collect_metrics,
+        ):
+            if provider not in metrics.EXTRA_COLLECTORS:
+                metrics.EXTRA_COLLECTORS.append(provider)

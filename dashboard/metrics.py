@@ -8,7 +8,7 @@ answers the scrape.
 from __future__ import annotations
 
 from django.db.models import Count
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -19,13 +19,6 @@ REQUEST_LATENCY = Histogram(
     ["route", "method", "status"],
     buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0),
     registry=REGISTRY,
-)
-BROADCASTS = Counter(
-    "kx_broadcasts_total", "Items broadcast (this process).", ["knowledge_type", "outcome"],
-    registry=REGISTRY,
-)
-RECEIVED = Counter(
-    "kx_inbox_delivered_total", "Inbox events delivered (this process).", registry=REGISTRY
 )
 
 
@@ -41,39 +34,41 @@ class DatabaseCollector:
         from knowledge.models import InboxCursor, KnowledgeItem
 
         items = GaugeMetricFamily(
-            "kx_knowledge_items", "Knowledge items by type and status.", labels=["knowledge_type", "status"]
+            "kx_knowledge_items",
+            "Knowledge items by type and status.",
+            labels=["knowledge_type", "status"],
         )
-        for row in KnowledgeItem.objects.values("knowledge_type", "status").annotate(n=Count("id")).order_by():
+        for row in (
+            KnowledgeItem.objects.values("knowledge_type", "status")
+            .annotate(n=Count("id"))
+            .order_by()
+        ):
             items.add_metric([row["knowledge_type"], row["status"]], row["n"])
         yield items
 
         pos = log_position()
         yield GaugeMetricFamily("kx_event_log_top", "Highest event seq.", value=pos.top)
-        lag = GaugeMetricFamily("kx_inbox_lag_events", "Events between a worker's cursor and the top.", labels=["worker"])
+        lag = GaugeMetricFamily(
+            "kx_inbox_lag_events",
+            "Events between a worker's cursor and the top.",
+            labels=["worker"],
+        )
         for name, position in InboxCursor.objects.values_list("worker__name", "position"):
             lag.add_metric([name], max(pos.top - position, 0))
         yield lag
         stats = knowledge_cache.stats()
-        yield GaugeMetricFamily("kx_cache_hits", "Query cache hits (this process).", value=stats["hits"])
-        yield GaugeMetricFamily("kx_cache_misses", "Query cache misses (this process).", value=stats["misses"])
+        yield GaugeMetricFamily(
+            "kx_cache_hits", "Query cache hits (this process).", value=stats["hits"]
+        )
+        yield GaugeMetricFamily(
+            "kx_cache_misses", "Query cache misses (this process).", value=stats["misses"]
+        )
         for provider in list(EXTRA_COLLECTORS):
             yield from provider()
 
 
+#: More gauge providers (callables yielding metric families), registered by
+#: ``DashboardConfig.ready``: alerts, conflicts, live connections.
 EXTRA_COLLECTORS: list = []
 
 REGISTRY.register(DatabaseCollector())
-
-
-def _alert_metrics():
-    from dashboard.alerts import evaluate
-
-    firing = GaugeMetricFamily(
-        "kx_alert_firing", "1 when an alert rule is firing (dashboard/alerts.py).", labels=["alert", "level"]
-    )
-    for alert in evaluate():
-        firing.add_metric([alert.name, alert.level], 1 if alert.firing else 0)
-    yield firing
-
-
-EXTRA_COLLECTORS.append(_alert_metrics)

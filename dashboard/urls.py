@@ -1,4 +1,4 @@
-from django.urls import include, path
+from django.urls import path
 
 from dashboard import views
 
@@ -8,5 +8,4 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("live/", views.live, name="live"),
     path("live/connections/", views.live_connections, name="live-connections"),
-    path("conflicts/", include("conflicts.urls")),
 ]

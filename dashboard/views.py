@@ -2,12 +2,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from django.conf import settings
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse
 from django.shortcuts import render
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from config.product import product_settings
 from dashboard.metrics import REGISTRY
 
 
@@ -20,11 +20,11 @@ def metrics_view(request):
 def index(request):
     """Monitoring overview: health, alerts, the numbers of GET stats, workers, knowledge by type."""
     from dashboard.alerts import evaluate
+    from identity.models import Worker
     from knowledge.health import run_health_checks
     from knowledge.models import InboxCursor
     from knowledge.registry import registry
     from knowledge.stats import collect_stats
-    from workers.models import Worker
 
     stats = collect_stats()
     top = stats["events"]["top"]
@@ -71,7 +71,7 @@ def live(request):
             "log_epoch": pos.epoch,
             "event_kinds": EventKind.values,
             "knowledge_types": registry.names(),
-            "websocket_enabled": settings.KNOWLEDGE_EXCHANGE["websocket_enabled"],
+            "websocket_enabled": product_settings().websocket_enabled,
         },
     )
 

@@ -17,6 +17,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
 from knowledge.events import EventFilter, log_position, publish_event, publish_events, read_events
@@ -31,7 +32,6 @@ from knowledge.models import (
     ValidationRecord,
 )
 from knowledge.registry import registry
-from workers.models import Worker
 
 
 class ActionError(Exception):

@@ -5,7 +5,7 @@ A cached query result's key hashes the normalised query with the tokens of every
 query can return. A write to a type replaces that type's token after commit, before the
 writer's response is sent, so every older result of that type becomes unreachable: no
 reader sees a result older than its own last write, and results of other types stay hot.
-Old entries are never deleted, they expire by TTL (``KNOWLEDGE_EXCHANGE['cache_ttl']``).
+Old entries are never deleted, they expire by TTL (``cache_ttl``).
 
 Why tokens rather than counters: a counter that is evicted (LocMem culls, Redis may be
 restarted or flushed) restarts at 0 and makes results cached under 0 reachable again;
@@ -31,6 +31,7 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 
+from config.product import product_settings
 from knowledge.registry import registry
 
 TOKEN_KEY = "kx:gen:{}"
@@ -46,11 +47,11 @@ _last_flush = [0.0]
 
 
 def enabled() -> bool:
-    return bool(settings.KNOWLEDGE_EXCHANGE["cache_enabled"])
+    return product_settings().cache_enabled
 
 
 def ttl() -> int:
-    return int(settings.KNOWLEDGE_EXCHANGE["cache_ttl"])
+    return product_settings().cache_ttl
 
 
 def _new_token() -> str:

@@ -18,8 +18,8 @@ from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.conf import settings
 
+from config.product import product_settings
 from knowledge.choices import EventKind
 from knowledge.events import FeedFilter, is_recoverable
 from knowledge.registry import registry
@@ -33,14 +33,10 @@ CLOSE_DISABLED = 4503
 FILTER_KEYS = ("types", "sources", "events")
 
 
-def _setting(name, default):
-    return settings.KNOWLEDGE_EXCHANGE.get(name, default)
-
-
 @database_sync_to_async
 def _authenticate(scope) -> tuple[str, str | None] | None:
     """(label, viewer) for a worker token or a staff session; None if neither."""
-    from workers.models import Worker
+    from identity.models import Worker
 
     token = parse_qs(scope.get("query_string", b"").decode(errors="replace")).get("token", [""])[0]
     if token:
@@ -84,7 +80,7 @@ class _WritableWatch:
         try:
             # Cap the kernel's send buffer too (autotuning lets it grow to megabytes), so a
             # stalled client is noticed after ~100 KiB, not after 4 MiB per connection.
-            sndbuf = int(_setting("ws_socket_sndbuf", 65536))
+            sndbuf = product_settings().ws_socket_sndbuf
             if sndbuf:
                 transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
         except Exception:
@@ -162,7 +158,7 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
         self.conn: Connection | None = None
         self._sender: asyncio.Task | None = None
         self._catchup: asyncio.Task | None = None
-        if not _setting("websocket_enabled", True):
+        if not product_settings().websocket_enabled:
             await self.accept()
             await self.close(code=CLOSE_DISABLED)
             return
@@ -177,12 +173,12 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
         self.conn = Connection(
             label=label,
             viewer=viewer,
-            max_queue=int(_setting("ws_max_queue", 1000)),
+            max_queue=product_settings().ws_max_queue,
             on_overflow=self._too_slow,
         )
         self.watch = _WritableWatch()
         self.watch.attach(self.base_send)
-        if self.watch.writer is not None and _setting("ws_direct_write", True):
+        if self.watch.writer is not None and product_settings().ws_direct_write:
             self.conn.writer = self.watch.writer
             self.conn.can_write = self.watch.writable.is_set
         await self.relay.register(self.conn)
@@ -214,7 +210,7 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
 
     async def _send_loop(self):
         conn = self.conn
-        stall = float(_setting("ws_stall_seconds", 10))
+        stall = product_settings().ws_stall_seconds
         while True:
             await conn.ready.wait()
             conn.ready.clear()

@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 
+from config.product import product_settings
 from knowledge.api.errors import too_large_response
 
 
 class BodySizeLimitMiddleware:
-    """Answer 413 for API bodies over ``KNOWLEDGE_EXCHANGE['max_body_bytes']``.
+    """Answer 413 for API bodies over ``max_body_bytes`` (config/product.py).
 
     DRF parses JSON from the request stream, bypassing Django's own upload limit, so the
     limit is enforced here before any view runs.
@@ -18,7 +18,7 @@ class BodySizeLimitMiddleware:
 
     def __call__(self, request):
         if request.path.startswith("/api/") and request.method in ("POST", "PUT", "PATCH"):
-            limit = settings.KNOWLEDGE_EXCHANGE["max_body_bytes"]
+            limit = product_settings().max_body_bytes
             length = request.META.get("CONTENT_LENGTH")
             try:
                 if length and int(length) > limit:

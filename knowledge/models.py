@@ -9,9 +9,9 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
+from identity.models import Worker
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
 from knowledge.registry import DEFAULT_DECAY_SECONDS, registry
-from workers.models import Worker
 
 
 class KnowledgeItemQuerySet(models.QuerySet):

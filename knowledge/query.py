@@ -21,11 +21,12 @@ from django.db import connection
 from django.db.models import Case, F, FloatField, Q, Value, When
 from django.utils import timezone
 
+from identity.models import Worker
 from knowledge import cache as knowledge_cache
-from knowledge.choices import ItemStatus, Urgency
+from knowledge import item_hooks
+from knowledge.choices import ItemStatus
 from knowledge.models import KnowledgeItem, KnowledgeTarget
 from knowledge.registry import registry
-from workers.models import Worker
 
 SORTS = {
     "freshness": "freshness",
@@ -147,9 +148,11 @@ def build_queryset(
         # PostgreSQL: served by the pg_trgm GIN index on UPPER(subject) (migration 0002).
         qs = qs.filter(subject__icontains=query.q)
     if query.contested is not None:
-        from conflicts.contested import contested_item_ids
-
-        qs = (qs.filter if query.contested else qs.exclude)(pk__in=contested_item_ids())
+        ids = item_hooks.contested_ids()
+        if ids is None:
+            qs = qs.none() if query.contested else qs
+        else:
+            qs = (qs.filter if query.contested else qs.exclude)(pk__in=ids)
     if query.min_freshness > 0 and per_type:
         qs = qs.filter(_fresh_condition(query.min_freshness, query.types, as_of))
     return qs
@@ -349,9 +352,8 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
         result = {**result, "results": [_refresh_freshness(i, now) for i in result["results"]]}
     result = dict(result)
     result.pop("valid_until", None)
-    from conflicts.contested import mark_contested  # current, not cached: conflicts move
-
-    result["results"] = mark_contested(result["results"])
+    # Marks from other apps (contested items): current, not cached, as conflicts move.
+    result["results"] = item_hooks.mark_items(result["results"])
     return result, hit
 
 
@@ -384,10 +386,3 @@ def common_queries() -> list[tuple[KnowledgeQuery, Worker | None]]:
         if interests:
             out.append((KnowledgeQuery(types=interests), worker))
     return out
-
-
-def urgency_from_label(label: str, field_name: str = "urgency") -> int:
-    try:
-        return int(Urgency.from_label(label))
-    except ValueError:
-        raise QueryError(field_name, f"{label!r} is not one of {Urgency.labels_list()}") from None

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from django.conf import settings
 from django.db import close_old_connections
 
+from config.product import product_settings
 from knowledge import events as event_log
 from knowledge.events import EventFilter, FeedFilter, log_position, read_events
 
@@ -45,10 +46,6 @@ log = logging.getLogger(__name__)
 
 CACHE_PREFIX = "ke-ws-proc:"
 CACHE_INDEX = "ke-ws-procs"
-
-
-def _setting(name: str, default):
-    return settings.KNOWLEDGE_EXCHANGE.get(name, default)
 
 
 def process_id() -> str:
@@ -75,7 +72,7 @@ def _db_executor() -> concurrent.futures.ThreadPoolExecutor:
     with _executor_lock:
         if _executor is None:
             _executor = concurrent.futures.ThreadPoolExecutor(
-                max_workers=int(_setting("relay_db_threads", 4)), thread_name_prefix="ke-relay-db"
+                max_workers=product_settings().relay_db_threads, thread_name_prefix="ke-relay-db"
             )
         return _executor
 
@@ -123,8 +120,8 @@ async def db_position():
 
 
 def _load_standing(worker_name: str):
+    from identity.models import Worker
     from knowledge.actions import InboxFilter, get_subscription
-    from workers.models import Worker
 
     worker = Worker.objects.get(name=worker_name)
     return InboxFilter(worker, get_subscription(worker))
@@ -304,8 +301,8 @@ class Relay:
     # the loop --------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        poll = float(_setting("relay_poll_interval", 1.0 if settings.REDIS_URL else 0.2))
-        heartbeat_every = float(_setting("ws_heartbeat_seconds", 15))
+        poll = product_settings().relay_poll_seconds(redis=bool(settings.REDIS_URL))
+        heartbeat_every = product_settings().ws_heartbeat_seconds
         snapshot_every = 5.0
         try:
             pos = await db_position()
@@ -316,7 +313,7 @@ class Relay:
         self._started.set()
         next_heartbeat = time.monotonic() + heartbeat_every
         next_snapshot = time.monotonic()
-        standing_every = float(_setting("ws_standing_refresh_seconds", 2))
+        standing_every = product_settings().ws_standing_refresh_seconds
         next_standing = time.monotonic() + standing_every
         while True:
             try:
@@ -535,10 +532,6 @@ def local_snapshots() -> list[dict]:
     return [r.snapshot() for r in list(_relays) if r.connections or r._task]
 
 
-def process_stats() -> dict:
-    return dict(_PROCESS_STATS)
-
-
 def all_snapshots() -> list[dict]:
     """Every process's connections: this process live, others from their cache mirror."""
     from django.core.cache import cache
@@ -559,7 +552,7 @@ def connection_stats() -> dict:
     snaps = all_snapshots()
     conns = [c for s in snaps for c in s["connections"]]
     return {
-        "enabled": bool(_setting("websocket_enabled", True)),
+        "enabled": product_settings().websocket_enabled,
         "processes": len(snaps),
         "connections": len(conns),
         "live": sum(1 for c in conns if c["live"]),

@@ -7,12 +7,12 @@ from datetime import timedelta
 from django.db.models import Count, Q
 from django.utils import timezone
 
+from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.choices import ItemStatus, ValidationStatus
 from knowledge.events import log_position
 from knowledge.models import KnowledgeItem
 from knowledge.stats_hooks import collect
-from workers.models import Worker
 
 
 def collect_stats() -> dict:

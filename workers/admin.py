@@ -1,36 +1,6 @@
-from django.contrib import admin, messages
+from django.contrib import admin
 
-from workers.actions import do_rotate_token
-from workers.models import Worker
-
-
-@admin.register(Worker)
-class WorkerAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "is_active", "trust_pin", "broadcast_count", "received_count", "last_seen_at")
-    list_filter = ("kind", "is_active")
-    search_fields = ("name", "description")
-    readonly_fields = ("token_prefix", "broadcast_count", "received_count", "created_at", "last_seen_at")
-    fields = ("name", "kind", "description", "is_active", "trust_pin", "state", *readonly_fields)
-    actions = ["rotate_tokens"]
-
-    def save_model(self, request, obj, form, change):
-        if not change:
-            token = obj.set_token()
-            super().save_model(request, obj, form, change)
-            self.message_user(
-                request, f"Token for {obj.name} (shown once): {token}", level=messages.WARNING
-            )
-        else:
-            super().save_model(request, obj, form, change)
-
-    @admin.action(description="Rotate tokens (new tokens are shown once)")
-    def rotate_tokens(self, request, queryset):
-        for worker in queryset:
-            token = do_rotate_token(worker)
-            self.message_user(request, f"New token for {worker.name}: {token}", level=messages.WARNING)
-
-
-from workers.models import Project  # noqa: E402
+from workers.models import Project
 
 
 @admin.register(Project)

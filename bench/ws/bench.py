@@ -237,7 +237,6 @@ class Bench:
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
             "KE_INSTANCE": f"bench{os.getpid()}",
             "DJANGO_SETTINGS_MODULE": "config.settings",
-            "KE_BENCH_ROUTES": "1",
             "KE_WS_STALL_SECONDS": "3",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
@@ -255,7 +254,7 @@ class Bench:
     def start_server(self, port: int | None = None) -> tuple[Proc, int]:
         port = port or free_port()
         proc = Proc([sys.executable, "-m", "daphne", "-e",
-                     f"tcp:port={port}:interface=127.0.0.1:backlog=2048", "config.asgi:application"],
+                     f"tcp:port={port}:interface=127.0.0.1:backlog=2048", "bench.ws.asgi:application"],
                     self.env, self.tmp / f"daphne-{port}.log").start()
         wait_port(port)
         self.servers.append(proc)
@@ -269,7 +268,7 @@ class Bench:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0, interactive=False)
-        from workers.actions import do_create_worker
+        from identity.actions import do_create_worker
 
         _, self.token = do_create_worker("bench-client", None)
 

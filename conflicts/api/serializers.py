@@ -6,15 +6,6 @@ from conflicts.choices import Decision
 from conflicts.models import Conflict, Resolution
 
 
-class ConflictItemSerializer(serializers.Serializer):
-    """An item of a conflict: the item as everywhere, plus its role, outcome and source trust."""
-
-    role = serializers.CharField()
-    won = serializers.BooleanField(allow_null=True)
-    trust = serializers.FloatField(help_text="effective trust of the source for this type")
-    item = serializers.JSONField(help_text="the item (same shape as in query results)")
-
-
 class ResolutionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Resolution

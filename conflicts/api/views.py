@@ -29,7 +29,7 @@ from conflicts.evidence import conflict_evidence
 from conflicts.filtersets import ConflictFilterSet
 from conflicts.models import Conflict, ConflictItem, Resolution
 from conflicts.stats import resolution_stats
-from workers.permissions import request_worker
+from identity.permissions import request_worker
 
 
 class IsStaffPerson(BasePermission):

@@ -381,7 +381,3 @@ def get_strategy(name: str, **options: Any) -> Strategy:
     except KeyError:
         raise KeyError(f"unknown strategy {name!r}; known: {sorted(STRATEGIES)}") from None
     return cls(**options)
-
-
-# The calibrated truth-discovery strategy registers itself (it builds on ``posterior``).
-from . import truth as _truth  # noqa: E402,F401

@@ -7,7 +7,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from conflicts import actions
+from conflicts import actions, reliability
 from conflicts.choices import Actor, ConflictStatus, Decision
 from conflicts.models import Conflict, Resolution, SourceTrust
 from conftest import Persona, risk_payload
@@ -71,7 +71,7 @@ def test_sweep_settles_a_pending_conflict_once_decisions_move_trust(db, django_u
         conflict.refresh_from_db()
         assert conflict.status == ConflictStatus.PENDING_REVIEW  # nothing re-evaluated it yet
         # When the sweep runs, trust is re-estimated from all the evidence ...
-        assert actions.sweep_conflicts() == 1
+        assert reliability.sweep() == 1
     bad_trust = SourceTrust.objects.get(worker=bad.worker, knowledge_type="risk_pattern")
     good_trust = SourceTrust.objects.get(worker=good.worker, knowledge_type="risk_pattern")
     assert bad_trust.alpha / (bad_trust.alpha + bad_trust.beta) < 0.2
@@ -95,7 +95,7 @@ def test_sweep_leaves_undecidable_conflicts_untouched(think, analysis):
             "conflicts"
         ][0]
         version = Conflict.objects.get(pk=cid).version
-        assert actions.sweep_conflicts() == 0
+        assert reliability.sweep() == 0
     conflict = Conflict.objects.get(pk=cid)
     # A reviewer looking at it is not sent a 409 by the sweep.
     assert conflict.status == ConflictStatus.PENDING_REVIEW and conflict.version == version
@@ -106,7 +106,7 @@ def test_trust_pin_survives_the_re_estimate(think, analysis):
     with truth_engine():
         think.broadcast("risk_pattern", risk_payload(level="high"), 0.7)
         analysis.broadcast("risk_pattern", risk_payload(level="low"), 0.7)
-        actions.sweep_conflicts()
+        reliability.sweep()
     row = SourceTrust.objects.get(worker=analysis.worker, knowledge_type="risk_pattern")
     assert row.pinned == 0.95
 

@@ -4,15 +4,15 @@ import json
 import math
 from datetime import timedelta
 
-from django.conf import settings
 from django.utils import timezone
 from rest_framework import serializers
 
+from config.product import product_settings
+from identity.models import Worker
 from knowledge.actions import BroadcastInput
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
 from knowledge.query import SORTS, KnowledgeQuery
 from knowledge.registry import PayloadError, registry
-from workers.models import Worker
 
 URGENCY_LABELS = Urgency.labels_list()
 SORT_CHOICES = [*SORTS, *(f"-{s}" for s in SORTS)]
@@ -108,7 +108,7 @@ class BroadcastSerializer(serializers.Serializer):
     def validate_observed_at(self, value):
         if value is None:
             return None
-        tolerance = settings.KNOWLEDGE_EXCHANGE["clock_skew_tolerance_seconds"]
+        tolerance = product_settings().clock_skew_tolerance_seconds
         now = timezone.now()
         if value > now + timedelta(seconds=tolerance):
             raise serializers.ValidationError(
@@ -120,7 +120,7 @@ class BroadcastSerializer(serializers.Serializer):
         if contains_nul(value):
             raise serializers.ValidationError("null characters (\\u0000) are not allowed")
         size = len(json.dumps(value, default=str))
-        limit = settings.KNOWLEDGE_EXCHANGE["max_payload_bytes"]
+        limit = product_settings().max_payload_bytes
         if size > limit:
             raise serializers.ValidationError(f"is {size} bytes; the limit is {limit}")
         return value
@@ -156,7 +156,7 @@ class BulkBroadcastSerializer(serializers.Serializer):
     source = serializers.CharField(max_length=64, required=False)
 
     def validate_items(self, value):
-        limit = settings.KNOWLEDGE_EXCHANGE["max_bulk_items"]
+        limit = product_settings().max_bulk_items
         if len(value) > limit:
             raise serializers.ValidationError(f"at most {limit} items per request")
         return value
@@ -222,7 +222,7 @@ class QuerySerializer(serializers.Serializer):
         return value
 
     def validate_limit(self, value):
-        cap = settings.KNOWLEDGE_EXCHANGE["query_max_limit"]
+        cap = product_settings().query_max_limit
         if value > cap:
             raise serializers.ValidationError(f"must be at most {cap}")
         return value

@@ -3,7 +3,6 @@ from __future__ import annotations
 import functools
 import time
 
-from django.conf import settings
 from django.db import connections
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
@@ -15,7 +14,10 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from knowledge import actions
+from config.product import product_settings
+from identity.models import Worker
+from identity.permissions import request_worker
+from knowledge import actions, item_hooks
 from knowledge.actions import ActionError, BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
@@ -48,8 +50,6 @@ from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
 from knowledge.stats import collect_stats
-from workers.models import Worker
-from workers.permissions import request_worker
 
 
 def access_worker(request, name: str) -> Worker:
@@ -211,9 +211,7 @@ class ItemView(APIView):
         me = request_worker(request)
         if me is not None:
             qs = qs.visible_to(me)
-        from conflicts.contested import mark_contested
-
-        return Response(mark_contested([get_object_or_404(qs, pk=pk).as_dict()])[0])
+        return Response(item_hooks.mark_items([get_object_or_404(qs, pk=pk).as_dict()])[0])
 
 
 class TypesView(APIView):
@@ -428,7 +426,7 @@ class EventsView(APIView):
                 sources=frozenset(d.get("sources", [])),
                 viewer=me.name if me else None,
             )
-        max_wait = settings.KNOWLEDGE_EXCHANGE["long_poll_max_wait"]
+        max_wait = product_settings().long_poll_max_wait
         wait = min(d.get("wait", 0), max_wait)
         deadline = time.monotonic() + wait
         pos = log_position()

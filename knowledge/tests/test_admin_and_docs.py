@@ -30,7 +30,7 @@ def test_admin_confirm_action_calls_the_validate_action(staff_client, analysis):
     assert Event.objects.filter(kind="knowledge_validated", item_id=item).exists()
 
 
-@pytest.mark.parametrize("url", ["/admin/knowledge/event/", "/admin/workers/worker/", "/admin/knowledge/inboxcursor/",
+@pytest.mark.parametrize("url", ["/admin/knowledge/event/", "/admin/identity/worker/", "/admin/knowledge/inboxcursor/",
                                  "/admin/knowledge/subscription/", "/admin/knowledge/validationrecord/"])
 def test_admin_pages_render(staff_client, analysis, url):
     analysis.broadcast("issue_pattern", issue_payload())
@@ -38,12 +38,12 @@ def test_admin_pages_render(staff_client, analysis, url):
 
 
 def test_admin_creating_a_worker_shows_its_token_once(staff_client):
-    r = staff_client.post("/admin/workers/worker/add/", {"name": "scout", "kind": "custom", "description": "",
+    r = staff_client.post("/admin/identity/worker/add/", {"name": "scout", "kind": "custom", "description": "",
                                                          "is_active": "on", "state": "{}"}, follow=True)
     assert r.status_code == 200
     text = r.content.decode()
     assert "Token for scout (shown once): kx_" in text
-    from workers.models import Worker
+    from identity.models import Worker
 
     token = text.split("Token for scout (shown once): ")[1].split("<")[0].strip()
     assert Worker.objects.for_token(token).name == "scout"

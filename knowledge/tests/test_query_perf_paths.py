@@ -14,10 +14,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
+from identity.actions import do_create_worker
 from knowledge.models import KnowledgeItem
 from knowledge.query import KnowledgeQuery, run_query
 from knowledge.registry import registry
-from workers.actions import do_create_worker
 
 pytestmark = pytest.mark.django_db
 

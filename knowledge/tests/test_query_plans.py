@@ -16,9 +16,9 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from bench.seed import COLUMNS, rows
+from identity.actions import do_create_worker
 from knowledge.query import KnowledgeQuery, run_query
 from knowledge.registry import registry
-from workers.actions import do_create_worker
 
 pytestmark = [
     pytest.mark.django_db,

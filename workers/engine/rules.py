@@ -202,9 +202,6 @@ class Rules:
         }
         return hashlib.sha1(json.dumps(state, sort_keys=True).encode()).hexdigest()[:16]
 
-    def with_threshold(self, rule: str, value: float) -> Rules:
-        return replace(self, thresholds={**self.thresholds, rule: float(value)})
-
     def severity(self, rule: str, metric: float) -> str:
         """Severity of a violation of ``rule`` with value ``metric`` (assumed above threshold)."""
         spec = RULE_SPECS[rule]

@@ -86,13 +86,13 @@ def is_locked_error(exc: BaseException) -> bool:
 class InProcessTransport(Transport):
     """Calls the exchange's actions directly (the worker runs inside this Django project).
 
-    ``worker`` is a :class:`workers.models.Worker` or its name. ``lock_retries`` bounds the
+    ``worker`` is a :class:`identity.models.Worker` or its name. ``lock_retries`` bounds the
     retries of a call that failed with SQLite's ``database is locked`` (each call is one or a
     few short transactions, and idempotency keys make a retried broadcast harmless).
     """
 
     def __init__(self, worker: Any, *, lock_retries: int = 8, lock_backoff: float = 0.05):
-        from workers.models import Worker
+        from identity.models import Worker
 
         if isinstance(worker, str):
             found = Worker.objects.filter(name=worker, is_active=True).first()

@@ -8,12 +8,13 @@ import time
 import pytest
 from django.db import connection
 
+from identity.models import Worker
 from knowledge.models import InboxCursor, KnowledgeItem
 from workers.builtin.replay import build_workers, replay_history
 from workers.builtin.repo import RepoView
 from workers.engine.replay import replay as engine_replay
 from workers.engine.tests.test_replay import build_history
-from workers.models import Project, Worker
+from workers.models import Project
 
 # The query cache is invalidated on commit, and the fleet runs in threads: real transactions.
 pytestmark = pytest.mark.django_db(transaction=True)

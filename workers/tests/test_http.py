@@ -19,9 +19,9 @@ import pytest
 from django.conf import settings
 from django.db import connection
 
+from identity.actions import do_create_worker
+from identity.models import Worker
 from knowledge.models import KnowledgeItem
-from workers.actions import do_create_worker
-from workers.models import Worker
 from workers.sdk import HttpTransport, SDKError, TransportError
 
 

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from identity.models import Worker
 from knowledge.models import Event, InboxCursor, KnowledgeItem
-from workers.models import Worker
 from workers.sdk import ROUTES, BaseWorker, InProcessTransport, NotAvailableError, SDKError
 from workers.sdk import worker as sdk_worker
 

@@ -28,6 +28,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
+from config.product import product_settings
 from conflicts.engine.bench import STRATEGY_ORDER, format_end_states, format_table, pool
 from conflicts.engine.calibration import (
     EndState,
@@ -57,13 +58,13 @@ class Command(BaseCommand):
             "--threshold",
             type=float,
             default=None,
-            help="auto-resolve threshold (default: KNOWLEDGE_EXCHANGE['auto_resolve_threshold'])",
+            help="auto-resolve threshold (default: the auto_resolve_threshold setting)",
         )
         parser.add_argument(
             "--settle-hours",
             type=float,
             default=None,
-            help="settle window (default: KNOWLEDGE_EXCHANGE['conflict_settle_seconds'])",
+            help="settle window (default: the conflict_settle_seconds setting)",
         )
         parser.add_argument(
             "--review-delay-hours",
@@ -121,14 +122,14 @@ class Command(BaseCommand):
             raise CommandError(
                 "bench_conflicts needs the dev requirements (time-machine)"
             ) from None
-        ke = settings.KNOWLEDGE_EXCHANGE
+        ke = product_settings()
         threshold = (
-            opts["threshold"] if opts["threshold"] is not None else ke["auto_resolve_threshold"]
+            opts["threshold"] if opts["threshold"] is not None else ke.auto_resolve_threshold
         )
         settle = (
             opts["settle_hours"] * HOUR
             if opts["settle_hours"] is not None
-            else ke.get("conflict_settle_seconds", 0)
+            else ke.conflict_settle_seconds
         )
         seeds = [int(s) for s in opts["seeds"].split(",") if s.strip()]
         strategies = [s.strip() for s in opts["strategies"].split(",") if s.strip()]

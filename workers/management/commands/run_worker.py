@@ -57,11 +57,8 @@ class Command(BaseCommand):
                         f"the token belongs to {transport.worker_name!r}, not {name!r}"
                     )
             else:
-                from workers.actions import (
-                    do_ensure_builtin_workers,
-                    do_mark_analysed,
-                    do_register_project,
-                )
+                from identity.actions import do_ensure_builtin_workers
+                from workers.actions import do_mark_analysed, do_register_project
 
                 do_ensure_builtin_workers()
                 transport = InProcessTransport(name)

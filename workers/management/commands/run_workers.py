@@ -36,7 +36,8 @@ class Command(BaseCommand):
             raise CommandError(f"name workers from {', '.join(PIPELINE_ORDER)} or pass --all")
         if not Path(opts["repo"]).is_dir():
             raise CommandError(f"--repo {opts['repo']!r}: no such directory")
-        from workers.actions import do_ensure_builtin_workers, do_register_project
+        from identity.actions import do_ensure_builtin_workers
+        from workers.actions import do_register_project
 
         do_ensure_builtin_workers()  # once here, so children do not race to create them
         do_register_project(opts["repo"])

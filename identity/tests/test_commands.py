@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from workers.models import Worker
+from identity.models import Worker
 
 pytestmark = pytest.mark.django_db
 
@@ -34,7 +34,9 @@ def test_rotate_invalidates_the_old_token(client):
     out = StringIO()
     call_command("create_worker", "scout", stdout=out)
     old = out.getvalue().strip()
-    assert client.get("/api/workers/me", HTTP_AUTHORIZATION=f"Token {old}").status_code == 200  # now cached
+    assert (
+        client.get("/api/workers/me", HTTP_AUTHORIZATION=f"Token {old}").status_code == 200
+    )  # now cached
     out = StringIO()
     call_command("create_worker", "scout", "--rotate", stdout=out)
     new = out.getvalue().strip()
@@ -46,10 +48,19 @@ def test_bootstrap_creates_builtin_workers_and_admin_once(tmp_path, client):
     creds = tmp_path / "creds.json"
     out = StringIO()
     call_command("bootstrap", credentials=str(creds), stdout=out)
-    assert set(Worker.objects.values_list("name", flat=True)) == {"think", "learning", "analysis", "dream", "recall"}
+    assert set(Worker.objects.values_list("name", flat=True)) == {
+        "think",
+        "learning",
+        "analysis",
+        "dream",
+        "recall",
+    }
     assert "admin account: admin / " in out.getvalue()
     saved = json.loads(creds.read_text())["workers"]
-    assert client.get("/api/workers/me", HTTP_AUTHORIZATION=f"Token {saved['think']}").json()["kind"] == "think"
+    assert (
+        client.get("/api/workers/me", HTTP_AUTHORIZATION=f"Token {saved['think']}").json()["kind"]
+        == "think"
+    )
     assert oct(creds.stat().st_mode)[-3:] == "600"
     out2 = StringIO()
     call_command("bootstrap", credentials=str(creds), stdout=out2)

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from workers.actions import do_ensure_builtin_workers, do_rotate_token
+from identity.actions import do_ensure_builtin_workers, do_rotate_token
 
 
 class Command(BaseCommand):
@@ -19,7 +19,9 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--credentials", default=str(Path(settings.BASE_DIR) / ".credentials.json"))
+        parser.add_argument(
+            "--credentials", default=str(Path(settings.BASE_DIR) / ".credentials.json")
+        )
 
     def handle(self, credentials, **options):
         path = Path(credentials)

@@ -1,9 +1,9 @@
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
-from workers.actions import do_create_worker, do_rotate_token
-from workers.choices import WorkerKind
-from workers.models import Worker
+from identity.actions import do_create_worker, do_rotate_token
+from identity.choices import WorkerKind
+from identity.models import Worker
 
 
 class Command(BaseCommand):

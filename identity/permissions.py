@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from rest_framework.permissions import BasePermission
 
-from workers.models import Worker
+from identity.models import Worker
 
 
 def request_worker(request) -> Worker | None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from django.core.cache import cache
 from rest_framework import authentication, exceptions
 
-from workers.actions import touch_last_seen
-from workers.models import Worker, hash_token, token_cache_key
+from identity.actions import touch_last_seen
+from identity.models import Worker, hash_token, token_cache_key
 
 # A token lookup is one query per request; cached a few seconds it is none, which is what
 # makes a cached query answer without touching the database. Rotating a token or saving the

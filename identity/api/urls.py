@@ -1,6 +1,6 @@
 from django.urls import path
 
-from workers.api import views
+from identity.api import views
 
 urlpatterns = [
     path("", views.WorkerListView.as_view(), name="worker-list"),

@@ -3,8 +3,8 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from workers.models import Worker
-from workers.permissions import request_worker
+from identity.models import Worker
+from identity.permissions import request_worker
 
 
 def worker_dict(w: Worker) -> dict:

@@ -1,0 +1,160 @@
+"""The product settings: one typed, frozen object owning every key and its default.
+
+``config/settings.py`` sets ``KNOWLEDGE_EXCHANGE = ProductSettings.from_env()``: each key is
+read once from ``KE_<KEY>`` (upper case; a few keep an older name, see ``env``), parsed by
+its type, and a bad value stops the process with ``ImproperlyConfigured`` naming the variable.
+Code reads the settings through ``product_settings()``, which re-reads
+``django.conf.settings.KNOWLEDGE_EXCHANGE`` on each call, so ``override_settings`` and the
+pytest ``settings`` fixture work. An override may be the object itself
+(``product_settings().replace(cache_ttl=30)``) or a plain mapping of keys
+(``{**settings.KNOWLEDGE_EXCHANGE, "cache_ttl": 30}``); a mapping is validated the same way
+as the environment (unknown key or wrong type: ``ImproperlyConfigured``).
+
+Every key is documented in ``docs/architecture.md`` ("Product settings").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from django.core.exceptions import ImproperlyConfigured
+
+from config.env import envbool, envfloat, envint, envstr
+
+
+def _env(name: str) -> dict:
+    return {"env": name}
+
+
+@dataclass(frozen=True)
+class ProductSettings(Mapping):
+    # Features
+    websocket_enabled: bool = True
+    cache_enabled: bool = True
+    cache_ttl: int = 300
+    conflict_resolution_enabled: bool = True
+    resolution_strategy: str = "truth"
+    # The probability of the winning claim (truth strategy: a calibrated posterior) at or
+    # above which a proposal is applied at once (docs/conflicts.md). Per type: the registry.
+    auto_resolve_threshold: float = 0.95
+    # False = shadow mode: the engine proposes, every conflict waits for a person.
+    conflict_auto_resolve: bool = True
+    # Seconds a contradiction must be old before it may be auto-resolved (0 = at once);
+    # with > 0 run `manage.py sweep_conflicts` periodically.
+    conflict_settle_seconds: float = 0.0
+    # Discount sources that quickly repeat another source's claim (copy detection).
+    conflict_copy_detection: bool = True
+    # How long the event log keeps events (the pruner applies it).
+    event_retention_days: int = 30
+    # Limits
+    max_body_bytes: int = 1_048_576
+    max_payload_bytes: int = 65_536
+    max_bulk_items: int = 1000
+    # A client's observed_at may run ahead of the server clock by this much.
+    clock_skew_tolerance_seconds: int = field(default=60, metadata=_env("KE_CLOCK_SKEW_TOLERANCE"))
+    long_poll_max_wait: int = 30
+    query_max_limit: int = 500
+    # Live feed (docs/realtime.md)
+    ws_max_queue: int = 1000
+    ws_heartbeat_seconds: float = 15.0
+    ws_stall_seconds: float = 10.0
+    ws_direct_write: bool = True
+    # Kernel send buffer of a live-feed socket (bytes; 0 = the kernel's autotuning).
+    ws_socket_sndbuf: int = 65_536
+    # How often the relay re-reads the workers' standing filters (subscribe/unsubscribe).
+    ws_standing_refresh_seconds: float = 2.0
+    # How often each process's relay polls the log when nothing woke it (0 = auto: 0.2 s
+    # embedded, 1 s with Redis, which wakes it at once).
+    relay_poll_interval: float = 0.0
+    # Threads the relay uses for its database reads.
+    relay_db_threads: int = 4
+    # Serve static files from the ASGI app (embedded mode; behind a web server: false).
+    serve_static: bool = field(default=True, metadata=_env("KE_SERVE_STATIC"))
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = _kind(f)
+            ok = (
+                isinstance(value, bool)
+                if kind is bool
+                else isinstance(value, int) and not isinstance(value, bool)
+                if kind is int
+                else isinstance(value, int | float) and not isinstance(value, bool)
+                if kind is float
+                else isinstance(value, str)
+            )
+            if not ok:
+                raise ImproperlyConfigured(
+                    f"KNOWLEDGE_EXCHANGE[{f.name!r}]={value!r}: expected {kind.__name__}"
+                )
+            if kind in (int, float) and value < 0:
+                raise ImproperlyConfigured(f"KNOWLEDGE_EXCHANGE[{f.name!r}]={value!r} is negative")
+
+    # construction --------------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls) -> ProductSettings:
+        readers = {bool: envbool, int: envint, float: envfloat, str: envstr}
+        values = {}
+        for f in fields(cls):
+            values[f.name] = readers[_kind(f)](env_name(f.name), f.default)
+        return cls(**values)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> ProductSettings:
+        unknown = set(values) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ImproperlyConfigured(f"unknown KNOWLEDGE_EXCHANGE keys: {sorted(unknown)}")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> ProductSettings:
+        return dataclasses.replace(self, **changes)
+
+    # derived values ------------------------------------------------------------------------
+
+    def relay_poll_seconds(self, redis: bool) -> float:
+        return self.relay_poll_interval or (1.0 if redis else 0.2)
+
+    # read-only mapping (``{**settings.KNOWLEDGE_EXCHANGE, key: value}`` in overrides) --------
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._names():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names())
+
+    def __len__(self) -> int:
+        return len(self._names())
+
+    @classmethod
+    def _names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))
+
+
+_KINDS = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+def _kind(f: dataclasses.Field) -> type:
+    return _KINDS[f.type] if isinstance(f.type, str) else f.type
+
+
+def env_name(key: str) -> str:
+    """The environment variable that sets ``key``."""
+    f = next(f for f in fields(ProductSettings) if f.name == key)
+    return f.metadata.get("env", f"KE_{key.upper()}")
+
+
+def product_settings() -> ProductSettings:
+    """The current product settings (re-read each call, so test overrides apply)."""
+    from django.conf import settings
+
+    value = settings.KNOWLEDGE_EXCHANGE
+    if isinstance(value, ProductSettings):
+        return value
+    return ProductSettings.from_mapping(value)

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+
+from identity.choices import WorkerKind
+
+TOKEN_PREFIX_LEN = 8
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def token_cache_key(token_hash: str) -> str:
+    return f"kx:tok:{token_hash}"
+
+
+def new_token() -> str:
+    return "kx_" + secrets.token_urlsafe(32)
+
+
+class WorkerQuerySet(models.QuerySet):
+    def for_token(self, token: str) -> Worker | None:
+        return self.filter(token_hash=hash_token(token), is_active=True).first()
+
+
+class Worker(models.Model):
+    """A worker identity. Workers authenticate with a token; only its hash is stored.
+
+    ``trust_pin`` (0..1), when set by an admin, overrides the learned trust of this worker
+    for every knowledge type. ``state`` is the worker's own heartbeat/status document.
+    """
+
+    name = models.CharField(
+        max_length=64,
+        unique=True,
+        validators=[RegexValidator(r"^[a-z0-9][a-z0-9_.-]*$", "lower-case letters, digits, _ . -")],
+    )
+    kind = models.CharField(max_length=16, choices=WorkerKind.choices, default=WorkerKind.CUSTOM)
+    description = models.CharField(max_length=200, blank=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_prefix = models.CharField(max_length=16, editable=False, blank=True)
+    is_active = models.BooleanField(default=True)
+    trust_pin = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(1.0)],
+        help_text="Pinned trust 0..1 overriding the learned trust for every type.",
+    )
+    state = models.JSONField(default=dict, blank=True)
+    broadcast_count = models.PositiveBigIntegerField(default=0)
+    received_count = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    objects = WorkerQuerySet.as_manager()
+
+    class Meta:
+        # The table keeps the name it had in the ``workers`` app: the move to ``identity``
+        # changed only Django's state (identity/migrations/0001_initial.py), no data moved.
+        db_table = "workers_worker"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        # Authentication caches token -> worker for a few seconds: forget it on any change
+        # (rotation, deactivation), so the old token or an inactive worker is refused at once.
+        from django.core.cache import cache
+
+        stale = [token_cache_key(self.token_hash)]
+        if getattr(self, "_previous_token_hash", None):
+            stale.append(token_cache_key(self._previous_token_hash))
+        cache.delete_many(stale)
+
+    def set_token(self, token: str | None = None) -> str:
+        """Give the worker a new token and return it; only the hash is kept."""
+        token = token or new_token()
+        if self.token_hash:
+            self._previous_token_hash = self.token_hash
+        self.token_hash = hash_token(token)
+        self.token_prefix = token[: TOKEN_PREFIX_LEN + 3]
+        return token
