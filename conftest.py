@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 from django.conf import settings
 from django.core.cache import cache
+from django.db import connection
 from rest_framework.test import APIClient
 
 from identity.actions import do_create_worker
@@ -92,3 +94,18 @@ def issue_payload(rule: str = "long_function", location: str = "app/x.py::f", se
 
 def risk_payload(pattern: str = "db migration without backfill", level: str = "high") -> dict:
     return {"pattern": pattern, "risk_level": level}
+
+
+def wait_for_lock_waiter(timeout: float = 20.0) -> bool:
+    """PostgreSQL: True once another session of this database waits on a lock (polled, bounded)."""
+    deadline = time.monotonic() + timeout
+    with connection.cursor() as cur:
+        while time.monotonic() < deadline:
+            cur.execute(
+                "SELECT count(*) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            )
+            if cur.fetchone()[0]:
+                return True
+            time.sleep(0.02)
+    return False

@@ -1,7 +1,9 @@
 """Conflict detection, resolution, flagging and trust learning (every write of the app).
 
-The core calls ``detect_conflicts(item, outcome)`` inside the broadcast transaction, after
-the item is stored and before its ``knowledge_broadcast`` event is published. People resolve
+``detect_conflicts(batch)`` is this app's receiver of the core's one hook,
+``knowledge.hooks.items_stored`` (connected in ``ConflictsConfig.ready``): it runs inside
+the broadcast transaction, after the items are stored and before their
+``knowledge_broadcast`` events are published. The core never imports this app. People resolve
 through ``do_resolve`` (API, admin, dashboard alike); workers flag with ``do_flag_conflict``
 and ask for a decision with ``do_request_resolution``.
 
@@ -54,11 +56,12 @@ from conflicts.engine.trust import (
 from conflicts.models import Conflict, ConflictItem, Resolution, SourceTrust
 from identity.models import Worker
 from knowledge import cache as knowledge_cache
-from knowledge.actions import ActionError
 from knowledge.choices import EventKind, ItemStatus
+from knowledge.errors import ActionError
 from knowledge.events import lock_log_tail, publish_event
+from knowledge.hooks import StoredItem
 from knowledge.models import KnowledgeItem
-from knowledge.registry import registry
+from knowledge.registry import KnowledgeType, registry
 
 log = logging.getLogger(__name__)
 
@@ -314,11 +317,12 @@ def conflict_summary(conflict: Conflict) -> dict:
 # --- Detection (inside the broadcast transaction) ------------------------------------------
 
 
-def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
-    """Detect what ``item`` (just created / refreshed / revised) conflicts with; act on it.
+def detect_conflicts(batch: Sequence[StoredItem]) -> None:
+    """Detect what each item of ``batch`` conflicts with, and act on it (the receiver of
+    ``knowledge.hooks.items_stored``; see its contract for when it runs and what it locks).
 
-    Runs inside the broadcast transaction. Compares the item with the active items of the
-    same type and subject from other sources (never across subjects):
+    Each item (just created / refreshed / revised) is compared with the active items of
+    the same type and subject from other sources (never across subjects):
 
     - different claim: a ``contradiction``; opens the subject's conflict (or joins the
       unsettled one), then evaluates it: applied at once when the strategy's margin reaches
@@ -329,33 +333,76 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
 
     An item arriving on a subject with an unsettled contradiction always re-evaluates it
     (new evidence may settle it, or leave a single claim, which dissolves it).
-    Publishes ``conflict_detected`` / ``knowledge_resolved``. Returns the ids of the
-    conflicts the item is part of. The relations found are left on
+    Publishes ``conflict_detected`` / ``knowledge_resolved``. Sets ``stored.conflict_ids``
+    to the ids of the conflicts each item is part of, and leaves the relations found on
     ``item.conflict_detections`` as ``[(kind, other_item_id)]`` (for instrumentation).
+
+    For a batch of several items, two queries first find the subjects where something else
+    is active or a conflict is unsettled; an item alone on its subject can neither conflict
+    nor corroborate, so it only feeds the copy estimator.
     """
-    item.conflict_detections = []
+    for stored in batch:
+        stored.item.conflict_detections = []
     cfg = conflict_settings()
-    if not cfg.enabled:
-        return []
-    kt = registry.get(item.knowledge_type)
-    if kt is None:
-        return []
+    if not cfg.enabled or not batch:
+        return
     if cfg.copy_detection:
         copy_estimator()  # a first-use rebuild must not run under the tail lock
-    lock_log_tail()
+    lock_log_tail()  # before reading the subjects: detections on one subject serialise
     now = timezone.now()
+    busy = _busy_subjects([s.item for s in batch]) if len(batch) > 1 else None
+    for stored in batch:
+        item = stored.item
+        kt = registry.get(item.knowledge_type)
+        if kt is None:
+            continue
+        if busy is None or (item.knowledge_type, item.subject) in busy:
+            stored.conflict_ids = _detect_one(item, kt, cfg, now)
+        elif cfg.copy_detection:
+            _observe_copy(item)
+
+
+def _busy_subjects(items: Sequence[KnowledgeItem]) -> set[tuple[str, str]]:
+    """(type, subject) pairs of ``items`` where another item is active or a conflict is
+    unsettled: the only ones where detection can find anything."""
+    types = {item.knowledge_type for item in items}
+    subjects = {item.subject for item in items}
+    busy = set(
+        KnowledgeItem.objects.filter(
+            status=ItemStatus.ACTIVE, knowledge_type__in=types, subject__in=subjects
+        )
+        .exclude(pk__in=[item.pk for item in items])
+        .values_list("knowledge_type", "subject")
+        .distinct()
+    )
+    busy |= set(
+        Conflict.objects.filter(knowledge_type__in=types, subject__in=subjects)
+        .unsettled()
+        .values_list("knowledge_type", "subject")
+        .distinct()
+    )
+    return busy
+
+
+def _observe_copy(item: KnowledgeItem) -> None:
+    copy_estimator().observe(
+        item.knowledge_type, item.subject, item.source.name, item.claim, item.observed_ts
+    )
+
+
+def _detect_one(
+    item: KnowledgeItem, kt: KnowledgeType, cfg: ConflictSettings, now: datetime
+) -> list[int]:
+    """Detection for one item (the tail lock is held): classify it against the subject's
+    other active items, then act on the contradiction and on the confidence mismatch."""
     others = [o for o in _subject_items(item.knowledge_type, item.subject) if o.pk != item.pk]
-    comparable = [_Comparable.of(o) for o in others]
-    found = classify(_Comparable.of(item), comparable, kt.mismatch_threshold)
+    found = classify(
+        _Comparable.of(item), [_Comparable.of(o) for o in others], kt.mismatch_threshold
+    )
     item.conflict_detections = [(str(kind), other) for kind, other in found]
     if cfg.copy_detection:
-        copy_estimator().observe(
-            item.knowledge_type, item.subject, item.source.name, item.claim, item.observed_ts
-        )
-
-    ids: list[int] = []
+        _observe_copy(item)
     by_id = {o.pk: o for o in others}
-    contradicted = [by_id[o] for k, o in found if k == ConflictKind.CONTRADICTION]
     unsettled = {
         c.classification: c
         for c in Conflict.objects.select_for_update()
@@ -367,32 +414,14 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
         .unsettled()
         .order_by("pk")
     }
-    conflict = unsettled.get(Classification.CONTRADICTION)
-    if conflict is None and contradicted:
-        conflict = _open_conflict(item, others, Classification.CONTRADICTION, cfg, now)
-        ids.append(conflict.pk)
-    elif conflict is not None:
-        _link(conflict, [item], ItemRole.JOINED)
-        _link(conflict, others, ItemRole.EXISTING)
-        _evaluate(conflict, cfg, now)
-        ids.append(conflict.pk)
-
+    contradicted = [by_id[o] for k, o in found if k == ConflictKind.CONTRADICTION]
     mismatched = [by_id[o] for k, o in found if k == ConflictKind.CONFIDENCE_MISMATCH]
-    mismatch = unsettled.get(Classification.CONFIDENCE_MISMATCH)
-    if mismatch is not None:
-        mismatch.refresh_from_db()  # the contradiction's resolution may have dissolved it
-    if mismatch is not None and not mismatch.is_unsettled:
-        mismatch = None
-    if mismatch is not None:
-        if mismatched:
-            _link(mismatch, [item, *mismatched], ItemRole.JOINED)
-        if _dissolve_if_moot(mismatch, cfg, now):
-            mismatch = None
-        else:
-            ids.append(mismatch.pk)
-    if mismatch is None and mismatched:
-        mismatch = _open_conflict(item, mismatched, Classification.CONFIDENCE_MISMATCH, cfg, now)
-        ids.append(mismatch.pk)
+    ids = _act_on_contradiction(
+        item, others, contradicted, unsettled.get(Classification.CONTRADICTION), cfg, now
+    )
+    ids += _act_on_mismatch(
+        item, mismatched, unsettled.get(Classification.CONFIDENCE_MISMATCH), cfg, now
+    )
     if ids:
         # An auto-resolution may have superseded the new item itself: the broadcast's
         # response and event must show it.
@@ -400,67 +429,88 @@ def detect_conflicts(item: KnowledgeItem, outcome: str) -> list[int]:
     return ids
 
 
+def _act_on_contradiction(
+    item: KnowledgeItem,
+    others: list[KnowledgeItem],
+    contradicted: list[KnowledgeItem],
+    conflict: Conflict | None,
+    cfg: ConflictSettings,
+    now: datetime,
+) -> list[int]:
+    """Open the subject's contradiction, or join and re-evaluate the unsettled one."""
+    if conflict is None and contradicted:
+        conflict = _open_conflict([item], others, Classification.CONTRADICTION, now)
+        _evaluate(conflict, cfg, now, created=True)
+        return [conflict.pk]
+    if conflict is not None:
+        _link(conflict, [item], ItemRole.JOINED)
+        _link(conflict, others, ItemRole.EXISTING)
+        _evaluate(conflict, cfg, now)
+        return [conflict.pk]
+    return []
+
+
+def _act_on_mismatch(
+    item: KnowledgeItem,
+    mismatched: list[KnowledgeItem],
+    mismatch: Conflict | None,
+    cfg: ConflictSettings,
+    now: datetime,
+) -> list[int]:
+    """Join (or dissolve, when moot) the subject's confidence mismatch, or open one."""
+    if mismatch is not None:
+        mismatch.refresh_from_db()  # the contradiction's resolution may have dissolved it
+    if mismatch is not None and not mismatch.is_unsettled:
+        mismatch = None
+    if mismatch is not None:
+        if mismatched:
+            _link(mismatch, [item, *mismatched], ItemRole.JOINED)
+        if not _dissolve_if_moot(mismatch, cfg, now):
+            return [mismatch.pk]
+        mismatch = None
+    if mismatched:
+        mismatch = _open_conflict([item], mismatched, Classification.CONFIDENCE_MISMATCH, now)
+        _evaluate(mismatch, cfg, now, created=True)
+        return [mismatch.pk]
+    return []
+
+
 def _open_conflict(
-    item: KnowledgeItem, existing: list[KnowledgeItem], classification: str, cfg, now: datetime
+    items: list[KnowledgeItem],
+    existing: list[KnowledgeItem],
+    classification: str,
+    now: datetime,
+    *,
+    role: str = ItemRole.OPENER,
+    **fields,
 ) -> Conflict:
-    """A new conflict on ``item``'s subject, opened by ``item`` against ``existing``; evaluated
-    at once (which publishes ``conflict_detected`` and may auto-resolve it)."""
+    """A new conflict on ``items[0]``'s subject, opened by ``items`` (linked with ``role``)
+    against ``existing``. The caller evaluates it or stores its proposal, and publishes."""
     conflict = Conflict.objects.create(
-        knowledge_type=item.knowledge_type,
-        subject=item.subject,
+        knowledge_type=items[0].knowledge_type,
+        subject=items[0].subject,
         classification=classification,
         opened_at=now,
         updated_at=now,
+        **fields,
     )
-    _link(conflict, [item], ItemRole.OPENER)
+    _link(conflict, items, role)
     _link(conflict, existing, ItemRole.EXISTING)
-    _evaluate(conflict, cfg, now, created=True)
     return conflict
 
 
-def detect_conflicts_many(pairs: list[tuple[KnowledgeItem, str]]) -> list[list[int]]:
-    """``detect_conflicts`` for items stored together by a bulk broadcast (distinct type and
-    subject within the batch), with the same result for each.
-
-    Two queries find the subjects where something else is active or a conflict is unsettled;
-    only those items run the full detection. An item alone on its subject can neither
-    conflict nor corroborate, so it only feeds the copy estimator.
-    """
-    cfg = conflict_settings()
-    if not cfg.enabled or not pairs:
-        for item, _ in pairs:
-            item.conflict_detections = []
-        return [[] for _ in pairs]
-    if cfg.copy_detection:
-        copy_estimator()  # a first-use rebuild must not run under the tail lock
-    types = {item.knowledge_type for item, _ in pairs}
-    subjects = {item.subject for item, _ in pairs}
-    busy = set(
-        KnowledgeItem.objects.filter(
-            status=ItemStatus.ACTIVE, knowledge_type__in=types, subject__in=subjects
-        )
-        .exclude(pk__in=[item.pk for item, _ in pairs])
-        .values_list("knowledge_type", "subject")
-        .distinct()
+def _publish_detected(conflict: Conflict, item_ids: list[int], source: str, **extra) -> None:
+    publish_event(
+        EventKind.CONFLICT_DETECTED,
+        {
+            "conflict": conflict_summary(conflict),
+            "item_ids": sorted(item_ids),
+            **extra,
+            "workers": _workers_of(conflict),
+        },
+        knowledge_type=conflict.knowledge_type,
+        source=source[:64],
     )
-    busy |= set(
-        Conflict.objects.filter(knowledge_type__in=types, subject__in=subjects)
-        .unsettled()
-        .values_list("knowledge_type", "subject")
-        .distinct()
-    )
-    out: list[list[int]] = []
-    for item, outcome in pairs:
-        if (item.knowledge_type, item.subject) in busy:
-            out.append(detect_conflicts(item, outcome))
-            continue
-        item.conflict_detections = []
-        if cfg.copy_detection and registry.get(item.knowledge_type) is not None:
-            copy_estimator().observe(
-                item.knowledge_type, item.subject, item.source.name, item.claim, item.observed_ts
-            )
-        out.append([])
-    return out
 
 
 @dataclass(frozen=True)
@@ -511,16 +561,7 @@ def _evaluate(
     """(Re)compute the engine's proposal; apply it if allowed, else queue for review."""
     items = _candidate_items(conflict)
     if created:
-        publish_event(
-            EventKind.CONFLICT_DETECTED,
-            {
-                "conflict": conflict_summary(conflict),
-                "item_ids": sorted(i.pk for i in items),
-                "workers": _workers_of(conflict),
-            },
-            knowledge_type=conflict.knowledge_type,
-            source=ENGINE_ACTOR,
-        )
+        _publish_detected(conflict, [i.pk for i in items], ENGINE_ACTOR)
     if _dissolve_if_moot(conflict, cfg, now):
         return
     cands = candidates_for(items, now, cfg)
@@ -566,6 +607,33 @@ def _store_proposal(conflict: Conflict, proposal: Proposal, threshold: float) ->
     conflict.threshold = threshold
 
 
+@dataclass
+class _Ruling:
+    """A decision on a conflict and what it was based on (``_close``'s arguments)."""
+
+    decision: str
+    actor: str
+    actor_name: str
+    winner_claim: str | None
+    proposal: Proposal | None
+    winner_item: KnowledgeItem | None = None
+    user: object = None
+    note: str = ""
+
+    @property
+    def superseding(self) -> bool:
+        return self.decision in (Decision.AUTO, Decision.ACCEPT, Decision.PICK, Decision.REJECT)
+
+
+@dataclass
+class _Split:
+    """Which items of a conflict win and which are superseded by a ruling."""
+
+    winner_ids: set[int]
+    losers: list[KnowledgeItem]
+    keeper: KnowledgeItem | None  # the item losers point to (``superseded_by``)
+
+
 def _close(
     conflict: Conflict,
     items: Sequence[KnowledgeItem],
@@ -584,105 +652,149 @@ def _close(
 ) -> Resolution:
     """Apply a decision: supersede the losers (never delete), learn trust, record the
     history row, publish ``knowledge_resolved``, invalidate the type's cache after commit."""
+    ruling = _Ruling(decision, actor, actor_name, winner_claim, proposal, winner_item, user, note)
     cands = list(cands) if cands is not None else candidates_for(items, now, cfg)
-    superseding = decision in (Decision.AUTO, Decision.ACCEPT, Decision.PICK, Decision.REJECT)
-    if winner_item is not None and conflict.classification != Classification.CONTRADICTION:
-        winners = [winner_item]  # same claim on both sides: only the picked item stays
+    split = _split(conflict, items, ruling)
+    _supersede(conflict, split, ruling)
+    trust_summary = _learn_trust(conflict, items, cands, split, ruling)
+    resolution = _record_resolution(conflict, cfg, now, cands, split, ruling, trust_summary)
+    if proposal is not None:
+        _store_proposal(conflict, proposal, threshold_for(conflict.knowledge_type, cfg))
+    _mark_decided(conflict, now, ruling)
+    _publish_resolved(conflict, resolution, ruling)
+    if split.losers:
+        knowledge_cache.invalidate_after_commit([conflict.knowledge_type])
+        _dissolve_neighbours(conflict, split.losers, cfg, now)
+    return resolution
+
+
+def _split(conflict: Conflict, items: Sequence[KnowledgeItem], ruling: _Ruling) -> _Split:
+    if ruling.winner_item is not None and conflict.classification != Classification.CONTRADICTION:
+        winners = [ruling.winner_item]  # same claim on both sides: only the picked item stays
     else:
-        winners = [i for i in items if winner_claim is not None and i.claim == winner_claim]
+        claim = ruling.winner_claim
+        winners = [i for i in items if claim is not None and i.claim == claim]
     winner_ids = {i.pk for i in winners}
-    losers = [i for i in items if i.pk not in winner_ids] if superseding else []
+    losers = [i for i in items if i.pk not in winner_ids] if ruling.superseding else []
     keeper = max(winners, key=lambda i: (i.observed_ts, i.pk)) if winners else None
-    if losers:
-        KnowledgeItem.objects.filter(pk__in=[i.pk for i in losers]).update(
-            status=ItemStatus.SUPERSEDED, superseded_by=keeper
-        )
-        _link(conflict, losers, ItemRole.JOINED)
-    if superseding:
-        ConflictItem.objects.filter(conflict=conflict, item_id__in=winner_ids).update(won=True)
-        ConflictItem.objects.filter(conflict=conflict).exclude(item_id__in=winner_ids).update(
-            won=False
-        )
+    return _Split(winner_ids, losers, keeper)
 
-    trust_summary: list[dict] = []
-    if superseding and cands:
-        weight_actor = "human" if actor == Actor.HUMAN else "auto"
-        if winner_item is not None and conflict.classification != Classification.CONTRADICTION:
-            weight = DEFAULT_PARAMS.weight_for(weight_actor)
-            updates = [TrustUpdate(c.source, c.item_id in winner_ids, weight) for c in cands]
-        else:
-            updates = resolution_updates(cands, winner_claim, weight_actor, DEFAULT_PARAMS)
-        by_name = {i.source.name: i.source for i in items}
-        trust_summary = _apply_trust_updates(conflict.knowledge_type, by_name, updates)
 
-    proposal_dict = proposal.to_dict() if proposal else {}
+def _supersede(conflict: Conflict, split: _Split, ruling: _Ruling) -> None:
+    if split.losers:
+        KnowledgeItem.objects.filter(pk__in=[i.pk for i in split.losers]).update(
+            status=ItemStatus.SUPERSEDED, superseded_by=split.keeper
+        )
+        _link(conflict, split.losers, ItemRole.JOINED)
+    if ruling.superseding:
+        links = ConflictItem.objects.filter(conflict=conflict)
+        links.filter(item_id__in=split.winner_ids).update(won=True)
+        links.exclude(item_id__in=split.winner_ids).update(won=False)
+
+
+def _learn_trust(
+    conflict: Conflict,
+    items: Sequence[KnowledgeItem],
+    cands: list[Candidate],
+    split: _Split,
+    ruling: _Ruling,
+) -> list[dict]:
+    """Update the sources' trust for a superseding ruling; returns the JSON summary."""
+    if not (ruling.superseding and cands):
+        return []
+    weight_actor = "human" if ruling.actor == Actor.HUMAN else "auto"
+    if ruling.winner_item is not None and conflict.classification != Classification.CONTRADICTION:
+        weight = DEFAULT_PARAMS.weight_for(weight_actor)
+        updates = [TrustUpdate(c.source, c.item_id in split.winner_ids, weight) for c in cands]
+    else:
+        updates = resolution_updates(cands, ruling.winner_claim, weight_actor, DEFAULT_PARAMS)
+    by_name = {i.source.name: i.source for i in items}
+    return _apply_trust_updates(conflict.knowledge_type, by_name, updates)
+
+
+def _record_resolution(
+    conflict: Conflict,
+    cfg: ConflictSettings,
+    now: datetime,
+    cands: list[Candidate],
+    split: _Split,
+    ruling: _Ruling,
+    trust_summary: list[dict],
+) -> Resolution:
+    """The immutable history row of the ruling, with its inputs."""
+    proposal, decision = ruling.proposal, ruling.decision
     agreed = None
     if proposal is not None and decision in (Decision.ACCEPT, Decision.PICK, Decision.REJECT):
-        agreed = proposal.winner_claim == winner_claim and winner_claim is not None
+        agreed = proposal.winner_claim == ruling.winner_claim and ruling.winner_claim is not None
     elif decision == Decision.AUTO:
         agreed = True
-    resolution = Resolution.objects.create(
+    return Resolution.objects.create(
         conflict=conflict,
         strategy=proposal.strategy if proposal else cfg.strategy,
         decision=decision,
-        actor=actor,
-        actor_name=actor_name[:150],
-        user=user,
-        winner_claim=winner_claim or "",
-        winner_item_ids=sorted(winner_ids) if superseding else [],
-        superseded_item_ids=sorted(i.pk for i in losers),
-        proposal=proposal_dict,
+        actor=ruling.actor,
+        actor_name=ruling.actor_name[:150],
+        user=ruling.user,
+        winner_claim=ruling.winner_claim or "",
+        winner_item_ids=sorted(split.winner_ids) if ruling.superseding else [],
+        superseded_item_ids=sorted(i.pk for i in split.losers),
+        proposal=proposal.to_dict() if proposal else {},
         proposal_agreed=agreed,
         inputs=[c.snapshot() for c in cands],
         trust_updates=trust_summary,
-        note=note,
+        note=ruling.note,
         created_at=now,
     )
-    if proposal is not None:
-        _store_proposal(conflict, proposal, threshold_for(conflict.knowledge_type, cfg))
+
+
+def _mark_decided(conflict: Conflict, now: datetime, ruling: _Ruling) -> None:
     new_status = {
         Decision.AUTO: ConflictStatus.AUTO_RESOLVED,
         Decision.DISMISS: ConflictStatus.DISMISSED,
         Decision.DISSOLVED: ConflictStatus.DISMISSED,
-    }.get(decision, ConflictStatus.RESOLVED)
+    }.get(ruling.decision, ConflictStatus.RESOLVED)
     conflict.set_status(new_status)
     conflict.resolved_at = now
     conflict.updated_at = now
-    conflict.decision = decision
-    conflict.decided_claim = winner_claim or ""
-    conflict.decided_by = actor_name[:150]
-    conflict.decided_by_user = user
-    conflict.note = note
+    conflict.decision = ruling.decision
+    conflict.decided_claim = ruling.winner_claim or ""
+    conflict.decided_by = ruling.actor_name[:150]
+    conflict.decided_by_user = ruling.user
+    conflict.note = ruling.note
     conflict.save()
+
+
+def _publish_resolved(conflict: Conflict, resolution: Resolution, ruling: _Ruling) -> None:
     publish_event(
         EventKind.KNOWLEDGE_RESOLVED,
         {
             "conflict": conflict_summary(conflict),
-            "decision": decision,
-            "actor": actor_name,
-            "winner_claim": winner_claim,
+            "decision": ruling.decision,
+            "actor": ruling.actor_name,
+            "winner_claim": ruling.winner_claim,
             "winner_item_ids": resolution.winner_item_ids,
             "superseded_item_ids": resolution.superseded_item_ids,
             "resolution_id": resolution.pk,
-            "note": note,
+            "note": ruling.note,
             "workers": _workers_of(conflict),
         },
         knowledge_type=conflict.knowledge_type,
-        source=actor_name[:64],
+        source=ruling.actor_name[:64],
     )
-    if losers:
-        knowledge_cache.invalidate_after_commit([conflict.knowledge_type])
-    # Superseded items may leave other conflicts of the subject without a competitor.
-    if losers:
-        for other in (
-            Conflict.objects.select_for_update()
-            .unsettled()
-            .filter(pk__in=_conflicts_with_items([i.pk for i in losers]))
-            .exclude(pk=conflict.pk)
-            .order_by("pk")
-        ):
-            _dissolve_if_moot(other, cfg, now)
-    return resolution
+
+
+def _dissolve_neighbours(
+    conflict: Conflict, losers: list[KnowledgeItem], cfg: ConflictSettings, now: datetime
+) -> None:
+    """Superseded items may leave other conflicts of the subject without a competitor."""
+    for other in (
+        Conflict.objects.select_for_update()
+        .unsettled()
+        .filter(pk__in=_conflicts_with_items([i.pk for i in losers]))
+        .exclude(pk=conflict.pk)
+        .order_by("pk")
+    ):
+        _dissolve_if_moot(other, cfg, now)
 
 
 # --- People and workers act on conflicts ---------------------------------------------------
@@ -798,7 +910,8 @@ def do_flag_conflict(
     the worker. If an unsettled conflict already holds them all, that conflict is returned;
     if they share a subject with an unsettled contradiction, they join it and it goes to
     review; otherwise a new ``flagged`` conflict is opened in ``pending_review``.
-    Publishes ``conflict_detected`` for a new conflict.
+    Publishes ``conflict_detected`` for a new conflict. Locks: the log's tail, then the
+    conflict rows (the order of every conflicts action).
     """
     ids = sorted({int(i) for i in item_ids})
     if len(ids) < 2:
@@ -809,59 +922,21 @@ def do_flag_conflict(
     cfg = conflict_settings()
     with transaction.atomic():
         lock_log_tail()
-        qs = KnowledgeItem.objects.select_related("source")
-        if worker is not None:
-            qs = qs.visible_to(worker)
-        items = list(qs.filter(pk__in=ids).order_by("pk"))
-        missing = sorted(set(ids) - {i.pk for i in items})
-        if missing:
-            raise ActionError(f"no item(s) {missing}", "items", 404)
-        inactive = [i.pk for i in items if i.status != ItemStatus.ACTIVE]
-        if inactive:
-            raise ActionError(f"item(s) {inactive} are no longer active", "items")
-        if len({i.knowledge_type for i in items}) > 1:
-            raise ActionError("flagged items must be of one knowledge type", "items")
-        existing = (
-            Conflict.objects.select_for_update()
-            .unsettled()
-            .filter(pk__in=_conflicts_with_items(ids))
-            .order_by("pk")
-        )
-        for conflict in existing:
-            if set(ids) <= set(conflict.links.values_list("item_id", flat=True)):
-                return conflict
+        items = _flaggable_items(worker, ids)
+        conflict = _unsettled_holding(ids) or _join_contradiction(items, worker, reason)
+        if conflict is not None:
+            return conflict
         now = timezone.now()
-        subjects = {i.subject for i in items}
-        if len(subjects) == 1:
-            conflict = (
-                Conflict.objects.select_for_update()
-                .unsettled()
-                .filter(
-                    knowledge_type=items[0].knowledge_type,
-                    subject=items[0].subject,
-                    classification=Classification.CONTRADICTION,
-                )
-                .first()
-            )
-            if conflict is not None:
-                _link(conflict, items, ItemRole.FLAGGED)
-                conflict.flagged_by = worker
-                conflict.flag_reason = reason
-                if conflict.status == ConflictStatus.OPEN:
-                    conflict.set_status(ConflictStatus.PENDING_REVIEW)
-                conflict.save()
-                return conflict
-        conflict = Conflict.objects.create(
-            knowledge_type=items[0].knowledge_type,
-            subject=items[0].subject,
-            classification=Classification.FLAGGED,
+        conflict = _open_conflict(
+            items,
+            [],
+            Classification.FLAGGED,
+            now,
+            role=ItemRole.FLAGGED,
             status=ConflictStatus.PENDING_REVIEW,
             flagged_by=worker,
             flag_reason=reason,
-            opened_at=now,
-            updated_at=now,
         )
-        _link(conflict, items, ItemRole.FLAGGED)
         cands = candidates_for(items, now, cfg)
         _store_proposal(
             conflict,
@@ -869,18 +944,66 @@ def do_flag_conflict(
             threshold_for(conflict.knowledge_type, cfg),
         )
         conflict.save()
-        publish_event(
-            EventKind.CONFLICT_DETECTED,
-            {
-                "conflict": conflict_summary(conflict),
-                "item_ids": ids,
-                "flagged_by": actor_name_of(user, worker),
-                "reason": reason,
-                "workers": _workers_of(conflict),
-            },
-            knowledge_type=conflict.knowledge_type,
-            source=actor_name_of(user, worker)[:64],
+        actor = actor_name_of(user, worker)
+        _publish_detected(conflict, ids, actor, flagged_by=actor, reason=reason)
+    return conflict
+
+
+def _flaggable_items(worker: Worker | None, ids: list[int]) -> list[KnowledgeItem]:
+    """The items to flag: all found (and visible to ``worker``), active, of one type."""
+    qs = KnowledgeItem.objects.select_related("source")
+    if worker is not None:
+        qs = qs.visible_to(worker)
+    items = list(qs.filter(pk__in=ids).order_by("pk"))
+    missing = sorted(set(ids) - {i.pk for i in items})
+    if missing:
+        raise ActionError(f"no item(s) {missing}", "items", 404)
+    inactive = [i.pk for i in items if i.status != ItemStatus.ACTIVE]
+    if inactive:
+        raise ActionError(f"item(s) {inactive} are no longer active", "items")
+    if len({i.knowledge_type for i in items}) > 1:
+        raise ActionError("flagged items must be of one knowledge type", "items")
+    return items
+
+
+def _unsettled_holding(ids: list[int]) -> Conflict | None:
+    """An unsettled conflict that already holds every one of ``ids`` (locked)."""
+    existing = (
+        Conflict.objects.select_for_update()
+        .unsettled()
+        .filter(pk__in=_conflicts_with_items(ids))
+        .order_by("pk")
+    )
+    for conflict in existing:
+        if set(ids) <= set(conflict.links.values_list("item_id", flat=True)):
+            return conflict
+    return None
+
+
+def _join_contradiction(
+    items: list[KnowledgeItem], worker: Worker | None, reason: str
+) -> Conflict | None:
+    """Items of one subject with an unsettled contradiction join it and send it to review."""
+    if len({i.subject for i in items}) != 1:
+        return None
+    conflict = (
+        Conflict.objects.select_for_update()
+        .unsettled()
+        .filter(
+            knowledge_type=items[0].knowledge_type,
+            subject=items[0].subject,
+            classification=Classification.CONTRADICTION,
         )
+        .first()
+    )
+    if conflict is None:
+        return None
+    _link(conflict, items, ItemRole.FLAGGED)
+    conflict.flagged_by = worker
+    conflict.flag_reason = reason
+    if conflict.status == ConflictStatus.OPEN:
+        conflict.set_status(ConflictStatus.PENDING_REVIEW)
+    conflict.save()
     return conflict
 
 

@@ -9,7 +9,7 @@ from conflicts import actions
 from conflicts.choices import Decision
 from conflicts.evidence import conflict_evidence
 from conflicts.models import Conflict, Resolution, SourceTrust
-from knowledge.actions import ActionError
+from knowledge.errors import ActionError
 
 
 class ResolutionInline(admin.TabularInline):

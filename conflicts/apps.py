@@ -9,8 +9,12 @@ class ConflictsConfig(AppConfig):
         # The dashboard pulls conflict statistics (alerts, /metrics) itself: conflicts knows
         # nothing of the layer above it.
         from conflicts import stats
+        from conflicts.actions import detect_conflicts
+        from knowledge import hooks
         from knowledge.stats_hooks import register
 
+        # The one way conflicts enters the broadcast transaction (knowledge/hooks.py).
+        hooks.connect_items_stored(detect_conflicts)
         register("conflicts", stats.stats_section)
 
         from conflicts.contested import contested_item_ids, mark_contested

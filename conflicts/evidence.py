@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from django.utils import timezone
 
+from conflicts.actions import trusts_for
 from conflicts.models import Conflict
 from identity.models import Worker
 from knowledge.models import KnowledgeItem
@@ -15,8 +16,6 @@ def conflict_evidence(conflict: Conflict, viewer: Worker | None = None) -> list[
 
     ``viewer`` (a worker) sees only items visible to it (targeted items of others are left out).
     """
-    from conflicts.actions import trusts_for
-
     now = timezone.now()
     links = list(conflict.links.select_related("item__source").order_by("id"))
     if viewer is not None:

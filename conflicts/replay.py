@@ -35,8 +35,9 @@ from conflicts.engine.scenarios import HOUR, Scenario
 from conflicts.engine.scoring import ConflictRecord, Detection, RunOutcome, Supersession
 from conflicts.models import Conflict, Resolution
 from identity.actions import do_create_worker
-from knowledge.actions import ActionError, BroadcastInput, do_broadcast
+from knowledge.actions import BroadcastInput, do_broadcast
 from knowledge.choices import ItemStatus
+from knowledge.errors import ActionError
 from knowledge.models import KnowledgeItem
 
 BASE_TIME = datetime(2026, 1, 5, tzinfo=UTC)

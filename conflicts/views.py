@@ -18,7 +18,7 @@ from conflicts.evidence import conflict_evidence
 from conflicts.filtersets import ConflictFilterSet
 from conflicts.models import Conflict, ConflictItem, Resolution
 from conflicts.stats import stats_section
-from knowledge.actions import ActionError
+from knowledge.errors import ActionError
 
 PAGE = 50
 

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
+from knowledge.errors import ActionError, storage_error
 from knowledge.events import EventFilter, log_position, publish_event, publish_events, read_events
+from knowledge.hooks import StoredItem, items_stored
 from knowledge.models import (
     Event,
     IdempotencyRecord,
@@ -31,23 +36,24 @@ from knowledge.models import (
     Subscription,
     ValidationRecord,
 )
-from knowledge.registry import registry
+from knowledge.registry import KnowledgeType, registry
 
-
-class ActionError(Exception):
-    """A request the action refuses; ``field`` names the culprit, ``status`` the HTTP code."""
-
-    status = 400
-
-    def __init__(self, message: str, field: str | None = None, status: int | None = None):
-        super().__init__(message)
-        self.message = message
-        self.field = field
-        if status is not None:
-            self.status = status
+log = logging.getLogger(__name__)
 
 
 # --- Broadcast ------------------------------------------------------------------------------
+#
+# One pipeline for one item and for many (docs/architecture.md, "Path of a broadcast"):
+#
+#   validate -> [per run: idempotency lookup -> lock worker + own items -> plan (pure)
+#   -> apply (bulk writes) -> hooks.items_stored (conflict detection) -> publish events
+#   -> record idempotency]
+#
+# A run is a stretch of a chunk whose items have distinct (type, subject) and distinct
+# idempotency keys, so that planning from the source's items as they were before the run
+# gives the same outcome as storing the items one by one. A run is written in a savepoint;
+# if anything in it fails, it is rolled back and its items are stored alone, each in its
+# own savepoint, so a failing item is rejected with its reason and the others are stored.
 
 
 @dataclass
@@ -90,75 +96,288 @@ class BroadcastResult:
         }
 
 
+Outcome = BroadcastResult | ActionError
+
+
 def do_broadcast(worker: Worker, data: BroadcastInput) -> BroadcastResult:
-    """Store one item from ``worker`` and publish ``knowledge_broadcast``.
+    """Store one item from ``worker`` and publish ``knowledge_broadcast`` (the pipeline of
+    ``do_broadcast_many`` for one item; raises its ActionError if it is rejected).
 
     - Same idempotency key again: the first result, nothing written (``replayed=True``);
       the same key with a different body raises ActionError(422).
     - Same source, type and subject as one of its active items: the same claim refreshes
       that item (``refreshed``); a new claim supersedes it (``revised``).
-    - Conflict detection runs in the same transaction (``conflicts.actions``).
+    - The ``knowledge.hooks.items_stored`` receivers (conflict detection) run in the same
+      transaction, before the event is published.
     The worker row is locked for the transaction, so one worker's broadcasts serialise.
+    A storage failure is an ActionError too (``knowledge.errors.storage_error``).
     """
-    for attempt in range(2):
-        try:
-            with transaction.atomic():
-                result = _broadcast_in_transaction(worker, data)
-            knowledge_cache.invalidate_after_commit([data.knowledge_type])
-            return result
-        except IntegrityError:
-            # A concurrent retry with the same idempotency key won; answer with its result.
-            if attempt or not data.idempotency_key:
-                raise
-    raise AssertionError("unreachable")
+    [result] = do_broadcast_many(worker, [data])
+    if isinstance(result, ActionError):
+        raise result
+    return result
 
 
 def do_broadcast_many(
-    worker: Worker, entries: list[BroadcastInput | ActionError], chunk_size: int = 500
-) -> list[BroadcastResult | ActionError]:
+    worker: Worker, entries: Sequence[BroadcastInput | ActionError], chunk_size: int = 500
+) -> list[Outcome]:
     """Broadcast many items; each either fully stored or rejected with its reason.
 
-    Items are stored in chunks of ``chunk_size`` per transaction, so a long bulk does not
-    hold the log's tail lock for its whole duration. Within a chunk, consecutive items with
-    distinct (type, subject) and distinct idempotency keys are written in batches (one
-    INSERT for the items, one for their events, ...; see ``_broadcast_batch``) with the
-    same per-item outcome as ``do_broadcast``: refresh/revise of the source's own items,
-    idempotent replays, ``detect_conflicts(item, outcome)`` and one ``knowledge_broadcast``
-    event per stored item. If a batch fails as a whole it is rolled back and its items are
-    stored one by one (each in a savepoint), so one bad item never takes others with it.
+    ``entries`` may hold ActionErrors (items the caller already rejected); they are returned
+    in place. Items are stored in chunks of ``chunk_size`` per transaction, so a long bulk
+    does not hold the log's tail lock for its whole duration. Within a chunk, runs of items
+    with distinct (type, subject) and distinct idempotency keys are written in a handful of
+    statements each, with the same per-item outcome as ``do_broadcast``. Whatever fails for
+    one item (its receiver, a constraint, even the commit of its chunk) rejects that item
+    alone: every entry gets a result, and no chunk is committed without its results.
     """
-    results: list[BroadcastResult | ActionError] = []
-    types: set[str] = set()
+    results: list[Outcome] = []
     for start in range(0, len(entries), chunk_size):
-        chunk = entries[start : start + chunk_size]
-        with transaction.atomic():
-            for run in _batch_runs(chunk):
-                if isinstance(run, ActionError):
-                    results.append(run)
-                    continue
-                batch = None
-                if len(run) > 1 and connection.features.can_return_rows_from_bulk_insert:
-                    try:
-                        with transaction.atomic():
-                            batch = _broadcast_batch(worker, run)
-                    except (ActionError, IntegrityError):
-                        batch = None  # rolled back: store them one by one below
-                if batch is None:
-                    batch = [_broadcast_one_in_savepoint(worker, entry) for entry in run]
-                for entry, result in zip(run, batch, strict=True):
-                    results.append(result)
-                    if not isinstance(result, ActionError):
-                        types.add(entry.knowledge_type)
+        results.extend(_store_chunk(worker, list(entries[start : start + chunk_size])))
+    types = {r.item.knowledge_type for r in results if isinstance(r, BroadcastResult)}
     knowledge_cache.invalidate_after_commit(sorted(types))
     return results
 
 
-REFRESH_FIELDS = ["payload", "confidence", "urgency", "observed_at", "observed_ts", "refreshed_at", "refresh_count"]
+@dataclass
+class _Entry:
+    """A broadcast that passed validation, with what the type derives from its payload."""
+
+    data: BroadcastInput
+    kt: KnowledgeType
+    subject: str
+    claim: str
+    request_hash: str
 
 
-def _apply_refresh(own: KnowledgeItem, data: BroadcastInput, observed_at: datetime, now: datetime) -> None:
-    """The source repeated its claim: take the new payload and confidence, move
-    ``observed_at`` forward (never back), count the refresh. The caller saves."""
+@dataclass
+class _Step:
+    """The plan for one entry: its stored item (written by ``_apply``)."""
+
+    entry: _Entry
+    stored: StoredItem
+    target_names: list[str]
+
+
+def _validate(entry: BroadcastInput | ActionError) -> _Entry | ActionError:
+    if isinstance(entry, ActionError):
+        return entry
+    kt = registry.get(entry.knowledge_type)
+    if kt is None:
+        return ActionError(f"unknown knowledge type {entry.knowledge_type!r}", "knowledge_type")
+    try:
+        subject, claim = kt.subject_of(entry.payload), kt.claim_of(entry.payload)
+    except (KeyError, TypeError, ValueError) as exc:  # the serializer checks the schema first
+        return ActionError(
+            f"payload lacks what the type's subject and claim need: {exc}", "payload"
+        )
+    request_hash = entry.request_hash() if entry.idempotency_key else ""
+    return _Entry(entry, kt, subject, claim, request_hash)
+
+
+def _store_chunk(worker: Worker, chunk: list[BroadcastInput | ActionError]) -> list[Outcome]:
+    """One transaction for the chunk. If its commit fails (a deferred constraint, such as a
+    target worker deleted meanwhile), each item is stored again in its own transaction."""
+    if len(chunk) == 1:
+        return [_store_alone(worker, _validate(chunk[0]))]
+    try:
+        with transaction.atomic():
+            return _store_runs(worker, [_validate(entry) for entry in chunk])
+    except Exception:  # noqa: BLE001 - only the commit gets here; each item gets its reason
+        return [_store_alone(worker, _validate(entry)) for entry in chunk]
+
+
+def _store_runs(worker: Worker, entries: list[_Entry | ActionError]) -> list[Outcome]:
+    out: list[Outcome] = []
+    for run in _batch_runs(entries):
+        if isinstance(run, ActionError):
+            out.append(run)
+        elif len(run) == 1:
+            out.append(_store_alone(worker, run[0]))
+        else:
+            out.extend(_store_run_or_each(worker, run))
+    return out
+
+
+def _store_run_or_each(worker: Worker, run: list[_Entry]) -> list[Outcome]:
+    """The run in one savepoint; if anything fails, rolled back and stored item by item."""
+    try:
+        with transaction.atomic():
+            return _store_run(worker, run)
+    except Exception:  # noqa: BLE001 - retried one by one below, where it gets its reason
+        return [_store_alone(worker, entry) for entry in run]
+
+
+def _store_alone(worker: Worker, entry: _Entry | ActionError) -> Outcome:
+    """One item in its own transaction (or savepoint); every failure is its result."""
+    if isinstance(entry, ActionError):
+        return entry
+    for attempt in range(2):
+        try:
+            with transaction.atomic():
+                [result] = _store_run(worker, [entry])
+            return result
+        except ActionError as exc:
+            return exc
+        except IntegrityError as exc:
+            # A concurrent request with the same idempotency key committed first: the
+            # second attempt finds its record and answers with its result.
+            if attempt or not entry.data.idempotency_key:
+                return storage_error(exc)
+        except Exception as exc:  # noqa: BLE001 - a storage failure is this item's error
+            return storage_error(exc)
+    raise AssertionError("unreachable")
+
+
+def _batch_runs(entries: list[_Entry | ActionError]) -> list[list[_Entry] | ActionError]:
+    """Split a chunk into runs that can be written as one batch: an ActionError stands
+    alone; a run ends before an item whose (type, subject) or idempotency key is already in
+    it (the later item must see the earlier one, as it would one by one). Without
+    ``RETURNING`` from a bulk insert every run is one item."""
+    batched = connection.features.can_return_rows_from_bulk_insert
+    runs: list[list[_Entry] | ActionError] = []
+    current: list[_Entry] = []
+    seen: set = set()
+    for entry in entries:
+        if isinstance(entry, ActionError):
+            runs.extend([current, entry] if current else [entry])
+            current, seen = [], set()
+            continue
+        keys = {(entry.kt.name, entry.subject)}
+        if entry.data.idempotency_key:
+            keys.add(("idempotency", entry.data.idempotency_key))
+        if current and (not batched or keys & seen):
+            runs.append(current)
+            current, seen = [], set()
+        current.append(entry)
+        seen |= keys
+    if current:
+        runs.append(current)
+    return runs
+
+
+def _store_run(worker: Worker, run: list[_Entry]) -> list[Outcome]:
+    """The pipeline for one run, in the caller's transaction: replays and rejections from
+    the idempotency records, then lock, plan, apply, hooks, events, idempotency records."""
+    out: dict[int, Outcome] = {}
+    todo = _replay_or_reject(worker, run, out)
+    if todo:
+        # Lock this worker's row: serialises its broadcasts (refresh vs duplicate races).
+        Worker.objects.filter(pk=worker.pk).update(broadcast_count=F("broadcast_count") + len(todo))
+        now = timezone.now()
+        steps = plan(worker, [entry for _, entry in todo], _own_items(worker, todo), now)
+        _apply(steps)
+        items_stored([step.stored for step in steps])
+        _publish(worker, steps, now)
+        _record_idempotency(worker, steps)
+        for (index, _), step in zip(todo, steps, strict=True):
+            s = step.stored
+            out[index] = BroadcastResult(s.item, s.outcome, s.conflict_ids)
+    return [out[index] for index in range(len(run))]
+
+
+def _replay_or_reject(
+    worker: Worker, run: list[_Entry], out: dict[int, Outcome]
+) -> list[tuple[int, _Entry]]:
+    """Answer entries whose idempotency key was used before (the first result, or 422 for a
+    different body) into ``out``; return the others with their index."""
+    keys = [e.data.idempotency_key for e in run if e.data.idempotency_key]
+    records = {}
+    if keys:
+        records = {
+            r.key: r
+            for r in IdempotencyRecord.objects.select_related("item__source").filter(
+                worker=worker, key__in=keys
+            )
+        }
+    todo = []
+    for index, entry in enumerate(run):
+        record = records.get(entry.data.idempotency_key) if entry.data.idempotency_key else None
+        if record is None:
+            todo.append((index, entry))
+        elif record.request_hash != entry.request_hash:
+            out[index] = ActionError(
+                "idempotency_key was already used with a different body", "idempotency_key", 422
+            )
+        else:
+            out[index] = BroadcastResult(
+                record.item, record.outcome, record.conflict_ids, replayed=True
+            )
+    return todo
+
+
+def _own_items(
+    worker: Worker, todo: list[tuple[int, _Entry]]
+) -> dict[tuple[str, str], KnowledgeItem]:
+    """The source's newest active item per (type, subject) of the run, locked."""
+    own: dict[tuple[str, str], KnowledgeItem] = {}
+    rows = (
+        KnowledgeItem.objects.select_for_update(no_key=True)
+        .filter(
+            source=worker,
+            status=ItemStatus.ACTIVE,
+            knowledge_type__in={e.kt.name for _, e in todo},
+            subject__in={e.subject for _, e in todo},
+        )
+        .order_by("-observed_at")
+    )
+    for row in rows:
+        row.source = worker
+        own.setdefault((row.knowledge_type, row.subject), row)
+    return own
+
+
+REFRESH_FIELDS = [
+    "payload",
+    "confidence",
+    "urgency",
+    "observed_at",
+    "observed_ts",
+    "refreshed_at",
+    "refresh_count",
+]
+
+
+def plan(
+    worker: Worker, entries: list[_Entry], own: dict[tuple[str, str], KnowledgeItem], now: datetime
+) -> list[_Step]:
+    """Pure: what each entry does given the source's own active items (no queries).
+
+    Same claim as its own item: ``refreshed`` (that item takes the new payload and
+    confidence, ``observed_at`` moves forward, never back); a new claim: a new item that
+    supersedes it (``revised``); no own item: a new item (``created``)."""
+    steps = []
+    for entry in entries:
+        data = entry.data
+        observed_at = data.observed_at or now
+        target_names = sorted({w.name for w in data.targets})
+        previous = own.get((entry.kt.name, entry.subject))
+        if previous is not None and previous.claim == entry.claim:
+            _refresh(previous, data, observed_at, now)
+            stored = StoredItem(previous, "refreshed", previous)
+        else:
+            item = KnowledgeItem(
+                knowledge_type=entry.kt.name,
+                source=worker,
+                subject=entry.subject,
+                claim=entry.claim,
+                payload=data.payload,
+                confidence=data.confidence,
+                urgency=data.urgency,
+                is_targeted=bool(target_names),
+                target_names=target_names,
+                created_at=now,
+                observed_at=observed_at,
+                observed_ts=observed_at.timestamp(),
+            )
+            stored = StoredItem(item, "created" if previous is None else "revised", previous)
+        steps.append(_Step(entry, stored, target_names))
+    return steps
+
+
+def _refresh(
+    own: KnowledgeItem, data: BroadcastInput, observed_at: datetime, now: datetime
+) -> None:
     own.payload = data.payload
     own.confidence = data.confidence
     own.urgency = data.urgency
@@ -169,274 +388,84 @@ def _apply_refresh(own: KnowledgeItem, data: BroadcastInput, observed_at: dateti
     own.refresh_count += 1
 
 
-def _new_item(kt, worker: Worker, data: BroadcastInput, subject: str, claim: str,
-              target_names: list[str], observed_at: datetime, now: datetime) -> KnowledgeItem:
-    """An unsaved item for a broadcast (the single and the batch path both use it)."""
-    return KnowledgeItem(
-        knowledge_type=kt.name,
-        source=worker,
-        subject=subject,
-        claim=claim,
-        payload=data.payload,
-        confidence=data.confidence,
-        urgency=data.urgency,
-        is_targeted=bool(target_names),
-        target_names=target_names,
-        created_at=now,
-        observed_at=observed_at,
-        observed_ts=observed_at.timestamp(),
-    )
-
-
-def _broadcast_one_in_savepoint(worker: Worker, entry: BroadcastInput) -> BroadcastResult | ActionError:
-    try:
-        with transaction.atomic():
-            return _broadcast_in_transaction(worker, entry)
-    except ActionError as exc:
-        return exc
-    except IntegrityError:
-        return ActionError("idempotency_key was used concurrently", "idempotency_key", 409)
-
-
-def _batch_runs(chunk: list) -> list:
-    """Split a chunk into runs that can be written as one batch: an ActionError stands
-    alone; a run ends before an item whose (type, subject) or idempotency key is already in
-    it (the later item must see the earlier one, as it would one by one)."""
-    runs: list = []
-    current: list[BroadcastInput] = []
-    seen_subjects: set = set()
-    seen_keys: set = set()
-    for entry in chunk:
-        if isinstance(entry, ActionError):
-            if current:
-                runs.append(current)
-                current, seen_subjects, seen_keys = [], set(), set()
-            runs.append(entry)
-            continue
-        kt = registry.get(entry.knowledge_type)
-        subject = kt.subject_of(entry.payload) if kt else None
-        key = (entry.knowledge_type, subject)
-        if current and (key in seen_subjects or (entry.idempotency_key and entry.idempotency_key in seen_keys)):
-            runs.append(current)
-            current, seen_subjects, seen_keys = [], set(), set()
-        current.append(entry)
-        seen_subjects.add(key)
-        if entry.idempotency_key:
-            seen_keys.add(entry.idempotency_key)
-    if current:
-        runs.append(current)
-    return runs
-
-
-def _broadcast_batch(worker: Worker, run: list[BroadcastInput]) -> list[BroadcastResult | ActionError]:
-    """``_broadcast_in_transaction`` for a run of items with distinct (type, subject) and
-    distinct idempotency keys, in a handful of statements. Raises (and the caller rolls
-    back) on anything unexpected; per-item rejections are returned in place."""
-    out: list[BroadcastResult | ActionError | None] = [None] * len(run)
-    keyed = [e.idempotency_key for e in run if e.idempotency_key]
-    records = {}
-    if keyed:
-        records = {
-            r.key: r
-            for r in IdempotencyRecord.objects.select_related("item__source").filter(
-                worker=worker, key__in=keyed
-            )
-        }
-    todo: list[tuple[int, BroadcastInput, object, str, str, str]] = []
-    for i, data in enumerate(run):
-        kt = registry.get(data.knowledge_type)
-        if kt is None:
-            out[i] = ActionError(f"unknown knowledge type {data.knowledge_type!r}", "knowledge_type")
-            continue
-        request_hash = data.request_hash() if data.idempotency_key else ""
-        record = records.get(data.idempotency_key) if data.idempotency_key else None
-        if record is not None:
-            if record.request_hash != request_hash:
-                out[i] = ActionError(
-                    "idempotency_key was already used with a different body", "idempotency_key", 422
-                )
-            else:
-                out[i] = BroadcastResult(record.item, record.outcome, record.conflict_ids, replayed=True)
-            continue
-        todo.append((i, data, kt, kt.subject_of(data.payload), kt.claim_of(data.payload), request_hash))
-    if not todo:
-        return out
-
-    # Lock this worker's row (as one by one): its broadcasts serialise.
-    Worker.objects.filter(pk=worker.pk).update(broadcast_count=F("broadcast_count") + len(todo))
-    now = timezone.now()
-    wanted = {(kt.name, subject) for _, _, kt, subject, _, _ in todo}
-    own_by_key: dict = {}
-    for row in (
-        KnowledgeItem.objects.select_for_update()
-        .filter(
-            source=worker,
-            status=ItemStatus.ACTIVE,
-            knowledge_type__in={t for t, _ in wanted},
-            subject__in={s for _, s in wanted},
-        )
-        .order_by("-observed_at")
-    ):
-        own_by_key.setdefault((row.knowledge_type, row.subject), row)
-
-    plans = []  # (index, data, item, outcome, own, target_names, request_hash)
-    created, refreshed, superseded = [], [], []
-    for i, data, kt, subject, claim, request_hash in todo:
-        observed_at = data.observed_at or now
-        target_names = sorted({w.name for w in data.targets})
-        own = own_by_key.get((kt.name, subject))
-        if own is not None and own.claim == claim:
-            _apply_refresh(own, data, observed_at, now)
-            refreshed.append(own)
-            plans.append((i, data, own, "refreshed", own, target_names, request_hash))
-        else:
-            item = _new_item(kt, worker, data, subject, claim, target_names, observed_at, now)
-            created.append(item)
-            plans.append((i, data, item, "revised" if own is not None else "created", own, target_names, request_hash))
-    if created:
-        KnowledgeItem.objects.bulk_create(created)
-    if refreshed:
-        KnowledgeItem.objects.bulk_update(refreshed, REFRESH_FIELDS)
-    for _, _, item, outcome, own, _, _ in plans:
-        if outcome == "revised":
-            own.status = ItemStatus.SUPERSEDED
-            own.superseded_by = item
-            superseded.append(own)
-    if superseded:
-        KnowledgeItem.objects.bulk_update(superseded, ["status", "superseded_by"])
-    links = [KnowledgeTarget(item=item, worker=w) for _, data, item, outcome, _, _, _ in plans
-             if outcome != "refreshed" for w in data.targets]
+def _apply(steps: list[_Step]) -> None:
+    """Write the plan: one INSERT of the new items, UPDATEs of the refreshed and the
+    superseded ones, one INSERT of the target links."""
+    created = [s.stored.item for s in steps if s.stored.outcome != "refreshed"]
+    _insert(created)
+    _update([s.stored.item for s in steps if s.stored.outcome == "refreshed"], REFRESH_FIELDS)
+    superseded = []
+    for s in steps:
+        if s.stored.outcome == "revised":
+            s.stored.previous.status = ItemStatus.SUPERSEDED
+            s.stored.previous.superseded_by = s.stored.item
+            superseded.append(s.stored.previous)
+    _update(superseded, ["status", "superseded_by"])
+    links = [
+        KnowledgeTarget(item=s.stored.item, worker=w)
+        for s in steps
+        if s.stored.outcome != "refreshed"
+        for w in s.entry.data.targets
+    ]
     if links:
         KnowledgeTarget.objects.bulk_create(links)
 
-    from conflicts.actions import detect_conflicts_many  # conflicts builds on knowledge
 
-    for _, _, item, _, own, _, _ in plans:
-        item.source = worker
-        if own is not None:
-            own.source = worker
-    detected = detect_conflicts_many([(item, outcome) for _, _, item, outcome, _, _, _ in plans])
-    specs, records_new = [], []
-    for (i, data, item, outcome, own, target_names, request_hash), conflict_ids in zip(
-        plans, detected, strict=True
-    ):
+def _insert(items: list[KnowledgeItem]) -> None:
+    if len(items) == 1:
+        items[0].save(force_insert=True)
+    elif items:
+        KnowledgeItem.objects.bulk_create(items)
+
+
+def _update(items: list[KnowledgeItem], fields: list[str]) -> None:
+    if len(items) == 1:
+        items[0].save(update_fields=fields)
+    elif items:
+        KnowledgeItem.objects.bulk_update(items, fields)
+
+
+def _publish(worker: Worker, steps: list[_Step], now: datetime) -> None:
+    """One ``knowledge_broadcast`` event per item, in input order, in one INSERT."""
+    specs = []
+    for step in steps:
+        s = step.stored
         specs.append(
             {
                 "kind": EventKind.KNOWLEDGE_BROADCAST,
                 "data": {
-                    "item": item.as_dict(now),
-                    "outcome": outcome,
-                    "conflicts": conflict_ids,
-                    "supersedes": own.pk if outcome == "revised" else None,
+                    "item": s.item.as_dict(now),
+                    "outcome": s.outcome,
+                    "conflicts": s.conflict_ids,
+                    "supersedes": s.previous.pk if s.outcome == "revised" else None,
                 },
-                "knowledge_type": item.knowledge_type,
+                "knowledge_type": s.item.knowledge_type,
                 "source": worker.name,
-                "item_id": item.pk,
-                "targets": [*target_names, worker.name] if target_names else (),
+                "item_id": s.item.pk,
+                "targets": [*step.target_names, worker.name] if step.target_names else (),
             }
         )
-        if data.idempotency_key:
-            records_new.append(
-                IdempotencyRecord(
-                    worker=worker,
-                    key=data.idempotency_key,
-                    request_hash=request_hash,
-                    item=item,
-                    outcome=outcome,
-                    conflict_ids=conflict_ids,
-                )
-            )
-        out[i] = BroadcastResult(item, outcome, conflict_ids)
-    publish_events(specs)
-    if records_new:
-        IdempotencyRecord.objects.bulk_create(records_new)
-    return out
-
-
-def _broadcast_in_transaction(worker: Worker, data: BroadcastInput) -> BroadcastResult:
-    kt = registry.get(data.knowledge_type)
-    if kt is None:
-        raise ActionError(f"unknown knowledge type {data.knowledge_type!r}", "knowledge_type")
-
-    request_hash = data.request_hash() if data.idempotency_key else ""
-    if data.idempotency_key:
-        record = (
-            IdempotencyRecord.objects.select_related("item__source")
-            .filter(worker=worker, key=data.idempotency_key)
-            .first()
-        )
-        if record is not None:
-            if record.request_hash != request_hash:
-                raise ActionError(
-                    "idempotency_key was already used with a different body",
-                    "idempotency_key",
-                    422,
-                )
-            return BroadcastResult(record.item, record.outcome, record.conflict_ids, replayed=True)
-
-    # Lock this worker's row: serialises its broadcasts (refresh vs duplicate races).
-    Worker.objects.filter(pk=worker.pk).update(broadcast_count=F("broadcast_count") + 1)
-
-    now = timezone.now()
-    observed_at = data.observed_at or now
-    subject, claim = kt.subject_of(data.payload), kt.claim_of(data.payload)
-    target_names = sorted({w.name for w in data.targets})
-
-    own = (
-        KnowledgeItem.objects.select_for_update()
-        .filter(source=worker, knowledge_type=kt.name, subject=subject, status=ItemStatus.ACTIVE)
-        .order_by("-observed_at")
-        .first()
-    )
-    if own is not None and own.claim == claim:
-        _apply_refresh(own, data, observed_at, now)
-        own.save(update_fields=REFRESH_FIELDS)
-        item, outcome = own, "refreshed"
+    if len(specs) == 1:
+        publish_event(**specs[0])  # without RETURNING from bulk inserts, runs are one item
     else:
-        item = _new_item(kt, worker, data, subject, claim, target_names, observed_at, now)
-        item.save(force_insert=True)
-        if data.targets:
-            KnowledgeTarget.objects.bulk_create(
-                [KnowledgeTarget(item=item, worker=w) for w in data.targets]
-            )
-        outcome = "created"
-        if own is not None:
-            own.status = ItemStatus.SUPERSEDED
-            own.superseded_by = item
-            own.save(update_fields=["status", "superseded_by"])
-            outcome = "revised"
-    item.source = worker
-    if own is not None:
-        own.source = worker
+        publish_events(specs)
 
-    from conflicts.actions import detect_conflicts  # conflicts builds on knowledge
 
-    conflict_ids = detect_conflicts(item, outcome)
-
-    event_data = {
-        "item": item.as_dict(now),
-        "outcome": outcome,
-        "conflicts": conflict_ids,
-        "supersedes": own.pk if outcome == "revised" else None,
-    }
-    publish_event(
-        EventKind.KNOWLEDGE_BROADCAST,
-        event_data,
-        knowledge_type=kt.name,
-        source=worker.name,
-        item_id=item.pk,
-        targets=[*target_names, worker.name] if target_names else (),
-    )
-    if data.idempotency_key:
-        IdempotencyRecord.objects.create(
+def _record_idempotency(worker: Worker, steps: list[_Step]) -> None:
+    records = [
+        IdempotencyRecord(
             worker=worker,
-            key=data.idempotency_key,
-            request_hash=request_hash,
-            item=item,
-            outcome=outcome,
-            conflict_ids=conflict_ids,
+            key=step.entry.data.idempotency_key,
+            request_hash=step.entry.request_hash,
+            item=step.stored.item,
+            outcome=step.stored.outcome,
+            conflict_ids=step.stored.conflict_ids,
         )
-    return BroadcastResult(item, outcome, conflict_ids)
+        for step in steps
+        if step.entry.data.idempotency_key
+    ]
+    if records:
+        IdempotencyRecord.objects.bulk_create(records)
 
 
 # --- Validation -------------------------------------------------------------------------------
@@ -460,7 +489,11 @@ def do_validate(
     if worker is not None and item.source_id == worker.pk:
         raise ActionError("a worker cannot validate its own item", "item")
     with transaction.atomic():
-        item = KnowledgeItem.objects.select_for_update().select_related("source").get(pk=item.pk)
+        item = (
+            KnowledgeItem.objects.select_for_update(no_key=True, of=("self",))
+            .select_related("source")
+            .get(pk=item.pk)
+        )
         if worker is not None:
             ValidationRecord.objects.update_or_create(
                 item=item, validator=worker, defaults={"verdict": verdict, "note": note}
@@ -605,15 +638,17 @@ class InboxFilter(EventFilter):
         """SQL prefilter (a superset of ``matches``): broadcasts of other workers that are
         targeted or of a wanted type and source; other kinds are checked in Python. Without
         it a worker interested in few types reads the whole log page by page."""
-        from django.db.models import Q
-
         others = Q(kind__in=self.kinds - {EventKind.KNOWLEDGE_BROADCAST})
         if EventKind.KNOWLEDGE_BROADCAST not in self.kinds:
             return others
         wanted = Q(knowledge_type__in=self.types)
         if self.sources:
             wanted &= Q(source__in=self.sources)
-        broadcasts = Q(kind=EventKind.KNOWLEDGE_BROADCAST) & ~Q(source=self.viewer) & (Q(is_targeted=True) | wanted)
+        broadcasts = (
+            Q(kind=EventKind.KNOWLEDGE_BROADCAST)
+            & ~Q(source=self.viewer)
+            & (Q(is_targeted=True) | wanted)
+        )
         return broadcasts | others
 
     def matches(self, event: Event) -> bool:
@@ -708,7 +743,12 @@ def do_clear_state(worker: Worker, *, actor: str) -> Worker:
         Worker.objects.filter(pk=worker.pk).update(state={}, broadcast_count=0, received_count=0)
         event = publish_event(
             EventKind.WORKER_STATE_CLEARED,
-            {"worker": worker.name, "actor": actor, "skipped_to": pos.top, "workers": [worker.name]},
+            {
+                "worker": worker.name,
+                "actor": actor,
+                "skipped_to": pos.top,
+                "workers": [worker.name],
+            },
             source=actor[:64],
             targets=[worker.name],
         )
@@ -724,8 +764,6 @@ def do_clear_state(worker: Worker, *, actor: str) -> Worker:
 def do_reset_event_log(*, keep_events: bool = False) -> LogState:
     """Start a new epoch (e.g. after restoring a backup): every consumer resumes with
     ``recovered: false``. Events are deleted unless ``keep_events``."""
-    import uuid
-
     with transaction.atomic():
         state = LogState.objects.select_for_update().get_or_create(id=1)[0]
         top = Event.objects.order_by("-seq").values_list("seq", flat=True).first() or 0

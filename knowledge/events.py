@@ -1,9 +1,15 @@
 """The durable event log: publishing inside a transaction, reading in seq order.
 
 Ordering guarantee: ``seq`` order equals commit order. On PostgreSQL every publishing
-transaction takes a transaction-scoped advisory lock just before it inserts its first
-event, so no other publisher can insert (and so draw a seq) until it has committed. On
-SQLite writers are already serialised by the database lock (``transaction_mode=IMMEDIATE``).
+transaction holds the log's tail lock (``lock_log_tail``, a transaction-scoped advisory
+lock) from before its first event to its commit, so no other publisher can insert (and so
+draw a seq) in between. ``publish_event`` takes it if the transaction does not hold it yet;
+conflict detection (the ``knowledge.hooks.items_stored`` receiver) and the ``conflicts``
+actions take it earlier, before they read what they decide on, and only then lock conflict
+rows, other sources' items (without waiting) and trust rows. Row locks a transaction needs
+before the tail (its source's worker row, its own items, an item being validated) are taken
+before it. The whole order is in docs/architecture.md, "Lock order". On SQLite writers are
+already serialised by the database lock (``transaction_mode=IMMEDIATE``).
 A reader that has seen seq S and reads ``seq > S`` therefore never skips an event that
 commits later with a smaller seq.
 
@@ -30,7 +36,8 @@ _locked_in = threading.local()
 
 
 def lock_log_tail() -> None:
-    """Serialise the tail of publishing transactions (PostgreSQL only)."""
+    """Serialise the tail of publishing transactions (PostgreSQL only). Take it before any
+    row lock a transaction waits for after it (see the module docstring)."""
     if connection.vendor != "postgresql":
         return
     # Re-entrant within a transaction; released automatically at commit or rollback.

@@ -10,8 +10,8 @@ from conflicts import actions
 from conflicts.choices import Classification, ConflictStatus, Decision
 from conflicts.models import Conflict, Resolution, SourceTrust
 from conftest import Persona, risk_payload
-from knowledge.actions import ActionError
 from knowledge.choices import EventKind, ItemStatus
+from knowledge.errors import ActionError
 from knowledge.models import Event, KnowledgeItem
 
 pytestmark = pytest.mark.django_db

@@ -18,9 +18,10 @@ from django.db import connection, transaction
 from conflicts import actions
 from conflicts.choices import ConflictStatus
 from conflicts.models import Conflict, Resolution, SourceTrust
-from conftest import Persona, risk_payload
-from knowledge.actions import ActionError, BroadcastInput, do_broadcast
+from conftest import Persona, risk_payload, wait_for_lock_waiter
+from knowledge.actions import BroadcastInput, do_broadcast, do_broadcast_many
 from knowledge.choices import EventKind, ItemStatus
+from knowledge.errors import ActionError
 from knowledge.models import Event, KnowledgeItem
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -190,3 +191,48 @@ def test_locked_competing_item_defers_auto_resolution_instead_of_blocking(db):
     conflict.refresh_from_db()
     assert conflict.status == ConflictStatus.AUTO_RESOLVED
     assert KnowledgeItem.objects.get(pk=result.item.pk).status == ItemStatus.SUPERSEDED
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="observes lock waits in pg_stat_activity")
+def test_two_concurrent_contradicting_bulks_on_a_new_subject_make_one_conflict(db):
+    """A bulk's detection takes the tail lock before it looks for busy subjects: a bulk
+    that stored a contradicting item and has not committed yet is seen once it commits.
+    (Before the pipeline, the batch path looked without the lock and both missed it.)"""
+    a, b = Persona("a"), Persona("b")
+    stored, release = threading.Event(), threading.Event()
+
+    def bulk_of(persona, level, other):
+        return [
+            BroadcastInput("risk_pattern", risk_payload("new subject", level), 0.8),
+            BroadcastInput("risk_pattern", risk_payload(other, level), 0.8),
+        ]
+
+    def first():
+        try:
+            with transaction.atomic():  # the caller keeps the bulk's transaction open
+                do_broadcast_many(a.worker, bulk_of(a, "high", "only a"))
+                stored.set()
+                release.wait(30)
+        finally:
+            connection.close()
+
+    results = {}
+
+    def second():
+        try:
+            results["b"] = do_broadcast_many(b.worker, bulk_of(b, "low", "only b"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert stored.wait(30)
+    threads[1].start()
+    waited = wait_for_lock_waiter()
+    release.set()
+    for t in threads:
+        t.join(60)
+    assert waited, "the second bulk never waited for the first"
+    [conflict] = Conflict.objects.filter(subject="new subject")
+    assert results["b"][0].conflict_ids == [conflict.pk]
+    assert results["b"][1].conflict_ids == []

@@ -18,7 +18,7 @@ from config.product import product_settings
 from identity.models import Worker
 from identity.permissions import request_worker
 from knowledge import actions, item_hooks
-from knowledge.actions import ActionError, BroadcastResult
+from knowledge.actions import BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
     AckSerializer,
@@ -38,6 +38,7 @@ from knowledge.api.serializers import (
     ValidateSerializer,
 )
 from knowledge.choices import ItemStatus, Urgency
+from knowledge.errors import ActionError
 from knowledge.events import (
     FeedFilter,
     is_recoverable,
@@ -46,6 +47,7 @@ from knowledge.events import (
     wait_for_local_wake,
 )
 from knowledge.health import run_health_checks
+from knowledge.limits import long_poll_slot
 from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
@@ -409,6 +411,10 @@ class EventsView(APIView):
         responses={200: EventsResponseSerializer},
     )
     def get(self, request):
+        with long_poll_slot(request):  # knowledge/limits.py: long polls in flight per token
+            return self._events(request)
+
+    def _events(self, request):
         data = {k: request.query_params.getlist(k) if k in ("types", "sources", "events") else v
                 for k, v in request.query_params.items()}
         ser = EventsQuerySerializer(data=data)
@@ -469,10 +475,11 @@ class HealthView(APIView):
 
     @extend_schema(
         responses={
-            200: inline_serializer(
+            code: inline_serializer(
                 "Health",
                 {"status": serializers.CharField(), "checks": serializers.DictField()},
             )
+            for code in (200, 503)  # 503: the same report, with a failing check
         }
     )
     def get(self, request):

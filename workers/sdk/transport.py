@@ -106,7 +106,7 @@ class InProcessTransport(Transport):
         self.lock_retries_done = 0
 
     def _call(self, fn: Callable[[], Any]) -> Any:
-        from knowledge.actions import ActionError
+        from knowledge.errors import ActionError
         from knowledge.query import QueryError
 
         delay = self.lock_backoff
@@ -146,7 +146,8 @@ class InProcessTransport(Transport):
         return self._call(lambda: do_broadcast(self.worker, data).as_dict())
 
     def broadcast_many(self, bodies: Sequence[dict]) -> list[dict]:
-        from knowledge.actions import ActionError, do_broadcast_many
+        from knowledge.actions import do_broadcast_many
+        from knowledge.errors import ActionError
 
         entries: list[Any] = []
         for body in bodies:
