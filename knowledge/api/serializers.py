@@ -56,10 +56,15 @@ class ItemSerializer(serializers.Serializer):
     refreshed_at = serializers.DateTimeField(allow_null=True)
     refresh_count = serializers.IntegerField()
     freshness = serializers.FloatField(help_text="exp(-age/decay(type)) now, 0..1")
-    contested = serializers.BooleanField(help_text="in an unsettled conflict (query, item detail)")
-    conflict_id = serializers.IntegerField(allow_null=True)
+    # Query results and the item detail only (knowledge.item_hooks), hence not required.
+    contested = serializers.BooleanField(
+        required=False, help_text="in an unsettled conflict (query, item detail)"
+    )
+    conflict_id = serializers.IntegerField(required=False, allow_null=True)
     claim_probability = serializers.FloatField(
-        allow_null=True, help_text="the engine's current probability that this claim is true"
+        required=False,
+        allow_null=True,
+        help_text="the engine's current probability that this claim is true",
     )
 
 
