@@ -36,10 +36,10 @@ class ProductSettings(Mapping):
     cache_enabled: bool = True
     cache_ttl: int = 300
     conflict_resolution_enabled: bool = True
-    resolution_strategy: str = "hybrid"
-    # The hybrid strategy's margin (posterior p1 - p2) above which a proposal is applied at
-    # once; tuned on the conflicts bench (docs/conflicts.md). Per type: the registry.
-    auto_resolve_threshold: float = 0.85
+    resolution_strategy: str = "truth"
+    # The probability of the winning claim (truth strategy: a calibrated posterior) at or
+    # above which a proposal is applied at once (docs/conflicts.md). Per type: the registry.
+    auto_resolve_threshold: float = 0.95
     # False = shadow mode: the engine proposes, every conflict waits for a person.
     conflict_auto_resolve: bool = True
     # Seconds a contradiction must be old before it may be auto-resolved (0 = at once);

@@ -40,7 +40,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
 from config.product import product_settings
@@ -1111,23 +1110,38 @@ def do_reevaluate(conflict_id: int) -> Conflict:
 
 
 def sweep_conflicts(now: datetime | None = None) -> int:
-    """Re-evaluate open contradictions whose settle window has passed (and any left in review
-    above the threshold because an item was locked at the time); returns how many.
+    """Re-evaluate unsettled contradictions; returns how many.
 
-    One conflict per transaction; several sweepers may run (each re-checks under lock)."""
+    Open contradictions past the settle window are evaluated, and those in review whose
+    proposal, recomputed with the current trust and the evidence now, reaches the threshold
+    are applied (so yesterday's pending conflict settles itself once the evidence is
+    decisive; the others are left untouched, their version too). The periodic sweep
+    (``conflicts.reliability.sweep``) re-estimates trust first. One conflict per
+    transaction; several sweepers may run (each re-checks under lock)."""
     cfg = conflict_settings()
     now = now or timezone.now()
-    cond = Q(status=ConflictStatus.OPEN, opened_at__lte=now - timedelta(seconds=cfg.settle_seconds))
-    if cfg.auto_resolve:
-        # Above the threshold but deferred because an item was locked at the time.
-        cond |= Q(status=ConflictStatus.PENDING_REVIEW, margin__gte=F("threshold"))
-    due = (
-        Conflict.objects.filter(cond, classification=Classification.CONTRADICTION)
+    due = list(
+        Conflict.objects.filter(
+            status=ConflictStatus.OPEN,
+            opened_at__lte=now - timedelta(seconds=cfg.settle_seconds),
+            classification=Classification.CONTRADICTION,
+        )
         .order_by("opened_at", "pk")
         .values_list("pk", flat=True)
     )
+    if cfg.auto_resolve:
+        for conflict in Conflict.objects.filter(
+            status=ConflictStatus.PENDING_REVIEW, classification=Classification.CONTRADICTION
+        ).order_by("opened_at", "pk"):
+            cands = candidates_for(_candidate_items(conflict), now, cfg)
+            if len({c.claim for c in cands}) < 2:
+                due.append(conflict.pk)  # dissolves it
+            elif strategy_named(cfg.strategy).propose(cands).margin >= threshold_for(
+                conflict.knowledge_type, cfg
+            ):
+                due.append(conflict.pk)
     count = 0
-    for pk in list(due):
+    for pk in due:
         try:
             do_reevaluate(pk)
             count += 1

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from config.product import product_settings
 from identity.models import Worker
 from identity.permissions import request_worker
-from knowledge import actions, live_auth
+from knowledge import actions, item_hooks, live_auth
 from knowledge.actions import BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
@@ -224,7 +224,7 @@ class ItemView(APIView):
         me = request_worker(request)
         if me is not None:
             qs = qs.visible_to(me)
-        return Response(get_object_or_404(qs, pk=pk).as_dict())
+        return Response(item_hooks.mark_items([get_object_or_404(qs, pk=pk).as_dict()])[0])
 
 
 class TypesView(APIView):
