@@ -20,7 +20,7 @@ from knowledge.tests.test_consumers import (  # noqa: F401 (autouse fixture)
     subscribe,
 )
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 SUBJECT = "cache stampede on deploy"
 
@@ -157,6 +157,7 @@ def test_validating_a_private_item_publishes_to_its_audience_only(secret, learni
     assert "knowledge_validated" in [e["event"] for e in events_seen_by(learning)]
 
 
+@pytest.mark.django_db(transaction=True)
 async def test_the_websocket_feed_applies_the_same_rule(secret, think, learning, analysis):
     think_ws = await connect(think.token)
     learning_ws = await connect(learning.token)
