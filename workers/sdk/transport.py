@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import NotAvailableError, SDKError, TransportError
+from .errors import AuthError, NotAvailableError, SDKError, TransportError
 
 
 class Transport:
@@ -352,7 +352,8 @@ class HttpTransport(Transport):
         errors = doc.get("errors") or {} if isinstance(doc, dict) else {}
         name = next(iter(errors), None)
         detail = doc.get("detail") if isinstance(doc, dict) else None
-        return SDKError(str(detail or doc), status=status, field=name)
+        cls = AuthError if status in (401, 403) else SDKError
+        return cls(str(detail or doc), status=status, field=name)
 
     def broadcast(self, body: dict) -> dict:
         return self._request("POST", "/api/knowledge/broadcast", body)
