@@ -119,3 +119,8 @@ def test_node_polls_with_an_absolute_url_and_says_why(server, think, node_client
     broadcast(server.url, think.token, "rule:node-poll")
     assert client.wait_for("event ").endswith(" knowledge_broadcast risk_pattern")
     assert not [s for s in client.seen if s.startswith("error poll")]  # no "Failed to parse URL"
+
+
+def test_the_docs_show_the_node_example_verbatim():
+    doc = (JS.parents[1] / "docs" / "realtime-client.md").read_text()
+    assert "```js\n" + EXAMPLE.read_text() + "```" in doc
