@@ -732,3 +732,19 @@ test('falling back to polling is said once: onError {type: fallback} and one con
     console.warn = original;
   }
 });
+
+test('package.json is ready to publish: main/exports load the client, ws is an optional peer', () => {
+  const pkgPath = fileURLToPath(new URL('../package.json', import.meta.url));
+  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8'));
+  for (const field of ['name', 'version', 'main', 'exports', 'files', 'engines', 'license']) {
+    assert.ok(pkg[field], 'package.json lacks ' + field);
+  }
+  assert.match(pkg.version, /^\d+\.\d+\.\d+$/);
+  assert.equal(require(new URL('../' + pkg.main, import.meta.url).pathname), KnowledgeSocket);
+  assert.equal(require(new URL('../' + pkg.exports['.'], import.meta.url).pathname), KnowledgeSocket);
+  assert.ok(pkg.files.includes(pkg.main));
+  assert.deepEqual(pkg.dependencies || {}, {}); // no runtime dependencies
+  assert.equal(pkg.peerDependenciesMeta.ws.optional, true);
+  // Self-reference by name works (how examples/node-client.js loads it).
+  assert.equal(require(pkg.name), KnowledgeSocket);
+});
