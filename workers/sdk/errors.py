@@ -42,6 +42,12 @@ class SDKError(Exception):
         self.idempotency_key = idempotency_key
         self.safe_to_resend = safe_to_resend
 
+    @staticmethod
+    def from_status(message: str, status: int, field: str | None = None) -> SDKError:
+        """The error for an HTTP status: ``AuthError`` for 401/403, else ``SDKError``."""
+        cls = AuthError if status in (401, 403) else SDKError
+        return cls(message, status=status, field=field)
+
     @property
     def transient(self) -> bool:
         """True if the same request may succeed later (unreachable, 5xx, 429, 409, 408)."""
@@ -70,7 +76,8 @@ class SDKError(Exception):
 
 
 class AuthError(SDKError):
-    """The server refused the token (HTTP 401/403, WebSocket close 4401): retrying won't help."""
+    """The server refused the token, or this token's right to do that (HTTP 401/403, WebSocket
+    close 4401): retrying won't help."""
 
 
 class TransportError(SDKError):

@@ -23,7 +23,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from .errors import AuthError, NotAvailableError, SDKError, TransportError
+from .errors import NotAvailableError, SDKError, TransportError
 
 
 class Transport:
@@ -114,7 +114,7 @@ class InProcessTransport(Transport):
             try:
                 return fn()
             except ActionError as exc:
-                raise SDKError(exc.message, status=exc.status, field=exc.field) from exc
+                raise SDKError.from_status(exc.message, exc.status, exc.field) from exc
             except QueryError as exc:
                 raise SDKError(exc.message, status=400, field=exc.field) from exc
             except Exception as exc:
@@ -352,8 +352,7 @@ class HttpTransport(Transport):
         errors = doc.get("errors") or {} if isinstance(doc, dict) else {}
         name = next(iter(errors), None)
         detail = doc.get("detail") if isinstance(doc, dict) else None
-        cls = AuthError if status in (401, 403) else SDKError
-        return cls(str(detail or doc), status=status, field=name)
+        return SDKError.from_status(str(detail or doc), status, name)
 
     def broadcast(self, body: dict) -> dict:
         return self._request("POST", "/api/knowledge/broadcast", body)

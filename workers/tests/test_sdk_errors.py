@@ -99,3 +99,18 @@ def test_a_bug_in_the_workers_own_code_still_logs_its_traceback(caplog):
         assert worker.run_cycle() is False
     failed = [r for r in caplog.records if "cycle failed" in r.getMessage()]
     assert len(failed) == 1 and failed[0].exc_info is not None
+
+
+def test_in_process_a_403_is_an_auth_error_too(think, analysis):
+    from workers.sdk import InProcessTransport
+
+    transport = InProcessTransport(think.worker)
+    body = {
+        "knowledge_type": "risk_pattern",
+        "payload": {"pattern": "p", "risk_level": "low"},
+        "confidence": 0.5,
+        "source": "analysis",
+    }
+    with pytest.raises(AuthError) as exc:
+        transport.broadcast(body)
+    assert exc.value.status == 403
