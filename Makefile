@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test test-embedded test-services test-browser test-js js-deps setup bench lint clean
+.PHONY: run test test-embedded test-services test-browser test-js test-faults js-deps setup bench lint clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,7 +48,7 @@ test-embedded: $(VENV)/.installed js-deps
 test-services: $(VENV)/.installed js-deps
 	@echo "== tests: PostgreSQL + Redis =="
 	@if scripts/ensure-services.sh; then \
-	  DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest -q -m "not browser" $(PYTEST_ARGS); \
+	  DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest -q -m "not browser and not faults" $(PYTEST_ARGS); \
 	elif [ "$${CI:-}" = "true" ]; then \
 	  echo "CI: PostgreSQL and Redis are required"; exit 1; \
 	else \
@@ -102,3 +102,15 @@ bench-ws: $(VENV)/.installed
 .PHONY: bench-conflicts
 bench-conflicts: $(VENV)/.installed
 	$(PY) manage.py bench_conflicts $(BENCH_CONFLICTS_ARGS)
+
+# Fault tests (docs/operations.md): real daphne / workers / pruner processes against their own
+# PostgreSQL cluster (initdb, a spare port) and redis-server; never the shared 5432 / 6379.
+# They run in test-embedded too (they bring their own services, so not again in test-services).
+test-faults: $(VENV)/.installed
+	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -q -m faults tests/faults $(PYTEST_ARGS)
+
+# Retention soak (docs/operations.md): 1,000,000 events through the pruner on a private
+# PostgreSQL cluster; the event table stays within its bound. BENCH_PRUNE_ARGS="--events N".
+.PHONY: bench-prune
+bench-prune: $(VENV)/.installed
+	$(PY) bench/prune_soak.py $(BENCH_PRUNE_ARGS)

@@ -12,15 +12,17 @@ from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from config.http import SafeStaticFilesHandler, patch_daphne_line_limit  # noqa: E402
 from config.product import product_settings  # noqa: E402
 from knowledge.routing import websocket_urlpatterns  # noqa: E402
+
+# Under daphne: answer 414/431 for over-long request lines instead of dropping the connection.
+patch_daphne_line_limit()
 
 http_app = django_asgi_app
 if settings.DEBUG or product_settings().serve_static:
     # Embedded mode serves its own static files (admin, Swagger UI, the JS client).
-    from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
-
-    http_app = ASGIStaticFilesHandler(django_asgi_app)
+    http_app = SafeStaticFilesHandler(django_asgi_app)
 
 application = ProtocolTypeRouter(
     {

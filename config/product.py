@@ -57,6 +57,29 @@ class ProductSettings(Mapping):
     clock_skew_tolerance_seconds: int = field(default=60, metadata=_env("KE_CLOCK_SKEW_TOLERANCE"))
     long_poll_max_wait: int = 30
     query_max_limit: int = 500
+    # Deepest nesting of a JSON body (the body itself is level 1); deeper is a 400.
+    max_json_depth: int = 400
+    # Longest URL (path + query string) before 414; daphne cuts request lines at 16 KB.
+    max_url_bytes: int = 8192
+    # Throttles (docs/security.md, "Limits"), counted on the shared cache. Rates are N/s,
+    # N/min, N/hour or N/day; "" = no limit. The defaults are a ceiling far above what the
+    # benchmark and the built-in workers send; tighten them per fleet.
+    throttle_enabled: bool = True
+    throttle_rate_address: str = "120000/min"
+    throttle_rate_client: str = "30000/min"
+    throttle_rate_broadcast: str = "20000/min"
+    throttle_rate_query: str = "20000/min"
+    # GET events?wait>0 in flight per token (or person), all processes together; 0 = no cap.
+    long_polls_per_token: int = 16
+    # Failed logins (admin, dashboard, browsable API) per user name + address, and per
+    # address for any name, before every attempt is refused until the window ends.
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 50
+    login_lockout_seconds: int = 900
+    # GET /metrics: the database gauges at most once per this many seconds (shared cache);
+    # with a token, scrapes must send "Authorization: Bearer <token>".
+    metrics_cache_seconds: float = 5.0
+    metrics_token: str = ""
     # Live feed (docs/realtime.md)
     ws_max_queue: int = 1000
     ws_heartbeat_seconds: float = 15.0
@@ -71,6 +94,13 @@ class ProductSettings(Mapping):
     relay_poll_interval: float = 0.0
     # Threads the relay uses for its database reads.
     relay_db_threads: int = 4
+    # Database outage (docs/operations.md): API requests answer 503 with this Retry-After
+    # (seconds); health gives each check this long before it reports it failed.
+    db_unavailable_retry_after: int = 5
+    health_probe_timeout: float = 1.0
+    # Retention (manage.py prune): superseded items older than this many days are deleted
+    # (0 = keep superseded history for ever); ephemeral types' items go after 5 decay times.
+    superseded_retention_days: int = 0
     # Serve static files from the ASGI app (embedded mode; behind a web server: false).
     serve_static: bool = field(default=True, metadata=_env("KE_SERVE_STATIC"))
 
@@ -93,6 +123,11 @@ class ProductSettings(Mapping):
                 )
             if kind in (int, float) and value < 0:
                 raise ImproperlyConfigured(f"KNOWLEDGE_EXCHANGE[{f.name!r}]={value!r} is negative")
+            if f.name.startswith("throttle_rate_") and value and not _is_rate(value):
+                raise ImproperlyConfigured(
+                    f"KNOWLEDGE_EXCHANGE[{f.name!r}]={value!r} is not a rate like 600/min "
+                    f"(or empty for no limit); set by {env_name(f.name)}"
+                )
 
     # construction --------------------------------------------------------------------------
 
@@ -138,6 +173,12 @@ class ProductSettings(Mapping):
 
 
 _KINDS = {"bool": bool, "int": int, "float": float, "str": str}
+
+
+def _is_rate(value: str) -> bool:
+    """``N/period`` with period s, sec, m, min, hour, day (DRF's throttle rate format)."""
+    num, _, period = value.partition("/")
+    return num.strip().isdigit() and period.strip()[:1] in ("s", "m", "h", "d")
 
 
 def _kind(f: dataclasses.Field) -> type:

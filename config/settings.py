@@ -15,27 +15,43 @@ from pathlib import Path
 
 import dj_database_url
 
-from config.env import envbool, envint, envlist, envstr
+from config.env import envbool, envfloat, envint, envlist, envstr
+from config.files import private_text
 from config.product import ProductSettings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 DEBUG = envbool("DJANGO_DEBUG", False)
+LOCAL_HOSTS = ["localhost", "127.0.0.1", "[::1]", "testserver"]
+ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", LOCAL_HOSTS)
 SECRET_KEY = envstr("DJANGO_SECRET_KEY", "")
 if not SECRET_KEY:
-    if not DEBUG and envbool("DJANGO_REQUIRE_SECRET_KEY", False):
+    # A generated key is per checkout: another machine behind the same load balancer would
+    # have another one. So with DEBUG off, a service that answers to real host names
+    # (DJANGO_ALLOWED_HOSTS) must be given its key, unless told to generate one anyway.
+    # DJANGO_REQUIRE_SECRET_KEY=true requires it in every mode but DEBUG.
+    allow_generated = envbool(
+        "DJANGO_ALLOW_GENERATED_SECRET_KEY",
+        set(ALLOWED_HOSTS) <= set(LOCAL_HOSTS) and not envbool("DJANGO_REQUIRE_SECRET_KEY", False),
+    )
+    if not DEBUG and not allow_generated:
         from django.core.exceptions import ImproperlyConfigured
 
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production")
-    # Embedded mode: a per-checkout key, stable across restarts, never committed.
-    _key_file = BASE_DIR / ".secret_key"
-    if not _key_file.exists():
-        import secrets
+        raise ImproperlyConfigured(
+            "DJANGO_SECRET_KEY must be set when DEBUG is off and the service answers to "
+            f"{', '.join(ALLOWED_HOSTS)} (DJANGO_ALLOWED_HOSTS). Generate one with "
+            "`python -c 'import secrets; print(secrets.token_urlsafe(50))'`, or set "
+            "DJANGO_ALLOW_GENERATED_SECRET_KEY=true to use a key generated into "
+            ".secret_key (one machine only)."
+        )
+    # Embedded mode: a per-checkout key, stable across restarts, never committed, 0600.
+    import secrets
 
-        _key_file.write_text(secrets.token_urlsafe(50))
-    SECRET_KEY = _key_file.read_text().strip()
+    SECRET_KEY = private_text(
+        envstr("KE_SECRET_KEY_FILE", str(BASE_DIR / ".secret_key")),
+        lambda: secrets.token_urlsafe(50),
+    )
 
-ALLOWED_HOSTS = envlist("DJANGO_ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]", "testserver"])
 CSRF_TRUSTED_ORIGINS = envlist("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 
 # A short name for this checkout, used to keep test databases and Redis keys of two
@@ -63,7 +79,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "config.http.URLLengthLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "knowledge.outage.DatabaseOutageMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -72,6 +90,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "dashboard.middleware.RequestMetricsMiddleware",
     "knowledge.middleware.BodySizeLimitMiddleware",
+    "knowledge.middleware.AddressThrottleMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -104,7 +123,8 @@ if DATABASE_URL:
 else:
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.sqlite3",
+            # Django's SQLite backend, creating the file 0600 (config/files.py).
+            "ENGINE": "config.sqlite3",
             "NAME": envstr("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
             "OPTIONS": {
                 # Writers take the lock at BEGIN, so two writers never deadlock on upgrade,
@@ -129,12 +149,24 @@ IS_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
 # CONN_MAX_AGE.
 if IS_POSTGRES and envbool("DB_POOL", True):
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # required with the pool
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = False  # the pool checks connections itself
+    # With the pool this makes the pool check each connection as it hands it out, so one
+    # broken by a database restart is replaced instead of failing the request that gets it.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": envint("DB_POOL_MIN_SIZE", 2),
         "max_size": envint("DB_POOL_MAX_SIZE", 16),
-        "timeout": envint("DB_POOL_TIMEOUT", 10),
+        # How long a request waits for a pooled connection. Short on purpose: with the
+        # database down a request answers 503 + Retry-After in about this long instead of
+        # hanging (docs/operations.md); under overload it sheds load the same way.
+        "timeout": envfloat("DB_POOL_TIMEOUT", 1.0),
+        # Retry a lost database for ever (with backoff capped by the pool), never give up.
+        "reconnect_timeout": envfloat("DB_POOL_RECONNECT_TIMEOUT", 3600.0),
     }
+if IS_POSTGRES:
+    # A database host that does not answer (not just refuses) must not hang a request.
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(
+        "connect_timeout", envint("DB_CONNECT_TIMEOUT", 2)
+    )
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -196,10 +228,19 @@ REST_FRAMEWORK = {
         "rest_framework.renderers.JSONRenderer",
         "rest_framework.renderers.BrowsableAPIRenderer",
     ],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["knowledge.api.parsers.SafeJSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "knowledge.api.errors.exception_handler",
+    # Per token (or person) and per scope; the per-address limit is a middleware
+    # (knowledge.middleware.AddressThrottleMiddleware). Rates: KNOWLEDGE_EXCHANGE.
+    "DEFAULT_THROTTLE_CLASSES": [
+        "knowledge.limits.ClientRateThrottle",
+        "knowledge.limits.ScopedClientThrottle",
+    ],
+    # Proxies in front of daphne whose X-Forwarded-For is trusted for the client address;
+    # 0 = use the connection's address (a client cannot pick its own).
+    "NUM_PROXIES": envint("KE_TRUSTED_PROXIES", 0),
     "UNAUTHENTICATED_USER": None,
 }
 
@@ -212,6 +253,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # The error answers on every operation; the worker token scheme is registered when
+    # config/urls.py imports knowledge/api/openapi.py.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "knowledge.api.openapi.add_error_responses",
+    ],
+    "SWAGGER_UI_SETTINGS": {"persistAuthorization": True, "deepLinking": True},
 }
 
 # --- Static, i18n ---------------------------------------------------------------------------

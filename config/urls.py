@@ -1,8 +1,16 @@
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+import knowledge.api.openapi  # noqa: F401  (registers the worker token scheme)
 from dashboard.views import metrics_view
+from knowledge.limits import ThrottledAdminLoginForm, ThrottledLoginForm
+
+# Failed logins are limited per user name and address (knowledge/limits.py).
+admin.site.login_form = ThrottledAdminLoginForm
+
+handler500 = "knowledge.outage.handler500"
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -11,6 +19,12 @@ urlpatterns = [
     path("api/workers/", include("identity.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path(
+        "api-auth/login/",
+        LoginView.as_view(
+            template_name="rest_framework/login.html", authentication_form=ThrottledLoginForm
+        ),
+    ),
     path("api-auth/", include("rest_framework.urls")),
     path("metrics", metrics_view, name="metrics"),
     # The conflict review pages sit beside the dashboard's (conflicts is a layer below it).
@@ -18,3 +32,9 @@ urlpatterns = [
     path("dashboard/", include("dashboard.urls")),
     path("", include("dashboard.root_urls")),
 ]
+
+# JSON error bodies under /api/ (knowledge/api/errors.py), Django's pages elsewhere.
+handler400 = "knowledge.api.errors.bad_request"
+handler403 = "knowledge.api.errors.permission_denied"
+handler404 = "knowledge.api.errors.page_not_found"
+handler500 = "knowledge.api.errors.server_error"

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC
+
 import django_filters
 from django import forms
+from django_filters.fields import IsoDateTimeField
 
 from conflicts.choices import Classification, ConflictStatus
 from conflicts.models import Conflict
@@ -12,6 +15,22 @@ from knowledge.registry import registry
 
 def _type_choices():
     return [(name, name) for name in registry.names()]
+
+
+class UTCIsoDateTimeField(IsoDateTimeField):
+    """An ISO 8601 time normalised to UTC here, so one outside what the database can store
+    (year 1 at +14:00) is an invalid value (400), not an overflow in the query (500)."""
+
+    def to_python(self, value):
+        moment = super().to_python(value)
+        try:
+            return moment.astimezone(UTC) if moment is not None else None
+        except OverflowError:
+            raise forms.ValidationError("is out of range once converted to UTC") from None
+
+
+class UTCIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = UTCIsoDateTimeField
 
 
 class ConflictFilterSet(django_filters.FilterSet):
@@ -23,10 +42,10 @@ class ConflictFilterSet(django_filters.FilterSet):
     type = django_filters.MultipleChoiceFilter(field_name="knowledge_type", choices=_type_choices)
     classification = django_filters.MultipleChoiceFilter(choices=Classification.choices)
     worker = django_filters.CharFilter(method="filter_worker", max_length=64)
-    opened_after = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
-    opened_before = django_filters.IsoDateTimeFilter(field_name="opened_at", lookup_expr="lt")
-    resolved_after = django_filters.IsoDateTimeFilter(field_name="resolved_at", lookup_expr="gte")
-    resolved_before = django_filters.IsoDateTimeFilter(field_name="resolved_at", lookup_expr="lt")
+    opened_after = UTCIsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
+    opened_before = UTCIsoDateTimeFilter(field_name="opened_at", lookup_expr="lt")
+    resolved_after = UTCIsoDateTimeFilter(field_name="resolved_at", lookup_expr="gte")
+    resolved_before = UTCIsoDateTimeFilter(field_name="resolved_at", lookup_expr="lt")
     q = django_filters.CharFilter(
         field_name="subject",
         lookup_expr="icontains",

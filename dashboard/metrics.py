@@ -7,9 +7,14 @@ answers the scrape.
 
 from __future__ import annotations
 
+import threading
+
+from django.core.cache import cache
 from django.db.models import Count
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
+
+from config.product import product_settings
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -23,13 +28,43 @@ REQUEST_LATENCY = Histogram(
 
 
 class DatabaseCollector:
-    """Gauges computed from the database at scrape time."""
+    """Gauges computed from the database at scrape time.
+
+    The database gauges (and the providers in ``EXTRA_COLLECTORS``) are the same whichever
+    process answers, so they are computed at most once per ``metrics_cache_seconds`` and kept
+    in the shared cache: frequent or parallel scrapes do not each run the aggregates
+    (issue 10, finding 4). The per-process cache counters are read live."""
+
+    CACHE_KEY = "kx:metrics:database"
+
+    def __init__(self):
+        self._lock = threading.Lock()
 
     def describe(self):
         return []  # no query at registration time
 
     def collect(self):
         from knowledge import cache as knowledge_cache
+
+        yield from self._shared_families()
+        stats = knowledge_cache.stats()
+        yield GaugeMetricFamily("kx_cache_hits", "Query cache hits (this process).", value=stats["hits"])
+        yield GaugeMetricFamily("kx_cache_misses", "Query cache misses (this process).", value=stats["misses"])
+
+    def _shared_families(self) -> list:
+        ttl = product_settings().metrics_cache_seconds
+        if ttl <= 0:
+            return list(self._database_families())
+        families = cache.get(self.CACHE_KEY)
+        if families is None:
+            with self._lock:  # parallel scrapes in this process wait for one computation
+                families = cache.get(self.CACHE_KEY)
+                if families is None:
+                    families = list(self._database_families())
+                    cache.set(self.CACHE_KEY, families, ttl)
+        return families
+
+    def _database_families(self):
         from knowledge.events import log_position
         from knowledge.models import InboxCursor, KnowledgeItem
 
@@ -56,13 +91,6 @@ class DatabaseCollector:
         for name, position in InboxCursor.objects.values_list("worker__name", "position"):
             lag.add_metric([name], max(pos.top - position, 0))
         yield lag
-        stats = knowledge_cache.stats()
-        yield GaugeMetricFamily(
-            "kx_cache_hits", "Query cache hits (this process).", value=stats["hits"]
-        )
-        yield GaugeMetricFamily(
-            "kx_cache_misses", "Query cache misses (this process).", value=stats["misses"]
-        )
         for provider in list(EXTRA_COLLECTORS):
             yield from provider()
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime
 
 from django.contrib.admin.views.decorators import staff_member_required
@@ -12,7 +13,15 @@ from dashboard.metrics import REGISTRY
 
 
 def metrics_view(request):
-    """Prometheus text format. No authentication, no secrets."""
+    """Prometheus text format, no secrets. With ``metrics_token`` set, only for
+    ``Authorization: Bearer <metrics_token>``."""
+    token = product_settings().metrics_token
+    if token:
+        sent = request.META.get("HTTP_AUTHORIZATION", "")
+        if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
+            response = HttpResponse("metrics need a bearer token\n", status=401, content_type="text/plain")
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
 
 

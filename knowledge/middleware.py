@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 from django.core.exceptions import RequestDataTooBig
+from django.http import JsonResponse
+from rest_framework.exceptions import Throttled
 
 from config.product import product_settings
 from knowledge.api.errors import too_large_response
+from knowledge.limits import AddressRateThrottle
 
 
 class BodySizeLimitMiddleware:
@@ -31,4 +34,23 @@ class BodySizeLimitMiddleware:
                         return too_large_response(limit)
                 except RequestDataTooBig:
                     return too_large_response(limit)
+        return self.get_response(request)
+
+
+class AddressThrottleMiddleware:
+    """Per client address limit on every /api/ request (``throttle_rate_address``), before
+    authentication, so requests with a bad token are counted too (knowledge/limits.py)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+        self.throttle = AddressRateThrottle()
+
+    def __call__(self, request):
+        if request.path.startswith("/api/"):
+            try:
+                self.throttle.allow_request(request, None)
+            except Throttled as exc:
+                response = JsonResponse({"detail": str(exc.detail), "errors": {}}, status=429)
+                response["Retry-After"] = str(exc.wait)
+                return response
         return self.get_response(request)

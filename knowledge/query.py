@@ -82,14 +82,51 @@ class Cursor:
 
     @classmethod
     def decode(cls, token: str) -> Cursor:
+        """A cursor from its token; anything a client may have forged is a QueryError (400):
+        the key must be a finite number or a short string, the id a 64-bit row id, ``as_of``
+        a finite timestamp between 1970 and 9999."""
         try:
             padded = token + "=" * (-len(token) % 4)
             data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            return cls(key=data["k"], id=int(data["i"]), as_of=float(data["a"]))
-        except (ValueError, KeyError, TypeError, binascii.Error):
-            raise QueryError(
-                "cursor", "is not a valid cursor (pass back the 'next' value)"
-            ) from None
+            key, item_id, as_of = data["k"], data["i"], data["a"]
+        except (ValueError, KeyError, TypeError, IndexError, binascii.Error, RecursionError):
+            raise _bad_cursor() from None
+        if not _is_number(item_id) or not isinstance(item_id, int) or not 0 <= item_id <= MAX_ID:
+            raise _bad_cursor()
+        if not _is_number(as_of) or not 0 <= as_of <= MAX_TIMESTAMP:
+            raise _bad_cursor()
+        if not (_is_number(key) or (isinstance(key, str) and len(key) <= 64)):
+            raise _bad_cursor()
+        return cls(key=key, id=item_id, as_of=float(as_of))
+
+    def check_key(self, sort_name: str) -> None:
+        """The key must fit the sort it continues: a time for time sorts, else a number."""
+        if sort_name in ("created_at", "observed_at"):
+            try:
+                moment = datetime.fromisoformat(self.key) if isinstance(self.key, str) else None
+                if moment is None or moment.tzinfo is None:
+                    raise ValueError
+                moment.astimezone(UTC)
+            except (ValueError, OverflowError):
+                raise _bad_cursor() from None
+        elif not _is_number(self.key) or not -MAX_KEY <= self.key <= MAX_KEY:
+            raise _bad_cursor()
+
+
+MAX_ID = 2**63 - 1
+MAX_TIMESTAMP = 253402300799.0  # 9999-12-31T23:59:59Z
+# Sort keys are confidences, urgencies, timestamps or ln(freshness); nothing real is larger.
+MAX_KEY = 1e15
+
+
+def _is_number(value) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _bad_cursor() -> QueryError:
+    return QueryError("cursor", "is not a valid cursor (pass back the 'next' value)")
 
 
 def _sort_spec(sort: str) -> tuple[str, bool]:
@@ -272,6 +309,8 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
     """Execute a query; returns ``{"results": [...], "next": cursor|None, "as_of": iso}``."""
     sort_name, descending = _sort_spec(query.sort)
     cursor = Cursor.decode(query.cursor) if query.cursor else None
+    if cursor is not None:
+        cursor.check_key(sort_name)
     now = timezone.now()
     as_of = datetime.fromtimestamp(cursor.as_of, tz=UTC) if cursor else now
 

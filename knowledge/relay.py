@@ -132,6 +132,15 @@ async def standing_filter(worker_name: str):
     return await _in_db_thread(_load_standing, worker_name)
 
 
+def _epoch_and_top() -> tuple[str, int, int]:
+    """(epoch, highest seq in the table, the log's top counting what was pruned or restored)."""
+    from knowledge.models import LogState
+
+    state = LogState.current()
+    top = _top_seq()
+    return str(state.epoch), top, max(top, state.pruned_through)
+
+
 def _top_seq() -> int:
     from django.db.models import Max
 
@@ -189,9 +198,12 @@ class Connection:
         self.ready.set()
         return True
 
-    def heartbeat(self, fallback_top: int) -> None:
+    def heartbeat(self, fallback_top: int, degraded: bool = False) -> None:
         top = self.pos if self.filter is not None else fallback_top
-        self.push(json.dumps({"type": "heartbeat", "top": top}))
+        frame = {"type": "heartbeat", "top": top}
+        if degraded:  # the log cannot be read (database outage); the socket stays up
+            frame["degraded"] = True
+        self.push(json.dumps(frame))
 
     def describe(self) -> dict:
         f = self.filter
@@ -256,6 +268,7 @@ class Relay:
         self._started = asyncio.Event()
         self.stats = _PROCESS_STATS  # survives the relay stopping when idle
         self.total_connections = 0
+        self.degraded = False
         _relays.add(self)
 
     @classmethod
@@ -325,14 +338,19 @@ class Relay:
                 await self._drain()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("relay read failed; retrying")
+            except Exception as exc:
+                # A database outage: keep sockets up on heartbeats that say so; retry.
+                if not self.degraded:
+                    log.warning("relay read failed (%s); retrying", type(exc).__name__)
+                self.degraded = True
                 await asyncio.sleep(poll)
+            else:
+                self.degraded = False
             now = time.monotonic()
             if now >= next_heartbeat:
                 next_heartbeat = now + heartbeat_every
                 for conn in list(self.connections):
-                    conn.heartbeat(self.position)
+                    conn.heartbeat(self.position, self.degraded)
             if now >= next_snapshot:
                 next_snapshot = now + snapshot_every
                 _publish_snapshot(self)
@@ -343,7 +361,9 @@ class Relay:
     async def _drain(self) -> None:
         """Read from ``position`` to the top and fan out; repeat while there is more."""
         while True:
-            top = await _in_db_thread(_top_seq)
+            epoch, top, log_top = await _in_db_thread(_epoch_and_top)
+            if self.epoch and epoch != self.epoch:
+                self._new_epoch(epoch, log_top)  # a restore: tell every socket
             if top <= self.position:
                 if top < self.position:
                     # The log was reset (new epoch): restart from its top; connections
@@ -366,6 +386,16 @@ class Relay:
             for conn in self.connections:
                 if conn.standing and conn.viewer == name and conn.filter is not None:
                     conn.filter = flt
+
+    def _new_epoch(self, epoch: str, log_top: int) -> None:
+        """The log was restored from a backup (or reset): every connection is told it cannot
+        recover (``subscribed`` with ``recovered: false``, the new epoch and the log's top to
+        resume from) and stays live; new events come after ``log_top``."""
+        log.warning("event log epoch changed (%s -> %s)", self.epoch, epoch)
+        self.epoch = epoch
+        for conn in list(self.connections):
+            conn.push(json.dumps({"type": "subscribed", "epoch": epoch, "since": conn.pos,
+                                  "recovered": False, "top": log_top}))
 
     async def _reset_position(self) -> None:
         pos = await db_position()

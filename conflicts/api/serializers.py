@@ -4,6 +4,7 @@ from rest_framework import serializers
 
 from conflicts.choices import Decision
 from conflicts.models import Conflict, Resolution
+from knowledge.api.serializers import ROW_ID_MAX
 
 
 class ResolutionSerializer(serializers.ModelSerializer):
@@ -30,7 +31,7 @@ class ResolutionSerializer(serializers.ModelSerializer):
 class ConflictSerializer(serializers.ModelSerializer):
     """A conflict in lists (``items`` = ids; the detail adds evidence and history)."""
 
-    flagged_by = serializers.CharField(source="flagged_by.name", default=None)
+    flagged_by = serializers.CharField(source="flagged_by.name", default=None, allow_null=True)
     item_ids = serializers.SerializerMethodField()
     workers = serializers.SerializerMethodField()
 
@@ -82,14 +83,15 @@ class ConflictDetailSerializer(ConflictSerializer):
 
 
 class ResolveSerializer(serializers.Serializer):
-    conflict = serializers.IntegerField(min_value=1)
+    conflict = serializers.IntegerField(min_value=1, max_value=ROW_ID_MAX)
     decision = serializers.ChoiceField(
         choices=[Decision.PICK, Decision.ACCEPT, Decision.REJECT, Decision.DISMISS]
     )
-    winner_item = serializers.IntegerField(min_value=1, required=False, allow_null=True)
+    winner_item = serializers.IntegerField(min_value=1, max_value=ROW_ID_MAX, required=False, allow_null=True)
     note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     version = serializers.IntegerField(
         min_value=1,
+        max_value=ROW_ID_MAX,
         required=False,
         allow_null=True,
         help_text="the version you reviewed: 409 if it changed",
@@ -103,7 +105,7 @@ class ResolveSerializer(serializers.Serializer):
 
 class FlagSerializer(serializers.Serializer):
     items = serializers.ListField(
-        child=serializers.IntegerField(min_value=1), min_length=2, max_length=50
+        child=serializers.IntegerField(min_value=1, max_value=ROW_ID_MAX), min_length=2, max_length=50
     )
     reason = serializers.CharField(max_length=500, allow_blank=True, default="")
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
+from django.views import defaults
 from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
@@ -50,7 +51,7 @@ def exception_handler(exc, context):
     if isinstance(exc, QueryError):
         return Response(error_body({exc.field: [exc.message]}), status=400)
     if isinstance(exc, RequestDataTooBig):
-        return Response({"detail": "request body is too large"}, status=413)
+        return Response({"detail": "request body is too large", "errors": {}}, status=413)
     response = drf_exception_handler(exc, context)
     if response is None:
         return None
@@ -66,3 +67,43 @@ def too_large_response(limit: int) -> JsonResponse:
         {"detail": f"request body is larger than {limit} bytes", "errors": {}},
         status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
     )
+
+
+# --- Django's error views: the same shape for every status under /api/ -------------------
+# DRF answers its own exceptions through ``exception_handler``; what reaches Django instead
+# (an unknown path, an uncaught exception, a bad Host header) is answered here. Pages outside
+# /api/ keep Django's HTML.
+
+
+def _is_api(request) -> bool:
+    return request.path.startswith("/api/")
+
+
+def _json_error(detail: str, code: int) -> JsonResponse:
+    return JsonResponse({"detail": detail, "errors": {}}, status=code)
+
+
+def bad_request(request, exception=None):
+    if _is_api(request):
+        return _json_error("bad request", 400)
+    return defaults.bad_request(request, exception)
+
+
+def permission_denied(request, exception=None):
+    if _is_api(request):
+        return _json_error(
+            str(exception) if exception and str(exception) else "permission denied", 403
+        )
+    return defaults.permission_denied(request, exception)
+
+
+def page_not_found(request, exception=None):
+    if _is_api(request):
+        return _json_error(f"no API endpoint at {request.path[:200]!r}", 404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request):
+    if _is_api(request):
+        return _json_error("internal server error (logged; please report it)", 500)
+    return defaults.server_error(request)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from datetime import timedelta
 
 from django.utils import timezone
@@ -10,23 +11,21 @@ from rest_framework import serializers
 from config.product import product_settings
 from identity.models import Worker
 from knowledge.actions import BroadcastInput
+from knowledge.api.parsers import find_json_problem
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
-from knowledge.query import SORTS, KnowledgeQuery
+from knowledge.query import MAX_ID, SORTS, KnowledgeQuery
 from knowledge.registry import PayloadError, registry
 
 URGENCY_LABELS = Urgency.labels_list()
+# Ids and seqs are 64-bit: a larger number is a 400 here, not an overflow in the database.
+ROW_ID_MAX = MAX_ID
 SORT_CHOICES = [*SORTS, *(f"-{s}" for s in SORTS)]
 
 
 def contains_nul(value) -> bool:
-    """True if any string or key in a JSON value holds a NUL (PostgreSQL cannot store it)."""
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(contains_nul(k) or contains_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(contains_nul(v) for v in value)
-    return False
+    """True if any string or key in a JSON value holds a NUL (PostgreSQL cannot store it).
+    Iterative: a deeply nested value must not exhaust the recursion limit."""
+    return find_json_problem(value, sys.maxsize, nul_ok=False) is not None
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -271,7 +270,7 @@ class EventMessageSerializer(serializers.Serializer):
 
 
 class EventsQuerySerializer(serializers.Serializer):
-    since = serializers.IntegerField(min_value=0, required=False, allow_null=True)
+    since = serializers.IntegerField(min_value=0, max_value=ROW_ID_MAX, required=False, allow_null=True)
     epoch = serializers.CharField(max_length=64, required=False)
     wait = FiniteFloatField(min_value=0, required=False, default=0)
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=500)
@@ -310,11 +309,11 @@ class InboxResponseSerializer(serializers.Serializer):
 
 
 class AckSerializer(serializers.Serializer):
-    seq = serializers.IntegerField(min_value=0)
+    seq = serializers.IntegerField(min_value=0, max_value=ROW_ID_MAX)
 
 
 class ValidateSerializer(serializers.Serializer):
-    item = serializers.IntegerField(min_value=1)
+    item = serializers.IntegerField(min_value=1, max_value=ROW_ID_MAX)
     verdict = serializers.ChoiceField(choices=Verdict.values)
     note = serializers.CharField(max_length=500, required=False, default="", allow_blank=True)
 

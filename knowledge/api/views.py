@@ -47,6 +47,7 @@ from knowledge.events import (
     wait_for_local_wake,
 )
 from knowledge.health import run_health_checks
+from knowledge.limits import long_poll_slot
 from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
@@ -410,6 +411,10 @@ class EventsView(APIView):
         responses={200: EventsResponseSerializer},
     )
     def get(self, request):
+        with long_poll_slot(request):  # knowledge/limits.py: long polls in flight per token
+            return self._events(request)
+
+    def _events(self, request):
         data = {k: request.query_params.getlist(k) if k in ("types", "sources", "events") else v
                 for k, v in request.query_params.items()}
         ser = EventsQuerySerializer(data=data)
@@ -470,10 +475,11 @@ class HealthView(APIView):
 
     @extend_schema(
         responses={
-            200: inline_serializer(
+            code: inline_serializer(
                 "Health",
                 {"status": serializers.CharField(), "checks": serializers.DictField()},
             )
+            for code in (200, 503)  # 503: the same report, with a failing check
         }
     )
     def get(self, request):

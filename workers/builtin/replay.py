@@ -3,7 +3,8 @@
 At each commit (oldest first) the five workers run one cycle each, in pipeline order, on the
 in-process transport: real broadcasts, queries, inboxes and acks in this project's database.
 Think's predictions made at commit ``k-1`` are paired with the outcomes Learning observes at
-``k``; the report gives the Brier score, accuracy and calibration of those pairs, what every
+``k``; the report gives the Brier score, the Brier skill against the prequential base rate,
+AUC, calibration and bootstrap intervals of those pairs (``decision_quality``), what every
 worker broadcast and received, conflicts, decisions, and the reception overhead (time spent
 receiving and processing knowledge / cycle time).
 
@@ -55,7 +56,7 @@ def replay_history(
         view, exchange=exchange, on_analysed=lambda sha: do_mark_analysed(project, sha)
     )
     history = view.commits(commits)
-    pairs: list[tuple[float, int]] = []
+    records: list[tuple[float, int, int]] = []  # (predicted, observed, commit index)
     conflicts: set[int] = set()
     failed_cycles = 0
 
@@ -70,11 +71,11 @@ def replay_history(
             file=sys.stderr,
         )
     think, learning = workers["think"], workers["learning"]
-    for commit in iterator:
+    for index, commit in enumerate(iterator):
         predictions = dict(think.predictions)  # made at the previous commit
         for name in PIPELINE_ORDER:
             failed_cycles += not workers[name].run_cycle(commit=commit)
-        pairs.extend(_pairs(learning.outcomes, predictions))
+        records.extend((p, o, index) for p, o in _pairs(learning.outcomes, predictions))
     for worker in workers.values():  # deliver what the last commit produced
         worker.receive()
         conflicts.update(c for e in worker.conflict_log for c in _conflict_ids(e))
@@ -118,11 +119,8 @@ def replay_history(
         "workers": per_worker,
         "outcomes": dict(sorted(learning.outcome_counts.items())),
         "decisions": dict(sorted(think.decisions.items())),
-        "conflicts": {
-            "seen_by_workers": len(conflicts),
-            "stored": conflict_model.objects.count() if conflict_model is not None else None,
-        },
-        "decision_quality": quality_of(pairs),
+        "conflicts": _conflict_counts(conflict_model, conflicts, think),
+        "decision_quality": quality_of(records),
         "decision_quality_seen_by_learning": learning.decision_quality(),
         "reception_overhead": {
             "ratio": round(total_reception / total_cycle, 4) if total_cycle else 0.0,
@@ -132,6 +130,22 @@ def replay_history(
         "seconds": round(elapsed, 2),
         "ms_per_commit": round(1000 * elapsed / max(len(history), 1), 1),
     }
+
+
+def _conflict_counts(model, seen: set[int], think) -> dict[str, Any]:
+    """Conflicts stored (by status, classification, type), those the workers were told about,
+    and their effect on Think's decisions (decisions that differ from what Think would have
+    decided had it kept the items the resolutions superseded)."""
+    from django.db.models import Count
+
+    out: dict[str, Any] = {"seen_by_workers": len(seen), "stored": None}
+    if model is not None:
+        out["stored"] = model.objects.count()
+        for field in ("status", "classification", "knowledge_type"):
+            rows = model.objects.values_list(field).annotate(n=Count("id")).order_by(field)
+            out[f"by_{field}"] = {str(value): n for value, n in rows}
+    out["effect_on_think"] = dict(sorted(think.conflict_effect.items()))
+    return out
 
 
 def _pairs(outcomes, predictions: dict[str, float]) -> list[tuple[float, int]]:
@@ -153,10 +167,12 @@ def _conflict_ids(event: dict) -> list[int]:
 
 
 def compare(with_report: dict, without_report: dict) -> dict[str, Any]:
-    """The benefit of the exchange: relative Brier improvement and accuracy gain."""
+    """The benefit of the exchange: Brier skill (against the base rate) and AUC in both modes,
+    the skill gained, and the relative Brier improvement."""
     a, b = with_report["decision_quality"], without_report["decision_quality"]
     out: dict[str, Any] = {"with_exchange": a, "without_exchange": b}
     if a.get("brier") is not None and b.get("brier"):
         out["brier_improvement"] = round(1 - a["brier"] / b["brier"], 4)
         out["accuracy_gain"] = round(a["accuracy"] - b["accuracy"], 4)
+        out["skill_gain"] = round(a["brier_skill"] - b["brier_skill"], 4)
     return out

@@ -18,8 +18,13 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from workers.builtin.repo import RepoView
-from workers.engine.analysis import complexity_trends, issue_patterns, rule_counts
-from workers.engine.calibration import calibration_report
+from workers.engine.analysis import (
+    code_risk_patterns,
+    complexity_trends,
+    issue_patterns,
+    rule_counts,
+)
+from workers.engine.calibration import forecast_report
 from workers.engine.dream import proposal_qualities, propose
 from workers.engine.gitrepo import Commit
 from workers.engine.learning import (
@@ -37,11 +42,17 @@ from workers.engine.think import assess, decision_outcomes, risk_patterns
 from workers.sdk.worker import BaseWorker, body_digest
 
 
-def quality_of(pairs: list[tuple[float, int]]) -> dict[str, Any]:
-    """Brier score, accuracy, ECE, base rate of (predicted, observed) pairs; ``n`` pairs."""
-    if not pairs:
-        return {"n": 0, "brier": None, "accuracy": None}
-    report = calibration_report(pairs)
+def quality_of(records: list[tuple[float, int, int]]) -> dict[str, Any]:
+    """Think's forecasts scored: ``records`` are ``(predicted, observed, step)``.
+
+    Brier score, Brier skill against the prequential base rate (``reference_brier`` is the
+    base-rate forecast's Brier), AUC, accuracy, ECE, the outcome rate (``base_rate``), the
+    calibration table, and 95 % bootstrap intervals (1,000 seeded resamples of the decisions)
+    under ``ci``; ``n`` records (see :func:`workers.engine.calibration.forecast_report`).
+    """
+    if not records:
+        return {"n": 0, "brier": None, "brier_skill": None, "auc": None, "accuracy": None}
+    report = forecast_report(records)
     bins = [
         {
             "range": [round(b["lower"], 2), round(b["upper"], 2)],
@@ -52,8 +63,10 @@ def quality_of(pairs: list[tuple[float, int]]) -> dict[str, Any]:
         for b in report.pop("bins")
         if b["count"]
     ]
+    ci = report.pop("ci")
     out = {k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()}
     out["n"] = out.pop("pairs")
+    out["ci"] = {k: None if v is None else [round(x, 4) for x in v] for k, v in ci.items()}
     out["calibration"] = bins
     return out
 
@@ -118,6 +131,13 @@ class RepoWorker(BaseWorker):
     def publish(self, commit: Commit, drafts: Iterable[Any]) -> list[dict]:
         return self.broadcast_many(drafts, key=self.key_for(commit))
 
+    def on_conflict_event(self, event: dict) -> None:
+        """Keep the event (``conflict_log``). Unlike the SDK's default, a built-in worker does
+        not re-send everything after a conflict: it states a claim again when its evidence
+        changes (the next commit), not because the claim lost."""
+        self.conflict_log.append(event)
+        del self.conflict_log[:-100]
+
     def state_document(self) -> dict[str, Any]:
         return {
             "commit": self.commit.sha if self.commit else None,
@@ -132,7 +152,7 @@ class AnalysisWorker(RepoWorker):
 
     interests = ("learned_pattern", "pattern_evolution")
     queries = ("learned_pattern",)
-    produces = ("issue_pattern", "complexity_trend")
+    produces = ("issue_pattern", "complexity_trend", "risk_pattern")
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
@@ -147,6 +167,10 @@ class AnalysisWorker(RepoWorker):
         snap = self.view.snapshot(commit, rules)
         drafts = issue_patterns(snap, known=self.known(["issue_pattern"], own=True))
         drafts += complexity_trends(snap, self.snapshot)
+        stats = self.view.file_stats(commit, self.commit)
+        drafts += code_risk_patterns(
+            snap, {path: churn_bucket(s.churn) for path, s in stats.items()}
+        )
         self.publish(commit, drafts)
         self.snapshot = snap
 
@@ -228,7 +252,12 @@ THINK_INTERESTS = (
 
 class ThinkWorker(RepoWorker):
     """The committee: predicted success, risk and a decision per proposal; broadcasts changed
-    ``decision_outcome`` items and ``risk_pattern`` per (rule, churn)."""
+    ``decision_outcome`` items and ``risk_pattern`` per (rule, churn).
+
+    Think observes the outcomes of its own predictions itself (the engine's ``observe`` on its
+    previous and current snapshots): their rate is the base rate its forecasts start from, with
+    or without exchange; what it receives (Learning's fix rates by rule and margin) moves them.
+    """
 
     interests = THINK_INTERESTS
     queries = ("learned_pattern", "issue_pattern")
@@ -240,23 +269,70 @@ class ThinkWorker(RepoWorker):
         self.decisions: Counter = Counter()
         self.last_decisions: Counter = Counter()
         self.risk_updates = 0
+        self.base = [0, 0]  # successes, samples of its own predictions' outcomes
+        self._snapshot = None
+        # superseded items it held, by (source, type, subject) until a newer one replaces them
+        self.overruled: dict[tuple[str, str, str], dict] = {}
+        self.conflict_effect: Counter = Counter()
 
     def _update_risk_model(self, items: list[dict]) -> None:
         self.risk_updates += len(items)
 
+    def on_conflict_event(self, event: dict) -> None:
+        """A resolution supersedes items: drop them from the local view (they no longer count
+        in the risk model), keeping them aside to measure what the resolution changed."""
+        super().on_conflict_event(event)
+        data = event.get("data") or {}
+        self.conflict_effect[str(event.get("event"))] += 1
+        gone = {i for i in data.get("superseded_item_ids") or () if isinstance(i, int)}
+        if not gone:
+            return
+        for key, item in list(self.knowledge.items()):
+            if item.get("id") in gone:
+                self.overruled[key] = self.knowledge.pop(key)
+                self.conflict_effect["items_overruled"] += 1
+
+    def _observe_own(self, commit: Commit, snap) -> None:
+        if self._snapshot is None or self.commit is None or not self.predictions:
+            return
+        changed = self.view.changed_files(self.commit, commit)
+        outcomes = observe(self._snapshot, snap, changed_files=changed)
+        scored = pair_outcomes(outcomes, self.predictions)
+        self.base[0] += sum(o for _, o in scored)
+        self.base[1] += len(scored)
+
     def work(self, commit: Commit) -> None:
-        proposals = self.view.proposals(commit, self.rules())
-        assessments = assess(proposals, self.known(THINK_INTERESTS))
+        rules = self.rules()
+        snap = self.view.snapshot(commit, rules)
+        self._observe_own(commit, snap)
+        proposals = self.view.proposals(commit, rules)
+        knowledge = self.known(THINK_INTERESTS)
+        assessments = assess(proposals, knowledge, base=tuple(self.base))
+        for key in [k for k in self.overruled if k in self.knowledge]:
+            del self.overruled[key]  # its source has said something newer since
+        if self.overruled:  # what the decisions would have been without the resolutions
+            held = knowledge + [
+                i for i in self.overruled.values() if i["knowledge_type"] in THINK_INTERESTS
+            ]
+            before = assess(proposals, held, base=tuple(self.base))
+            changed = sum(
+                a.decision != b.decision for a, b in zip(assessments, before, strict=True)
+            )
+            self.conflict_effect["assessments_with_overruled_inputs"] += len(assessments)
+            self.conflict_effect["decisions_changed"] += changed
         drafts = decision_outcomes(assessments, known=self.known(["decision_outcome"], own=True))
         drafts += risk_patterns(assessments)
         self.publish(commit, drafts)
         self.predictions = {a.proposal_id: a.predicted_success for a in assessments}
         self.last_decisions = Counter(a.decision for a in assessments)
         self.decisions.update(self.last_decisions)
+        self._snapshot = snap
 
     def state_document(self) -> dict[str, Any]:
         doc = super().state_document()
         doc["decisions"] = dict(self.last_decisions)
+        doc["base"] = {"successes": self.base[0], "samples": self.base[1]}
+        doc["conflict_effect"] = dict(self.conflict_effect)
         return doc
 
 
@@ -277,7 +353,8 @@ class LearningWorker(RepoWorker):
         self.context: dict[str, dict[str, str]] = {}
         self.outcomes: list[Outcome] = []
         self.outcome_counts: Counter = Counter()
-        self.scored: list[tuple[float, int]] = []  # Think's predictions from the exchange
+        # Think's predictions from the exchange, scored: (predicted, observed, commit index)
+        self.scored: list[tuple[float, int, int]] = []
 
     def work(self, commit: Commit) -> None:
         snap = self.view.snapshot(commit, self.rules())
@@ -288,8 +365,9 @@ class LearningWorker(RepoWorker):
                 self.snapshot, snap, changed_files=changed, contexts=self.context
             )
             self.outcome_counts.update(o.status for o in self.outcomes)
+            predictions = predictions_from(self.known(["decision_outcome"]))
             self.scored.extend(
-                pair_outcomes(self.outcomes, predictions_from(self.known(["decision_outcome"])))
+                (p, o, self.commits_done) for p, o in pair_outcomes(self.outcomes, predictions)
             )
             self.rates.add(self.outcomes)
         self.history.append(rule_counts(snap))

@@ -290,3 +290,45 @@ def complexity_trends(
         confidence = 0.8 if prev is not None else 0.5
         drafts.append(draft("complexity_trend", payload, confidence))
     return drafts
+
+
+_SEVERITY_RISK_SCORE = {"low": 0.3, "medium": 0.55, "high": 0.8}
+
+
+def code_risk_patterns(
+    snapshot: Snapshot, churn: Mapping[str, str], *, min_samples: int = 2
+) -> list[Draft]:
+    """Analysis's own view of risk: ``risk_pattern`` drafts per ``rule:<rule>|churn:<bucket>``
+    (the subject Think's committee uses), scored from the code alone.
+
+    ``risk_score`` is the mean over the group's issues of their severity's score (low 0.3,
+    medium 0.55, high 0.8), plus 0.1 for a high-churn file (code that changes often and is past
+    a threshold breaks more easily); levels as :func:`.think.risk_level`. ``churn`` maps a path
+    to its bucket (``unknown`` if absent). Confidence ``0.9 x samples / (samples + 5)``.
+    Think judges the same subjects from its committee, so where the two views disagree the
+    exchange detects a contradiction between them and resolves it.
+    """
+    from .think import risk_level, risk_subject  # think imports this module's peers
+
+    groups: dict[str, list[Issue]] = defaultdict(list)
+    for issue in snapshot.issues.values():
+        groups[risk_subject(issue.rule, churn.get(issue.path))].append(issue)
+    drafts = []
+    for pattern in sorted(groups):
+        group = groups[pattern]
+        if len(group) < min_samples:
+            continue
+        score = sum(_SEVERITY_RISK_SCORE[i.severity] for i in group) / len(group)
+        if pattern.endswith("|churn:high"):
+            score += 0.1
+        score = min(1.0, score)
+        worst = sum(i.severity == "high" for i in group)
+        payload = {
+            "pattern": pattern,
+            "risk_level": risk_level(score),
+            "risk_score": round(score, 4),
+            "samples": len(group),
+            "evidence": f"{len(group)} issues in code, {worst} of high severity",
+        }
+        drafts.append(draft("risk_pattern", payload, 0.9 * len(group) / (len(group) + 5)))
+    return drafts

@@ -96,3 +96,114 @@ def calibration_report(pairs: Iterable[Pair], bins: int = 10) -> dict[str, Any]:
         "ece": expected_calibration_error(checked, bins),
         "bins": [asdict(b) for b in calibration_bins(checked, bins)],
     }
+
+
+# --- Skill against the base rate --------------------------------------------------------------
+#
+# A *record* is ``(predicted, observed, step)``: ``step`` orders the decisions in time (the
+# replay's commit index at which the outcome was observed). The reference forecast of a
+# decision is the prequential base rate: the outcome rate of every record of an earlier step,
+# with a Jeffreys prior, ``(successes + 0.5) / (n + 1)`` (0.5 when nothing is known yet). It
+# never peeks at the decision's own step or later ones.
+
+Record = tuple[float, int | bool, int]
+
+
+def prequential_base_rates(records: Sequence[Record]) -> list[float]:
+    """The reference forecast of each record (same order as ``records``)."""
+    steps = sorted({step for _, _, step in records})
+    totals: dict[int, list[int]] = {step: [0, 0] for step in steps}
+    for _, outcome, step in records:
+        totals[step][0] += int(outcome)
+        totals[step][1] += 1
+    before: dict[int, float] = {}
+    successes = samples = 0
+    for step in steps:
+        before[step] = (successes + 0.5) / (samples + 1)
+        successes += totals[step][0]
+        samples += totals[step][1]
+    return [before[step] for _, _, step in records]
+
+
+def brier_skill(brier: float, reference: float) -> float:
+    """``1 - brier / reference`` (0: as good as the reference; > 0 better; < 0 worse)."""
+    return 1.0 - brier / reference if reference > 0 else 0.0
+
+
+def auc(pairs: Iterable[Pair]) -> float | None:
+    """Area under the ROC curve (ties count half); ``None`` without both outcomes."""
+    checked = sorted(_checked(pairs))
+    positives = sum(o for _, o in checked)
+    negatives = len(checked) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    rank_sum = 0.0  # sum of the (average) ranks of the positives, 1-based
+    index = 0
+    while index < len(checked):
+        end = index
+        while end + 1 < len(checked) and checked[end + 1][0] == checked[index][0]:
+            end += 1
+        average_rank = (index + end) / 2 + 1
+        rank_sum += average_rank * sum(o for _, o in checked[index : end + 1])
+        index = end + 1
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
+def _scores(records: Sequence[Record], reference: Sequence[float]) -> dict[str, float | None]:
+    pairs = [(p, o) for p, o, _ in records]
+    brier = brier_score(pairs)
+    ref = sum((b - int(o)) ** 2 for b, (_, o, _) in zip(reference, records, strict=True))
+    ref /= len(records)
+    return {
+        "brier": brier,
+        "reference_brier": ref,
+        "brier_skill": brier_skill(brier, ref),
+        "auc": auc(pairs),
+    }
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def forecast_report(
+    records: Iterable[Record],
+    *,
+    bins: int = 10,
+    resamples: int = 1000,
+    seed: int = 12,
+    level: float = 0.95,
+) -> dict[str, Any]:
+    """Brier, Brier skill against the prequential base rate, AUC, calibration bins, and
+    percentile bootstrap intervals (``resamples`` resamplings of the decisions with a seeded
+    generator; each keeps its own reference forecast, so the skill's interval reflects which
+    decisions were drawn, not a re-run of time)."""
+    import random
+
+    records = [(float(p), int(o), int(step)) for p, o, step in records]
+    pairs = [(p, o) for p, o, _ in records]
+    report = calibration_report(pairs, bins)
+    reference = prequential_base_rates(records)
+    report.update(_scores(records, reference))
+    report["reference_mean"] = sum(reference) / len(reference)
+    intervals: dict[str, list[float]] = {"brier": [], "brier_skill": [], "auc": []}
+    rng = random.Random(seed)
+    n = len(records)
+    for _ in range(resamples if n > 1 else 0):
+        drawn = [rng.randrange(n) for _ in range(n)]
+        scores = _scores([records[i] for i in drawn], [reference[i] for i in drawn])
+        for key, values in intervals.items():
+            if scores[key] is not None:
+                values.append(scores[key])
+    tail = (1 - level) / 2
+    report["ci"] = {
+        key: [_percentile(values, tail), _percentile(values, 1 - tail)] if values else None
+        for key, values in intervals.items()
+    }
+    report["ci_level"] = level
+    report["resamples"] = resamples
+    return report

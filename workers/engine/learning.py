@@ -38,7 +38,7 @@ from .calibration import (  # noqa: F401 - re-exported: Learning owns the calibr
 )
 from .dream import KIND_BY_RULE, proposal_id
 from .knowledge import Draft, draft, iter_payloads
-from .rules import Issue, raw_severity, rule_metric
+from .rules import Issue, margin_contexts, raw_severity, rule_metric
 
 EFFECTIVE_AT = 0.6
 INEFFECTIVE_BELOW = 0.3
@@ -141,6 +141,7 @@ def _context(
     context = {
         "severity": raw_severity(issue.rule, issue.metric),
         "crowd": "multi" if crowd > 1 else "single",
+        **margin_contexts(issue.rule, issue.metric),
     }
     if extra:
         context.update(extra.get(issue.path, {}))
@@ -161,8 +162,16 @@ _RECOMMENDATION = {
 }
 
 
+POOLED_CONTEXTS = ("margin", "slack")
+
+
 class FixRates:
-    """Running success counts per pattern; feed outcomes with :meth:`add` as commits replay."""
+    """Running success counts per pattern; feed outcomes with :meth:`add` as commits replay.
+
+    Besides ``rule:<rule>`` and ``rule:<rule>|<key>:<value>``, the contexts in
+    :data:`POOLED_CONTEXTS` are also counted over all rules as ``rule:*|<key>:<value>`` (a
+    margin means the same for every rule, and pooling gives the rare successes more samples).
+    """
 
     def __init__(self) -> None:
         self.counts: dict[str, list[int]] = {}  # pattern -> [successes, samples]
@@ -174,6 +183,9 @@ class FixRates:
                 continue
             patterns = [f"rule:{outcome.rule}"]
             patterns += [f"rule:{outcome.rule}|{k}:{v}" for k, v in sorted(outcome.context.items())]
+            patterns += [
+                f"rule:*|{k}:{outcome.context[k]}" for k in POOLED_CONTEXTS if k in outcome.context
+            ]
             for pattern in patterns:
                 entry = self.counts.setdefault(pattern, [0, 0])
                 entry[0] += int(success)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .analysis import Analyzer, Snapshot, complexity_trends, issue_patterns, rule_counts
-from .calibration import brier_improvement, calibration_report
+from .calibration import brier_improvement, forecast_report
 from .dream import proposal_qualities, propose
 from .gitrepo import FileStats, GitRepo
 from .knowledge import Draft, subject_of
@@ -87,7 +87,7 @@ class KnowledgeStore:
 class ReplayReport:
     exchange: bool
     commits: int
-    pairs: list[tuple[float, int]] = field(default_factory=list)
+    pairs: list[tuple[float, int, int]] = field(default_factory=list)  # (p, outcome, step)
     outcomes: dict[str, int] = field(default_factory=dict)
     published: dict[str, int] = field(default_factory=dict)
     analysis_seconds: float = 0.0
@@ -108,9 +108,13 @@ class ReplayReport:
             "rules_notes": list(self.rules_notes),
         }
         if self.pairs:
-            report = calibration_report(self.pairs)
+            report = forecast_report(self.pairs)
             report.pop("bins")
-            data["calibration"] = {k: round(v, 4) for k, v in report.items()}
+            ci = report.pop("ci")
+            data["calibration"] = {
+                k: round(v, 4) if isinstance(v, float) else v for k, v in report.items()
+            }
+            data["calibration"]["ci"] = ci
         return data
 
 
@@ -156,6 +160,7 @@ def replay(
     prev: Snapshot | None = None
     prev_context: dict[str, dict[str, str]] = {}
     predictions: dict[str, float] = {}
+    base = [0, 0]  # successes, samples of Think's own predictions (known in both modes)
     stats: dict[str, FileStats] = {}
     for index, commit in enumerate(commits):
         if index == 0:
@@ -176,7 +181,10 @@ def replay(
             outcomes = observe(prev, snap, changed_files=changed, contexts=prev_context)
             for o in outcomes:
                 report.outcomes[o.status] = report.outcomes.get(o.status, 0) + 1
-            report.pairs.extend(pair_outcomes(outcomes, predictions))
+            scored = pair_outcomes(outcomes, predictions)
+            report.pairs.extend((p, o, index) for p, o in scored)
+            base[0] += sum(o for _, o in scored)  # Think observes its own outcomes
+            base[1] += len(scored)
             rates.add(outcomes)
             store.publish("learning", successful_fixes(outcomes))
         history.append(rule_counts(snap))
@@ -195,7 +203,7 @@ def replay(
         store.publish("recall", context_enrichments(recalled, known=received))
         store.publish("recall", knowledge_retrievals(recalled))
 
-        assessments = assess(proposals, store.for_worker("think"))
+        assessments = assess(proposals, store.for_worker("think"), base=(base[0], base[1]))
         own = store.for_worker("think", ["decision_outcome"])
         store.publish("think", decision_outcomes(assessments, known=own))
         store.publish("think", risk_patterns(assessments))
@@ -225,7 +233,9 @@ def compare(repo: GitRepo, *, max_commits: int | None = None, first_parent: bool
         "with_exchange": with_.summary(),
     }
     if without.pairs and with_.pairs:
-        result["brier_improvement"] = round(brier_improvement(with_.pairs, without.pairs), 4)
+        result["brier_improvement"] = round(
+            brier_improvement([p[:2] for p in with_.pairs], [p[:2] for p in without.pairs]), 4
+        )
     return result
 
 

@@ -255,6 +255,20 @@ def raw_severity(rule: str, metric: float) -> str:
     return _DEFAULT_RULES.severity(rule, metric)
 
 
+def margin_contexts(rule: str, metric: float) -> dict[str, str]:
+    """How far past the *default* threshold an issue is (retune-independent, like
+    :func:`raw_severity`): ``margin`` by ratio (edge < 1.15 <= near < 1.5 <= mid < 2 <= far; a
+    count rule's ratio is its count) and ``slack`` by distance (``s1`` <= 1 < ``s3`` <= 3 <
+    ``s10`` <= 10 < ``big``). An issue one line, branch or argument past its threshold is the
+    likeliest to be cleared by the next change of its function."""
+    limit = _DEFAULT_RULES.threshold(rule) if rule in RULE_SPECS else 0.0
+    ratio = metric / limit if limit > 0 else metric
+    distance = metric - limit
+    margin = "edge" if ratio < 1.15 else "near" if ratio < 1.5 else "mid" if ratio < 2 else "far"
+    slack = "s1" if distance <= 1 else "s3" if distance <= 3 else "s10" if distance <= 10 else "big"
+    return {"margin": margin, "slack": slack}
+
+
 def evaluate_units(units: Iterable[UnitMetrics], path: str, rules: Rules) -> list[Issue]:
     """All issues of the given units of one file, in unit order then rule order."""
     issues: list[Issue] = []

@@ -5,22 +5,27 @@
 - **impact** is Dream's expected impact;
 - **risk** estimates how likely a change there is to break something.
 
-Prediction (the number whose calibration the product measures with the Brier score):
+Prediction (the number whose calibration the product measures: Brier skill against the base
+rate, AUC, calibration) is a shrunk log-odds model anchored on the base rate:
 
-1. No learned knowledge: a rule-generic prior, ``prior`` (0.5) shifted by severity (low +0.05,
-   high -0.05: an issue just past its threshold is easier to clear); or, if a received
-   ``proposal_quality`` item for (kind, rule) carries a ``success_rate``, that rate.
-   Severity here is always the default rules' grading (:func:`.rules.raw_severity`), so a
-   retune does not change predictions.
-2. With ``learned_pattern`` items: the pooled fix rate of all rule-level patterns (shrunk toward
-   the prior with ``pool_strength`` pseudo-samples); the rule's own rate shrunk toward the pooled
-   rate (``rule_strength``); then each context pattern ``rule:R|key:value`` known for the
-   proposal (severity, crowd, churn, ...) moves the log-odds by ``context_weight`` x (its
-   shrunk log-odds - the rule's) - a damped naive-Bayes combination. A rule without its own
-   pattern uses the pooled rate (averaged with a ``proposal_quality`` success rate if any).
-   ``issue_pattern`` items tell how many issues the target has (the ``crowd`` context);
-   ``context_enrichment`` items supply churn/age when Recall's contexts are not passed in.
-3. The result is clipped to [0.02, 0.98].
+1. ``b``, the base rate: Think's own past outcomes (``base`` = successes, samples of the
+   proposals it predicted, which it observes itself), with a Jeffreys prior,
+   ``(successes + 0.5) / (samples + 1)``; without ``base``, the pooled ``rule:<rule>`` fix rates
+   of the ``learned_pattern`` items received. This is all Think knows without exchange, and then
+   its forecast *is* the base rate.
+2. Each piece of received evidence about the proposal, a ``learned_pattern`` ``P`` with ``n``
+   samples and success rate ``r`` (the rule's own ``rule:<rule>``; the pooled margins
+   ``rule:*|margin:<m>`` and ``rule:*|slack:<s>``, see :func:`.rules.margin_contexts`), moves
+   the log-odds by ``logit((r n + strength b) / (n + strength)) - logit(b)``: its rate shrunk
+   toward ``b`` with ``strength`` pseudo-samples (a Beta prior centred on the base rate). The
+   forecast's log-odds are ``logit(b)`` + ``weight`` x the *mean* of these shifts (the
+   features overlap: a naive-Bayes sum would count the same evidence two or three times).
+   Thin evidence (small ``n``) moves nothing, so the forecast falls back to the base rate by
+   construction.
+3. The result is clipped to ``clip``.
+
+The features and the two constants were chosen on one repository (flask, see docs/workers.md)
+and evaluated on others.
 
 Decision, with ``utility = p * impact - (1 - p) * risk`` and ``strength`` = samples / (samples
 + rule_strength) of the rule's learned pattern (0 without knowledge):
@@ -43,9 +48,8 @@ from typing import Any
 from .dream import Proposal
 from .knowledge import Draft, draft, iter_payloads
 from .recall import Context, context_index
-from .rules import raw_severity
+from .rules import margin_contexts, raw_severity
 
-_SEVERITY_SHIFT = {"low": 0.05, "medium": 0.0, "high": -0.05}
 _KIND_RISK = {
     "extract_function": 0.2,
     "simplify_conditionals": 0.25,
@@ -64,13 +68,12 @@ _SEVERITY_RISK = {"low": 0.0, "medium": 0.05, "high": 0.1}
 class ThinkConfig:
     """Tunables of the committee (defaults documented in the module docstring)."""
 
-    prior: float = 0.5
-    pool_strength: float = 4.0
-    rule_strength: float = 10.0
-    context_strength: float = 20.0
-    context_weight: float = 0.6
-    contexts: tuple[str, ...] = ("severity", "crowd", "churn")
-    clip: tuple[float, float] = (0.02, 0.98)
+    strength: float = 20.0
+    weight: float = 1.0
+    min_samples: int = 3
+    features: tuple[str, ...] = ("rule:{rule}", "rule:*|margin:{margin}", "rule:*|slack:{slack}")
+    rule_strength: float = 10.0  # evidence strength of the rule's pattern, for the decision
+    clip: tuple[float, float] = (0.001, 0.98)
     execute_min_p: float = 0.6
     execute_max_risk: float = 0.4
     execute_min_strength: float = 0.5
@@ -110,8 +113,11 @@ def _sigmoid(x: float) -> float:
 class ThinkModel:
     """What Think learned from received knowledge; build with :meth:`from_knowledge`."""
 
-    def __init__(self, config: ThinkConfig | None = None) -> None:
+    def __init__(
+        self, config: ThinkConfig | None = None, base: tuple[float, float] | None = None
+    ) -> None:
         self.config = config or ThinkConfig()
+        self.base = base
         self.learned: dict[str, tuple[float, int]] = {}
         self.quality_rate: dict[tuple[str, str], float] = {}
         self.fixes: dict[tuple[str, str], int] = {}
@@ -121,9 +127,12 @@ class ThinkModel:
 
     @classmethod
     def from_knowledge(
-        cls, knowledge: Iterable[Any], config: ThinkConfig | None = None
+        cls,
+        knowledge: Iterable[Any],
+        config: ThinkConfig | None = None,
+        base: tuple[float, float] | None = None,
     ) -> ThinkModel:
-        model = cls(config)
+        model = cls(config, base)
         items = list(knowledge)
         for payload, _ in iter_payloads(items, "learned_pattern"):
             pattern = str(payload.get("pattern", ""))
@@ -153,18 +162,17 @@ class ThinkModel:
         model.targets = context_index(items)
         return model
 
-    @property
-    def has_learned(self) -> bool:
-        return any(p.startswith("rule:") and "|" not in p for p in self.learned)
-
-    def pooled_rate(self) -> float:
-        cfg = self.config
-        successes = samples = 0.0
-        for pattern, (rate, n) in self.learned.items():
-            if pattern.startswith("rule:") and "|" not in pattern:
-                successes += rate * n
-                samples += n
-        return (successes + cfg.prior * cfg.pool_strength) / (samples + cfg.pool_strength)
+    def base_rate(self) -> float:
+        """``b``: Think's own outcomes if given, else the pooled received rule fix rates."""
+        if self.base is not None:
+            successes, samples = self.base
+        else:
+            successes = samples = 0.0
+            for pattern, (rate, n) in self.learned.items():
+                if pattern.startswith("rule:") and "|" not in pattern:
+                    successes += rate * n
+                    samples += n
+        return (successes + 0.5) / (samples + 1.0)
 
     def predict(
         self, rule: str, kind: str, severity: str, context: Mapping[str, str]
@@ -172,34 +180,27 @@ class ThinkModel:
         """``(probability of a clean fix, evidence strength 0..1, reasons)``."""
         cfg = self.config
         low, high = cfg.clip
-        learned_rule = self.learned.get(f"rule:{rule}")
-        if not self.has_learned:
-            quality = self.quality_rate.get((kind, rule))
-            if quality is not None:
-                return min(high, max(low, quality)), 0.2, [f"proposal quality rate {quality:.2f}"]
-            p = cfg.prior + _SEVERITY_SHIFT.get(severity, 0.0)
-            return min(high, max(low, p)), 0.0, ["prior (no learned knowledge)"]
-        pooled = self.pooled_rate()
-        reasons = [f"pooled fix rate {pooled:.2f}"]
-        strength = 0.0
-        if learned_rule is not None:
-            rate, n = learned_rule
-            p_rule = (rate * n + pooled * cfg.rule_strength) / (n + cfg.rule_strength)
-            strength = n / (n + cfg.rule_strength)
-            reasons.append(f"rule fix rate {rate:.2f} (n={n})")
-        else:
-            quality = self.quality_rate.get((kind, rule))
-            p_rule = pooled if quality is None else 0.5 * (pooled + quality)
-        log_odds = _logit(p_rule)
-        for key in cfg.contexts:
-            value = context.get(key)
-            stats = self.learned.get(f"rule:{rule}|{key}:{value}") if value else None
-            if stats is None:
+        base = self.base_rate()
+        reasons = [f"base rate {base:.3f}"]
+        shifts = []
+        values = {"rule": rule, **context}
+        for feature in cfg.features:
+            try:
+                pattern = feature.format(**values)
+            except KeyError:
+                continue
+            stats = self.learned.get(pattern)
+            if stats is None or stats[1] < cfg.min_samples:
                 continue
             rate, n = stats
-            p_ctx = (rate * n + p_rule * cfg.context_strength) / (n + cfg.context_strength)
-            log_odds += cfg.context_weight * (_logit(p_ctx) - _logit(p_rule))
-            reasons.append(f"{key}={value}: {rate:.2f} (n={n})")
+            shrunk = (rate * n + base * cfg.strength) / (n + cfg.strength)
+            shifts.append(_logit(shrunk) - _logit(base))
+            reasons.append(f"{pattern}: {rate:.3f} (n={n})")
+        log_odds = _logit(base)
+        if shifts:  # the mean, not the sum: the features overlap (a naive sum overcounts)
+            log_odds += cfg.weight * sum(shifts) / len(shifts)
+        learned_rule = self.learned.get(f"rule:{rule}")
+        strength = learned_rule[1] / (learned_rule[1] + cfg.rule_strength) if learned_rule else 0.0
         return min(high, max(low, _sigmoid(log_odds))), strength, reasons
 
 
@@ -220,6 +221,7 @@ def _context_for(
         context.update(given)
     context["severity"] = raw_severity(proposal.rule, proposal.metric)
     context["crowd"] = "multi" if crowd > 1 else "single"
+    context.update(margin_contexts(proposal.rule, proposal.metric))
     return context
 
 
@@ -229,14 +231,17 @@ def assess(
     *,
     contexts: Mapping[str, Context | Mapping[str, str]] | None = None,
     config: ThinkConfig | None = None,
+    base: tuple[float, float] | None = None,
 ) -> list[Assessment]:
     """Score and decide every proposal (input order kept).
 
     ``contexts`` maps proposal id to Recall's :class:`Context` (or plain buckets such as
-    ``{"churn": "high"}``); ``knowledge`` is any received items (see :mod:`.knowledge`).
+    ``{"churn": "high"}``); ``knowledge`` is any received items (see :mod:`.knowledge`);
+    ``base`` is ``(successes, samples)`` of Think's own past outcomes (the base rate of the
+    module docstring).
     """
     proposals = list(proposals)
-    model = ThinkModel.from_knowledge(knowledge, config)
+    model = ThinkModel.from_knowledge(knowledge, config, base)
     cfg = model.config
     per_target: dict[str, set[str]] = defaultdict(set)
     for proposal in proposals:
@@ -293,10 +298,15 @@ def _risk(proposal: Proposal, context: Mapping[str, str], model: ThinkModel) -> 
     risk += _SEVERITY_RISK.get(proposal.severity, 0.0)
     if context.get("crowd") == "multi":
         risk += 0.1
-    learned = model.risk.get(f"rule:{proposal.rule}|churn:{context.get('churn', 'unknown')}")
+    learned = model.risk.get(risk_subject(proposal.rule, context.get("churn")))
     if learned is not None:
         risk = 0.5 * risk + 0.5 * learned
     return min(1.0, max(0.0, risk))
+
+
+def risk_subject(rule: str, churn: str | None) -> str:
+    """The subject of a ``risk_pattern`` (Think's and Analysis's views share it)."""
+    return f"rule:{rule}|churn:{churn or 'unknown'}"
 
 
 def risk_level(score: float) -> str:
@@ -365,7 +375,7 @@ def risk_patterns(assessments: Iterable[Assessment], *, min_samples: int = 1) ->
     """
     groups: dict[str, list[Assessment]] = defaultdict(list)
     for a in assessments:
-        groups[f"rule:{a.rule}|churn:{a.context.get('churn', 'unknown')}"].append(a)
+        groups[risk_subject(a.rule, a.context.get("churn"))].append(a)
     drafts = []
     for pattern in sorted(groups):
         group = groups[pattern]

@@ -145,6 +145,7 @@ class BaseWorker:
         self._last_sent: dict[tuple[str, str], str] = {}  # (type, subject) -> body digest
         self._subject_of: dict[str, str] = {}  # body digest -> subject
         self._watermarks: dict[tuple[str, ...], datetime] = {}
+        self._had_news = False  # the previous receive() brought knowledge
 
     # --- loop ---------------------------------------------------------------------------------
 
@@ -464,9 +465,12 @@ class BaseWorker:
             return []
         started = time.perf_counter()
         received: list[dict] = []
-        peek = getattr(self.transport, "inbox_may_have_news", None)
+        # The cheap look pays when the inbox is usually empty (an idle worker); right after a
+        # read that brought news, the next read is likely to bring news too: skip the look.
+        peek = None if self._had_news else getattr(self.transport, "inbox_may_have_news", None)
         try:
             if peek is not None and not peek():
+                self._had_news = False
                 return received
             for _ in range(max_pages):
                 page = self.transport.receive(limit)
@@ -486,6 +490,7 @@ class BaseWorker:
                     self.transport.ack(page["ack"])
                 if page.get("next") is None or page["ack"] <= page.get("position", -1):
                     break
+            self._had_news = bool(received)
         finally:
             self.stats.reception_seconds += time.perf_counter() - started
         return received
@@ -501,15 +506,19 @@ class BaseWorker:
         self._last_sent.clear()
 
     def process_received_knowledge(self, knowledge: list[dict]) -> None:
-        """Route each received item to the model it updates (ORIGINAL_PLAN.md Day 1)."""
+        """Route the received items to the models they update (ORIGINAL_PLAN.md Day 1), in
+        batches: each hook is called once per page with all of its items, in arrival order."""
+        batches: dict[str, list[dict]] = {}
         for item in knowledge:
-            knowledge_type = item.get("knowledge_type")
+            knowledge_type = str(item.get("knowledge_type"))
             self.remember(item)
-            route = ROUTES.get(str(knowledge_type))
+            route = ROUTES.get(knowledge_type)
             if route is not None:
-                getattr(self, route)([item])
+                batches.setdefault(route, []).append(item)
             self.stats.received += 1
-            self.stats.received_by_type[str(knowledge_type)] += 1
+            self.stats.received_by_type[knowledge_type] += 1
+        for route, items in batches.items():
+            getattr(self, route)(items)
 
     def _update_risk_model(self, items: list[dict]) -> None:
         """``risk_pattern`` received."""

@@ -47,6 +47,19 @@ def test_replay_through_the_exchange_reproduces_the_engine_with_exchange(repo_bu
     assert workers["analysis"]["received_by_type"]["learned_pattern"] > 0
     assert 0 < report["reception_overhead"]["ratio"] < 1
     assert Project.objects.get().last_analysed_commit == report["last_commit"]
+    # Skill against the base rate, discrimination and intervals are in the report.
+    for key in ("base_rate", "brier_skill", "auc", "reference_brier", "calibration"):
+        assert quality[key] is not None, key
+    low, high = quality["ci"]["brier_skill"]
+    assert low <= quality["brier_skill"] <= high
+    # The fleet disagrees: Analysis's view of risk (from the code) and Think's (from its
+    # committee) on the same subject are contradictions the exchange detects.
+    conflicts = report["conflicts"]
+    assert conflicts["stored"] > 0
+    assert conflicts["by_knowledge_type"] == {"risk_pattern": conflicts["stored"]}
+    assert conflicts["by_classification"].get("contradiction", 0) > 0
+    assert conflicts["seen_by_workers"] > 0
+    assert conflicts["effect_on_think"]["conflict_detected"] > 0
     # Only what changed was broadcast: fewer items than the engine published.
     assert sum(w["broadcast"] for w in workers.values()) < sum(reference.published.values())
 
@@ -65,8 +78,12 @@ def test_replay_without_exchange_is_the_engines_baseline(repo_builder):
         ).count()
         == 0
     )
-    # The exchange is what makes Think better calibrated on this history.
-    assert with_["calibration"]["brier"] <= 0.9 * without["calibration"]["brier"]
+    # Without exchange Think forecasts the base rate of its own past outcomes: the reference.
+    quality = report["decision_quality"]
+    assert quality["brier_skill"] == pytest.approx(0.0, abs=0.005)
+    assert quality["brier"] == pytest.approx(quality["reference_brier"], abs=0.001)
+    # The exchange (Learning's fix rates by rule and margin) is what gives Think skill.
+    assert with_["calibration"]["brier_skill"] > without["calibration"]["brier_skill"] + 0.02
 
 
 def test_a_restarted_worker_does_not_broadcast_again(history_repo):

@@ -85,7 +85,12 @@ def test_replay_history_compare_on_fresh_databases(history_repo, tmp_path):
         report["with_exchange"]["items_before"] == report["without_exchange"]["items_before"] == 0
     )
     comparison = report["comparison"]
-    assert comparison["brier_improvement"] >= 0.10
+    # Both modes forecast from the base rate; the exchange adds skill against it.
+    assert (
+        comparison["with_exchange"]["brier_skill"] > comparison["without_exchange"]["brier_skill"]
+    )
+    assert comparison["skill_gain"] > 0
+    assert comparison["without_exchange"]["base_rate"] == comparison["with_exchange"]["base_rate"]
     assert (tmp_path / "r.sqlite3.exchange").exists() and (
         tmp_path / "r.sqlite3.no-exchange"
     ).exists()

@@ -96,7 +96,12 @@ def test_observed_outcomes_of_a_real_commit(two_commits):
     assert fixed.proposal_id == proposal_id(
         "extract_function", fingerprint("long_function", "pkg/a.py", "fixed")
     )
-    assert fixed.context == {"severity": "low", "crowd": "single"}
+    assert fixed.context == {
+        "severity": "low",
+        "crowd": "single",
+        "margin": "near",
+        "slack": "s10",
+    }
 
 
 def test_changed_files_are_only_a_fast_path(two_commits):

@@ -6,12 +6,11 @@ import random
 
 import pytest
 
-from workers.engine.calibration import brier_improvement, brier_score
+from workers.engine.calibration import auc, brier_score, brier_skill
 from workers.engine.dream import KIND_BY_RULE, Proposal, proposal_id
 from workers.engine.knowledge import Draft, validate_payload
 from workers.engine.learning import FixRates, Outcome
-from workers.engine.recall import Context
-from workers.engine.rules import fingerprint
+from workers.engine.rules import fingerprint, margin_contexts
 from workers.engine.think import ThinkConfig, assess, decision_outcomes, risk_patterns
 
 THRESHOLD = {"long_function": 50, "high_complexity": 10, "bare_except": 0}
@@ -53,57 +52,55 @@ def learned(pattern: str, rate: float, samples: int) -> Draft:
     )
 
 
-def test_without_knowledge_the_prior_is_used_and_nothing_is_executed_or_rejected():
+def test_without_knowledge_the_forecast_is_the_base_rate():
     proposals = [make_proposal("long_function", s, name=s) for s in ("low", "medium", "high")]
-    verdicts = assess(proposals)
-    assert [a.predicted_success for a in verdicts] == [0.55, 0.5, 0.45]
+    verdicts = assess(proposals, base=(3, 99))  # Think saw 3 fixes in 99 of its own outcomes
+    assert [a.predicted_success for a in verdicts] == [0.035] * 3  # (3 + 0.5) / (99 + 1)
     assert {a.evidence for a in verdicts} == {0.0}
     assert {a.decision for a in verdicts} <= {"approve", "defer"}
+    # nothing known at all: the Jeffreys prior's 0.5
+    assert {a.predicted_success for a in assess(proposals)} == {0.5}
 
 
-def test_learned_fix_rates_drive_the_prediction():
+def test_learned_fix_rates_move_the_forecast_from_the_base_rate():
     proposal = make_proposal("long_function", "medium")
-    knowledge = [learned("rule:long_function", 0.1, 1000), learned("rule:bare_except", 0.8, 10)]
-    [verdict] = assess([proposal], knowledge)
-    assert verdict.predicted_success == pytest.approx(0.1, abs=0.01)
+    base = (10, 200)
+    b = 10.5 / 201
+
+    def forecast(rate: float, samples: int) -> float:
+        [verdict] = assess([proposal], [learned("rule:long_function", rate, samples)], base=base)
+        return verdict.predicted_success
+
+    assert b < forecast(0.2, 1000) < 0.2  # moved toward the rule's rate, damped
+    assert forecast(0.01, 1000) < b
+    assert forecast(0.2, 2) == pytest.approx(b, abs=1e-4)  # below min_samples: ignored
+    assert b < forecast(0.2, 5) < forecast(0.2, 50)  # thin evidence is shrunk to the base rate
+    [verdict] = assess([proposal], [learned("rule:long_function", 0.2, 1000)], base=base)
     assert verdict.evidence == pytest.approx(1000 / 1010, abs=1e-4)
-    # an unseen rule falls back to the pooled rate of all rules
-    [other] = assess([make_proposal("high_complexity", "medium")], knowledge)
-    pooled = (0.1 * 1000 + 0.8 * 10 + 0.5 * 4) / 1014
-    assert other.predicted_success == pytest.approx(pooled, abs=1e-4)
+    # an unseen rule stays at the base rate
+    [other] = assess(
+        [make_proposal("high_complexity", "medium")],
+        [learned("rule:long_function", 0.2, 1000)],
+        base=base,
+    )
+    assert other.predicted_success == pytest.approx(b, abs=1e-4)
     assert other.evidence == 0
 
 
-def test_context_patterns_move_the_prediction():
+def test_pooled_margin_patterns_move_the_forecast():
     knowledge = [
-        learned("rule:long_function", 0.2, 400),
-        learned("rule:long_function|churn:high", 0.05, 200),
-        learned("rule:long_function|churn:low", 0.35, 200),
+        learned("rule:*|margin:near", 0.15, 300),
+        learned("rule:*|margin:far", 0.005, 300),
+        learned("rule:*|slack:s10", 0.1, 300),
+        learned("rule:*|slack:big", 0.005, 300),
     ]
-    hot, cold, unknown = (
-        make_proposal("long_function", "medium", name=n) for n in ("hot", "cold", "unknown")
-    )
-    contexts = {
-        hot.id: {"churn": "high"},
-        cold.id: Context(
-            proposal_id=cold.id,
-            target=cold.target,
-            rule=cold.rule,
-            churn=1,
-            age_days=3.0,
-            past_fixes=0,
-            target_fixes=0,
-            fix_rate=None,
-            fix_samples=0,
-            track_record="unknown",
-        ),
-    }
-    verdicts = {a.target: a for a in assess([hot, cold, unknown], knowledge, contexts=contexts)}
-    p_hot = verdicts["m.py::hot"].predicted_success
-    p_cold = verdicts["m.py::cold"].predicted_success
-    p_unknown = verdicts["m.py::unknown"].predicted_success
-    assert p_hot < p_unknown < p_cold
-    assert verdicts["m.py::cold"].context["churn"] == "low"
+    near = make_proposal("long_function", "low", name="near")  # 60 lines vs 50
+    far = make_proposal("long_function", "high", name="far")  # 120 lines
+    verdicts = {a.target: a for a in assess([near, far], knowledge, base=(20, 600))}
+    b = 20.5 / 601
+    assert verdicts["m.py::near"].context["margin"] == "near"
+    assert verdicts["m.py::far"].context["margin"] == "far"
+    assert verdicts["m.py::far"].predicted_success < b < verdicts["m.py::near"].predicted_success
 
 
 def test_received_issue_patterns_and_enrichments_supply_context():
@@ -120,9 +117,10 @@ def test_received_issue_patterns_and_enrichments_supply_context():
         Draft("context_enrichment", {"target": "m.py::f", "aspect": "churn", "value": "high"}, 0.9),
     ]
     [verdict] = assess([proposal], knowledge)
-    assert verdict.context == {"churn": "high", "severity": "medium", "crowd": "multi"}
+    margin = {"margin": "mid", "slack": "big"}  # 90 lines vs 50
+    assert verdict.context == {"churn": "high", "severity": "medium", "crowd": "multi", **margin}
     [alone] = assess([proposal])
-    assert alone.context == {"severity": "medium", "crowd": "single"}
+    assert alone.context == {"severity": "medium", "crowd": "single", **margin}
     assert verdict.risk > alone.risk
 
 
@@ -151,13 +149,13 @@ def test_decision_and_risk_payloads_meet_the_contract():
 
 # Ground truth of the synthetic world: P(clean fix | the function is changed).
 TRUTH = {
-    ("long_function", "low"): 0.30,
-    ("long_function", "medium"): 0.15,
-    ("long_function", "high"): 0.05,
-    ("high_complexity", "low"): 0.35,
-    ("high_complexity", "medium"): 0.2,
-    ("high_complexity", "high"): 0.1,
-    ("bare_except", "medium"): 0.75,
+    ("long_function", "low"): 0.12,
+    ("long_function", "medium"): 0.04,
+    ("long_function", "high"): 0.01,
+    ("high_complexity", "low"): 0.2,
+    ("high_complexity", "medium"): 0.06,
+    ("high_complexity", "high"): 0.02,
+    ("bare_except", "medium"): 0.3,
 }
 
 
@@ -165,58 +163,52 @@ def synthetic_world(rng: random.Random, count: int):
     cases = []
     for i in range(count):
         rule, severity = rng.choice(sorted(TRUTH))
-        churn = rng.choice(["low", "medium", "high"])
-        p = TRUTH[(rule, severity)] * (0.6 if churn == "high" else 1.0)
         proposal = make_proposal(rule, severity, name=f"f{i}")
-        cases.append((proposal, churn, rng.random() < p))
+        cases.append((proposal, rng.random() < TRUTH[(rule, severity)]))
     return cases
 
 
-def test_knowledge_improves_calibration_by_more_than_ten_percent():
-    rng = random.Random(20240607)
-    training, evaluation = synthetic_world(rng, 600), synthetic_world(rng, 600)
-    rates = FixRates()
-    rates.add(
-        Outcome(
-            fingerprint=p.fingerprint,
-            rule=p.rule,
-            path=p.path,
-            qualname=p.qualname,
-            status="fixed" if fixed else "persisted",
-            severity=p.severity,
-            metric_before=p.metric,
-            metric_after=None,
-            proposal_id=p.id,
-            context={"severity": p.severity, "churn": churn, "crowd": "single"},
-        )
-        for p, churn, fixed in training
+def outcome_of(proposal: Proposal, fixed: bool) -> Outcome:
+    return Outcome(
+        fingerprint=proposal.fingerprint,
+        rule=proposal.rule,
+        path=proposal.path,
+        qualname=proposal.qualname,
+        status="fixed" if fixed else "persisted",
+        severity=proposal.severity,
+        metric_before=proposal.metric,
+        metric_after=None,
+        proposal_id=proposal.id,
+        context={"crowd": "single", **margin_contexts(proposal.rule, proposal.metric)},
     )
+
+
+def test_knowledge_beats_the_base_rate_and_stays_calibrated():
+    rng = random.Random(20240607)
+    training, evaluation = synthetic_world(rng, 1500), synthetic_world(rng, 1500)
+    rates = FixRates()
+    rates.add(outcome_of(p, fixed) for p, fixed in training)
     knowledge = rates.learned_patterns()
-    contexts = {p.id: {"churn": churn} for p, churn, _ in evaluation}
-    proposals = [p for p, _, _ in evaluation]
-    truth = {p.id: int(fixed) for p, _, fixed in evaluation}
+    base = (sum(fixed for _, fixed in training), len(training))
+    proposals = [p for p, _ in evaluation]
+    truth = {p.id: int(fixed) for p, fixed in evaluation}
     informed = [
-        (a.predicted_success, truth[a.proposal_id])
-        for a in assess(proposals, knowledge, contexts=contexts)
+        (a.predicted_success, truth[a.proposal_id]) for a in assess(proposals, knowledge, base=base)
     ]
-    blind = [
-        (a.predicted_success, truth[a.proposal_id])
-        for a in assess(proposals, [], contexts=contexts)
-    ]
-    assert brier_score(blind) > 0.2
-    assert brier_improvement(informed, blind) >= 0.10
-    # and the learned model is not overconfident: close to the best possible (true p) score
-    oracle = [
-        (TRUTH[(p.rule, p.severity)] * (0.6 if churn == "high" else 1.0), int(fixed))
-        for p, churn, fixed in evaluation
-    ]
-    assert brier_score(informed) <= brier_score(oracle) + 0.01
+    blind = [(a.predicted_success, truth[a.proposal_id]) for a in assess(proposals, base=base)]
+    assert len({p for p, _ in blind}) == 1  # without knowledge: the base rate
+    assert brier_skill(brier_score(informed), brier_score(blind)) >= 0.05
+    assert auc(informed) >= 0.7
+    assert brier_skill(brier_score(informed), brier_score(blind)) >= 0.05
+    oracle = [(TRUTH[(p.rule, p.severity)], int(fixed)) for p, fixed in evaluation]
+    assert brier_score(informed) <= brier_score(oracle) + 0.005
 
 
 def test_config_is_honoured():
     proposal = make_proposal("long_function", "medium")
-    [verdict] = assess([proposal], config=ThinkConfig(prior=0.3))
-    assert verdict.predicted_success == 0.3
+    knowledge = [learned("rule:long_function", 0.3, 1000)]
+    [verdict] = assess([proposal], knowledge, base=(1, 99), config=ThinkConfig(weight=0.0))
+    assert verdict.predicted_success == 0.015
 
 
 def test_unchanged_decisions_are_not_repeated():
@@ -229,18 +221,8 @@ def test_unchanged_decisions_are_not_repeated():
     assert [d.payload["decision"] for d in changed] == ["reject", "reject"]
 
 
-def test_proposal_quality_rate_and_past_fixes_are_used_without_learned_patterns():
+def test_past_fixes_allow_execution_without_learned_patterns():
     proposal = make_proposal("bare_except", "medium")
-    quality = Draft(
-        "proposal_quality",
-        {
-            "proposal_kind": "narrow_except",
-            "rule": "bare_except",
-            "quality": "high",
-            "success_rate": 0.8,
-        },
-        0.8,
-    )
     fixes = [
         Draft(
             "successful_fix",
@@ -249,8 +231,8 @@ def test_proposal_quality_rate_and_past_fixes_are_used_without_learned_patterns(
         )
         for i in range(2)
     ]
-    [by_quality] = assess([proposal], [quality])
-    assert by_quality.predicted_success == 0.8
-    assert by_quality.decision == "approve"
-    [with_fixes] = assess([proposal], [quality, *fixes])
+    [alone] = assess([proposal], base=(80, 99))
+    assert alone.predicted_success == 0.805
+    assert alone.decision == "approve"
+    [with_fixes] = assess([proposal], fixes, base=(80, 99))
     assert with_fixes.decision == "execute"

@@ -125,9 +125,16 @@ class Command(BaseCommand):
 def _quality_line(q: dict) -> str:
     if not q.get("n"):
         return "no scored predictions"
+    ci = q.get("ci") or {}
+
+    def interval(key: str) -> str:
+        return f" [{ci[key][0]:+.3f}, {ci[key][1]:+.3f}]" if ci.get(key) else ""
+
+    auc = "n/a" if q.get("auc") is None else f"{q['auc']:.3f}{interval('auc')}"
     return (
-        f"Brier {q['brier']:.4f}  accuracy {q['accuracy']:.3f}  ECE {q['ece']:.4f}  "
-        f"n={q['n']}  base rate {q['base_rate']:.3f}"
+        f"Brier {q['brier']:.4f} (base-rate forecast {q['reference_brier']:.4f})  "
+        f"skill {q['brier_skill']:+.3f}{interval('brier_skill')}  AUC {auc}  "
+        f"ECE {q['ece']:.4f}  n={q['n']}  base rate {q['base_rate']:.3f}"
     )
 
 
@@ -143,10 +150,10 @@ def render(report: dict) -> str:
         ]
         lines.append(f"with exchange:    {_quality_line(c['with_exchange'])}")
         lines.append(f"without exchange: {_quality_line(c['without_exchange'])}")
-        if "brier_improvement" in c:
+        if "skill_gain" in c:
             lines.append(
-                f"Brier improvement {100 * c['brier_improvement']:.1f}%  "
-                f"accuracy gain {100 * c['accuracy_gain']:+.1f} points"
+                f"skill gained with exchange {c['skill_gain']:+.3f}  "
+                f"(Brier improvement {100 * c['brier_improvement']:.1f}%)"
             )
         return "\n".join(lines)
     mode = "with exchange" if report["exchange"] else "WITHOUT exchange"

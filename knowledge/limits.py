@@ -1,0 +1,292 @@
+"""Rate limits, long polls in flight and login attempts, counted on the shared cache.
+
+Every limit is a key of ``KNOWLEDGE_EXCHANGE`` (docs/security.md, "Limits"); the cache is
+Redis in production, so the counts hold across every server process, and the local-memory
+cache embedded (one process). If the cache is unreachable the limits fail open: a Redis
+outage must not take the API down (the cache is configured to ignore its errors).
+
+- ``ClientRateThrottle`` / ``ScopedClientThrottle`` are DRF throttles (``REST_FRAMEWORK``'s
+  ``DEFAULT_THROTTLE_CLASSES``): per worker token, or per person for session requests, and per
+  scope (``broadcast``, ``query``). ``AddressRateThrottle`` is per client address; it runs in
+  ``knowledge.middleware.AddressThrottleMiddleware`` before authentication, so requests that
+  fail authentication are counted too.
+- They count in fixed windows with one atomic ``incr`` per request. DRF's stock throttles
+  keep a list of every request time in the window and rewrite it on each request (read,
+  filter, write: O(rate) work and lost updates between processes); at the rates a fleet
+  needs, the counter is the cheaper and exact one. The cost is that a client may send up to
+  twice the rate across a window boundary.
+- ``long_poll_slot`` caps the long polls (``GET events?wait>0``) one token has in flight.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from contextlib import contextmanager
+
+from django import forms
+from django.contrib.admin.forms import AdminAuthenticationForm
+from django.contrib.auth.forms import AuthenticationForm
+from django.core.cache import cache
+from rest_framework.exceptions import Throttled
+from rest_framework.settings import api_settings
+from rest_framework.throttling import SimpleRateThrottle
+
+from config.product import product_settings
+from identity.permissions import request_worker
+
+
+def limit(name: str, default=None):
+    """The product setting ``name`` (config/product.py), read per call so overrides apply."""
+    return getattr(product_settings(), name, default)
+
+
+def parse_rate(rate: str) -> tuple[int, int]:
+    """``"600/min"`` -> (600, 60). Raises ValueError on anything else."""
+    num, period = rate.split("/")
+    duration = {"s": 1, "m": 60, "h": 3600, "d": 86400}[period.strip()[0]]
+    return int(num), duration
+
+
+def client_address(request) -> str:
+    """The client's address: REMOTE_ADDR, or the address ``KE_TRUSTED_PROXIES`` proxies
+    in front of us put in X-Forwarded-For (DRF's ``NUM_PROXIES`` rule)."""
+    xff = request.META.get("HTTP_X_FORWARDED_FOR")
+    remote = request.META.get("REMOTE_ADDR") or "unknown"
+    proxies = api_settings.NUM_PROXIES
+    if not proxies or not xff:
+        return remote
+    hops = [part.strip() for part in xff.split(",") if part.strip()]
+    return hops[-min(proxies, len(hops))] if hops else remote
+
+
+def client_ident(request) -> str | None:
+    """Who a request counts against: its worker, or its signed-in person; None if neither."""
+    worker = request_worker(request)
+    if worker is not None:
+        return f"w{worker.pk}"
+    user = getattr(request, "user", None)
+    if user is not None and getattr(user, "is_authenticated", False) and user.pk is not None:
+        return f"u{user.pk}"
+    return None
+
+
+def count_in_window(key: str, duration: int) -> int | None:
+    """Add one to ``key``'s counter for the current ``duration``-second window and return
+    the new count (None if the cache is unreachable)."""
+    window = int(time.time() // duration)
+    full_key = f"kx:limit:{key}:{window}"
+    try:
+        return cache.incr(full_key)
+    except ValueError:  # the window's first request
+        if cache.add(full_key, 1, duration + 1):
+            return 1
+        try:
+            return cache.incr(full_key)
+        except ValueError:
+            return None
+    except Exception:  # the cache is down: fail open
+        return None
+
+
+def seconds_left_in_window(duration: int) -> int:
+    now = time.time()
+    return max(1, math.ceil((int(now // duration) + 1) * duration - now))
+
+
+class CounterThrottle(SimpleRateThrottle):
+    """A DRF throttle whose rate is ``KNOWLEDGE_EXCHANGE['throttle_rate_<scope>']`` (read on
+    every request, so a setting override applies at once; empty = no limit)."""
+
+    per = "token"
+
+    def __init__(self):  # the rate is read per request, not once
+        pass
+
+    def get_rate(self) -> str | None:
+        if not limit("throttle_enabled", True):
+            return None
+        return limit(f"throttle_rate_{self.scope}") or None
+
+    def get_ident_for(self, request, view) -> str | None:
+        raise NotImplementedError
+
+    def allow_request(self, request, view) -> bool:
+        scope = self.get_scope(request, view)
+        if scope is None:
+            return True
+        self.scope = scope
+        rate = self.get_rate()
+        ident = self.get_ident_for(request, view) if rate else None
+        if ident is None:
+            return True
+        num, duration = parse_rate(rate)
+        count = count_in_window(f"{scope}:{ident}", duration)
+        if count is None or count <= num:
+            return True
+        raise Throttled(
+            wait=seconds_left_in_window(duration),
+            detail=f"rate limit '{scope}' exceeded: {rate} per {self.per}",
+        )
+
+    def get_scope(self, request, view) -> str | None:
+        return self.scope
+
+    def wait(self):
+        return None
+
+
+class AddressRateThrottle(CounterThrottle):
+    """Every API request, per client address."""
+
+    scope = "address"
+    per = "client address"
+
+    def get_ident_for(self, request, view) -> str | None:
+        return client_address(request)
+
+
+class ClientRateThrottle(CounterThrottle):
+    """Every API request, per worker token (or per signed-in person)."""
+
+    scope = "client"
+
+    def get_ident_for(self, request, view) -> str | None:
+        return client_ident(request)
+
+
+# Routes (URL names) that have their own scope when their view does not set one.
+SCOPE_BY_ROUTE = {"broadcast": "broadcast", "broadcast-bulk": "broadcast", "query": "query"}
+
+
+class ScopedClientThrottle(ClientRateThrottle):
+    """DRF's ScopedRateThrottle on the counter: the view's ``throttle_scope``, else the
+    route's (``SCOPE_BY_ROUTE``); per worker token (or person)."""
+
+    def get_scope(self, request, view) -> str | None:
+        scope = getattr(view, "throttle_scope", None)
+        if scope is None:
+            match = getattr(request, "resolver_match", None)
+            scope = SCOPE_BY_ROUTE.get(match.url_name) if match else None
+        return scope
+
+
+# --- Long polls in flight --------------------------------------------------------------
+
+
+def _wants_long_poll(request) -> bool:
+    try:
+        wait = float(request.GET.get("wait", 0))
+    except (TypeError, ValueError):
+        return False
+    return math.isfinite(wait) and wait > 0
+
+
+def acquire_long_poll(ident: str) -> str | None:
+    """Take one of ``ident``'s ``long_polls_per_token`` slots: the slot's key, "" when there
+    is no limit (or the cache is down), None when every slot is taken. A slot expires by
+    itself after the longest wait, so a process killed mid-poll does not leak it."""
+    cap = int(limit("long_polls_per_token", 0) or 0)
+    if cap <= 0:
+        return ""
+    ttl = int(limit("long_poll_max_wait", 30)) + 30
+    for index in range(cap):
+        key = f"kx:longpoll:{ident}:{index}"
+        added = cache.add(key, 1, ttl)
+        if added is None:  # the cache is down: fail open
+            return ""
+        if added:
+            return key
+    return None
+
+
+def release_long_poll(slot: str | None) -> None:
+    if slot:
+        cache.delete(slot)
+
+
+@contextmanager
+def long_poll_slot(request):
+    """Hold one of the caller's long-poll slots while the request waits (``wait`` > 0).
+
+    Call it around the waiting part of the events view; raises ``Throttled`` (429 with
+    ``Retry-After``) when the token already has ``long_polls_per_token`` polls in flight.
+    Async code can call ``acquire_long_poll`` / ``release_long_poll`` (through
+    ``sync_to_async``) the same way.
+    """
+    ident = client_ident(request) if _wants_long_poll(request) else None
+    slot = acquire_long_poll(ident) if ident else ""
+    if slot is None:
+        raise Throttled(
+            wait=1,
+            detail=f"at most {limit('long_polls_per_token')} long polls in flight per token",
+        )
+    try:
+        yield
+    finally:
+        release_long_poll(slot)
+
+
+# --- Login attempts ------------------------------------------------------------------------
+
+
+def _login_keys(username: str, address: str) -> tuple[str, str]:
+    return f"kx:login:{address}:{username.strip().lower()[:150]}", f"kx:login:{address}"
+
+
+def login_blocked(username: str, address: str) -> bool:
+    """True while ``username`` from ``address`` (or ``address`` for any name) has used up its
+    failed attempts for the window."""
+    pair, by_address = _login_keys(username, address)
+    return (cache.get(pair) or 0) >= int(limit("login_max_failures", 5)) or (
+        cache.get(by_address) or 0
+    ) >= int(limit("login_max_failures_per_address", 50))
+
+
+def record_login_failure(username: str, address: str) -> None:
+    window = int(limit("login_lockout_seconds", 900))
+    for key in _login_keys(username, address):
+        if not cache.add(key, 1, window):
+            try:
+                cache.incr(key)
+            except ValueError:
+                cache.add(key, 1, window)
+
+
+def clear_login_failures(username: str, address: str) -> None:
+    cache.delete(_login_keys(username, address)[0])
+
+
+class LoginThrottleMixin:
+    """For Django's login forms: after ``login_max_failures`` failed attempts for one user
+    name from one address (or ``login_max_failures_per_address`` for any name), every attempt
+    is refused, even with the right password, until ``login_lockout_seconds`` have passed
+    since the first failure. Per name *and* address, so nobody can lock a person out from
+    elsewhere."""
+
+    def clean(self):
+        username = self.cleaned_data.get("username") or ""
+        request = getattr(self, "request", None)
+        address = client_address(request) if request is not None else "unknown"
+        if login_blocked(username, address):
+            minutes = math.ceil(int(limit("login_lockout_seconds", 900)) / 60)
+            raise forms.ValidationError(
+                f"Too many failed login attempts for this account from your address. "
+                f"Try again in {minutes} minutes.",
+                code="too_many_attempts",
+            )
+        try:
+            cleaned = super().clean()
+        except forms.ValidationError:
+            record_login_failure(username, address)
+            raise
+        clear_login_failures(username, address)
+        return cleaned
+
+
+class ThrottledAdminLoginForm(LoginThrottleMixin, AdminAuthenticationForm):
+    """The admin's (and the dashboard's) login form."""
+
+
+class ThrottledLoginForm(LoginThrottleMixin, AuthenticationForm):
+    """The browsable API's login form."""
