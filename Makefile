@@ -62,7 +62,7 @@ test-browser: $(VENV)/.installed
 
 # The JS client's test dependency (ws, static/js/package-lock.json): `npm ci` once, and again
 # only when the lock file changes; offline is fine once node_modules exists. No npm: skipped
-# (the Node live tests then skip too, as the JS tests do without node).
+# (the Node live tests in static/js/tests/test_node_client.py then fail, naming `make js-deps`).
 JS_DEPS := static/js/node_modules/.package-lock.json
 $(JS_DEPS): static/js/package-lock.json
 	@if command -v npm >/dev/null 2>&1; then \

@@ -134,8 +134,8 @@ class InProcessTransport(Transport):
             raise SDKError(message, status=400, field=name)
         source = ser.validated_data.get("source")
         if source and source != self.worker_name:
-            raise SDKError(
-                f"source {source!r} is not {self.worker_name!r}", status=403, field="source"
+            raise SDKError.from_status(
+                f"source {source!r} is not {self.worker_name!r}", 403, "source"
             )
         return ser.to_input()
 
