@@ -36,10 +36,10 @@ class ProductSettings(Mapping):
     cache_enabled: bool = True
     cache_ttl: int = 300
     conflict_resolution_enabled: bool = True
-    resolution_strategy: str = "hybrid"
-    # The hybrid strategy's margin (posterior p1 - p2) above which a proposal is applied at
-    # once; tuned on the conflicts bench (docs/conflicts.md). Per type: the registry.
-    auto_resolve_threshold: float = 0.85
+    resolution_strategy: str = "truth"
+    # The probability of the winning claim (truth strategy: a calibrated posterior) at or
+    # above which a proposal is applied at once (docs/conflicts.md). Per type: the registry.
+    auto_resolve_threshold: float = 0.95
     # False = shadow mode: the engine proposes, every conflict waits for a person.
     conflict_auto_resolve: bool = True
     # Seconds a contradiction must be old before it may be auto-resolved (0 = at once);
@@ -49,6 +49,10 @@ class ProductSettings(Mapping):
     conflict_copy_detection: bool = True
     # How long the event log keeps events (the pruner applies it).
     event_retention_days: int = 30
+    # Security (docs/security.md): one review request per conflict per requester per this
+    # many seconds (0 = no limit); default write/read scopes: "open" or "registry".
+    review_request_interval: int = 600
+    scope_mode: str = "open"
     # Limits
     max_body_bytes: int = 1_048_576
     max_payload_bytes: int = 65_536
@@ -128,6 +132,10 @@ class ProductSettings(Mapping):
                     f"KNOWLEDGE_EXCHANGE[{f.name!r}]={value!r} is not a rate like 600/min "
                     f"(or empty for no limit); set by {env_name(f.name)}"
                 )
+        if self.scope_mode not in ("open", "registry"):
+            raise ImproperlyConfigured(
+                f"KNOWLEDGE_EXCHANGE['scope_mode']={self.scope_mode!r}: expected open or registry"
+            )
 
     # construction --------------------------------------------------------------------------
 

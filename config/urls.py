@@ -10,8 +10,6 @@ from knowledge.limits import ThrottledAdminLoginForm, ThrottledLoginForm
 # Failed logins are limited per user name and address (knowledge/limits.py).
 admin.site.login_form = ThrottledAdminLoginForm
 
-handler500 = "knowledge.outage.handler500"
-
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/knowledge/", include("knowledge.api.urls")),

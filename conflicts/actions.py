@@ -38,10 +38,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
-from django.db.models import F, Q
 from django.utils import timezone
 
+from config.product import product_settings
 from conflicts.choices import Actor, Classification, ConflictStatus, Decision, ItemRole
 from conflicts.engine.candidates import Candidate, Proposal, Trust
 from conflicts.engine.detection import ConflictKind, classify
@@ -63,6 +64,7 @@ from knowledge.events import lock_log_tail, publish_event
 from knowledge.hooks import StoredItem
 from knowledge.models import KnowledgeItem
 from knowledge.registry import KnowledgeType, registry
+from knowledge.visibility import event_visibility, item_audience
 
 log = logging.getLogger(__name__)
 
@@ -249,7 +251,14 @@ def _subject_items(knowledge_type: str, subject: str) -> list[KnowledgeItem]:
     # Read, not locked (see the module docstring): _lock_items before writing them.
     return list(
         KnowledgeItem.objects.select_related("source")
-        .filter(knowledge_type=knowledge_type, subject=subject, status=ItemStatus.ACTIVE)
+        .filter(
+            knowledge_type=knowledge_type,
+            subject=subject,
+            status=ItemStatus.ACTIVE,
+            # Untargeted items only: a targeted item is never compared automatically, so no
+            # conflict mixes what everyone sees with what only some may (docs/security.md).
+            is_targeted=False,
+        )
         .order_by("pk")
     )
 
@@ -355,7 +364,7 @@ def detect_conflicts(batch: Sequence[StoredItem]) -> None:
     for stored in batch:
         item = stored.item
         kt = registry.get(item.knowledge_type)
-        if kt is None:
+        if kt is None or item.is_targeted:  # private items are not compared (see above)
             continue
         if busy is None or (item.knowledge_type, item.subject) in busy:
             stored.conflict_ids = _detect_one(item, kt, cfg, now)
@@ -511,6 +520,7 @@ def _publish_detected(conflict: Conflict, item_ids: list[int], source: str, **ex
         },
         knowledge_type=conflict.knowledge_type,
         source=source[:64],
+        **event_visibility(conflict.audience()),
     )
 
 
@@ -781,6 +791,7 @@ def _publish_resolved(conflict: Conflict, resolution: Resolution, ruling: _Rulin
         },
         knowledge_type=conflict.knowledge_type,
         source=ruling.actor_name[:64],
+        **event_visibility(conflict.audience()),
     )
 
 
@@ -924,7 +935,7 @@ def do_flag_conflict(
     with transaction.atomic():
         lock_log_tail()
         items = _flaggable_items(worker, ids)
-        conflict = _unsettled_holding(ids) or _join_contradiction(items, worker, reason)
+        conflict = _unsettled_holding(ids, worker) or _join_contradiction(items, worker, reason)
         if conflict is not None:
             return conflict
         now = timezone.now()
@@ -964,14 +975,23 @@ def _flaggable_items(worker: Worker | None, ids: list[int]) -> list[KnowledgeIte
         raise ActionError(f"item(s) {inactive} are no longer active", "items")
     if len({i.knowledge_type for i in items}) > 1:
         raise ActionError("flagged items must be of one knowledge type", "items")
+    if len({item_audience(i) for i in items}) > 1:
+        # Every conflict's items share one audience (docs/security.md).
+        raise ActionError(
+            "flagged items must be visible to the same workers "
+            "(all untargeted, or all between the same workers)",
+            "items",
+        )
     return items
 
 
-def _unsettled_holding(ids: list[int]) -> Conflict | None:
-    """An unsettled conflict that already holds every one of ``ids`` (locked)."""
+def _unsettled_holding(ids: list[int], worker: Worker | None) -> Conflict | None:
+    """An unsettled conflict visible to ``worker`` that already holds every one of ``ids``
+    (locked)."""
     existing = (
         Conflict.objects.select_for_update()
         .unsettled()
+        .visible_to(worker)
         .filter(pk__in=_conflicts_with_items(ids))
         .order_by("pk")
     )
@@ -984,8 +1004,9 @@ def _unsettled_holding(ids: list[int]) -> Conflict | None:
 def _join_contradiction(
     items: list[KnowledgeItem], worker: Worker | None, reason: str
 ) -> Conflict | None:
-    """Items of one subject with an unsettled contradiction join it and send it to review."""
-    if len({i.subject for i in items}) != 1:
+    """Items of one subject with an unsettled contradiction join it and send it to review
+    (untargeted items only: contradictions are public)."""
+    if len({i.subject for i in items}) != 1 or any(i.is_targeted for i in items):
         return None
     conflict = (
         Conflict.objects.select_for_update()
@@ -1008,29 +1029,72 @@ def _join_contradiction(
     return conflict
 
 
+class TooSoon(ActionError):
+    """Asked again within ``review_request_interval``; ``retry_after`` in seconds."""
+
+    status = 429
+
+    def __init__(self, message: str, field: str, retry_after: int):
+        super().__init__(message, field)
+        self.retry_after = retry_after
+
+
+def review_request_interval() -> int:
+    return product_settings().review_request_interval
+
+
 def do_request_resolution(
     conflict_id: int, *, worker: Worker | None = None, user=None, note: str = ""
 ) -> Conflict:
     """Ask people to decide: an ``open`` conflict moves to ``pending_review`` (out of the
-    settle window); the request is counted. A decided conflict raises ActionError(409)."""
+    settle window); the request is counted.
+
+    - A worker may ask only about a conflict it may see (else 404) in which one of its own
+      items takes part (else 403); people may ask about any.
+    - A decided conflict raises ActionError(409).
+    - One request per conflict per requester per ``review_request_interval`` seconds (a
+      setting, 600 by default): sooner raises ``TooSoon`` (429 with Retry-After).
+    - ``version`` never changes: nothing a reviewer decides on changes, so a decision sent
+      with the version the reviewer loaded never gets 409 because of a request.
+    """
     with transaction.atomic():
         conflict = _locked_conflict(conflict_id)
+        if worker is not None:
+            if not Conflict.objects.visible_to(worker).filter(pk=conflict.pk).exists():
+                raise ActionError(f"no conflict {conflict_id}", "conflict", 404)
+            if not conflict.links.filter(item__source=worker).exists():
+                raise ActionError(
+                    "only workers whose items take part in a conflict may request its review",
+                    "conflict",
+                    403,
+                )
         if not conflict.is_unsettled:
             raise ActionError(
                 f"conflict {conflict_id} is already {conflict.status}", "conflict", 409
             )
-        if conflict.status == ConflictStatus.OPEN:
-            conflict.set_status(ConflictStatus.PENDING_REVIEW)
-        else:
-            conflict.version += 1
+        interval = review_request_interval()
+        who = actor_name_of(user, worker)
+        # cache.add is atomic on the shared cache: of concurrent requests one gets the slot.
+        if interval > 0 and not cache.add(f"kx:review-req:{conflict.pk}:{who}", 1, interval):
+            raise TooSoon(
+                f"review of conflict {conflict_id} was already requested by {who} "
+                f"in the last {interval} s",
+                "conflict",
+                interval,
+            )
+        if conflict.status == ConflictStatus.OPEN and conflict.can_transition(
+            ConflictStatus.PENDING_REVIEW
+        ):
+            conflict.status = ConflictStatus.PENDING_REVIEW  # not set_status: version kept
         now = timezone.now()
         conflict.review_requested_at = now
         conflict.review_requests += 1
         conflict.updated_at = now
         if note:
-            who = actor_name_of(user, worker)
             conflict.note = (conflict.note + f"\n[{who}] {note}").strip()[:5000]
-        conflict.save()
+        conflict.save(
+            update_fields=["status", "review_requested_at", "review_requests", "updated_at", "note"]
+        )
     return conflict
 
 
@@ -1046,23 +1110,38 @@ def do_reevaluate(conflict_id: int) -> Conflict:
 
 
 def sweep_conflicts(now: datetime | None = None) -> int:
-    """Re-evaluate open contradictions whose settle window has passed (and any left in review
-    above the threshold because an item was locked at the time); returns how many.
+    """Re-evaluate unsettled contradictions; returns how many.
 
-    One conflict per transaction; several sweepers may run (each re-checks under lock)."""
+    Open contradictions past the settle window are evaluated, and those in review whose
+    proposal, recomputed with the current trust and the evidence now, reaches the threshold
+    are applied (so yesterday's pending conflict settles itself once the evidence is
+    decisive; the others are left untouched, their version too). The periodic sweep
+    (``conflicts.reliability.sweep``) re-estimates trust first. One conflict per
+    transaction; several sweepers may run (each re-checks under lock)."""
     cfg = conflict_settings()
     now = now or timezone.now()
-    cond = Q(status=ConflictStatus.OPEN, opened_at__lte=now - timedelta(seconds=cfg.settle_seconds))
-    if cfg.auto_resolve:
-        # Above the threshold but deferred because an item was locked at the time.
-        cond |= Q(status=ConflictStatus.PENDING_REVIEW, margin__gte=F("threshold"))
-    due = (
-        Conflict.objects.filter(cond, classification=Classification.CONTRADICTION)
+    due = list(
+        Conflict.objects.filter(
+            status=ConflictStatus.OPEN,
+            opened_at__lte=now - timedelta(seconds=cfg.settle_seconds),
+            classification=Classification.CONTRADICTION,
+        )
         .order_by("opened_at", "pk")
         .values_list("pk", flat=True)
     )
+    if cfg.auto_resolve:
+        for conflict in Conflict.objects.filter(
+            status=ConflictStatus.PENDING_REVIEW, classification=Classification.CONTRADICTION
+        ).order_by("opened_at", "pk"):
+            cands = candidates_for(_candidate_items(conflict), now, cfg)
+            if len({c.claim for c in cands}) < 2:
+                due.append(conflict.pk)  # dissolves it
+            elif strategy_named(cfg.strategy).propose(cands).margin >= threshold_for(
+                conflict.knowledge_type, cfg
+            ):
+                due.append(conflict.pk)
     count = 0
-    for pk in list(due):
+    for pk in due:
         try:
             do_reevaluate(pk)
             count += 1

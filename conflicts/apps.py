@@ -15,4 +15,9 @@ class ConflictsConfig(AppConfig):
 
         # The one way conflicts enters the broadcast transaction (knowledge/hooks.py).
         hooks.connect_items_stored(detect_conflicts)
-        register("conflicts", stats.stats_section)
+        register("conflicts", stats.stats_section, per_viewer=True)
+
+        from conflicts.contested import contested_item_ids, mark_contested
+        from knowledge.item_hooks import register_contested
+
+        register_contested(mark_contested, contested_item_ids)

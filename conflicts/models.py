@@ -9,18 +9,31 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
 from conflicts.choices import Actor, Classification, ConflictStatus, Decision, ItemRole
 from conflicts.engine.candidates import Trust
 from identity.models import Worker
-from knowledge.models import KnowledgeItem
+from knowledge.models import KnowledgeItem, visible_item_q
+from knowledge.visibility import Audience, audience_from_rows
 
 
 class ConflictQuerySet(models.QuerySet):
     def unsettled(self) -> ConflictQuerySet:
         return self.filter(status__in=[ConflictStatus.OPEN, ConflictStatus.PENDING_REVIEW])
+
+    def visible_to(self, worker: Worker | None) -> ConflictQuerySet:
+        """Conflicts every item of which ``worker`` may see (``None``, a person: all).
+
+        A conflict with one item the worker may not see is left out entirely: its subject,
+        claims, proposal, history and existence (knowledge/visibility.py)."""
+        if worker is None:
+            return self
+        hidden = ConflictItem.objects.filter(conflict=OuterRef("pk")).exclude(
+            visible_item_q(worker, "item__")
+        )
+        return self.filter(~Exists(hidden))
 
     def involving_worker(self, name: str) -> ConflictQuerySet:
         return self.filter(
@@ -35,8 +48,9 @@ class Conflict(models.Model):
     among detected conflicts (a partial unique constraint; flagged ones are exempt). The
     engine's proposal (``proposal``, ``proposed_claim``, ``margin``) is kept apart from the
     decision actually taken (``decision``, ``decided_claim``, ``decided_by``), so the engine's
-    precision against people is measurable. ``version`` increases at every change: clients
-    may send it back when resolving and get 409 if someone else changed the conflict first.
+    precision against people is measurable. ``version`` increases at every change of what a
+    decision depends on (status, items, proposal; not a review request): clients may send it
+    back when resolving and get 409 if someone else changed the conflict first.
     """
 
     #: Allowed status changes (Oscar's ``Order.set_status`` pattern).
@@ -121,6 +135,12 @@ class Conflict(models.Model):
 
     def __str__(self) -> str:
         return f"conflict #{self.pk} {self.knowledge_type}: {self.subject} ({self.status})"
+
+    def audience(self) -> Audience:
+        """Who may see this conflict: the workers who may see all its items (None: all)."""
+        return audience_from_rows(
+            self.links.values_list("item__is_targeted", "item__source__name", "item__target_names")
+        )
 
     @property
     def is_unsettled(self) -> bool:

@@ -28,7 +28,7 @@ from django.db import transaction
 from django.test import override_settings
 
 from config.product import product_settings
-from conflicts import actions
+from conflicts import actions, reliability
 from conflicts.choices import Actor, Classification, ConflictStatus, Decision
 from conflicts.engine.detection import normalise
 from conflicts.engine.scenarios import HOUR, Scenario
@@ -41,7 +41,7 @@ from knowledge.errors import ActionError
 from knowledge.models import KnowledgeItem
 
 BASE_TIME = datetime(2026, 1, 5, tzinfo=UTC)
-SETTLE, REVIEW = 0, 1
+SETTLE, REVIEW, SWEEP = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,12 @@ class ReplayConfig:
     warmup_mode: str = "shadow"  # shadow: no auto-resolution before the scenario's warm-up end
     copy_detection: bool = True
     seed: int = 0
+    #: The reviewer decides only conflicts due before this offset (None: always); the truth
+    #: family sets it to the end of its training phase.
+    review_until: float | None = None
+    #: Run ``actions.sweep_conflicts`` (trust re-estimate + re-evaluation) every this many
+    #: seconds of scenario time, and once after the last event (0: never).
+    sweep_seconds: float = 0.0
 
 
 class _Rollback(Exception):
@@ -112,6 +118,8 @@ class _Replay:
             sources = sorted({ev.source for ev in self.scenario.events})
             self.workers = {name: do_create_worker(f"bench-{name}")[0] for name in sources}
             last = -1
+            if self.config.sweep_seconds > 0:
+                heapq.heappush(self.timers, (self.config.sweep_seconds, 0, SWEEP))
             for ev in self.scenario.events:
                 self._timers_until(ev.offset, ev.index - 1)
                 if not self.ke.conflict_auto_resolve and ev.offset >= self.scenario.warmup_end:
@@ -120,8 +128,15 @@ class _Replay:
                     settings.KNOWLEDGE_EXCHANGE = self.ke
                 self._broadcast(ev)
                 last = ev.index
+            self._timers_until(self.scenario.horizon, last)
+            if self.config.sweep_seconds > 0:
+                with self._at(self.scenario.horizon):
+                    reliability.sweep()
+                self._collect(last)
+            self.timers = [t for t in self.timers if t[2] != SWEEP]
             self._timers_until(float("inf"), last)
             self._records()
+            self._end_state()
             actions.reset_copy_estimator()
         return self.outcome
 
@@ -157,6 +172,16 @@ class _Replay:
     def _timers_until(self, until: float, index: int) -> None:
         while self.timers and self.timers[0][0] <= until:
             at, cid, kind = heapq.heappop(self.timers)
+            if kind == SWEEP:
+                with self._at(at):
+                    reliability.sweep()
+                self._collect(index)
+                if at + self.config.sweep_seconds < self.scenario.horizon:
+                    heapq.heappush(self.timers, (at + self.config.sweep_seconds, 0, SWEEP))
+                continue
+            if kind == REVIEW and self.config.review_until is not None:
+                if at > self.config.review_until:
+                    continue
             conflict = Conflict.objects.get(pk=cid)
             if not conflict.is_unsettled:
                 continue
@@ -217,6 +242,13 @@ class _Replay:
                 self.outcome.supersessions.append(
                     Supersession(self.index_of[item_id], index, actor, res.conflict_id, at)
                 )
+
+    def _end_state(self) -> None:
+        """The active claims of every subject at the end (what a reader would be told)."""
+        for ktype, subject, claim in KnowledgeItem.objects.filter(
+            status=ItemStatus.ACTIVE
+        ).values_list("knowledge_type", "subject", "claim"):
+            self.outcome.end_state.setdefault((ktype, subject), set()).add(claim)
 
     def _records(self) -> None:
         last = {}

@@ -9,37 +9,42 @@ from django.db.models import Count, Q
 
 from conflicts.choices import Actor, ConflictStatus, Decision
 from conflicts.models import Conflict, Resolution
+from identity.models import Worker
 
 #: The median time to resolve is taken over the latest this many decided conflicts.
 MEDIAN_WINDOW = 5000
 
 
-def status_counts() -> dict[str, int]:
-    counts = dict(Conflict.objects.values_list("status").annotate(n=Count("id")).order_by())
+def status_counts(conflicts=None) -> dict[str, int]:
+    conflicts = Conflict.objects.all() if conflicts is None else conflicts
+    counts = dict(conflicts.values_list("status").annotate(n=Count("id")).order_by())
     return {s: counts.get(s, 0) for s in ConflictStatus.values}
 
 
-def resolution_stats() -> dict:
+def resolution_stats(viewer: Worker | None = None) -> dict:
     """Counts by status, classification and strategy; auto-resolve rate; the engine's
-    precision against people; median time to resolve."""
-    by_status = status_counts()
-    by_class = dict(
-        Conflict.objects.values_list("classification").annotate(n=Count("id")).order_by()
-    )
+    precision against people; median time to resolve. A worker (``viewer``) gets them over
+    the conflicts it may see only (``Conflict.objects.visible_to``)."""
+    conflicts = Conflict.objects.visible_to(viewer)
+    resolutions = Resolution.objects.all()
+    if viewer is not None:
+        resolutions = resolutions.filter(conflict__in=conflicts.values("pk"))
+    by_status = status_counts(conflicts)
+    by_class = dict(conflicts.values_list("classification").annotate(n=Count("id")).order_by())
     by_strategy = {}
     for strategy, decision, n in (
-        Resolution.objects.values_list("strategy", "decision").annotate(n=Count("id")).order_by()
+        resolutions.values_list("strategy", "decision").annotate(n=Count("id")).order_by()
     ):
         by_strategy.setdefault(strategy, {})[decision] = n
     decided = sum(by_status[s] for s in (ConflictStatus.AUTO_RESOLVED, ConflictStatus.RESOLVED))
-    judged = Resolution.objects.filter(
+    judged = resolutions.filter(
         actor=Actor.HUMAN,
         decision__in=[Decision.ACCEPT, Decision.PICK, Decision.REJECT],
         proposal_agreed__isnull=False,
     ).aggregate(n=Count("id"), agreed=Count("id", filter=Q(proposal_agreed=True)))
     durations = [
         (resolved - opened).total_seconds()
-        for opened, resolved in Conflict.objects.filter(resolved_at__isnull=False)
+        for opened, resolved in conflicts.filter(resolved_at__isnull=False)
         .exclude(decision=Decision.DISSOLVED)
         .order_by("-resolved_at")
         .values_list("opened_at", "resolved_at")[:MEDIAN_WINDOW]
@@ -62,9 +67,10 @@ def resolution_stats() -> dict:
     }
 
 
-def stats_section() -> dict:
-    """The ``conflicts`` section of ``GET stats`` (cheap: one grouped count)."""
-    by_status = status_counts()
+def stats_section(viewer: Worker | None = None) -> dict:
+    """The ``conflicts`` section of ``GET stats`` (cheap: one grouped count), over the
+    conflicts ``viewer`` may see."""
+    by_status = status_counts(Conflict.objects.visible_to(viewer))
     return {
         "by_status": by_status,
         "unresolved": by_status[ConflictStatus.OPEN] + by_status[ConflictStatus.PENDING_REVIEW],

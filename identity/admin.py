@@ -1,7 +1,18 @@
 from django.contrib import admin, messages
 
 from identity.actions import do_rotate_token
-from identity.models import Worker
+from identity.models import Worker, WorkerScope
+
+
+class WorkerScopeInline(admin.StackedInline):
+    """Write / read scopes by type (docs/security.md, "Scopes"); empty = scope_mode's default."""
+
+    model = WorkerScope
+    can_delete = True
+    extra = 0
+    max_num = 1
+    fields = ("write_types", "read_types", "updated_at")
+    readonly_fields = ("updated_at",)
 
 
 @admin.register(Worker)
@@ -26,6 +37,10 @@ class WorkerAdmin(admin.ModelAdmin):
     )
     fields = ("name", "kind", "description", "is_active", "trust_pin", "state", *readonly_fields)
     actions = ["rotate_tokens"]
+    inlines = [WorkerScopeInline]
+
+    def get_inlines(self, request, obj):
+        return self.inlines if obj is not None else []  # the scope is set once it exists
 
     def save_model(self, request, obj, form, change):
         if not change:

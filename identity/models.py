@@ -87,3 +87,57 @@ class Worker(models.Model):
         self.token_hash = hash_token(token)
         self.token_prefix = token[: TOKEN_PREFIX_LEN + 3]
         return token
+
+
+class WorkerScope(models.Model):
+    """The knowledge types a worker may write and read, where an admin set them.
+
+    ``None`` (the default) means the default of ``KNOWLEDGE_EXCHANGE['scope_mode']``
+    (``open``: every type; ``registry``: the registry's ``broadcast_by`` / ``interested``);
+    a list replaces it (``[]``: none, ``["*"]``: every type). Evaluated by
+    ``knowledge/scopes.py``; see docs/security.md ("Scopes").
+    """
+
+    worker = models.OneToOneField(
+        Worker, on_delete=models.CASCADE, primary_key=True, related_name="scope"
+    )
+    write_types = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='Types it may broadcast: empty = the default of scope_mode; [] none; ["*"] all.',
+    )
+    read_types = models.JSONField(
+        null=True,
+        blank=True,
+        help_text='Untargeted types it may read: empty = the default of scope_mode; ["*"] all.',
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"scope of worker {self.worker_id}"
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        from django.core.cache import cache
+
+        cache.delete(scope_cache_key(self.worker_id))
+
+    def delete(self, *args, **kwargs):
+        from django.core.cache import cache
+
+        cache.delete(scope_cache_key(self.worker_id))
+        return super().delete(*args, **kwargs)
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        for name in ("write_types", "read_types"):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, list) or not all(isinstance(t, str) for t in value)
+            ):
+                raise ValidationError({name: 'a list of type names, ["*"] or empty'})
+
+
+def scope_cache_key(worker_id: int) -> str:
+    return f"kx:scope:{worker_id}"

@@ -37,6 +37,8 @@ from knowledge.models import (
     ValidationRecord,
 )
 from knowledge.registry import KnowledgeType, registry
+from knowledge.scopes import read_types
+from knowledge.visibility import event_visibility, item_audience
 
 log = logging.getLogger(__name__)
 
@@ -308,9 +310,9 @@ def _replay_or_reject(
 
 def _own_items(
     worker: Worker, todo: list[tuple[int, _Entry]]
-) -> dict[tuple[str, str], KnowledgeItem]:
-    """The source's newest active item per (type, subject) of the run, locked."""
-    own: dict[tuple[str, str], KnowledgeItem] = {}
+) -> dict[tuple[str, str, tuple], KnowledgeItem]:
+    """The source's newest active item per (type, subject, audience) of the run, locked."""
+    own: dict[tuple[str, str, tuple], KnowledgeItem] = {}
     rows = (
         KnowledgeItem.objects.select_for_update(no_key=True)
         .filter(
@@ -323,7 +325,9 @@ def _own_items(
     )
     for row in rows:
         row.source = worker
-        own.setdefault((row.knowledge_type, row.subject), row)
+        # Only an item with the same audience is "the same item" (knowledge/visibility.py):
+        # a private broadcast never refreshes or revises a public item, nor the reverse.
+        own.setdefault((row.knowledge_type, row.subject, tuple(row.target_names)), row)
     return own
 
 
@@ -339,7 +343,7 @@ REFRESH_FIELDS = [
 
 
 def plan(
-    worker: Worker, entries: list[_Entry], own: dict[tuple[str, str], KnowledgeItem], now: datetime
+    worker: Worker, entries: list[_Entry], own: dict[tuple[str, str, tuple], KnowledgeItem], now: datetime
 ) -> list[_Step]:
     """Pure: what each entry does given the source's own active items (no queries).
 
@@ -351,7 +355,7 @@ def plan(
         data = entry.data
         observed_at = data.observed_at or now
         target_names = sorted({w.name for w in data.targets})
-        previous = own.get((entry.kt.name, entry.subject))
+        previous = own.get((entry.kt.name, entry.subject, tuple(target_names)))
         if previous is not None and previous.claim == entry.claim:
             _refresh(previous, data, observed_at, now)
             stored = StoredItem(previous, "refreshed", previous)
@@ -481,7 +485,7 @@ def do_validate(
 ) -> KnowledgeItem:
     """Record a verdict on an item and recompute its validation status.
 
-    One verdict per validating worker (a new one replaces the old); a worker cannot
+    One verdict per validating worker or person (a new one replaces the old); a worker cannot
     validate its own item. Publishes ``knowledge_validated`` (visible to the item's source).
     """
     if verdict not in Verdict.values:
@@ -499,6 +503,9 @@ def do_validate(
                 item=item, validator=worker, defaults={"verdict": verdict, "note": note}
             )
         else:
+            # One verdict per person too: the latest replaces theirs (the item row is locked).
+            if user is not None:
+                ValidationRecord.objects.filter(item=item, validator=None, user=user).delete()
             ValidationRecord.objects.create(item=item, user=user, verdict=verdict, note=note)
         verdicts = list(item.validations.values_list("verdict", flat=True))
         confirms = verdicts.count(Verdict.CONFIRMED)
@@ -525,6 +532,7 @@ def do_validate(
             knowledge_type=item.knowledge_type,
             source=validator,
             item_id=item.pk,
+            **event_visibility(item_audience(item)),
         )
     knowledge_cache.invalidate_after_commit([item.knowledge_type])
     return item
@@ -629,6 +637,7 @@ class InboxFilter(EventFilter):
 
     def __init__(self, worker: Worker, sub: Subscription):
         self.viewer = worker.name
+        self.read_types = read_types(worker)
         self.types = sub.effective_types() | registry.broadcast_types()
         self.sources = set(sub.sources)
         self.kinds = set(sub.events) if sub.events else set(INBOX_EVENT_KINDS)
@@ -652,7 +661,7 @@ class InboxFilter(EventFilter):
         return broadcasts | others
 
     def matches(self, event: Event) -> bool:
-        if event.kind not in self.kinds or not event.visible_to(self.viewer):
+        if event.kind not in self.kinds or not self.visible(event):
             return False
         if event.kind == EventKind.KNOWLEDGE_BROADCAST:
             if event.source == self.viewer:

@@ -24,6 +24,7 @@ from knowledge.choices import EventKind
 from knowledge.events import FeedFilter, is_recoverable
 from knowledge.registry import registry
 from knowledge.relay import Connection, Relay, db_position, standing_filter, text_frame
+from knowledge.scopes import read_types
 
 log = logging.getLogger(__name__)
 
@@ -34,17 +35,17 @@ FILTER_KEYS = ("types", "sources", "events")
 
 
 @database_sync_to_async
-def _authenticate(scope) -> tuple[str, str | None] | None:
-    """(label, viewer) for a worker token or a staff session; None if neither."""
+def _authenticate(scope) -> tuple[str, str | None, frozenset | None] | None:
+    """(label, viewer, read scope) for a worker token or a staff session; None if neither."""
     from identity.models import Worker
 
     token = parse_qs(scope.get("query_string", b"").decode(errors="replace")).get("token", [""])[0]
     if token:
         worker = Worker.objects.for_token(token)
-        return (f"worker:{worker.name}", worker.name) if worker else None
+        return (f"worker:{worker.name}", worker.name, read_types(worker)) if worker else None
     user = scope.get("user")
     if user is not None and user.is_authenticated and user.is_staff:
-        return (f"user:{user.get_username()}", None)
+        return (f"user:{user.get_username()}", None, None)
     return None
 
 
@@ -167,7 +168,7 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
             await self.accept()
             await self.close(code=CLOSE_AUTH)
             return
-        label, viewer = who
+        label, viewer, self.read_types = who
         await self.accept()
         self.relay = Relay.current()
         self.conn = Connection(
@@ -331,4 +332,5 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
             types=frozenset(lists["types"]),
             sources=frozenset(lists["sources"]),
             viewer=self.conn.viewer,
+            read_types=self.read_types,
         )

@@ -53,11 +53,13 @@ def publish_event(
     source: str = "",
     item_id: int | None = None,
     targets: list[str] | tuple[str, ...] = (),
+    private: bool = False,
 ) -> Event:
     """Append an event to the log in the caller's transaction; wake readers after commit.
 
     Must be called inside ``transaction.atomic()``, as late in the transaction as possible:
-    from here to commit, other publishers wait.
+    from here to commit, other publishers wait. ``targets`` (or ``private``) makes the event
+    visible only to the workers named (and people): ``private`` with no targets, people only.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("publish_event must run inside transaction.atomic()")
@@ -67,7 +69,7 @@ def publish_event(
         knowledge_type=knowledge_type,
         source=source,
         item_id=item_id,
-        is_targeted=bool(targets),
+        is_targeted=private or bool(targets),
         targets=list(targets),
         data=data,
     )
@@ -172,12 +174,26 @@ class EventFilter:
     """Which events a consumer wants: a SQL prefilter plus an exact Python predicate."""
 
     viewer: str | None = None  # worker name; None = a person (sees everything)
+    read_types: frozenset[str] | None = None  # the viewer's read scope; None = every type
 
     def q(self) -> Q:
         return Q()
 
+    def visible(self, event: Event) -> bool:
+        """The viewer may see ``event``: its audience names it (``Event.visible_to``), and a
+        public event about a type is within its read scope (knowledge/scopes.py)."""
+        if not event.visible_to(self.viewer):
+            return False
+        return (
+            self.read_types is None
+            or event.is_targeted
+            or not event.knowledge_type
+            or event.knowledge_type in self.read_types
+            or event.source == self.viewer
+        )
+
     def matches(self, event: Event) -> bool:
-        return event.visible_to(self.viewer)
+        return self.visible(event)
 
 
 @dataclass
@@ -188,6 +204,7 @@ class FeedFilter(EventFilter):
     types: frozenset[str] = frozenset()
     sources: frozenset[str] = frozenset()
     viewer: str | None = None
+    read_types: frozenset[str] | None = None
 
     def q(self) -> Q:
         cond = Q()
@@ -206,7 +223,7 @@ class FeedFilter(EventFilter):
             return False
         if self.sources and event.source not in self.sources:
             return False
-        return event.visible_to(self.viewer)
+        return self.visible(event)
 
 
 def read_events(since: int, flt: EventFilter, limit: int = 500) -> tuple[list[Event], int]:

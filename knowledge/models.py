@@ -12,6 +12,7 @@ from django.utils import timezone
 from identity.models import Worker
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
 from knowledge.registry import DEFAULT_DECAY_SECONDS, registry
+from knowledge.scopes import read_types
 
 
 class KnowledgeItemQuerySet(models.QuerySet):
@@ -35,11 +36,24 @@ class KnowledgeItemQuerySet(models.QuerySet):
 
     def visible_to(self, worker: Worker) -> KnowledgeItemQuerySet:
         """What a worker may see: untargeted items, items targeted at it, its own items."""
-        return self.filter(
-            Q(is_targeted=False)
-            | Q(source=worker)
-            | Q(pk__in=KnowledgeTarget.objects.filter(worker=worker).values("item_id"))
-        )
+        return self.filter(visible_item_q(worker))
+
+
+def visible_item_q(worker: Worker, prefix: str = "") -> Q:
+    """The one rule of what a worker may see, as a condition on an item reached through
+    ``prefix`` (``"item__"`` from a row linking to an item): its own items, items targeted at
+    it, and untargeted items of the types its read scope allows. Every read path uses it:
+    items, query, conflicts (``conflicts.visibility``), statistics; events carry the same
+    audience in ``Event.targets``. docs/security.md."""
+    public = Q(**{f"{prefix}is_targeted": False})
+    readable = read_types(worker)
+    if readable is not None:
+        public &= Q(**{f"{prefix}knowledge_type__in": sorted(readable)})
+    return (
+        public
+        | Q(**{f"{prefix}source": worker})
+        | Q(**{f"{prefix}pk__in": KnowledgeTarget.objects.filter(worker=worker).values("item_id")})
+    )
 
 
 def _seconds(value: float) -> timedelta:
@@ -242,8 +256,11 @@ class Event(models.Model):
         return f"#{self.seq} {self.kind}"
 
     def visible_to(self, worker_name: str | None) -> bool:
-        """A worker sees public events and those naming it; people (None) see all."""
-        return worker_name is None or not self.targets or worker_name in self.targets
+        """A worker sees public events and those naming it; people (None) see all.
+
+        ``is_targeted`` with no ``targets`` is an event for people only (a conflict whose
+        items no single worker may all see)."""
+        return worker_name is None or not self.is_targeted or worker_name in self.targets
 
     def as_message(self, epoch: str) -> dict:
         return {

@@ -1,18 +1,18 @@
 """Database outages as clients see them: ``503`` + ``Retry-After`` in the JSON error shape.
 
 A request that cannot reach the database (connection refused or lost, no pooled connection
-within ``DB_POOL_TIMEOUT``) answers at once with 503 instead of an HTML 500 or a hang. Nothing
-here keeps state: when the database is back the pool reconnects and the next request works.
+within ``DB_POOL_TIMEOUT``) answers at once with 503 instead of an HTML 500 or a hang: this
+middleware for what views raise, ``knowledge.api.errors.server_error`` (handler500) for what is
+raised outside them. Nothing here keeps state: when the database is back the pool reconnects
+and the next request works.
 """
 
 from __future__ import annotations
 
 import logging
-import sys
 
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
-from django.views.defaults import server_error
 
 from config.product import product_settings
 
@@ -61,14 +61,3 @@ class DatabaseOutageMiddleware:
             )
             return outage_response(request)
         return None
-
-
-def handler500(request):
-    """``handler500``: an outage raised outside a view (a middleware, a session save) is a
-    503 too; anything else is a 500, in the JSON error shape under ``/api/``."""
-    exc = sys.exc_info()[1]
-    if is_database_outage(exc):
-        return outage_response(request)
-    if request.path.startswith("/api/"):
-        return JsonResponse({"detail": "internal server error", "errors": {}}, status=500)
-    return server_error(request)

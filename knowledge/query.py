@@ -23,9 +23,11 @@ from django.utils import timezone
 
 from identity.models import Worker
 from knowledge import cache as knowledge_cache
+from knowledge import item_hooks
 from knowledge.choices import ItemStatus
 from knowledge.models import KnowledgeItem, KnowledgeTarget
 from knowledge.registry import registry
+from knowledge.scopes import read_types
 
 SORTS = {
     "freshness": "freshness",
@@ -60,6 +62,7 @@ class KnowledgeQuery:
     target: str | None = None
     subject: str | None = None
     q: str | None = None
+    contested: bool | None = None
     sort: str = DEFAULT_SORT
     limit: int = 50
     cursor: str | None = None
@@ -182,6 +185,12 @@ def build_queryset(
     if query.q:
         # PostgreSQL: served by the pg_trgm GIN index on UPPER(subject) (migration 0002).
         qs = qs.filter(subject__icontains=query.q)
+    if query.contested is not None:
+        ids = item_hooks.contested_ids()
+        if ids is None:
+            qs = qs.none() if query.contested else qs
+        else:
+            qs = (qs.filter if query.contested else qs.exclude)(pk__in=ids)
     if query.min_freshness > 0 and per_type:
         qs = qs.filter(_fresh_condition(query.min_freshness, query.types, as_of))
     return qs
@@ -367,6 +376,9 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
     recomputed (and cached again). The freshness of every item is recomputed on each hit.
     """
     params = query.cache_params(viewer.name if viewer else None)
+    readable = read_types(viewer) if viewer is not None else None
+    if readable is not None:  # a changed read scope must not be answered from the cache
+        params["read_types"] = sorted(readable)
 
     def compute() -> dict:
         result = run_query(query, viewer)
@@ -383,6 +395,8 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
         result = {**result, "results": [_refresh_freshness(i, now) for i in result["results"]]}
     result = dict(result)
     result.pop("valid_until", None)
+    # Marks from other apps (contested items): current, not cached, as conflicts move.
+    result["results"] = item_hooks.mark_items(result["results"])
     return result, hit
 
 

@@ -15,9 +15,10 @@ from knowledge.models import KnowledgeItem
 from knowledge.stats_hooks import collect
 
 
-def collect_stats() -> dict:
+def collect_stats(viewer: Worker | None = None) -> dict:
+    """Totals over the items ``viewer`` (a worker; None for a person) may see."""
     since = timezone.now() - timedelta(hours=24)
-    items = KnowledgeItem.objects.all()
+    items = KnowledgeItem.objects.all() if viewer is None else KnowledgeItem.objects.visible_to(viewer)
     totals = items.aggregate(
         total=Count("id"),
         active=Count("id", filter=Q(status=ItemStatus.ACTIVE)),
@@ -38,5 +39,5 @@ def collect_stats() -> dict:
         "workers": Worker.objects.filter(is_active=True).count(),
         "events": {"epoch": pos.epoch, "top": pos.top, "pruned_through": pos.pruned_through},
         "cache": knowledge_cache.stats(),
-        **collect(),
+        **collect(viewer),
     }

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-_providers: dict[str, Callable[[], dict]] = {}
+_providers: dict[str, tuple[Callable[..., dict], bool]] = {}
 
 
-def register(name: str, provider: Callable[[], dict]) -> None:
-    _providers[name] = provider
+def register(name: str, provider: Callable[..., dict], per_viewer: bool = False) -> None:
+    """``per_viewer`` providers are called with the viewing worker (None for a person) and
+    must count only what it may see (knowledge/visibility.py)."""
+    _providers[name] = (provider, per_viewer)
 
 
-def collect() -> dict:
-    return {name: provider() for name, provider in sorted(_providers.items())}
+def collect(viewer=None) -> dict:
+    return {
+        name: provider(viewer) if per_viewer else provider()
+        for name, (provider, per_viewer) in sorted(_providers.items())
+    }

@@ -16,8 +16,8 @@ def test_defaults_with_no_environment(monkeypatch):
     for f in fields(ProductSettings):
         monkeypatch.delenv(env_name(f.name), raising=False)
     ps = ProductSettings.from_env()
-    assert ps.cache_ttl == 300 and ps.resolution_strategy == "hybrid"
-    assert ps.auto_resolve_threshold == 0.85 and ps.event_retention_days == 30
+    assert ps.cache_ttl == 300 and ps.resolution_strategy == "truth"
+    assert ps.auto_resolve_threshold == 0.95 and ps.event_retention_days == 30
     assert ps.serve_static is True and ps.relay_db_threads == 4
 
 

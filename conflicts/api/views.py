@@ -1,7 +1,9 @@
 """Conflict API (prefix ``/api/knowledge/``). Who may do what:
 
-- list / detail / resolution-stats: workers (token) and staff;
-- ``conflicts/flag`` and ``conflicts/<id>/request-resolution``: workers and staff;
+- list / detail / resolution-stats: workers (token) and staff; a worker sees only conflicts
+  all of whose items it may see, and statistics over those (``Conflict.objects.visible_to``);
+- ``conflicts/flag``: workers and staff; ``conflicts/<id>/request-resolution``: staff, and
+  workers whose items take part, rate-limited per conflict and requester;
 - ``resolve``: staff people only. Workers never decide conflicts: trust is learned from
   decisions, and a worker deciding its own conflicts would teach the exchange to trust it.
 """
@@ -30,6 +32,7 @@ from conflicts.filtersets import ConflictFilterSet
 from conflicts.models import Conflict, ConflictItem, Resolution
 from conflicts.stats import resolution_stats
 from identity.permissions import request_worker
+from knowledge.api.errors import error_body
 
 
 class IsStaffPerson(BasePermission):
@@ -58,8 +61,10 @@ class ConflictViewSet(viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self):
         links = ConflictItem.objects.select_related("item__source").order_by("id")
-        qs = Conflict.objects.select_related("flagged_by").prefetch_related(
-            Prefetch("links", queryset=links)
+        qs = (
+            Conflict.objects.visible_to(request_worker(self.request))
+            .select_related("flagged_by")
+            .prefetch_related(Prefetch("links", queryset=links))
         )
         if self.action == "retrieve":
             qs = qs.prefetch_related(
@@ -122,23 +127,32 @@ class FlagView(APIView):
 
 
 class RequestResolutionView(APIView):
-    """Ask people to decide this conflict now (moves it to the review queue)."""
+    """Ask people to decide this conflict now (moves it to the review queue). Workers: only
+    on conflicts their items take part in (403), once per ``review_request_interval``
+    seconds per conflict (429 + Retry-After); the conflict's ``version`` is not changed."""
 
     @extend_schema(request=RequestResolutionSerializer, responses={200: ConflictSerializer})
     def post(self, request, pk: int):
         ser = RequestResolutionSerializer(data=request.data or {})
         ser.is_valid(raise_exception=True)
         worker = request_worker(request)
-        conflict = actions.do_request_resolution(
-            pk,
-            worker=worker,
-            user=None if worker else request.user,
-            note=ser.validated_data["note"],
-        )
+        try:
+            conflict = actions.do_request_resolution(
+                pk,
+                worker=worker,
+                user=None if worker else request.user,
+                note=ser.validated_data["note"],
+            )
+        except actions.TooSoon as exc:
+            return Response(
+                error_body({exc.field: [exc.message]}),
+                status=exc.status,
+                headers={"Retry-After": str(exc.retry_after)},
+            )
         return Response(ConflictSerializer(conflict).data)
 
 
 class ResolutionStatsView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        return Response(resolution_stats())
+        return Response(resolution_stats(request_worker(request)))

@@ -28,10 +28,17 @@ from dataclasses import asdict, dataclass, replace
 
 from .ceiling import Ceiling, oracle_ceiling
 from .scenarios import ScenarioConfig, generate
-from .scoring import Metrics, check_targets, score
+from .scoring import Metrics, RunOutcome, check_targets, score
 from .simulation import SimulationConfig, simulate
 
-STRATEGY_ORDER: tuple[str, ...] = ("majority", "consensus", "recency", "authority", "hybrid")
+STRATEGY_ORDER: tuple[str, ...] = (
+    "majority",
+    "consensus",
+    "recency",
+    "authority",
+    "hybrid",
+    "truth",
+)
 
 #: Tuned auto-resolve threshold of the hybrid strategy's margin (posterior p1 - p2).
 DEFAULT_THRESHOLD = 0.85
@@ -164,6 +171,49 @@ def format_table(metrics: dict[str, Metrics], ceiling: Ceiling | None = None) ->
     return _align(rows)
 
 
+def format_end_states(ends: dict) -> str:
+    """End state per strategy (``calibration.EndState``), with majority vote on the same claims."""
+    rows = [["strategy", "subjects", "right", "wrong", "undecided", "majority vote", "ties"]]
+    for name, e in ends.items():
+        rows.append(
+            [
+                name,
+                str(e.subjects),
+                f"{e.accuracy:.1%}",
+                f"{e.wrong / e.subjects:.1%}" if e.subjects else "-",
+                f"{e.undecided / e.subjects:.1%}" if e.subjects else "-",
+                f"{e.majority_accuracy:.1%}",
+                str(e.majority_ties),
+            ]
+        )
+    return _align(rows)
+
+
+def truth_ceiling_table(seeds: Sequence[int], subjects: int = 200) -> str:
+    """The truth family's Bayes-optimal end state per seed (``calibration.truth_family_ceiling``)
+    next to majority vote on the same claims."""
+    from .calibration import end_state, truth_family_ceiling
+    from .scenarios import truth_family
+
+    rows = [["seed", "subjects", "MAP right", "majority", "@0.85 right/wrong", "@0.95 right/wrong"]]
+    for seed in seeds:
+        scenario = generate(truth_family(seed, subjects))
+        c = truth_family_ceiling(scenario)
+        vote = end_state(scenario, RunOutcome(strategy="none", threshold=1.0))
+        n = c.subjects
+        rows.append(
+            [
+                str(seed),
+                str(n),
+                f"{c.map_right / n:.1%}",
+                f"{vote.majority_accuracy:.1%}",
+                f"{c.at[0.85][0] / n:.1%} / {c.at[0.85][1] / n:.1%}",
+                f"{c.at[0.95][0] / n:.1%} / {c.at[0.95][1] / n:.1%}",
+            ]
+        )
+    return _align(rows)
+
+
 #: Scenario variants of ``--sensitivity``: (label, ScenarioConfig overrides).
 SENSITIVITY: tuple[tuple[str, dict], ...] = (
     ("default", {}),
@@ -258,6 +308,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print majority/hybrid/oracle on scenario variants instead",
     )
+    p.add_argument(
+        "--truth-ceiling",
+        action="store_true",
+        help="print the Bayes-optimal end state of the truth family for --seeds instead",
+    )
     p.add_argument("--check", action="store_true", help="exit 1 if a product target is missed")
     p.add_argument("--json", metavar="PATH", help="also write the metrics as JSON")
     return p
@@ -286,6 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"seeds {seeds}; threshold {args.threshold}, settle {args.settle_hours:g} h, "
         f"warm-up {args.warmup}"
     )
+    if args.truth_ceiling:
+        print(truth_ceiling_table(seeds, args.subjects))
+        return 0
     if args.sensitivity:
         print(f"sensitivity: {head}")
         print(sensitivity(scenario_config, sim_config, seeds))

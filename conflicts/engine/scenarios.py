@@ -156,6 +156,11 @@ class ScenarioConfig:
     duplicate_probability: float = 0.05
     shared_subject_fraction: float = 0.30
     warmup_fraction: float = 0.35
+    #: ``episodes`` (above) or ``truth``: the truth-discovery family (``truth_family``).
+    family: str = "episodes"
+    #: truth family: sources claiming each subject, and the range of stated confidences.
+    claims_per_subject: int = 5
+    confidence_range: tuple[float, float] = (0.60, 0.95)
 
     def __post_init__(self) -> None:
         unknown = [t for t in self.types if t not in TYPE_SPECS]
@@ -163,6 +168,8 @@ class ScenarioConfig:
             raise ValueError(f"unknown knowledge types {unknown}")
         if self.sources_per_type > self.fleet_size or self.sources_per_type < 2:
             raise ValueError("need 2 <= sources_per_type <= fleet_size")
+        if self.family not in ("episodes", "truth"):
+            raise ValueError(f"unknown scenario family {self.family!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -445,6 +452,8 @@ class _Raw:
 def generate(cfg: ScenarioConfig | None = None) -> Scenario:
     """Build the scenario for ``cfg`` (default config if None). Deterministic in ``cfg``."""
     cfg = cfg or ScenarioConfig()
+    if cfg.family == "truth":
+        return _generate_truth(cfg)
     rng = random.Random(cfg.seed)
     horizon = cfg.horizon_days * DAY
     spread = cfg.episode_spread_hours * HOUR
@@ -590,6 +599,143 @@ def generate(cfg: ScenarioConfig | None = None) -> Scenario:
         ambiguous=frozenset(ambiguous),
         horizon=horizon,
         warmup_end=cfg.warmup_fraction * horizon,
+    )
+
+
+def truth_family(seed: int = 1, subjects: int = 200, **overrides: Any) -> ScenarioConfig:
+    """The truth-discovery family (issue 12): one type (``risk_pattern``), 10 sources of
+    which 3 unreliable (right 30 % of the time; two of them copy each other), each subject
+    claimed once by 5 random sources with confidence U(0.60, 0.95) whatever they say (stated
+    confidence carries no information here), the truth fixed. The first ``warmup_fraction``
+    (40 %) of the subjects is the training phase, where a reviewer decides every conflict left
+    for review; the rest is the test phase, without a reviewer. Reliable sources are right
+    U(0.80, 0.92) of the time, which puts plain majority vote near 90 %."""
+    return ScenarioConfig(
+        **{
+            "seed": seed,
+            "family": "truth",
+            "types": ("risk_pattern",),
+            "subjects_per_type": subjects,
+            "fleet_size": 10,
+            "sources_per_type": 10,
+            "unreliable_fraction": 0.30,
+            "reliable_accuracy": (0.80, 0.92),
+            "unreliable_accuracy": (0.30, 0.30),
+            "copier_fraction": 0.0,
+            "copy_probability": (0.80, 0.80),
+            "decoy_share": 0.60,
+            "ambiguous_fraction": 0.0,
+            "horizon_days": 20.0,
+            "episode_spread_hours": 6.0,
+            "duplicate_probability": 0.0,
+            "shared_subject_fraction": 0.0,
+            "warmup_fraction": 0.40,
+            **overrides,
+        }
+    )
+
+
+def _generate_truth(cfg: ScenarioConfig) -> Scenario:
+    """The ``truth`` family (see ``truth_family``): one report per chosen source per subject."""
+    rng = random.Random(cfg.seed)
+    ktype = cfg.types[0]
+    spec = TYPE_SPECS[ktype]
+    horizon = cfg.horizon_days * DAY
+    spread = cfg.episode_spread_hours * HOUR
+    fleet = [f"{_ROLES[i % len(_ROLES)]}-{i // len(_ROLES) + 1}" for i in range(cfg.fleet_size)]
+    sources = sorted(rng.sample(fleet, cfg.sources_per_type))
+    order = sources[:]
+    rng.shuffle(order)
+    unreliable = order[: round(cfg.unreliable_fraction * len(sources))]
+    # Two unreliable sources copy each other's claims (the second repeats the first).
+    leader, follower = (unreliable[0], unreliable[1]) if len(unreliable) >= 2 else (None, None)
+    profiles = [
+        SourceProfile(
+            source=src,
+            knowledge_type=ktype,
+            reliable=src not in unreliable,
+            accuracy=round(
+                rng.uniform(
+                    *(cfg.unreliable_accuracy if src in unreliable else cfg.reliable_accuracy)
+                ),
+                4,
+            ),
+            overconfident=src in unreliable,
+            report_rate=cfg.claims_per_subject / len(sources),
+            copies=leader if src == follower else None,
+            copy_probability=cfg.copy_probability[0] if src == follower else 0.0,
+        )
+        for src in sources
+    ]
+    by_source = {p.source: p for p in profiles}
+    starts = sorted(rng.uniform(0, horizon - spread) for _ in range(cfg.subjects_per_type))
+    raw: list[tuple[float, str, dict[str, str], str, str, float, str, dict[str, Any]]] = []
+    truth: dict[SubjectKey, tuple[tuple[float, str], ...]] = {}
+    for i, start in enumerate(starts):
+        parts = {"pattern": f"{_ADJECTIVES[i % 12]}-{_NOUNS[(i // 12) % 12]}-t{i}"}
+        subject = normalise(parts["pattern"])
+        value = rng.choice(spec.claims)
+        decoy = rng.choice([c for c in spec.claims if c != value])
+        truth[(ktype, subject)] = ((0.0, value),)
+        reporters = sorted(rng.sample(sources, cfg.claims_per_subject))
+        said: dict[str, tuple[str, float]] = {}
+        for src in reporters:
+            prof = by_source[src]
+            t = start + rng.uniform(0, spread)
+            if rng.random() < prof.accuracy:
+                claim = value
+            elif not prof.reliable and rng.random() < cfg.decoy_share:
+                claim = decoy
+            else:
+                claim = rng.choice([c for c in spec.claims if c != value])
+            said[src] = (claim, t)
+        labels: dict[str, Any] = {}
+        if leader in said and follower in said and rng.random() < cfg.copy_probability[0]:
+            claim, t = said[leader]
+            lag = rng.expovariate(1.0 / (cfg.copy_lag_minutes * 60))
+            said[follower] = (claim, t + lag)
+            labels = {"copied": True}
+        for src, (claim, t) in said.items():
+            profile = "reliable" if by_source[src].reliable else "unreliable"
+            raw.append(
+                (
+                    t,
+                    src,
+                    parts,
+                    subject,
+                    claim,
+                    rng.uniform(*cfg.confidence_range),
+                    value,
+                    {"profile": profile, **(labels if src == follower else {})},
+                )
+            )
+    raw.sort(key=lambda r: (r[0], r[3], r[1]))
+    events = tuple(
+        BroadcastEvent(
+            index=pos,
+            knowledge_type=ktype,
+            subject=subject,
+            claim=claim,
+            source=src,
+            confidence=round(conf, 4),
+            offset=round(t, 3),
+            payload=_payload(spec, parts, claim, conf, rng),
+            truth_claim=value,
+            correct=claim == value,
+            labels=labels,
+        )
+        for pos, (t, src, parts, subject, claim, conf, value, labels) in enumerate(raw)
+    )
+    # Training ends after the first ``warmup_fraction`` of the subjects have been reported.
+    cut = starts[max(0, round(cfg.warmup_fraction * len(starts)) - 1)] + spread
+    return Scenario(
+        config=cfg,
+        events=events,
+        truth=truth,
+        profiles=tuple(profiles),
+        ambiguous=frozenset(),
+        horizon=horizon,
+        warmup_end=cut,
     )
 
 

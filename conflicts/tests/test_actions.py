@@ -134,7 +134,8 @@ def test_settle_window_waits_then_sweep_applies(db):
 
     sources = [Persona(f"w{i}") for i in range(4)]
     for p in sources[:3]:
-        SourceTrust.objects.create(worker=p.worker, knowledge_type="risk_pattern", alpha=40, beta=2)
+        # Pinned: the sweep re-estimates learned trust from the (here empty) history.
+        actions.do_pin_trust(p.worker, "risk_pattern", 0.95)
     with ke(conflict_settle_seconds=3600):
         for p in sources:
             p.broadcast(

@@ -58,7 +58,7 @@ def test_list_filters_and_detail_show_evidence(
     claims = {row["item"]["claim"]: row for row in detail["items"]}
     assert set(claims) == {"high", "low"}
     assert claims["high"]["trust"] == 0.5 and 0 < claims["high"]["freshness"] <= 1
-    assert detail["proposal"]["strategy"] == "hybrid"
+    assert detail["proposal"]["strategy"] == "truth"
 
 
 def test_staff_resolves_workers_may_not(disputed, think, staff_client):

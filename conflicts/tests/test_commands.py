@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from io import StringIO
 
 import pytest
@@ -49,13 +50,46 @@ def test_bench_command_in_place_prints_the_table():
         "--subjects",
         "3",
         "--strategies",
-        "hybrid",
+        "truth",
         stdout=out,
         stderr=StringIO(),
     )
     text = out.getvalue()
-    assert "real broadcast path" in text and "majority" in text and "hybrid" in text
-    assert "hybrid.detection_recall >= 0.99" in text
+    assert "real broadcast path" in text and "majority" in text and "truth" in text
+    assert "truth.detection_recall >= 0.99" in text
+    assert "reliability diagram, truth" in text and "expected calibration error" in text
+
+
+def test_bench_command_truth_family_reports_the_end_state(tmp_path):
+    out = StringIO()
+    report = tmp_path / "bench.json"
+    call_command(
+        "bench_conflicts",
+        "--in-place",
+        "--family",
+        "truth",
+        "--subjects",
+        "30",
+        "--strategies",
+        "hybrid,truth",
+        "--json",
+        str(report),
+        stdout=out,
+        stderr=StringIO(),
+    )
+    text = out.getvalue()
+    assert "end state of the test-phase subjects" in text
+    assert "truth.end-state right >= 0.95" in text
+    data = json.loads(report.read_text())
+    ends = data["end_state"]
+    assert set(ends) == {"hybrid", "truth"}
+    for e in ends.values():
+        assert e["right"] + e["wrong"] + e["undecided"] == e["subjects"] > 0
+        assert 0.5 < e["majority"] <= 1.0
+    # The calibrated engine settles more of the test phase than the capped hybrid margin.
+    assert ends["truth"]["right"] > ends["hybrid"]["right"]
+    assert data["reliability"]["truth"]["ece"] >= 0
+    assert KnowledgeItem.objects.count() == 0  # rolled back
 
 
 def test_sweep_command_once(db):

@@ -82,8 +82,9 @@ def test_two_concurrent_contradicting_broadcasts_make_exactly_one_conflict(db):
 def test_two_people_resolving_at_once_one_wins_other_gets_409(db, django_user_model):
     alice = django_user_model.objects.create_user("alice", is_staff=True)
     bob = django_user_model.objects.create_user("bob", is_staff=True)
-    a, b = Persona("a"), Persona("b")
     for round_ in range(5):
+        # Fresh sources each round: decided rounds would teach the engine to trust `a`.
+        a, b = Persona(f"a{round_}"), Persona(f"b{round_}")
         pattern = f"review {round_}"
         high = do_broadcast(
             a.worker, BroadcastInput("risk_pattern", risk_payload(pattern, "high"), 0.8)

@@ -21,11 +21,20 @@ def worker_dict(w: Worker) -> dict:
 
 
 class WorkerListView(APIView):
-    """Every worker identity (names, kinds, counters; never tokens)."""
+    """Every worker identity (names, kinds, counters; never tokens). A worker gets the
+    counters of itself only: another's ``broadcast_count`` would count its private items
+    (docs/security.md, "Visibility")."""
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        return Response({"results": [worker_dict(w) for w in Worker.objects.all()], "next": None})
+        me = request_worker(request)
+        rows = []
+        for w in Worker.objects.all():
+            row = worker_dict(w)
+            if me is not None and w.pk != me.pk:
+                row["broadcast_count"] = row["received_count"] = None
+            rows.append(row)
+        return Response({"results": rows, "next": None})
 
 
 class MeView(APIView):

@@ -5,6 +5,8 @@ Every 4xx answers ``{"detail": "<one line naming the field>", "errors": {field: 
 
 from __future__ import annotations
 
+import sys
+
 from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from django.views import defaults
@@ -13,7 +15,9 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from config.product import product_settings
 from knowledge.errors import ActionError
+from knowledge.outage import is_database_outage, outage_response
 from knowledge.query import QueryError
 
 
@@ -47,7 +51,10 @@ def error_body(errors: dict[str, list[str]]) -> dict:
 def exception_handler(exc, context):
     if isinstance(exc, ActionError):
         field = exc.field or "non_field_errors"
-        return Response(error_body({field: [exc.message]}), status=exc.status)
+        response = Response(error_body({field: [exc.message]}), status=exc.status)
+        if exc.status == 503:  # the database could not store it: say when to retry
+            response["Retry-After"] = str(product_settings().db_unavailable_retry_after)
+        return response
     if isinstance(exc, QueryError):
         return Response(error_body({exc.field: [exc.message]}), status=400)
     if isinstance(exc, RequestDataTooBig):
@@ -104,6 +111,9 @@ def page_not_found(request, exception=None):
 
 
 def server_error(request):
+    # A database outage raised outside a view (a middleware, a session save) is a 503 too.
+    if is_database_outage(sys.exc_info()[1]):
+        return outage_response(request)
     if _is_api(request):
         return _json_error("internal server error (logged; please report it)", 500)
     return defaults.server_error(request)

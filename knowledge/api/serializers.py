@@ -56,6 +56,16 @@ class ItemSerializer(serializers.Serializer):
     refreshed_at = serializers.DateTimeField(allow_null=True)
     refresh_count = serializers.IntegerField()
     freshness = serializers.FloatField(help_text="exp(-age/decay(type)) now, 0..1")
+    # Query results and the item detail only (knowledge.item_hooks), hence not required.
+    contested = serializers.BooleanField(
+        required=False, help_text="in an unsettled conflict (query, item detail)"
+    )
+    conflict_id = serializers.IntegerField(required=False, allow_null=True)
+    claim_probability = serializers.FloatField(
+        required=False,
+        allow_null=True,
+        help_text="the engine's current probability that this claim is true",
+    )
 
 
 class BroadcastResultSerializer(serializers.Serializer):
@@ -202,6 +212,9 @@ class QuerySerializer(serializers.Serializer):
     target = serializers.CharField(max_length=64, required=False)
     subject = serializers.CharField(max_length=255, required=False)
     q = serializers.CharField(max_length=200, required=False, help_text="text contained in subject")
+    contested = serializers.BooleanField(
+        required=False, allow_null=True, default=None, help_text="items (not) in an unsettled conflict"
+    )
     sort = serializers.ChoiceField(choices=SORT_CHOICES, required=False, default="-freshness")
     limit = serializers.IntegerField(min_value=1, required=False, default=50)
     cursor = serializers.CharField(max_length=500, required=False)
@@ -247,6 +260,7 @@ class QuerySerializer(serializers.Serializer):
             target=d.get("target"),
             subject=d.get("subject"),
             q=d.get("q"),
+            contested=d.get("contested"),
             sort=d.get("sort", "-freshness"),
             limit=d.get("limit", 50),
             cursor=d.get("cursor"),

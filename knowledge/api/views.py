@@ -17,7 +17,7 @@ from rest_framework.views import APIView
 from config.product import product_settings
 from identity.models import Worker
 from identity.permissions import request_worker
-from knowledge import actions
+from knowledge import actions, item_hooks
 from knowledge.actions import BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
@@ -51,6 +51,7 @@ from knowledge.limits import long_poll_slot
 from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
+from knowledge.scopes import read_types, write_refusal
 from knowledge.stats import collect_stats
 
 
@@ -84,6 +85,13 @@ def acting_source(request, declared: str | None) -> Worker:
     return worker
 
 
+def check_write_scope(worker: Worker, knowledge_type: str) -> None:
+    """403 naming the type when ``knowledge_type`` is outside the worker's write scope."""
+    refusal = write_refusal(worker, knowledge_type)
+    if refusal:
+        raise ActionError(refusal, "knowledge_type", 403)
+
+
 def _result_response(result: BroadcastResult) -> Response:
     code = status.HTTP_201_CREATED if result.outcome != "refreshed" and not result.replayed else 200
     return Response(result.as_dict(), status=code)
@@ -105,6 +113,7 @@ class BroadcastView(APIView):
         ser = BroadcastSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         worker = acting_source(request, ser.validated_data.get("source"))
+        check_write_scope(worker, ser.validated_data["knowledge_type"])
         return _result_response(actions.do_broadcast(worker, ser.to_input()))
 
 
@@ -131,6 +140,10 @@ class BulkBroadcastView(APIView):
             declared = attrs.get("source")
             if declared and declared != worker.name:
                 entries.append(ActionError(f"source {declared!r} is not {worker.name!r}", "source", 403))
+                continue
+            refusal = write_refusal(worker, attrs["knowledge_type"])
+            if refusal:
+                entries.append(ActionError(refusal, "knowledge_type", 403))
                 continue
             entries.append(BroadcastSerializer.input_from(attrs))
         results = actions.do_broadcast_many(worker, entries)
@@ -213,7 +226,7 @@ class ItemView(APIView):
         me = request_worker(request)
         if me is not None:
             qs = qs.visible_to(me)
-        return Response(get_object_or_404(qs, pk=pk).as_dict())
+        return Response(item_hooks.mark_items([get_object_or_404(qs, pk=pk).as_dict()])[0])
 
 
 class TypesView(APIView):
@@ -383,7 +396,7 @@ class StatsView(APIView):
 
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request):
-        return Response(collect_stats())
+        return Response(collect_stats(request_worker(request)))
 
 
 def _release_pooled_connection() -> None:
@@ -431,6 +444,7 @@ class EventsView(APIView):
                 types=frozenset(d.get("types", [])),
                 sources=frozenset(d.get("sources", [])),
                 viewer=me.name if me else None,
+                read_types=read_types(me) if me else None,
             )
         max_wait = product_settings().long_poll_max_wait
         wait = min(d.get("wait", 0), max_wait)

@@ -20,17 +20,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SHARED_PORTS = {5432, 6379}
 
 
-def spare_port(start: int, stop: int) -> int:
-    for port in range(start, stop):
-        if port in SHARED_PORTS:
-            continue
+def spare_port() -> int:
+    """A port no one listens on, picked by the kernel (checkouts running their tests at once
+    must not pick the same one)."""
+    while True:
         with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in SHARED_PORTS:
             return port
-    raise RuntimeError(f"no free port in {start}-{stop}")
 
 
 def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
@@ -78,7 +76,7 @@ class PgCluster:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="kx-pg-"))
         self.data = self.dir / "data"
-        self.port = spare_port(56400, 56600)
+        self.port = spare_port()
         self.prefix = _as_postgres_user()
         if self.prefix:
             shutil.chown(self.dir, "postgres")
@@ -181,7 +179,7 @@ class PgCluster:
 class RedisServer:
     def __init__(self) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="kx-redis-"))
-        self.port = spare_port(56600, 56800)
+        self.port = spare_port()
         self.proc: subprocess.Popen | None = None
 
     @property

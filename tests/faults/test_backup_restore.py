@@ -48,7 +48,7 @@ def manage(env: dict, *args: str) -> str:
 def test_restore_starts_a_new_epoch_and_nothing_applies_twice(backend_env, tmp_path):
     env = backend_env
     think, learning = create_worker("think", env), create_worker("learning", env)
-    server = ProjectProcess.daphne(spare_port(56800, 56900), env).start().wait_listening()
+    server = ProjectProcess.daphne(spare_port(), env).start().wait_listening()
     api = f"{server.url}/api/knowledge"
     try:
         a = call(f"{api}/broadcast", "POST", think, risk("kept", key="k-a"))

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.faults
 def server(pg_db):
     env = service_env(DATABASE_URL=pg_db)
     token = create_worker("think", env)
-    proc = ProjectProcess.daphne(spare_port(56800, 56900), env).start().wait_listening()
+    proc = ProjectProcess.daphne(spare_port(), env).start().wait_listening()
     proc.token = token
     yield proc
     proc.cleanup()
@@ -45,7 +45,7 @@ def test_database_stopped_answers_503_with_retry_after_and_heals(server, pg_clus
         assert reply.status == 503, (path, reply.status, reply.body)
         assert int(reply.headers["retry-after"]) > 0, path
         assert reply.headers["content-type"].startswith("application/json"), path
-        assert reply.body["errors"] == {} and "database" in reply.body["detail"], path
+        assert set(reply.body) == {"detail", "errors"} and "database" in reply.body["detail"], path
     start = time.monotonic()
     health = call(f"{api}/health")
     report("db_outage_health_fail_s", time.monotonic() - start)
@@ -66,7 +66,7 @@ def test_database_stopped_answers_503_with_retry_after_and_heals(server, pg_clus
 def fast_heartbeat_server(pg_db):
     env = service_env(DATABASE_URL=pg_db, KE_WS_HEARTBEAT_SECONDS="0.5")
     token = create_worker("think", env)
-    proc = ProjectProcess.daphne(spare_port(56800, 56900), env).start().wait_listening()
+    proc = ProjectProcess.daphne(spare_port(), env).start().wait_listening()
     proc.token = token
     yield proc
     proc.cleanup()

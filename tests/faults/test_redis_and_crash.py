@@ -23,7 +23,7 @@ def subjects(feed: FeedSocket) -> list[str]:
 def test_redis_killed_and_restarted_under_live_sockets(sqlite_env, redis_server):
     env = {**sqlite_env, "REDIS_URL": redis_server.url}
     think, learning = create_worker("think", env), create_worker("learning", env)
-    server = ProjectProcess.daphne(spare_port(56800, 56900), env).start().wait_listening()
+    server = ProjectProcess.daphne(spare_port(), env).start().wait_listening()
     api = f"{server.url}/api/knowledge"
     feeds = []
     try:
@@ -66,7 +66,7 @@ def test_redis_killed_and_restarted_under_live_sockets(sqlite_env, redis_server)
 def test_server_killed_mid_bulk_then_keyed_retry_loses_and_duplicates_nothing(sqlite_env):
     env = sqlite_env
     think = create_worker("think", env)
-    port = spare_port(56800, 56900)
+    port = spare_port()
     server = ProjectProcess.daphne(port, env).start().wait_listening()
     api = f"{server.url}/api/knowledge"
     bulk = {"items": [risk(f"bulk-{i}", key=f"bulk-{i}") for i in range(1000)]}

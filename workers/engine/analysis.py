@@ -18,6 +18,7 @@ from typing import Any
 from .gitrepo import GitRepo
 from .knowledge import Draft, draft, iter_payloads
 from .metrics import FileMetrics, UnitMetrics, measure_source
+from .risk import risk_level, risk_subject
 from .rules import Issue, Rules, evaluate_units
 
 ROOT_SCOPE = "<root>"
@@ -303,13 +304,11 @@ def code_risk_patterns(
 
     ``risk_score`` is the mean over the group's issues of their severity's score (low 0.3,
     medium 0.55, high 0.8), plus 0.1 for a high-churn file (code that changes often and is past
-    a threshold breaks more easily); levels as :func:`.think.risk_level`. ``churn`` maps a path
+    a threshold breaks more easily); levels as :func:`.risk.risk_level`. ``churn`` maps a path
     to its bucket (``unknown`` if absent). Confidence ``0.9 x samples / (samples + 5)``.
     Think judges the same subjects from its committee, so where the two views disagree the
     exchange detects a contradiction between them and resolves it.
     """
-    from .think import risk_level, risk_subject  # think imports this module's peers
-
     groups: dict[str, list[Issue]] = defaultdict(list)
     for issue in snapshot.issues.values():
         groups[risk_subject(issue.rule, churn.get(issue.path))].append(issue)

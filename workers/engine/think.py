@@ -48,6 +48,7 @@ from typing import Any
 from .dream import Proposal
 from .knowledge import Draft, draft, iter_payloads
 from .recall import Context, context_index
+from .risk import risk_level, risk_subject
 from .rules import margin_contexts, raw_severity
 
 _KIND_RISK = {
@@ -302,19 +303,6 @@ def _risk(proposal: Proposal, context: Mapping[str, str], model: ThinkModel) -> 
     if learned is not None:
         risk = 0.5 * risk + 0.5 * learned
     return min(1.0, max(0.0, risk))
-
-
-def risk_subject(rule: str, churn: str | None) -> str:
-    """The subject of a ``risk_pattern`` (Think's and Analysis's views share it)."""
-    return f"rule:{rule}|churn:{churn or 'unknown'}"
-
-
-def risk_level(score: float) -> str:
-    """low < 0.25 <= medium < 0.5 <= high < 0.75 <= critical."""
-    for level, floor in (("critical", 0.75), ("high", 0.5), ("medium", 0.25)):
-        if score >= floor:
-            return level
-    return "low"
 
 
 def decision_outcomes(

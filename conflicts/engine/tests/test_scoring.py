@@ -139,13 +139,13 @@ def test_check_targets_reports_each_target_of_the_strategies_present():
     perfect = score(
         world,
         RunOutcome(
-            "hybrid",
+            "truth",
             0.8,
             conflicts=[_conflict(1, "auto", "high")],
             detections=[Detection(2, "contradiction", 0)],
         ),
     )
-    results = dict((t.describe(), ok) for t, ok in check_targets({"hybrid": perfect}))
-    assert len(results) == len([t for t in TARGETS if t.strategy == "hybrid"])
-    assert results["hybrid.auto_accuracy >= 0.99"] is True
-    assert results["hybrid.detection_recall >= 0.99"] is False
+    results = dict((t.describe(), ok) for t, ok in check_targets({"truth": perfect}))
+    assert len(results) == len([t for t in TARGETS if t.strategy == "truth"])
+    assert results["truth.auto_accuracy >= 0.99"] is True
+    assert results["truth.detection_recall >= 0.99"] is False

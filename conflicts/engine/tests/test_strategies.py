@@ -88,8 +88,8 @@ def test_bad_input_is_rejected(name):
         get_strategy(name).propose([cand(1, "a", "x"), cand(1, "b", "y")])
 
 
-def test_registry_knows_the_five_strategies_and_passes_options():
-    assert set(ALL) == {"majority", "consensus", "recency", "authority", "hybrid"}
+def test_registry_knows_the_six_strategies_and_passes_options():
+    assert set(ALL) == {"majority", "consensus", "recency", "authority", "hybrid", "truth"}
     hybrid = get_strategy("hybrid", weights=HybridWeights(trust=1.0, confidence=0.0))
     assert isinstance(hybrid, HybridStrategy) and hybrid.weights.trust == 1.0
     with pytest.raises(KeyError, match="unknown strategy"):

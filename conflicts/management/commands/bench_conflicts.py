@@ -2,13 +2,18 @@
 
     python manage.py bench_conflicts                       # 40 subjects/type, seed 1, ~3 min
     python manage.py bench_conflicts --seeds 4,5 --subjects 80 --settle-hours 6 --memory
+    python manage.py bench_conflicts --family truth --seeds 1,2,3 --strategies hybrid,truth
 
 Generates the engine's seeded scenarios (known truth, 30 % unreliable sources by default),
 creates a dedicated database (a temporary SQLite file, or ``bench_ke_<instance>`` on
 PostgreSQL; dropped afterwards), and for each strategy replays every event through
 ``knowledge.actions.do_broadcast`` with the clock frozen at the event's time
 (``conflicts.replay``), then scores what the database recorded. Majority vote runs in the
-same invocation as the baseline. ``--memory`` also prints the engine's in-memory simulation
+same invocation as the baseline. ``--family truth`` runs the truth-discovery family instead
+(``scenarios.truth_family``: a reviewer during the training phase only, then none) and adds
+the end state per subject (right / wrong / undecided) next to majority vote on the same
+claims. Every run prints the reliability diagram of the strategies' proposals (winner
+probability vs how often it was right) and the expected calibration error. ``--memory`` also prints the engine's in-memory simulation
 of the same scenario, to show where the real path differs.
 """
 
@@ -24,9 +29,16 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import connections
 
 from config.product import product_settings
-from conflicts.engine.bench import STRATEGY_ORDER, format_table, pool
+from conflicts.engine.bench import STRATEGY_ORDER, format_end_states, format_table, pool
+from conflicts.engine.calibration import (
+    EndState,
+    calibration_pairs,
+    end_state,
+    format_diagram,
+    reliability_diagram,
+)
 from conflicts.engine.ceiling import Ceiling, oracle_ceiling
-from conflicts.engine.scenarios import HOUR, ScenarioConfig, generate
+from conflicts.engine.scenarios import HOUR, ScenarioConfig, generate, truth_family
 from conflicts.engine.scoring import check_targets, score
 from conflicts.engine.simulation import SimulationConfig, simulate
 
@@ -75,6 +87,20 @@ class Command(BaseCommand):
             default=0.30,
             help="unreliable source fraction (default 0.30)",
         )
+        parser.add_argument(
+            "--family",
+            choices=("episodes", "truth"),
+            default="episodes",
+            help="episodes: the five-type scenarios (default); truth: the truth-discovery family",
+        )
+        parser.add_argument(
+            "--sweep-hours",
+            type=float,
+            default=6.0,
+            help="run sweep_conflicts (trust re-estimate + re-evaluation) every N scenario hours "
+            "and after the last event (default 6; 0 = never)",
+        )
+        parser.add_argument("--png", metavar="PATH", help="reliability diagram as PNG (matplotlib)")
         parser.add_argument("--no-copy-detection", action="store_true")
         parser.add_argument(
             "--memory", action="store_true", help="also run the in-memory simulation"
@@ -107,15 +133,22 @@ class Command(BaseCommand):
         )
         seeds = [int(s) for s in opts["seeds"].split(",") if s.strip()]
         strategies = [s.strip() for s in opts["strategies"].split(",") if s.strip()]
-        if "majority" not in strategies:
-            strategies.insert(0, "majority")  # the baseline always runs
-        scen_cfg = ScenarioConfig(
-            subjects_per_type=opts["subjects"], unreliable_fraction=opts["unreliable"]
-        )
+        if "majority" not in strategies and opts["family"] == "episodes":
+            strategies.insert(0, "majority")  # the baseline always runs (truth: end-state vote)
+        if opts["family"] == "truth":
+            scen_cfg = truth_family(subjects=opts["subjects"] if opts["subjects"] != 40 else 200)
+            if opts["unreliable"] != 0.30:
+                scen_cfg = replace(scen_cfg, unreliable_fraction=opts["unreliable"])
+        else:
+            scen_cfg = ScenarioConfig(
+                subjects_per_type=opts["subjects"], unreliable_fraction=opts["unreliable"]
+            )
         head = (
-            f"{len(scen_cfg.types)} types x {opts['subjects']} subjects, {scen_cfg.sources_per_type} sources/type, "
+            f"family {opts['family']}, {len(scen_cfg.types)} types x {scen_cfg.subjects_per_type} subjects, {scen_cfg.sources_per_type} sources/type, "
             f"{opts['unreliable']:.0%} unreliable; seeds {seeds}; threshold {threshold}, "
-            f"settle {settle / HOUR:g} h, review after {opts['review_delay_hours']:g} h, warm-up {opts['warmup']}"
+            f"settle {settle / HOUR:g} h, review after {opts['review_delay_hours']:g} h, "
+            f"warm-up {opts['warmup'] if opts['family'] == 'episodes' else 'live, reviewer in training only'}, "
+            f"sweep every {opts['sweep_hours']:g} h"
         )
         self.stdout.write(f"scenario: {head}")
         if opts["in_place"]:
@@ -140,6 +173,9 @@ class Command(BaseCommand):
 
         real = {name: [] for name in strategies}
         memory = {name: [] for name in strategies}
+        ends: dict[str, EndState] = {}
+        pairs: dict[str, list] = {name: [] for name in strategies}
+        truth_family_run = opts["family"] == "truth"
         ceilings = []
         events = 0
         for seed in seeds:
@@ -153,12 +189,17 @@ class Command(BaseCommand):
                     settle_seconds=settle,
                     review_delay_seconds=opts["review_delay_hours"] * HOUR,
                     human_error_rate=opts["human_error"],
-                    warmup_mode=opts["warmup"],
+                    warmup_mode="live" if truth_family_run else opts["warmup"],
                     copy_detection=not opts["no_copy_detection"],
                     seed=seed,
+                    review_until=scenario.warmup_end if truth_family_run else None,
+                    sweep_seconds=opts["sweep_hours"] * HOUR,
                 )
                 outcome = replay(scenario, cfg)
                 real[name].append(score(scenario, outcome))
+                pairs[name].extend(calibration_pairs(scenario, outcome))
+                end = end_state(scenario, outcome)
+                ends[name] = ends[name] + end if name in ends else end
                 if name == "hybrid":
                     ceilings.append(oracle_ceiling(scenario, outcome))
                 self.stderr.write(
@@ -194,11 +235,33 @@ class Command(BaseCommand):
             mem_metrics = {name: pool(runs) for name, runs in memory.items()}
             self.stdout.write("\nin-memory simulation of the same scenarios (conflicts.engine):")
             self.stdout.write(format_table(mem_metrics))
+        if truth_family_run:
+            self.stdout.write("\nend state of the test-phase subjects (no reviewer):")
+            self.stdout.write(format_end_states(ends))
+        diagrams = {}
+        for name in strategies:
+            if name == "majority" or not pairs[name]:
+                continue
+            bins, ece = reliability_diagram(pairs[name])
+            diagrams[name] = {"bins": [asdict(b) for b in bins], "ece": ece}
+            self.stdout.write(f"\nreliability diagram, {name} (winner probability at close):")
+            self.stdout.write(format_diagram(bins, ece))
+        if opts["png"] and diagrams:
+            self._png(opts["png"], diagrams)
         checks = check_targets(metrics)
         self.stdout.write("\ntargets (real path):")
         for target, ok in checks:
             value = getattr(metrics[target.strategy], target.metric)
             self.stdout.write(f"  [{'ok' if ok else 'MISS'}] {target.describe():40s} {value:.2%}")
+        for name, e in ends.items() if truth_family_run else ():
+            wrongful = metrics[name].wrongful_supersession
+            for label, ok, value in (
+                ("end-state right >= 0.95", e.accuracy >= 0.95, e.accuracy),
+                ("end-state right >= majority vote", e.accuracy >= e.majority_accuracy, e.accuracy),
+                ("wrongful supersession <= 0.01", wrongful <= 0.01, wrongful),
+            ):
+                checks.append((label, ok))
+                self.stdout.write(f"  [{'ok' if ok else 'MISS'}] {name}.{label:34s} {value:.2%}")
         if opts["json"]:
             with open(opts["json"], "w", encoding="utf-8") as fh:
                 json.dump(
@@ -215,9 +278,42 @@ class Command(BaseCommand):
                         if mem_metrics
                         else None,
                         "oracle": asdict(ceiling) if ceiling else None,
+                        "family": opts["family"],
+                        "end_state": {
+                            n: asdict(e) | {"accuracy": e.accuracy, "majority": e.majority_accuracy}
+                            for n, e in ends.items()
+                        },
+                        "reliability": diagrams,
                     },
                     fh,
                     indent=2,
                 )
         if opts["check"] and not all(ok for _, ok in checks):
             raise CommandError("a product target is missed")
+
+    def _png(self, path, diagrams) -> None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            self.stderr.write(
+                "matplotlib is not installed: no PNG (the table above is the diagram)"
+            )
+            return
+        fig, ax = plt.subplots(figsize=(5, 5))
+        ax.plot([0, 1], [0, 1], linestyle=":", color="grey")
+        for name, d in diagrams.items():
+            used = [b for b in d["bins"] if b["count"]]
+            ax.plot(
+                [b["predicted"] for b in used],
+                [b["observed"] for b in used],
+                marker="o",
+                label=f"{name} (ECE {d['ece']:.3f})",
+            )
+        ax.set_xlabel("predicted probability of the winning claim")
+        ax.set_ylabel("observed accuracy")
+        ax.legend()
+        fig.savefig(path, dpi=100)
+        self.stdout.write(f"wrote {path}")

@@ -1,5 +1,5 @@
-"""Re-evaluate conflicts whose settle window has passed (only needed with
-``KNOWLEDGE_EXCHANGE['conflict_settle_seconds'] > 0``).
+"""The conflicts sweep: re-estimate source trust from all the evidence, then re-evaluate
+unsettled contradictions (settle window passed, or now above the threshold).
 
     python manage.py sweep_conflicts --once
     python manage.py sweep_conflicts --interval 60      # loop until SIGTERM / SIGINT
@@ -15,7 +15,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from conflicts.actions import sweep_conflicts
+from conflicts.reliability import sweep
 
 
 class Command(BaseCommand):
@@ -36,7 +36,7 @@ class Command(BaseCommand):
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
         while True:
-            done = sweep_conflicts()
+            done = sweep()
             if opts["verbosity"] > 1 or opts["once"]:
                 self.stdout.write(f"re-evaluated {done} conflict(s)")
             if opts["once"] or stop["now"]:

@@ -1,0 +1,149 @@
+"""The calibrated truth-discovery model: item reliability, the posterior strategy, the EM."""
+
+import random
+from collections import defaultdict
+from dataclasses import replace
+
+import pytest
+
+from conflicts.engine.candidates import Trust
+from conflicts.engine.scenarios import generate, truth_family
+from conflicts.engine.strategies import get_strategy
+from conflicts.engine.truth import (
+    TruthParams,
+    TruthStrategy,
+    claim_probabilities,
+    estimate_trust,
+    item_reliability,
+)
+
+from .factories import cand
+
+
+def fresh_pair(a: float, b: float):
+    return [cand(1, "new-1", "high", confidence=a), cand(2, "new-2", "low", confidence=b)]
+
+
+# --- new sources: stated confidence still matters ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "applies"), [(0.99, 0.10, True), (0.80, 0.75, False), (0.70, 0.70, False)]
+)
+def test_two_fresh_sources_resolve_only_when_confidence_is_decisive(a, b, applies):
+    p = get_strategy("truth").propose(fresh_pair(a, b))
+    assert p.winner_claim == "high" or a == b
+    assert (p.margin >= 0.85) is applies
+
+
+def test_a_tie_has_margin_zero():
+    assert get_strategy("truth").propose(fresh_pair(0.7, 0.7)).is_tie
+
+
+def test_margin_is_the_winners_posterior_probability():
+    cands = fresh_pair(0.9, 0.6)
+    p = get_strategy("truth").propose(cands)
+    assert p.margin == pytest.approx(claim_probabilities(cands)["high"])
+    assert p.margin == pytest.approx(p.scores["high"])
+    assert sum(p.scores.values()) == pytest.approx(1.0)
+
+
+def test_independent_trusted_sources_push_above_any_single_confidence():
+    trusted = Trust(alpha=2 + 45, beta=2 + 5)  # right 90 % of 50 decided claims
+    cands = [
+        cand(1, "a", "high", confidence=0.7, trust=trusted),
+        cand(2, "b", "high", confidence=0.7, trust=trusted),
+        cand(3, "c", "high", confidence=0.7, trust=trusted),
+        cand(4, "d", "low", confidence=0.9),
+    ]
+    p = get_strategy("truth").propose(cands)
+    assert p.winner_claim == "high"
+    assert p.margin > 0.95 > max(c.confidence for c in cands)
+
+
+def test_a_copy_does_not_count_as_a_second_opinion():
+    base = [cand(1, "a", "high", confidence=0.8), cand(2, "b", "low", confidence=0.8)]
+    copy = cand(3, "c", "low", confidence=0.8, independence=0.0)
+    assert get_strategy("truth").propose([*base, copy]).is_tie
+
+
+def test_record_outweighs_stated_confidence():
+    liar = Trust(alpha=2 + 6, beta=2 + 34)  # claims 0.95, right 15 % of 40 decided claims
+    assert item_reliability(Trust(), 0.95) == pytest.approx(0.95)
+    assert item_reliability(liar, 0.95) < 0.3
+    assert item_reliability(Trust(alpha=5, beta=5, pinned=0.6), 0.95) == 0.6
+    p = get_strategy("truth").propose(
+        [
+            cand(1, "liar", "high", confidence=0.95, trust=liar),
+            cand(2, "new", "low", confidence=0.7),
+        ]
+    )
+    assert p.winner_claim == "low"
+
+
+# --- the EM ----------------------------------------------------------------------------------
+
+
+def synthetic(seed: int, subjects: int = 300):
+    """Four good sources (85 %), two bad ones (30 %), all stating 0.9; 3 of 5 report."""
+    rng = random.Random(seed)
+    accuracy = {"g1": 0.85, "g2": 0.85, "g3": 0.85, "g4": 0.85, "b1": 0.3, "b2": 0.3}
+    claims = ["low", "medium", "high", "critical"]
+    cands, truth, n = [], {}, 0
+    for s in range(subjects):
+        truth[f"s{s}"] = t = rng.choice(claims)
+        for src in rng.sample(sorted(accuracy), 3):
+            n += 1
+            said = t if rng.random() < accuracy[src] else rng.choice([c for c in claims if c != t])
+            cands.append(cand(n, src, said, confidence=0.9, subject=f"s{s}"))
+    return cands, truth, accuracy
+
+
+def test_em_learns_reliability_without_any_label():
+    cands, _truth, accuracy = synthetic(1)
+    est = estimate_trust(cands)
+    assert est.converged
+    for src, acc in accuracy.items():
+        assert est.trusts[src].learned_mean == pytest.approx(acc, abs=0.1), src
+
+
+def test_em_labels_are_the_strongest_signal_and_pins_survive():
+    cands, truth, _ = synthetic(2, subjects=60)
+    # A person decided every subject the other way round for source g1's claims.
+    labels = {c.item_id: c.claim != truth[c.subject] for c in cands if c.source == "g1"}
+    est = estimate_trust(cands, labels, {"b1": Trust(pinned=0.9)})
+    assert est.trusts["g1"].learned_mean < 0.3
+    assert est.trusts["b1"].pinned == 0.9
+
+
+def test_em_posteriors_beat_majority_on_the_truth_family():
+    """Offline, with training labels, the model decides test subjects better than majority."""
+    scenario = generate(truth_family(seed=3))
+    first: dict[str, float] = {}
+    for e in scenario.events:
+        first.setdefault(e.subject, e.offset)
+    cands = [
+        cand(e.index, e.source, e.claim, confidence=e.confidence, subject=e.subject)
+        for e in scenario.events
+    ]
+    labels = {e.index: e.correct for e in scenario.events if first[e.subject] < scenario.warmup_end}
+    est = estimate_trust(cands, labels)
+    by = defaultdict(list)
+    for c in cands:
+        by[c.subject].append(replace(c, trust=est.trusts[c.source]))
+    truth_right = majority_right = n = 0
+    for subject, group in by.items():
+        if first[subject] < scenario.warmup_end:
+            continue
+        n += 1
+        truth = scenario.truth_at("risk_pattern", subject, 0)
+        truth_right += TruthStrategy().propose(group).winner_claim == truth
+        majority_right += get_strategy("majority").propose(group).winner_claim == truth
+    assert truth_right / n >= majority_right / n + 0.05
+
+
+def test_params_are_checked():
+    with pytest.raises(ValueError):
+        TruthParams(effective_claims=1)
+    with pytest.raises(ValueError):
+        TruthParams(p_max=1.0)

@@ -1,0 +1,140 @@
+"""Source reliability re-estimated from all the evidence (``conflicts.engine.truth``).
+
+``refresh_trust(knowledge_type)`` turns the type's recent items (active and superseded: a
+superseded claim is still a claim) and the people's decisions (``Resolution`` rows decided
+by a human: each item in their inputs is labelled won / lost) into engine inputs, runs the
+EM (``estimate_trust``) and stores the estimate in the ``SourceTrust`` rows (alpha, beta;
+pins are kept and still override). ``sweep_conflicts`` calls it before re-evaluating the
+unsettled conflicts, so trust learned from new evidence reaches yesterday's pending conflicts.
+Between two refreshes, each resolution still nudges the rows as before
+(``conflicts.engine.trust``); the next refresh replaces that approximation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from conflicts.choices import Actor, Decision
+from conflicts.engine.candidates import Candidate, ItemId
+from conflicts.engine.truth import Estimate, estimate_trust
+from conflicts.models import Resolution, SourceTrust
+from knowledge.choices import ItemStatus
+from knowledge.models import KnowledgeItem
+
+#: The evidence window and size of one estimate (newest first).
+WINDOW_DAYS = 60
+MAX_ITEMS = 20_000
+
+
+def _labels(knowledge_type: str, items: dict[int, KnowledgeItem]) -> dict[ItemId, bool]:
+    """Item id -> whether its claim won a person's decision (the newest decision counts)."""
+    labels: dict[ItemId, bool] = {}
+    rows = Resolution.objects.filter(
+        conflict__knowledge_type=knowledge_type,
+        actor=Actor.HUMAN,
+        decision__in=[Decision.PICK, Decision.ACCEPT, Decision.REJECT],
+    ).order_by("pk")
+    for res in rows.values("winner_claim", "inputs"):
+        for snap in res["inputs"] or []:
+            item = items.get(snap.get("item_id"))
+            # A revised item (same id, new claim) is no longer what was decided on.
+            if item is not None and item.claim == snap.get("claim"):
+                labels[item.pk] = bool(res["winner_claim"]) and snap["claim"] == res["winner_claim"]
+    return labels
+
+
+def refresh_trust(knowledge_type: str, now: datetime | None = None) -> Estimate | None:
+    """Re-estimate every source's trust for ``knowledge_type``; None if there is nothing to
+    learn from. One transaction; trust rows are locked in id order (the documented order)."""
+    from conflicts.actions import candidates_for, conflict_settings, copy_estimator, trusts_for
+
+    now = now or timezone.now()
+    cfg = conflict_settings()
+    items = list(
+        KnowledgeItem.objects.select_related("source")
+        .filter(
+            knowledge_type=knowledge_type,
+            status__in=[ItemStatus.ACTIVE, ItemStatus.SUPERSEDED],
+            observed_at__gte=now - timedelta(days=WINDOW_DAYS),
+        )
+        .order_by("-observed_ts", "-id")[:MAX_ITEMS]
+    )
+    if not items:
+        return None
+    by_id = {i.pk: i for i in items}
+    workers = {i.source_id: i.source for i in items}
+    trusts = trusts_for(workers.values(), knowledge_type)
+    # Copy weights are per subject (a copy repeats a claim on the same subject).
+    cands = candidates_for(items, now, replace(cfg, copy_detection=False))
+    if cfg.copy_detection:
+        estimator = copy_estimator()
+        groups: dict[str, list[Candidate]] = {}
+        for c in cands:
+            groups.setdefault(c.subject, []).append(c)
+        cands = [c for group in groups.values() for c in estimator.with_independence(group)]
+    estimate = estimate_trust(
+        cands,
+        _labels(knowledge_type, by_id),
+        {workers[wid].name: t for wid, t in trusts.items()},
+    )
+    ids = {w.name: wid for wid, w in workers.items()}
+    with transaction.atomic():
+        for wid in sorted(ids.values()):
+            SourceTrust.objects.get_or_create(worker_id=wid, knowledge_type=knowledge_type)
+        rows = {
+            r.worker_id: r
+            for r in SourceTrust.objects.select_for_update()
+            .filter(worker_id__in=ids.values(), knowledge_type=knowledge_type)
+            .order_by("pk")
+        }
+        for name, trust in estimate.trusts.items():
+            row = rows[ids[name]]
+            row.alpha, row.beta, row.updated_at = trust.alpha, trust.beta, now
+            row.save(update_fields=["alpha", "beta", "updated_at"])
+    return estimate
+
+
+def types_due() -> list[str]:
+    """Types whose trust should be re-estimated now: those with unsettled contradictions, and
+    those with a resolution newer than their last estimate (trust moved)."""
+    from django.db.models import Max
+
+    from conflicts.choices import Classification
+    from conflicts.models import Conflict
+
+    due = set(
+        Conflict.objects.filter(classification=Classification.CONTRADICTION)
+        .unsettled()
+        .values_list("knowledge_type", flat=True)
+        .distinct()
+    )
+    estimated = dict(
+        SourceTrust.objects.values("knowledge_type")
+        .annotate(last=Max("updated_at"))
+        .values_list("knowledge_type", "last")
+    )
+    decided = (
+        Resolution.objects.values("conflict__knowledge_type")
+        .annotate(last=Max("created_at"))
+        .values_list("conflict__knowledge_type", "last")
+    )
+    for ktype, last in decided:
+        if ktype not in estimated or last >= estimated[ktype]:
+            due.add(ktype)
+    return sorted(due)
+
+
+def sweep(now: datetime | None = None) -> int:
+    """The periodic sweep: re-estimate the trust of the types that need it (``types_due``),
+    then ``actions.sweep_conflicts`` with the new estimates; returns how many conflicts were
+    re-evaluated."""
+    from conflicts.actions import sweep_conflicts
+
+    now = now or timezone.now()
+    for knowledge_type in types_due():
+        refresh_trust(knowledge_type, now)
+    return sweep_conflicts(now)
