@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler
 from django.core.exceptions import SuspiciousOperation
 from django.core.handlers.exception import response_for_exception
@@ -23,13 +23,34 @@ from django.http import HttpResponse, JsonResponse
 from config.product import product_settings
 
 
-class URLLengthLimitMiddleware:
-    """414 for URLs (path + query string) longer than ``max_url_bytes``."""
+class RefusingMiddleware:
+    """A middleware that may answer a request itself (``_refuse``) before the view; sync and
+    async-capable, so an async view (the long poll) runs with no thread held."""
+
+    async_capable = True
 
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        refused = self._refuse(request)
+        if iscoroutinefunction(self):
+            return self._acall(request, refused)
+        return refused or self.get_response(request)
+
+    async def _acall(self, request, refused):
+        return refused or await self.get_response(request)
+
+    def _refuse(self, request):
+        return None
+
+
+class URLLengthLimitMiddleware(RefusingMiddleware):
+    """414 for URLs (path + query string) longer than ``max_url_bytes``."""
+
+    def _refuse(self, request):
         limit = product_settings().max_url_bytes
         size = len(request.META.get("PATH_INFO", "")) + len(request.META.get("QUERY_STRING", ""))
         if size > limit:
@@ -37,7 +58,7 @@ class URLLengthLimitMiddleware:
             if request.path.startswith("/api/"):
                 return JsonResponse({"detail": detail, "errors": {}}, status=414)
             return HttpResponse(detail, status=414, content_type="text/plain")
-        return self.get_response(request)
+        return None
 
 
 class SafeStaticFilesHandler(ASGIStaticFilesHandler):

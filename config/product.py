@@ -88,7 +88,15 @@ class ProductSettings(Mapping):
     ws_max_queue: int = 1000
     ws_heartbeat_seconds: float = 15.0
     ws_stall_seconds: float = 10.0
-    ws_direct_write: bool = True
+    # Daphne-only internals (knowledge/daphne_transport.py), used only when the daphne/Twisted
+    # versions pass its check: back-pressure on the socket (on), and direct writes of
+    # pre-built frames into Twisted's buffers (off: opt in; docs/realtime.md, Benchmark).
+    ws_backpressure: bool = True
+    ws_direct_write: bool = False
+    # How often each relay re-checks the credentials of its sockets and long polls.
+    live_auth_recheck_seconds: float = 0.5
+    # A relay with no connection stops after this long (long polls come and go).
+    relay_idle_seconds: float = 10.0
     # Kernel send buffer of a live-feed socket (bytes; 0 = the kernel's autotuning).
     ws_socket_sndbuf: int = 65_536
     # How often the relay re-reads the workers' standing filters (subscribe/unsubscribe).

@@ -192,7 +192,8 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": f"ke-{INSTANCE}"},
+            # A sharded layer lists several Redis hosts (comma-separated).
+            "CONFIG": {"hosts": envlist("KE_CHANNEL_LAYER_HOSTS", [REDIS_URL]), "prefix": f"ke-{INSTANCE}"},
         }
     }
 else:

@@ -4,6 +4,8 @@ import threading
 import time
 from collections import deque
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
 from dashboard.metrics import REQUEST_LATENCY
 
 # The last API request durations of this process, for the latency alert (a window the
@@ -25,12 +27,24 @@ def recent_api_p95(window_seconds: float) -> tuple[float, int]:
 class RequestMetricsMiddleware:
     """Time every API request by its route pattern (not its raw path: bounded labels)."""
 
+    async_capable = True  # so an async view (the long poll) runs without a thread held
+
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)
 
     def __call__(self, request):
+        if iscoroutinefunction(self):
+            return self._acall(request)
         start = time.perf_counter()
-        response = self.get_response(request)
+        return self._observe(request, self.get_response(request), start)
+
+    async def _acall(self, request):
+        start = time.perf_counter()
+        return self._observe(request, await self.get_response(request), start)
+
+    def _observe(self, request, response, start):
         if request.path.startswith("/api/"):
             match = getattr(request, "resolver_match", None)
             route = match.route if match else "unmatched"

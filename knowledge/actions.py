@@ -37,6 +37,7 @@ from knowledge.models import (
     ValidationRecord,
 )
 from knowledge.registry import KnowledgeType, registry
+from knowledge.resume import resume
 from knowledge.scopes import read_types
 from knowledge.visibility import event_visibility, item_audience
 
@@ -691,18 +692,14 @@ class InboxPage:
 def read_inbox(worker: Worker, limit: int = 100) -> InboxPage:
     """The next events of ``worker``'s inbox after its durable cursor (nothing is consumed).
 
-    If the log was reset or pruned past the cursor, the cursor restarts at the oldest
-    retained event and ``recovered`` is False.
+    Where it resumes is the one resume rule (knowledge/resume.py): if the log was reset,
+    restored or pruned past the cursor, ``recovered`` is False and the cursor moves to the
+    log's top (the worker reloads what it needs with a query).
     """
     cursor, _ = InboxCursor.objects.get_or_create(worker=worker)
-    pos = log_position()
-    recovered = True
-    position = cursor.position
     cursor_epoch = str(cursor.epoch) if cursor.epoch else None
-    if (cursor_epoch and cursor_epoch != pos.epoch) or position > pos.top:
-        position, recovered = 0, False
-    if position < pos.pruned_through:
-        position, recovered = pos.pruned_through, False
+    answer = resume(cursor.position, cursor_epoch, log_position())
+    pos, position, recovered = answer.log, answer.position, answer.recovered
     events, scanned_to = read_events(position, InboxFilter(worker, get_subscription(worker)), limit)
     if not recovered or cursor_epoch != pos.epoch:
         InboxCursor.objects.filter(pk=cursor.pk).update(position=position, epoch=pos.epoch)

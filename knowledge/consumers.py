@@ -12,178 +12,69 @@ import asyncio
 import functools
 import json
 import logging
-import socket
-import time
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from config.product import product_settings
+from knowledge import daphne_transport, live_auth
 from knowledge.choices import EventKind
-from knowledge.events import FeedFilter, is_recoverable
+from knowledge.events import FeedFilter
 from knowledge.registry import registry
-from knowledge.relay import Connection, Relay, db_position, standing_filter, text_frame
-from knowledge.scopes import read_types
+from knowledge.relay import (
+    CLOSE_GOING_AWAY,
+    Connection,
+    Relay,
+    db_position,
+    standing_filter,
+)
+from knowledge.resume import resume
 
 log = logging.getLogger(__name__)
 
 CLOSE_AUTH = 4401
 CLOSE_TOO_SLOW = 4008
-CLOSE_DISABLED = 4503
+CLOSE_DISABLED = 4503  # the feed is disabled, or this server process is stopping
 FILTER_KEYS = ("types", "sources", "events")
 
 
-@database_sync_to_async
-def _authenticate(scope) -> tuple[str, str | None, frozenset | None] | None:
-    """(label, viewer, read scope) for a worker token or a staff session; None if neither."""
-    from identity.models import Worker
-
-    token = parse_qs(scope.get("query_string", b"").decode(errors="replace")).get("token", [""])[0]
-    if token:
-        worker = Worker.objects.for_token(token)
-        return (f"worker:{worker.name}", worker.name, read_types(worker)) if worker else None
-    user = scope.get("user")
-    if user is not None and user.is_authenticated and user.is_staff:
-        return (f"user:{user.get_username()}", None, None)
-    return None
-
-
-class _WritableWatch:
-    """Twisted push-producer on daphne's transport: paused while its buffer is full.
-
-    Daphne never applies back-pressure to ``send``; without this, a stalled client would
-    grow the transport buffer without bound. Outside daphne (tests) it is always writable.
-    """
-
-    def __init__(self):
-        self.writable = asyncio.Event()
-        self.writable.set()
-        self.paused_since: float | None = None
-        self.transport = None
-        self.writer = None
-        self.chained = None
-
-    def attach(self, send) -> None:
-        # Under daphne, ``send`` is partial(server.handle_reply, protocol), possibly wrapped
-        # by Channels' session middleware (which keeps the inner one as ``real_send``).
-        for _ in range(5):
-            if isinstance(send, functools.partial):
-                break
-            send = getattr(getattr(send, "__self__", None), "real_send", None)
-        if not isinstance(send, functools.partial):
-            return
-        protocol = (send.args or (None,))[0]
-        server = getattr(getattr(send, "func", None), "__self__", None)
-        transport = getattr(protocol, "transport", None)
-        if transport is None or not hasattr(transport, "registerProducer"):
-            return
-        try:
-            # Cap the kernel's send buffer too (autotuning lets it grow to megabytes), so a
-            # stalled client is noticed after ~100 KiB, not after 4 MiB per connection.
-            sndbuf = product_settings().ws_socket_sndbuf
-            if sndbuf:
-                transport.getHandle().setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, sndbuf)
-        except Exception:
-            log.debug("could not set SO_SNDBUF", exc_info=True)
-        try:
-            # Daphne's HTTPChannel (the upgraded HTTP connection) is registered already; we
-            # take its place and pass pause/resume on to it.
-            self.chained = getattr(transport, "producer", None)
-            if self.chained is not None:
-                transport.unregisterProducer()
-            transport.registerProducer(self, True)
-            self.transport = transport
-        except Exception:  # fall back to the queue bound alone
-            log.warning("could not register a producer on the transport", exc_info=True)
-            return
-        connections = getattr(server, "connections", None)
-        if hasattr(protocol, "handle_reply") and isinstance(connections, dict):
-
-            raw_socket = getattr(transport, "socket", None)  # plain TCP (not TLS)
-            fast = raw_socket is not None and hasattr(transport, "_tempDataBuffer")
-
-            def write(frame: bytes) -> None:
-                # The frame goes to the transport as is: daphne never fragments or
-                # compresses, so this is what autobahn would write, without its per-frame
-                # Python work. Only while the socket is open and nothing is queued.
-                details = connections.get(protocol)
-                if details is None or details.get("disconnected") or protocol.state != protocol.STATE_OPEN:
-                    raise ConnectionError("socket gone")
-                if fast and not transport._tempDataBuffer and transport.offset >= len(transport.dataBuffer):
-                    # Nothing buffered in Twisted: one send() instead of registering the
-                    # socket for writability, waking up, writing and unregistering.
-                    try:
-                        sent = raw_socket.send(frame)
-                    except (BlockingIOError, InterruptedError):
-                        sent = 0
-                    except OSError:
-                        sent = 0  # let Twisted find out about the broken socket
-                    if sent == len(frame):
-                        return
-                    frame = frame[sent:]
-                transport.write(frame)
-
-            self.writer = write
-
-    def detach(self) -> None:
-        if self.transport is not None:
-            try:
-                self.transport.unregisterProducer()
-            except Exception:
-                pass
-            self.transport = None
-        self.writer = None
-
-    # IPushProducer
-    def pauseProducing(self):  # noqa: N802
-        self.writable.clear()
-        self.paused_since = time.monotonic()
-        if self.chained is not None:
-            self.chained.pauseProducing()
-
-    def resumeProducing(self):  # noqa: N802
-        self.writable.set()
-        self.paused_since = None
-        if self.chained is not None:
-            self.chained.resumeProducing()
-
-    def stopProducing(self):  # noqa: N802
-        self.writable.set()
-        if self.chained is not None:
-            self.chained.stopProducing()
+_viewer = database_sync_to_async(live_auth.socket_viewer)
 
 
 class KnowledgeConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         self.conn: Connection | None = None
-        self._sender: asyncio.Task | None = None
         self._catchup: asyncio.Task | None = None
         if not product_settings().websocket_enabled:
             await self.accept()
             await self.close(code=CLOSE_DISABLED)
             return
-        who = await _authenticate(self.scope)
+        who = await _viewer(self.scope)
         if who is None:
             await self.accept()
             await self.close(code=CLOSE_AUTH)
             return
-        label, viewer, self.read_types = who
+        self.read_types = who.read_types
         await self.accept()
         self.relay = Relay.current()
+        if self.relay.draining:
+            await self.close(code=CLOSE_GOING_AWAY)
+            return
         self.conn = Connection(
-            label=label,
-            viewer=viewer,
+            label=who.label,
+            viewer=who.worker,
             max_queue=product_settings().ws_max_queue,
             on_overflow=self._too_slow,
+            credential=who.credential,
+            on_close=self._ended_by_relay,
+            send=self._send_text,
         )
-        self.watch = _WritableWatch()
-        self.watch.attach(self.base_send)
-        if self.watch.writer is not None and product_settings().ws_direct_write:
-            self.conn.writer = self.watch.writer
-            self.conn.can_write = self.watch.writable.is_set
+        self.watch = daphne_transport.watch(self.base_send)
+        self.conn.writer = self.watch.writer
+        self.conn.can_write = self.watch.writable.is_set
+        self.conn.paused_since = self.watch.paused
+        self.watch.on_resume = functools.partial(self.relay.mark_dirty, self.conn)
         await self.relay.register(self.conn)
-        self._sender = asyncio.get_running_loop().create_task(self._send_loop())
 
     async def disconnect(self, code):
         self._stop_tasks()
@@ -194,9 +85,19 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
             self.conn = None
 
     def _stop_tasks(self):
-        for task in (self._sender, self._catchup):
+        for task in (self._catchup,):
             if task is not None and not task.done() and task is not asyncio.current_task():
                 task.cancel()
+
+    def _ended_by_relay(self, code: int):
+        """Credentials revoked (4401/4403) or the server is stopping (4503)."""
+        asyncio.get_running_loop().create_task(self._close_with(code))
+
+    async def _close_with(self, code: int):
+        if self.conn is None:
+            return
+        self._stop_tasks()
+        await self.close(code=code)
 
     def _too_slow(self):
         self.relay.stats["slow_closes"] += 1
@@ -206,33 +107,11 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
         if self.conn is None:
             return
         self.conn.dropped_slow = True
-        self._stop_tasks()
-        await self.close(code=CLOSE_TOO_SLOW)
+        await self._close_with(CLOSE_TOO_SLOW)
 
-    async def _send_loop(self):
-        conn = self.conn
-        stall = product_settings().ws_stall_seconds
-        while True:
-            await conn.ready.wait()
-            conn.ready.clear()
-            while conn.queue:
-                if not self.watch.writable.is_set():
-                    try:
-                        await asyncio.wait_for(self.watch.writable.wait(), stall)
-                    except TimeoutError:
-                        self._too_slow()
-                        return
-                text = conn.queue.popleft()
-                if conn.writer is not None:
-                    # Same path as the relay's direct writes, so frames never overtake.
-                    try:
-                        conn.writer(text_frame(text))
-                        conn.sent += 1
-                        continue
-                    except Exception:
-                        conn.writer = None
-                await self.send(text_data=text)
-                conn.sent += 1
+    async def _send_text(self, text: str) -> None:
+        """The plain Channels send; the relay's sender calls it (knowledge/relay.py)."""
+        await self.send(text_data=text)
 
     # client -> server --------------------------------------------------------------------------
 
@@ -294,18 +173,13 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
         pos = await db_position()
         if conn.gen != gen or self.conn is None:
             return  # superseded while we read
-        recovered = True
-        if since is None:
-            start = pos.top
-        elif is_recoverable(since, epoch, pos):
-            start = since
-        else:
-            recovered, start = False, pos.top
+        answer = resume(since, epoch, pos)
         conn.filter = flt
-        conn.pos = start
+        conn.pos = answer.position
         conn.push(
             json.dumps(
-                {"type": "subscribed", "epoch": pos.epoch, "since": since, "recovered": recovered, "top": pos.top}
+                {"type": "subscribed", "epoch": pos.epoch, "since": since, "recovered": answer.recovered,
+                 "position": answer.position, "top": pos.top}
             )
         )
         self._catchup = asyncio.get_running_loop().create_task(self.relay.catch_up(conn, gen))

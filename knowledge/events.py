@@ -30,7 +30,6 @@ from knowledge.models import Event, LogState
 log = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x4B58_0001  # "KX" 1: the event log tail
-WAKE_GROUP = "ke_events"
 
 _locked_in = threading.local()
 
@@ -108,19 +107,12 @@ def publish_events(specs: list[dict]) -> list[Event]:
 
 # --- Waking readers ------------------------------------------------------------------------
 
-_local_cond = threading.Condition()
-_local_top = 0
-
 
 def wake_readers(seq: int) -> None:
     """Tell readers in this process (and, through the channel layer, in others) of new events.
 
     Delivery never depends on this: readers also poll the log. This only cuts latency.
     """
-    global _local_top
-    with _local_cond:
-        _local_top = max(_local_top, seq)
-        _local_cond.notify_all()
     for hook in list(_wake_hooks):
         try:
             hook(seq)
@@ -137,14 +129,6 @@ def add_wake_hook(fn) -> None:
         _wake_hooks.append(fn)
 
 
-def wait_for_local_wake(after_seq: int, timeout: float) -> None:
-    """Block until this process publishes past ``after_seq`` or ``timeout`` passes."""
-    with _local_cond:
-        if _local_top > after_seq:
-            return
-        _local_cond.wait(timeout)
-
-
 # --- Reading ------------------------------------------------------------------------------
 
 
@@ -159,15 +143,6 @@ def log_position() -> LogPosition:
     state = LogState.current()
     top = Event.objects.aggregate(top=Max("seq"))["top"] or 0
     return LogPosition(str(state.epoch), max(top, state.pruned_through), state.pruned_through)
-
-
-def is_recoverable(since: int, epoch: str | None, position: LogPosition) -> bool:
-    """Can a consumer that saw everything up to ``since`` (in ``epoch``) resume without a gap?"""
-    if epoch is not None and epoch != position.epoch:
-        return False
-    if since > position.top:
-        return False  # from the future: a log that was reset or restored from a backup
-    return since >= position.pruned_through
 
 
 class EventFilter:

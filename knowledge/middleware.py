@@ -4,22 +4,20 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import JsonResponse
 from rest_framework.exceptions import Throttled
 
+from config.http import RefusingMiddleware
 from config.product import product_settings
 from knowledge.api.errors import too_large_response
 from knowledge.limits import AddressRateThrottle
 
 
-class BodySizeLimitMiddleware:
+class BodySizeLimitMiddleware(RefusingMiddleware):
     """Answer 413 for API bodies over ``max_body_bytes`` (config/product.py).
 
     DRF parses JSON from the request stream, bypassing Django's own upload limit, so the
     limit is enforced here before any view runs.
     """
 
-    def __init__(self, get_response):
-        self.get_response = get_response
-
-    def __call__(self, request):
+    def _refuse(self, request):
         if request.path.startswith("/api/") and request.method in ("POST", "PUT", "PATCH"):
             limit = product_settings().max_body_bytes
             length = request.META.get("CONTENT_LENGTH")
@@ -34,18 +32,18 @@ class BodySizeLimitMiddleware:
                         return too_large_response(limit)
                 except RequestDataTooBig:
                     return too_large_response(limit)
-        return self.get_response(request)
+        return None
 
 
-class AddressThrottleMiddleware:
+class AddressThrottleMiddleware(RefusingMiddleware):
     """Per client address limit on every /api/ request (``throttle_rate_address``), before
     authentication, so requests with a bad token are counted too (knowledge/limits.py)."""
 
     def __init__(self, get_response):
-        self.get_response = get_response
+        super().__init__(get_response)
         self.throttle = AddressRateThrottle()
 
-    def __call__(self, request):
+    def _refuse(self, request):
         if request.path.startswith("/api/"):
             try:
                 self.throttle.allow_request(request, None)
@@ -53,4 +51,4 @@ class AddressThrottleMiddleware:
                 response = JsonResponse({"detail": str(exc.detail), "errors": {}}, status=429)
                 response["Retry-After"] = str(exc.wait)
                 return response
-        return self.get_response(request)
+        return None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.db import InterfaceError, OperationalError
 from django.http import HttpResponse, JsonResponse
 
@@ -45,8 +46,12 @@ def outage_response(request) -> HttpResponse:
 class DatabaseOutageMiddleware:
     """Turn a database outage raised by a view (DRF re-raises what its handler leaves) into 503."""
 
+    async_capable = True  # so an async view (the long poll) runs without a thread held
+
     def __init__(self, get_response):
         self.get_response = get_response
+        if iscoroutinefunction(get_response):
+            markcoroutinefunction(self)  # __call__ then returns get_response's coroutine
 
     def __call__(self, request):
         return self.get_response(request)

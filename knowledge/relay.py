@@ -28,6 +28,7 @@ import concurrent.futures
 import json
 import logging
 import os
+import signal
 import socket
 import threading
 import time
@@ -39,11 +40,15 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from config.product import product_settings
+from knowledge import daphne_transport, live_auth, wakeup
 from knowledge import events as event_log
 from knowledge.events import EventFilter, FeedFilter, log_position, read_events
 
 log = logging.getLogger(__name__)
 
+# The server is stopping: reconnect (to another process) with backoff. Not 1001: autobahn,
+# under daphne, lets a server close only with 1000 or 3000-4999.
+CLOSE_GOING_AWAY = 4503
 CACHE_PREFIX = "ke-ws-proc:"
 CACHE_INDEX = "ke-ws-procs"
 
@@ -159,7 +164,7 @@ class Connection:
     label: str  # "worker:think" or "user:alice"
     viewer: str | None  # worker name, None for a person
     max_queue: int
-    on_overflow: object = None  # callable, called once when the queue overflows
+    on_overflow: object = None  # callable, called once when the queue overflows or stalls
     connected_at: float = field(default_factory=time.time)
     queue: deque = field(default_factory=deque)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -171,17 +176,24 @@ class Connection:
     sent: int = 0
     dropped_slow: bool = False
     standing: bool = False  # filter = the worker's standing subscription, refreshed
-    # Under daphne: a synchronous write to the socket, used while nothing is queued and the
-    # transport is writable (no task switch per frame: 1,000 subscribers cost one pass).
+    # The opt-in daphne fast path (knowledge/daphne_transport.py): a synchronous write of a
+    # pre-built frame while nothing is queued and the transport is writable.
     writer: object = None
     can_write: object = None
+    credential: object = None  # live_auth.Credential, re-checked by the relay
+    poll: bool = False  # a parked long poll (answered once), not a socket
+    on_close: object = None  # callable(code): the relay ends this connection
+    closed: int | None = None  # the code it was ended with
+    send: object = None  # async callable(text): a socket's send (None for a long poll)
+    paused_since: object = None  # callable: since when the socket has been unwritable
+    notify: object = None  # callable(conn): something was queued (the relay's sender)
 
     def push(self, text: str, frame: bytes | None = None) -> bool:
         if self.overflowed:
             return False
         if self.writer is not None and not self.queue and self.can_write():
             try:
-                self.writer(frame or text_frame(text))
+                self.writer(frame or daphne_transport.text_frame(text))
                 self.sent += 1
                 return True
             except Exception:
@@ -196,6 +208,8 @@ class Connection:
             return False
         self.queue.append(text)
         self.ready.set()
+        if self.notify is not None:
+            self.notify(self)
         return True
 
     def heartbeat(self, fallback_top: int, degraded: bool = False) -> None:
@@ -227,22 +241,6 @@ class Connection:
         }
 
 
-def text_frame(text: str) -> bytes:
-    """An unmasked, unfragmented WebSocket text frame (RFC 6455 5.2), as a server sends it.
-
-    Built once per event and written to every subscriber's transport as is.
-    """
-    data = text.encode()
-    n = len(data)
-    if n < 126:
-        header = bytes((0x81, n))
-    elif n < 65536:
-        header = bytes((0x81, 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((0x81, 127)) + n.to_bytes(8, "big")
-    return header + data
-
-
 def encode_event(event, epoch: str) -> str:
     return json.dumps(event.as_message(epoch), separators=(",", ":"), default=str)
 
@@ -264,6 +262,11 @@ class Relay:
         self.epoch = ""
         self._task: asyncio.Task | None = None
         self._wake_task: asyncio.Task | None = None
+        self._guard_task: asyncio.Task | None = None
+        self._send_task: asyncio.Task | None = None
+        self._dirty: set[Connection] = set()
+        self._send_wake = asyncio.Event()
+        self.draining = False  # SIGTERM: answer and close everything, take nothing new
         self._wake = asyncio.Event()
         self._started = asyncio.Event()
         self.stats = _PROCESS_STATS  # survives the relay stopping when idle
@@ -282,27 +285,143 @@ class Relay:
     # lifecycle -------------------------------------------------------------------------------
 
     async def register(self, conn: Connection) -> None:
+        if conn.send is not None:
+            conn.notify = self.mark_dirty
         self.connections.add(conn)
         self.total_connections += 1
         if self._task is None or self._task.done():
             self._started = asyncio.Event()
             self._task = self.loop.create_task(self._run(), name="ke-relay")
             self._wake_task = self.loop.create_task(self._listen_layer(), name="ke-relay-wake")
+            self._guard_task = self.loop.create_task(self._guard(), name="ke-relay-guard")
+            self._send_task = self.loop.create_task(self._sender(), name="ke-relay-send")
+            _chain_sigterm()
         await self._started.wait()
 
     def unregister(self, conn: Connection) -> None:
         self.connections.discard(conn)
         conn.live = False
-        if not self.connections:
+        if not self.connections and not conn.poll:
+            # A long poll is usually followed by the next one at once: the relay stays up
+            # for it and stops in ``_run`` once idle for ``relay_idle_seconds``.
             self.stop()
 
     def stop(self) -> None:
-        for task in (self._task, self._wake_task):
-            if task is not None and not task.done():
+        for task in (self._task, self._wake_task, self._guard_task, self._send_task):
+            if task is not None and not task.done() and task is not asyncio.current_task():
                 task.cancel()
-        self._task = self._wake_task = None
+        self._task = self._wake_task = self._guard_task = self._send_task = None
         _publish_snapshot(self, final=True)
         close_db_threads()
+
+    def end(self, conn: Connection, code: int) -> None:
+        """End one connection from the server side: a socket is closed with ``code``, a long
+        poll answers at once."""
+        if conn.closed is not None:
+            return
+        conn.closed = code
+        conn.live = False
+        conn.ready.set()
+        if conn.on_close is not None:
+            conn.on_close(code)
+
+    async def park(self, conn: Connection, timeout: float) -> None:
+        """A long poll: wait on this process's fan-out (not the database) until an event for
+        ``conn`` is queued, it is ended (revoked, shutdown) or ``timeout`` passes."""
+        await self.register(conn)
+        catch_up = self.loop.create_task(self.catch_up(conn, conn.gen))
+        try:
+            async with asyncio.timeout(timeout):
+                while not conn.queue and conn.closed is None and not self.draining:
+                    conn.ready.clear()
+                    await conn.ready.wait()
+        except TimeoutError:
+            pass
+        finally:
+            catch_up.cancel()
+            self.unregister(conn)
+
+    def mark_dirty(self, conn: Connection) -> None:
+        """``conn`` has frames queued (or became writable again): the sender will send them."""
+        self._dirty.add(conn)
+        self._send_wake.set()
+
+    async def _sender(self) -> None:
+        """One sender for all the sockets of this process, not one task per socket: a fan-out
+        of one event to N sockets wakes one task, not N. ASGI ``send`` under daphne does not
+        block (it only writes to Twisted's buffer); writability comes from the daphne
+        back-pressure watch, and a socket that stays unwritable is closed by ``_guard``."""
+        while True:
+            await self._send_wake.wait()
+            self._send_wake.clear()
+            while self._dirty:
+                dirty, self._dirty = self._dirty, set()
+                for conn in dirty:
+                    await self._send_queued(conn)
+
+    async def _send_queued(self, conn: Connection) -> None:
+        while conn.queue and conn.closed is None and conn in self.connections:
+            if not conn.can_write():
+                return  # resumeProducing marks it dirty again
+            text = conn.queue.popleft()
+            if conn.writer is not None:  # the opt-in fast path: frames never overtake
+                try:
+                    conn.writer(daphne_transport.text_frame(text))
+                    conn.sent += 1
+                    continue
+                except Exception:
+                    conn.writer = None
+            try:
+                await conn.send(text)
+            except Exception:  # the socket is going away; disconnect() cleans up
+                log.debug("send failed", exc_info=True)
+                return
+            conn.sent += 1
+
+    def _close_stalled(self) -> None:
+        """Close (4008) sockets unwritable for ``ws_stall_seconds`` with frames waiting."""
+        stall = product_settings().ws_stall_seconds
+        now = time.monotonic()
+        for conn in list(self.connections):
+            since = conn.paused_since() if conn.paused_since is not None else None
+            if since is not None and conn.queue and now - since > stall and not conn.overflowed:
+                conn.overflowed = True
+                conn.live = False
+                if conn.on_overflow is not None:
+                    conn.on_overflow()
+
+    async def _guard(self) -> None:
+        """Re-check every connection's credential (docs/realtime.md, "Revocation") and close
+        stalled sockets."""
+        every = product_settings().live_auth_recheck_seconds
+        while True:
+            await asyncio.sleep(every)
+            self._close_stalled()
+            creds = {c.credential for c in self.connections if c.credential and c.closed is None}
+
+            if not creds:
+                continue
+            try:
+                bad = await _in_db_thread(live_auth.revoked, creds)
+            except Exception:  # database down: keep serving; the check runs again
+                log.warning("credential re-check failed", exc_info=True)
+                continue
+            for conn in list(self.connections):
+                if conn.credential in bad:
+                    self.end(conn, bad[conn.credential])
+
+    async def shutdown(self) -> None:
+        """SIGTERM: answer every parked long poll, close every socket (4503), and return once
+        the polls have left (bounded), so the server stops with nothing left hanging."""
+        self.draining = True
+        for conn in list(self.connections):
+            self.end(conn, CLOSE_GOING_AWAY)
+        try:
+            async with asyncio.timeout(2):
+                while any(c.poll for c in self.connections):
+                    await asyncio.sleep(0.02)
+        except TimeoutError:
+            log.warning("shutdown: long polls still in flight")
 
     def wake(self) -> None:
         """Thread-safe: a commit happened somewhere."""
@@ -328,12 +447,23 @@ class Relay:
         next_snapshot = time.monotonic()
         standing_every = product_settings().ws_standing_refresh_seconds
         next_standing = time.monotonic() + standing_every
+        idle_for = product_settings().relay_idle_seconds
+        idle_since = None
         while True:
             try:
-                await asyncio.wait_for(self._wake.wait(), poll)
+                # Not wait_for: on 3.11 it can swallow a cancellation that races the wake.
+                async with asyncio.timeout(poll):
+                    await self._wake.wait()
             except TimeoutError:
                 pass
             self._wake.clear()
+            if self.connections:
+                idle_since = None
+            elif idle_since is None:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > idle_for:
+                self.stop()
+                return
             try:
                 await self._drain()
             except asyncio.CancelledError:
@@ -350,7 +480,8 @@ class Relay:
             if now >= next_heartbeat:
                 next_heartbeat = now + heartbeat_every
                 for conn in list(self.connections):
-                    conn.heartbeat(self.position, self.degraded)
+                    if not conn.poll:
+                        conn.heartbeat(self.position, self.degraded)
             if now >= next_snapshot:
                 next_snapshot = now + snapshot_every
                 _publish_snapshot(self)
@@ -413,15 +544,20 @@ class Relay:
             if not conn.live:
                 continue
             flt = conn.filter
+            last = conn.pos
             for i, (event, text, frame) in enumerate(encoded):
                 if event.seq <= conn.pos or not flt.matches(event):
                     continue
                 if text is None:
                     text = encode_event(event, self.epoch)
-                    frame = text_frame(text)
+                    encoded[i] = (event, text, None)
+                if frame is None and conn.writer is not None:  # the opt-in daphne fast path
+                    frame = daphne_transport.text_frame(text)
                     encoded[i] = (event, text, frame)
                 if not conn.push(text, frame):
+                    conn.pos = last  # a full long poll answers with what it holds
                     break
+                last = event.seq
                 self.stats["delivered"] += 1
             if conn.live:
                 conn.pos = max(conn.pos, scanned)
@@ -444,42 +580,27 @@ class Relay:
             for event in events:
                 if event.seq > conn.pos and not conn.push(encode_event(event, self.epoch)):
                     return
+                conn.pos = max(conn.pos, event.seq)
             conn.pos = max(conn.pos, scanned)
 
     # the channel layer -----------------------------------------------------------------------
 
     async def _listen_layer(self) -> None:
-        """One channel-layer subscription per process: any wake message wakes the relay."""
-        layer = _wake_layer()
-        if layer is None:
-            return
-        channel = None
-        while True:
-            try:
-                if channel is None:
-                    channel = await layer.new_channel()
-                    await layer.group_add(event_log.WAKE_GROUP, channel)
-                await layer.receive(channel)
-                self.stats["wakes"] += 1
-                self._wake.set()
-            except asyncio.CancelledError:
-                if channel is not None:
-                    try:
-                        await asyncio.shield(layer.group_discard(event_log.WAKE_GROUP, channel))
-                    except Exception:
-                        pass
-                raise
-            except Exception:
-                log.warning("channel layer wake subscription failed; retrying", exc_info=True)
-                channel = None
-                await asyncio.sleep(1.0)
+        """One Redis wake subscription per process (knowledge/wakeup.py)."""
+
+        def woken():
+            self.stats["wakes"] += 1
+            self._wake.set()
+
+        await wakeup.listen(woken)
 
     def snapshot(self) -> dict:
         return {
             "process": process_id(),
             "updated": time.time(),
             "position": self.position,
-            "connections": [c.describe() for c in self.connections],
+            "connections": [c.describe() for c in self.connections if not c.poll],
+            "long_polls": sum(1 for c in self.connections if c.poll),
             "total_connections": self.total_connections,
             "stats": dict(self.stats),
         }
@@ -488,54 +609,49 @@ class Relay:
 # --- Waking relays after a commit --------------------------------------------------------------
 
 
-def _wake_layer():
-    """The Redis pub/sub layer, if configured; None in embedded mode (local wake + polling)."""
-    backend = settings.CHANNEL_LAYERS.get("default", {}).get("BACKEND", "")
-    if "RedisPubSubChannelLayer" not in backend:
-        return None
-    from channels.layers import get_channel_layer
-
-    return get_channel_layer()
-
-
-_redis_client = None
-_redis_lock = threading.Lock()
-_last_wake_warning = 0.0
-
-
-def _publish_wake(seq: int) -> None:
-    """One PUBLISH per commit on the layer's group channel, from any (sync) context."""
-    layer = _wake_layer()
-    if layer is None:
-        return
-    global _redis_client
-    import redis
-
-    with _redis_lock:
-        if _redis_client is None:
-            _redis_client = redis.Redis.from_url(
-                settings.REDIS_URL, socket_connect_timeout=1, socket_timeout=1
-            )
-    prefix = settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
-    try:
-        _redis_client.publish(
-            f"{prefix}__group__{event_log.WAKE_GROUP}", layer.serialize({"type": "wake", "seq": seq})
-        )
-    except Exception as exc:  # Redis down: relays still poll the log
-        global _last_wake_warning
-        now = time.monotonic()
-        if now - _last_wake_warning > 10:
-            _last_wake_warning = now
-            log.warning("wake publish failed, relays will poll the log (%s)", exc)
-
-
 def _on_commit(seq: int) -> None:
     for relay in list(_relays):
         relay.wake()
-    _publish_wake(seq)
+    wakeup.publish(seq)
 
 
 event_log.add_wake_hook(_on_commit)
+
+
+# --- SIGTERM ----------------------------------------------------------------------------------
+
+_sigterm_chained = False
+
+
+def _chain_sigterm() -> None:
+    """Put the relays' shutdown in front of the server's own SIGTERM handler.
+
+    Only when the server installed a Python handler (daphne's Twisted reactor, uvicorn) and
+    we are on the main thread; then SIGTERM first answers the long polls and closes the
+    sockets of every relay of this process, then hands over to the server's handler, which
+    stops it. Without this, the server would cancel the parked polls with no answer.
+    """
+    global _sigterm_chained
+    if _sigterm_chained or threading.current_thread() is not threading.main_thread():
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if not callable(previous):
+        return
+    _sigterm_chained = True
+    loop = asyncio.get_running_loop()
+
+    async def drain_then_stop(signum, frame):
+        try:
+            await asyncio.gather(*(r.shutdown() for r in list(_relays) if r.loop is loop))
+            await asyncio.sleep(0.2)  # the answers leave through the server's own writes
+        finally:
+            previous(signum, frame)
+
+    def on_sigterm(signum, frame):
+        log.info("SIGTERM: answering long polls and closing sockets")
+        loop.call_soon_threadsafe(lambda: loop.create_task(drain_then_stop(signum, frame)))
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 # --- Connection tracking across processes ----------------------------------------------------

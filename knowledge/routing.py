@@ -1,5 +1,46 @@
+"""The socket route, behind an Origin check (issue 10: cross-site WebSocket hijacking)."""
+
+from urllib.parse import urlsplit
+
+from channels.security.websocket import WebsocketDenier
+from django.conf import settings
+from django.http.request import split_domain_port, validate_host
 from django.urls import path
 
 from knowledge.consumers import KnowledgeConsumer
 
 websocket_urlpatterns = [path("ws/knowledge/", KnowledgeConsumer.as_asgi())]
+
+
+def origin_allowed(headers: dict[bytes, bytes]) -> bool:
+    """May a socket handshake with these headers proceed?
+
+    - No ``Origin``: not a browser (the SDK, a worker, a script with a token): allowed. A
+      browser always sends one with a WebSocket handshake, so a page cannot drop it.
+    - Otherwise the Origin must be this server itself (same host *and port* as the ``Host``
+      header, which must be in ``ALLOWED_HOSTS``) or listed in ``CSRF_TRUSTED_ORIGINS`` — the
+      rule Django's CSRF check applies to a form post. Channels' AllowedHostsOriginValidator
+      compares host names only, so a page on another port of the same host would pass it.
+    """
+    origin = headers.get(b"origin")
+    if origin is None:
+        return True
+    origin = origin.decode("latin-1").strip()
+    if origin in settings.CSRF_TRUSTED_ORIGINS:
+        return True
+    host = headers.get(b"host", b"").decode("latin-1").strip().lower()
+    netloc = urlsplit(origin).netloc.lower()
+    domain, _port = split_domain_port(host)
+    return bool(netloc) and netloc == host and validate_host(domain, settings.ALLOWED_HOSTS)
+
+
+class OriginCheck:
+    """ASGI middleware: refuse (HTTP 403 at the handshake) a socket whose Origin is foreign."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "websocket" and not origin_allowed(dict(scope.get("headers", ()))):
+            return await WebsocketDenier()(scope, receive, send)
+        return await self.app(scope, receive, send)

@@ -7,14 +7,16 @@ from django.urls import path
 
 from bench.ws.group_consumer import BenchGroupConsumer
 from config.asgi import http_app
-from knowledge.routing import websocket_urlpatterns
+from knowledge.routing import OriginCheck, websocket_urlpatterns
 
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": AuthMiddlewareStack(
-            URLRouter(
-                [*websocket_urlpatterns, path("ws/bench/group/", BenchGroupConsumer.as_asgi())]
+        "websocket": OriginCheck(
+            AuthMiddlewareStack(
+                URLRouter(
+                    [*websocket_urlpatterns, path("ws/bench/group/", BenchGroupConsumer.as_asgi())]
+                )
             )
         ),
     }

@@ -307,6 +307,9 @@ class EventsResponseSerializer(serializers.Serializer):
     epoch = serializers.CharField()
     since = serializers.IntegerField()
     recovered = serializers.BooleanField()
+    position = serializers.IntegerField(
+        help_text="where this answer starts (the resume rule): since, or the top if not recovered"
+    )
     top = serializers.IntegerField()
     next = serializers.IntegerField(help_text="pass as since= in the next call")
     results = EventMessageSerializer(many=True)

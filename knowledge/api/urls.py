@@ -16,6 +16,6 @@ urlpatterns = [
     path("stats", views.StatsView.as_view(), name="stats"),
     path("subscribe", views.SubscribeView.as_view(), name="subscribe"),
     path("unsubscribe", views.UnsubscribeView.as_view(), name="unsubscribe"),
-    path("events", views.EventsView.as_view(), name="events"),
+    path("events", views.events_view, name="events"),
     path("health", views.HealthView.as_view(), name="health"),
 ]

@@ -1,9 +1,7 @@
 from __future__ import annotations
 
 import functools
-import time
 
-from django.db import connections
 from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -17,7 +15,7 @@ from rest_framework.views import APIView
 from config.product import product_settings
 from identity.models import Worker
 from identity.permissions import request_worker
-from knowledge import actions, item_hooks
+from knowledge import actions, item_hooks, live_auth
 from knowledge.actions import BroadcastResult
 from knowledge.api.errors import _flatten
 from knowledge.api.serializers import (
@@ -41,16 +39,16 @@ from knowledge.choices import ItemStatus, Urgency
 from knowledge.errors import ActionError
 from knowledge.events import (
     FeedFilter,
-    is_recoverable,
     log_position,
     read_events,
-    wait_for_local_wake,
 )
 from knowledge.health import run_health_checks
 from knowledge.limits import long_poll_slot
+from knowledge.long_poll import LongPoll, as_async_view, parked
 from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
+from knowledge.resume import resume
 from knowledge.scopes import read_types, write_refusal
 from knowledge.stats import collect_stats
 
@@ -399,15 +397,6 @@ class StatsView(APIView):
         return Response(collect_stats(request_worker(request)))
 
 
-def _release_pooled_connection() -> None:
-    """Hand a pooled PostgreSQL connection back while a long poll waits, so waiting polls do
-    not exhaust the pool (``DB_POOL_MAX_SIZE``); the next read takes one again. Without a
-    pool, closing would cost a new connection per poll round, so the connection is kept."""
-    db = connections["default"]
-    if db.settings_dict.get("OPTIONS", {}).get("pool") and not db.in_atomic_block:
-        db.close()
-
-
 class EventsView(APIView):
     """The REST fallback of the live feed: events after ``since``, long-polling up to ``wait`` s."""
 
@@ -424,8 +413,20 @@ class EventsView(APIView):
         responses={200: EventsResponseSerializer},
     )
     def get(self, request):
-        with long_poll_slot(request):  # knowledge/limits.py: long polls in flight per token
-            return self._events(request)
+        # knowledge/limits.py: long polls in flight per token. A parked poll keeps its slot
+        # until it is answered (knowledge/long_poll.py releases it).
+        slot = long_poll_slot(request)
+        slot.__enter__()
+        try:
+            response = self._events(request)
+        except BaseException:
+            slot.__exit__(None, None, None)
+            raise
+        if getattr(response, "long_poll", None) is None:
+            slot.__exit__(None, None, None)
+        else:
+            response.long_poll.slot = slot
+        return response
 
     def _events(self, request):
         data = {k: request.query_params.getlist(k) if k in ("types", "sources", "events") else v
@@ -446,39 +447,31 @@ class EventsView(APIView):
                 viewer=me.name if me else None,
                 read_types=read_types(me) if me else None,
             )
-        max_wait = product_settings().long_poll_max_wait
-        wait = min(d.get("wait", 0), max_wait)
-        deadline = time.monotonic() + wait
-        pos = log_position()
-        since = d.get("since")
-        recovered = True
-        if since is None:
-            since = pos.top  # live only
-        elif not is_recoverable(since, d.get("epoch"), pos):
-            # A gap we cannot fill: say so, and replay what the log still holds.
-            recovered = False
-            since = pos.pruned_through
-        while True:
-            events, scanned_to = read_events(since, flt, d.get("limit", 500))
-            if events or time.monotonic() >= deadline:
-                break
-            # Woken at once by a publisher in this process; others are seen by polling.
-            _release_pooled_connection()
-            wait_for_local_wake(scanned_to, min(0.25, max(deadline - time.monotonic(), 0)))
-            since = scanned_to
+        answer = resume(d.get("since"), d.get("epoch"), log_position())
+        events, scanned_to = read_events(answer.position, flt, d.get("limit", 500))
         # ``top`` is the scanned position, not the log's top read afterwards: an event that
         # commits between the two reads would otherwise be skipped by a live-only client
         # that resumes from ``top`` (docs/realtime.md, "Switching transports").
-        return Response(
-            {
-                "epoch": pos.epoch,
-                "since": d.get("since") if d.get("since") is not None else pos.top,
-                "recovered": recovered,
-                "top": scanned_to,
-                "next": scanned_to,
-                "results": [e.as_message(pos.epoch) for e in events],
-            }
-        )
+        body = {
+            "epoch": answer.epoch,
+            "since": d.get("since") if d.get("since") is not None else answer.top,
+            "recovered": answer.recovered,
+            "position": answer.position,
+            "top": scanned_to,
+            "next": scanned_to,
+        }
+        wait = min(d.get("wait", 0), product_settings().long_poll_max_wait)
+        if events or wait <= 0:
+            return Response({**body, "results": [e.as_message(answer.epoch) for e in events]})
+        # Nothing yet: park on this process's relay (knowledge/long_poll.py), no thread held.
+        return parked(body, LongPoll(
+            body=body, filter=flt, label=str(request.user), viewer=flt.viewer,
+            credential=live_auth.request_credential(request), position=scanned_to, wait=wait,
+            limit=d.get("limit", 500),
+        ))
+
+
+events_view = as_async_view(EventsView)
 
 
 class HealthView(APIView):

@@ -138,8 +138,13 @@ def test_inbox_after_log_reset_says_not_recovered(analysis, think):
     do_reset_event_log()
     analysis.broadcast("issue_pattern", issue_payload(location="b.py::f"))
     page = inbox(think)
-    assert page["recovered"] is False
-    assert [m["data"]["item"]["payload"]["location"] for m in page["results"]] == ["b.py::f"]
+    # The resume rule (knowledge/resume.py): not recovered, the cursor stands at the top.
+    assert page["recovered"] is False and page["results"] == []
+    assert page["position"] == page["top"] == Event.objects.order_by("-seq").first().seq
+    analysis.broadcast("issue_pattern", issue_payload(location="c.py::f"))
+    page = inbox(think)
+    assert page["recovered"] is True
+    assert [m["data"]["item"]["payload"]["location"] for m in page["results"]] == ["c.py::f"]
 
 
 def test_validate_records_verdicts_and_status(analysis, think, learning):

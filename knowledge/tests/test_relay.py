@@ -150,3 +150,21 @@ async def test_two_server_processes_on_one_redis(think, analysis, server):
     await feed.close()
     assert received == ids
     assert elapsed < 10, f"took {elapsed:.1f}s: the wake did not cross processes"
+
+
+@pytest.mark.parametrize("direct_write", ["false", "true"], ids=["plain-channels", "daphne-fast-path"])
+async def test_both_send_paths_deliver_in_order_on_a_real_server(think, server, direct_write):
+    """The default plain Channels send and the opt-in daphne fast path
+    (knowledge/daphne_transport.py) deliver the same stream, in order, once."""
+    from knowledge import daphne_transport
+
+    assert daphne_transport.supported()  # else the fast path would silently be the plain one
+    srv = server(KE_WS_DIRECT_WRITE=direct_write)
+    feed = LiveFeed(srv.url, think.token, since=None, fallback_after=0)
+    feed.start()
+    while feed.status != "live":
+        await asyncio.sleep(0.05)
+    expected = [await apublish(i) for i in range(30)]
+    got = await collect(feed, 30)
+    await feed.close()
+    assert got == expected

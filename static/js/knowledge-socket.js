@@ -387,7 +387,7 @@
       const first = !this._wsSubscribed;
       this._wsSubscribed = true;
       const wasNull = this._lastSeq === null;
-      const reset = this._reconcile(msg.epoch, msg.recovered, msg.top);
+      const reset = this._reconcile(msg.epoch, msg.recovered, msg.position ?? msg.top);
       // Live only (since null): the server streams after `top`; resume from there next time.
       if (!reset && wasNull && this._lastSeq === null && isSeq(msg.top)) this._lastSeq = msg.top;
       if (!this._running) return; // onReset may have stopped us
@@ -586,7 +586,7 @@
         throw new Error('malformed poll answer');
       }
       const wasNull = this._lastSeq === null;
-      const reset = this._reconcile(body.epoch, body.recovered, body.top);
+      const reset = this._reconcile(body.epoch, body.recovered, body.position ?? body.top);
       const results = body.results.slice().sort((a, b) => (a && b ? a.seq - b.seq : 0));
       for (const ev of results) {
         if (ev && typeof ev === 'object') this._onEvent(ev);

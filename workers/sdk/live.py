@@ -40,6 +40,12 @@ def backoff_delay(attempt: int, base: float, factor: float, cap: float, rnd=rand
     return rnd() * min(cap, base * factor ** max(attempt, 0))
 
 
+
+def _stands_at(answer: dict):
+    """Where the server says this client now stands (the resume rule's ``position``)."""
+    return answer.get("position", answer.get("top"))
+
+
 class LiveFeed:
     def __init__(
         self,
@@ -235,7 +241,7 @@ class LiveFeed:
                         await self._deliver(data)
                     elif kind == "subscribed":
                         was_none = self.last_seq is None
-                        reset = self._reconcile(data.get("epoch"), data.get("recovered"), data.get("top"))
+                        reset = self._reconcile(data.get("epoch"), data.get("recovered"), _stands_at(data))
                         if not reset and was_none and self.last_seq is None:
                             self.last_seq = data.get("top")
                         subscribed = True
@@ -297,7 +303,7 @@ class LiveFeed:
             attempt = 0
             self._set_status("polling")
             was_none = self.last_seq is None
-            reset = self._reconcile(body.get("epoch"), body.get("recovered"), body.get("top"))
+            reset = self._reconcile(body.get("epoch"), body.get("recovered"), _stands_at(body))
             results = sorted(body.get("results", []), key=lambda e: e.get("seq", 0))
             for ev in results:
                 await self._deliver(ev)

@@ -210,6 +210,7 @@ class InProcessTransport(Transport):
         from knowledge.actions import InboxFilter, do_ack, get_subscription
         from knowledge.events import log_position
         from knowledge.models import Event, InboxCursor
+        from knowledge.resume import resume
 
         def run() -> bool:
             cursor = (
@@ -218,7 +219,7 @@ class InProcessTransport(Transport):
                 .first()
             )
             pos = log_position()
-            if cursor is None or str(cursor[1]) != pos.epoch or cursor[0] < pos.pruned_through:
+            if cursor is None or not resume(cursor[0], str(cursor[1]), pos).recovered:
                 return True  # first read or recovery: let read_inbox handle it
             position = cursor[0]
             if position >= pos.top:

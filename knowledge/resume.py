@@ -1,0 +1,57 @@
+"""The resume rule: where a consumer that asks for "everything after ``since``" starts.
+
+One rule for every path that reads the event log for a client: the WebSocket ``subscribe``,
+``GET events``, the worker inbox (``read_inbox``) and, through their answers, the SDK and the
+browser client, which only obey what the server says (docs/realtime.md, "Resuming").
+
+- ``since`` omitted (None): live only. Start at the log's top; ``recovered`` is True.
+- ``since`` in this epoch, not above the top, not below the prune horizon: start at ``since``;
+  every matching event after it follows, each once, in seq order. ``recovered`` is True.
+- Anything else (the log was pruned past ``since``, ``since`` is from another epoch or from the
+  future because the log was reset or restored from a backup): ``recovered`` is False and the
+  consumer now stands at the log's top. What it missed cannot be replayed without a gap, so it
+  is not replayed at all: the client reloads its state from the REST API (which reflects every
+  event up to that top) and continues from ``position``. Replaying "what is left" would apply
+  part of history twice on top of the reload and still leave the hole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from knowledge.events import LogPosition
+
+
+@dataclass(frozen=True)
+class Resume:
+    """The answer: deliver events with ``seq > position``; ``recovered`` False means a gap."""
+
+    position: int
+    recovered: bool
+    log: LogPosition
+
+    @property
+    def epoch(self) -> str:
+        return self.log.epoch
+
+    @property
+    def top(self) -> int:
+        return self.log.top
+
+
+def is_recoverable(since: int, epoch: str | None, log: LogPosition) -> bool:
+    """Can a consumer that saw everything up to ``since`` (in ``epoch``) resume without a gap?"""
+    if epoch is not None and epoch != log.epoch:
+        return False
+    if since > log.top:
+        return False  # from the future: a log that was reset or restored from a backup
+    return since >= log.pruned_through
+
+
+def resume(since: int | None, epoch: str | None, log: LogPosition) -> Resume:
+    """Where a consumer that saw everything up to ``since`` (in ``epoch``) stands now."""
+    if since is None:
+        return Resume(log.top, True, log)
+    if is_recoverable(since, epoch or None, log):
+        return Resume(since, True, log)
+    return Resume(log.top, False, log)
