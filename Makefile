@@ -9,7 +9,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8000
 export HOST PORT
 
-.PHONY: run test test-embedded test-services test-browser test-js test-faults setup bench lint clean
+.PHONY: run test test-embedded test-services test-browser test-js test-faults js-deps setup bench lint clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,11 +41,11 @@ test: $(VENV)/.installed
 	@$(MAKE) --no-print-directory test-browser
 	@$(MAKE) --no-print-directory test-js
 
-test-embedded: $(VENV)/.installed
+test-embedded: $(VENV)/.installed js-deps
 	@echo "== tests: embedded (SQLite, in-memory channel layer, local-memory cache) =="
 	env -u DATABASE_URL -u REDIS_URL $(PY) -m pytest -q -m "not browser" $(PYTEST_ARGS)
 
-test-services: $(VENV)/.installed
+test-services: $(VENV)/.installed js-deps
 	@echo "== tests: PostgreSQL + Redis =="
 	@if scripts/ensure-services.sh; then \
 	  DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest -q -m "not browser and not faults" $(PYTEST_ARGS); \
@@ -60,7 +60,18 @@ test-browser: $(VENV)/.installed
 	@env -u DATABASE_URL -u REDIS_URL DJANGO_ALLOW_ASYNC_UNSAFE=true $(PY) -m pytest -q -m browser $(PYTEST_ARGS); \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "no browser tests collected"; rc=0; fi; exit $$rc
 
-test-js:
+# The JS client's test dependency (ws, static/js/package-lock.json): `npm ci` once, and again
+# only when the lock file changes; offline is fine once node_modules exists. No npm: skipped
+# (the Node live tests in static/js/tests/test_node_client.py then fail, naming `make js-deps`).
+JS_DEPS := static/js/node_modules/.package-lock.json
+$(JS_DEPS): static/js/package-lock.json
+	@if command -v npm >/dev/null 2>&1; then \
+	  cd static/js && npm ci --no-audit --no-fund --loglevel=error && touch node_modules/.package-lock.json; \
+	else echo "npm not found: skipping the JS client's dependencies"; fi
+
+js-deps: $(JS_DEPS)
+
+test-js: js-deps
 	@if command -v node >/dev/null 2>&1 && [ -d static/js/tests ]; then \
 	  echo "== tests: JS client (node --test) =="; node --test static/js/tests/; \
 	fi

@@ -2,7 +2,12 @@
  * knowledge-socket.js: browser client for the Knowledge Exchange live feed.
  *
  * Plain ES2020, no dependencies, no build step. Load it with <script src> (it sets
- * window.KnowledgeSocket) or require() it under Node (module.exports) for tests.
+ * window.KnowledgeSocket) or require() it under Node (module.exports).
+ *
+ * In a browser the URLs default to the page's origin. Outside a browser (Node) there is no
+ * page: give absolute `url`/`pollUrl` (or `baseUrl: 'http://host:port'`), and, since Node 20
+ * has no global WebSocket, `WebSocketImpl: require('ws')`; without it the client polls and
+ * says so once through onError({type: 'fallback'}) and console.warn.
  *
  * What it promises (see docs/realtime-client.md):
  * - lossless resume: every (re)subscribe and every poll asks for `since = lastSeq`;
@@ -36,8 +41,10 @@
   const FILTER_KEYS = ['types', 'sources', 'events'];
 
   const DEFAULTS = Object.freeze({
-    url: null, // default: ws(s)://<page host>/ws/knowledge/
-    pollUrl: '/api/knowledge/events', // null disables the polling fallback
+    url: null, // default: ws(s)://<page host or baseUrl host>/ws/knowledge/
+    pollUrl: '/api/knowledge/events', // relative to the page, or to baseUrl; null: no polling
+    baseUrl: null, // 'http(s)://host:port': resolves relative url/pollUrl (required in Node)
+    warn: true, // console.warn once when falling back to polling (onError is called anyway)
     token: null, // worker token: ?token= on the socket, Authorization: Token on polls
     filters: null, // {types: [], sources: [], events: []}; empty = all
     since: null, // the seq the page's state already reflects (null: live only)
@@ -102,6 +109,25 @@
       this._now = given.now || (() => Date.now());
       this._random = given.random || Math.random;
 
+      if (o.baseUrl !== null && o.baseUrl !== undefined && !/^https?:\/\/[^/]/i.test(String(o.baseUrl))) {
+        throw new TypeError('KnowledgeSocket: baseUrl must be an absolute http(s) URL, got ' +
+          JSON.stringify(o.baseUrl));
+      }
+      // No page to resolve against (Node): a relative URL can never work, so say so now
+      // instead of failing every poll with "Failed to parse URL".
+      if (!this._origin()) {
+        if (o.pollUrl && !/^https?:\/\//i.test(o.pollUrl)) {
+          throw new TypeError('KnowledgeSocket: pollUrl ' + JSON.stringify(o.pollUrl) +
+            ' is relative and there is no page location (Node?): pass baseUrl: ' +
+            "'http://host:port', an absolute pollUrl, or pollUrl: null");
+        }
+        if (o.url && !/^(wss?|https?):\/\//i.test(o.url)) {
+          throw new TypeError('KnowledgeSocket: url ' + JSON.stringify(o.url) +
+            ' is relative and there is no page location (Node?): pass baseUrl or an absolute url');
+        }
+      }
+      this._warned = false;
+
       this._filters = { types: [], sources: [], events: [] };
       this._mergeFilters(o.filters || {});
       this._lastSeq = isSeq(o.since) ? o.since : null;
@@ -148,9 +174,14 @@
         this._mode = 'ws';
         this._connect();
       } else if (this._canPoll()) {
+        this._fallbackNotice(this._WS
+          ? 'no WebSocket URL (no page location and no url/baseUrl)'
+          : 'no WebSocket implementation (Node: pass WebSocketImpl: require(\'ws\'))');
         this._enterPolling();
       } else {
-        this._emitError({ type: 'unsupported', message: 'neither WebSocket nor fetch is available' });
+        this._emitError({ type: 'unsupported', message: this._WS || this._fetch
+          ? 'no usable URL: pass url, pollUrl or baseUrl'
+          : 'neither WebSocket nor fetch is available' });
         this._halt();
       }
       return this;
@@ -179,17 +210,28 @@
 
     // ----- WebSocket ----------------------------------------------------------------------
 
-    _wsUrl() {
+    /** {protocol, host} of baseUrl, else of the page; null in Node without baseUrl. */
+    _origin() {
+      const base = this._o.baseUrl;
+      if (base) {
+        const m = /^(https?:)\/\/([^/?#]+)/i.exec(String(base));
+        return { protocol: m[1].toLowerCase(), host: m[2] };
+      }
       const loc = this._location;
+      return loc && loc.host ? { protocol: loc.protocol, host: loc.host } : null;
+    }
+
+    _wsUrl() {
+      const loc = this._origin();
       const scheme = loc && loc.protocol === 'https:' ? 'wss:' : 'ws:';
       let url = this._o.url;
       if (!url) {
-        if (!loc || !loc.host) return null;
+        if (!loc) return null;
         url = scheme + '//' + loc.host + '/ws/knowledge/';
       } else if (url.startsWith('//')) {
         url = scheme + url;
       } else if (url.startsWith('/')) {
-        if (!loc || !loc.host) return null;
+        if (!loc) return null;
         url = scheme + '//' + loc.host + url;
       } else if (/^https?:/i.test(url)) {
         url = url.replace(/^http/i, 'ws');
@@ -296,6 +338,7 @@
         this._failures++;
         const n = this._o.fallbackAfter;
         if (n > 0 && this._failures >= n && this._canPoll()) {
+          this._fallbackNotice(this._failures + ' WebSocket connects failed');
           this._enterPolling();
           return;
         }
@@ -465,8 +508,17 @@
         const list = this._filters[key];
         if (list.length) params.push(key + '=' + list.map(encodeURIComponent).join(','));
       }
-      const base = this._o.pollUrl;
+      const base = this._absolutePollUrl();
       return base + (base.indexOf('?') === -1 ? '?' : '&') + params.join('&');
+    }
+
+    /** pollUrl made absolute against baseUrl; relative pollUrls stay relative in a browser. */
+    _absolutePollUrl() {
+      const url = this._o.pollUrl;
+      if (/^https?:\/\//i.test(url) || !this._o.baseUrl) return url;
+      const loc = this._origin();
+      if (url.startsWith('//')) return loc.protocol + url;
+      return loc.protocol + '//' + loc.host + (url.startsWith('/') ? '' : '/') + url;
     }
 
     /** Ignore whatever the in-flight poll brings back, and abort it. */
@@ -594,6 +646,15 @@
 
     _emitError(info) {
       this._call('onError', info);
+    }
+
+    /** Say once per client why it polls instead of using the WebSocket. */
+    _fallbackNotice(reason) {
+      const message = 'KnowledgeSocket: falling back to REST long polling: ' + reason;
+      this._emitError({ type: 'fallback', message: message });
+      if (this._warned) return;
+      this._warned = true;
+      if (this._o.warn && typeof console !== 'undefined' && console.warn) console.warn(message);
     }
 
     /** Call a page callback; a throwing callback must not break the stream. */

@@ -8,15 +8,16 @@
 
     Hello(HttpTransport("http://127.0.0.1:8000", token)).run()
 
-See ``docs/workers.md``. ``InProcessTransport`` is the same interface inside this project.
+Every error the SDK raises is an ``SDKError`` (see ``workers.sdk.errors``). See ``docs/workers.md``. ``InProcessTransport`` is the same interface inside this project.
 """
 
-from .errors import NotAvailableError, SDKError, TransportError
+from .errors import AuthError, NotAvailableError, SDKError, TransportError
 from .transport import HttpTransport, InProcessTransport, Transport
 from .worker import ROUTES, BaseWorker, WorkerStats
 
 __all__ = [
     "ROUTES",
+    "AuthError",
     "BaseWorker",
     "HttpTransport",
     "InProcessTransport",

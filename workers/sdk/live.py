@@ -27,14 +27,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 
+from .errors import AuthError  # an SDKError; still importable from here
+
 log = logging.getLogger(__name__)
 
 CLOSE_AUTH = 4401
 CLOSE_TOO_SLOW = 4008
-
-
-class AuthError(Exception):
-    """The server refused the token (close 4401, HTTP 401/403)."""
 
 
 def backoff_delay(attempt: int, base: float, factor: float, cap: float, rnd=random.random) -> float:

@@ -114,7 +114,7 @@ class InProcessTransport(Transport):
             try:
                 return fn()
             except ActionError as exc:
-                raise SDKError(exc.message, status=exc.status, field=exc.field) from exc
+                raise SDKError.from_status(exc.message, exc.status, exc.field) from exc
             except QueryError as exc:
                 raise SDKError(exc.message, status=400, field=exc.field) from exc
             except Exception as exc:
@@ -134,8 +134,8 @@ class InProcessTransport(Transport):
             raise SDKError(message, status=400, field=name)
         source = ser.validated_data.get("source")
         if source and source != self.worker_name:
-            raise SDKError(
-                f"source {source!r} is not {self.worker_name!r}", status=403, field="source"
+            raise SDKError.from_status(
+                f"source {source!r} is not {self.worker_name!r}", 403, "source"
             )
         return ser.to_input()
 
@@ -353,7 +353,7 @@ class HttpTransport(Transport):
         errors = doc.get("errors") or {} if isinstance(doc, dict) else {}
         name = next(iter(errors), None)
         detail = doc.get("detail") if isinstance(doc, dict) else None
-        return SDKError(str(detail or doc), status=status, field=name)
+        return SDKError.from_status(str(detail or doc), status, name)
 
     def broadcast(self, body: dict) -> dict:
         return self._request("POST", "/api/knowledge/broadcast", body)

@@ -172,7 +172,11 @@ class BaseWorker:
             ok = False
             self.stats.errors += 1
             self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            self.log.exception("%s: cycle failed", self.name)
+            if isinstance(exc, SDKError):  # one line, no chained traceback (debug has it)
+                self.log.warning("%s: cycle failed: %s: %s", self.name, type(exc).__name__, exc)
+                self.log.debug("%s: cycle failure traceback", self.name, exc_info=True)
+            else:  # a bug in the worker's own code: the traceback is the useful part
+                self.log.exception("%s: cycle failed", self.name)
         finally:
             elapsed = time.perf_counter() - started
             self.stats.cycles += 1
@@ -393,6 +397,8 @@ class BaseWorker:
         started = time.perf_counter()
         try:
             result = self.transport.broadcast(body)
+        except SDKError as exc:
+            raise exc.for_broadcast(body["idempotency_key"])
         finally:
             self.stats.broadcast_seconds += time.perf_counter() - started
         self._record_sent(body, body_digest(body), result)

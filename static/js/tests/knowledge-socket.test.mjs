@@ -141,6 +141,7 @@ function harness(options = {}) {
     clearTimeoutImpl: clock.clearTimeout,
     now: clock.now,
     random: () => 0.5,
+    warn: false,
     onEvent: (ev) => seen.events.push(ev),
     onStatus: (status) => seen.statuses.push(status),
     onReset: (info) => seen.resets.push(info),
@@ -664,4 +665,86 @@ test('server error messages and bad JSON are reported, not fatal', async () => {
   h.socket().serverSend({ type: 'something_new' });
   assert.deepEqual(h.seen.errors.map((e) => e.type), ['server', 'protocol']);
   assert.equal(h.ks.status, 'live');
+});
+
+// ----- Node: no page, no global WebSocket (issue 15) ---------------------------------------
+
+test('without a page location a relative pollUrl is refused at construction, clearly', () => {
+  assert.throws(() => new KnowledgeSocket({ location: null, WebSocketImpl: null }),
+    (err) => err instanceof TypeError && /pollUrl "\/api\/knowledge\/events" is relative/.test(err.message)
+      && /baseUrl/.test(err.message));
+  assert.throws(() => new KnowledgeSocket({ location: null, url: '/ws/knowledge/', pollUrl: null }),
+    /url "\/ws\/knowledge\/" is relative/);
+  assert.throws(() => new KnowledgeSocket({ baseUrl: 'kx.test:8000' }), /baseUrl must be an absolute/);
+  // Absolute URLs, or pollUrl: null, are fine without a page.
+  new KnowledgeSocket({ location: null, pollUrl: 'http://kx.test/api/knowledge/events' });
+  new KnowledgeSocket({ location: null, url: 'ws://kx.test/ws/knowledge/', pollUrl: null });
+});
+
+test('baseUrl derives the WebSocket and poll URLs (https -> wss), page or not', async () => {
+  const h = harness({ location: null, baseUrl: 'https://kx.example:8443/ignored', token: 't' });
+  h.ks.start();
+  assert.equal(h.socket().url, 'wss://kx.example:8443/ws/knowledge/?token=t');
+  h.ks.stop();
+  const p = harness({ location: null, baseUrl: 'http://kx.test:8000', WebSocketImpl: null });
+  p.ks.start();
+  await p.clock.tick(0);
+  assert.match(p.fetchImpl.last().url, /^http:\/\/kx\.test:8000\/api\/knowledge\/events\?wait=25$/);
+  p.ks.stop();
+});
+
+test('in a browser the relative defaults still resolve against the page', async () => {
+  const h = harness({ WebSocketImpl: null });
+  h.ks.start();
+  await h.clock.tick(0);
+  assert.match(h.fetchImpl.last().url, /^\/api\/knowledge\/events\?/);
+  h.ks.stop();
+});
+
+test('falling back to polling is said once: onError {type: fallback} and one console.warn', async () => {
+  const warned = [];
+  const original = console.warn;
+  console.warn = (...args) => warned.push(args.join(' '));
+  try {
+    const h = harness({ WebSocketImpl: null, warn: true });
+    h.ks.start();
+    await h.clock.tick(0);
+    h.ks.stop();
+    h.ks.start();
+    await h.clock.tick(0);
+    h.ks.stop();
+    const notices = h.seen.errors.filter((e) => e.type === 'fallback');
+    assert.equal(notices.length, 2);
+    assert.match(notices[0].message, /WebSocketImpl: require\('ws'\)/);
+    assert.equal(warned.length, 1);
+    assert.match(warned[0], /falling back to REST long polling/);
+    // After failed connects the reason says so.
+    const f = harness({ warn: false });
+    f.ks.start();
+    for (let i = 0; i < 3; i++) {
+      f.socket().serverClose(1006);
+      await f.clock.tick(60000);
+    }
+    assert.equal(f.ks.mode, 'poll');
+    assert.match(f.seen.errors.find((e) => e.type === 'fallback').message, /3 WebSocket connects failed/);
+    f.ks.stop();
+  } finally {
+    console.warn = original;
+  }
+});
+
+test('package.json is ready to publish: main/exports load the client, ws is an optional peer', () => {
+  const pkgPath = fileURLToPath(new URL('../package.json', import.meta.url));
+  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8'));
+  for (const field of ['name', 'version', 'main', 'exports', 'files', 'engines', 'license']) {
+    assert.ok(pkg[field], 'package.json lacks ' + field);
+  }
+  assert.match(pkg.version, /^\d+\.\d+\.\d+$/);
+  assert.equal(require(new URL('../' + pkg.main, import.meta.url).pathname), KnowledgeSocket);
+  assert.equal(require(new URL('../' + pkg.exports['.'], import.meta.url).pathname), KnowledgeSocket);
+  assert.ok(pkg.files.includes(pkg.main));
+  assert.deepEqual(pkg.dependencies || {}, {}); // no runtime dependencies
+  assert.equal(pkg.peerDependenciesMeta.ws.optional, true);
+  // Self-reference by name works (how examples/node-client.js loads it).
+  assert.equal(require(pkg.name), KnowledgeSocket);
 });
