@@ -21,7 +21,11 @@ def pytest_report_header(config):
 
 
 def pytest_sessionstart(session):
-    if os.environ.get("CI") == "true" and os.environ.get("DATABASE_URL") and not settings.IS_POSTGRES:
+    if (
+        os.environ.get("CI") == "true"
+        and os.environ.get("DATABASE_URL")
+        and not settings.IS_POSTGRES
+    ):
         raise pytest.UsageError("CI: DATABASE_URL is set but the database is not PostgreSQL")
 
 
@@ -45,7 +49,12 @@ class Persona:
         self.client.credentials(HTTP_AUTHORIZATION=f"Token {self.token}")
 
     def broadcast(self, knowledge_type: str, payload: dict, confidence: float = 0.8, **extra):
-        body = {"knowledge_type": knowledge_type, "payload": payload, "confidence": confidence, **extra}
+        body = {
+            "knowledge_type": knowledge_type,
+            "payload": payload,
+            "confidence": confidence,
+            **extra,
+        }
         return self.client.post("/api/knowledge/broadcast", body, format="json")
 
 
@@ -76,7 +85,9 @@ def recall(db):
 
 @pytest.fixture
 def staff_client(db, django_user_model):
-    user = django_user_model.objects.create_user("alice", "alice@example.com", "pw-alice-123", is_staff=True, is_superuser=True)
+    user = django_user_model.objects.create_user(
+        "alice", "alice@example.com", "pw-alice-123", is_staff=True, is_superuser=True
+    )
     client = APIClient()
     client.force_login(user)
     client.user = user
@@ -88,7 +99,9 @@ def anon_client():
     return APIClient()
 
 
-def issue_payload(rule: str = "long_function", location: str = "app/x.py::f", severity: str = "high") -> dict:
+def issue_payload(
+    rule: str = "long_function", location: str = "app/x.py::f", severity: str = "high"
+) -> dict:
     return {"rule": rule, "location": location, "severity": severity}
 
 

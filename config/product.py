@@ -89,10 +89,11 @@ class ProductSettings(Mapping):
     ws_heartbeat_seconds: float = 15.0
     ws_stall_seconds: float = 10.0
     # Daphne-only internals (knowledge/daphne_transport.py), used only when the daphne/Twisted
-    # versions pass its check: back-pressure on the socket (on), and direct writes of
-    # pre-built frames into Twisted's buffers (off: opt in; docs/realtime.md, Benchmark).
+    # versions pass its check: back-pressure on the socket, and direct writes of pre-built
+    # frames into Twisted's buffers (the fan-out figures of docs/realtime.md, Benchmark, need
+    # it). Both on by default, and off by themselves when the version check fails.
     ws_backpressure: bool = True
-    ws_direct_write: bool = False
+    ws_direct_write: bool = True
     # How often each relay re-checks the credentials of its sockets and long polls.
     live_auth_recheck_seconds: float = 0.5
     # A relay with no connection stops after this long (long polls come and go).

@@ -193,7 +193,10 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             # A sharded layer lists several Redis hosts (comma-separated).
-            "CONFIG": {"hosts": envlist("KE_CHANNEL_LAYER_HOSTS", [REDIS_URL]), "prefix": f"ke-{INSTANCE}"},
+            "CONFIG": {
+                "hosts": envlist("KE_CHANNEL_LAYER_HOSTS", [REDIS_URL]),
+                "prefix": f"ke-{INSTANCE}",
+            },
         }
     }
 else:

@@ -48,8 +48,12 @@ class DatabaseCollector:
 
         yield from self._shared_families()
         stats = knowledge_cache.stats()
-        yield GaugeMetricFamily("kx_cache_hits", "Query cache hits (this process).", value=stats["hits"])
-        yield GaugeMetricFamily("kx_cache_misses", "Query cache misses (this process).", value=stats["misses"])
+        yield GaugeMetricFamily(
+            "kx_cache_hits", "Query cache hits (this process).", value=stats["hits"]
+        )
+        yield GaugeMetricFamily(
+            "kx_cache_misses", "Query cache misses (this process).", value=stats["misses"]
+        )
 
     def _shared_families(self) -> list:
         ttl = product_settings().metrics_cache_seconds

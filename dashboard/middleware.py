@@ -49,7 +49,9 @@ class RequestMetricsMiddleware:
             match = getattr(request, "resolver_match", None)
             route = match.route if match else "unmatched"
             elapsed = time.perf_counter() - start
-            REQUEST_LATENCY.labels(route, request.method, str(response.status_code)).observe(elapsed)
+            REQUEST_LATENCY.labels(route, request.method, str(response.status_code)).observe(
+                elapsed
+            )
             if route != "api/knowledge/events":  # long polls wait on purpose
                 with _recent_lock:
                     _recent.append((time.monotonic(), elapsed))

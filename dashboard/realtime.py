@@ -20,16 +20,27 @@ def stats_section() -> dict:
 def collect_metrics():
     snaps = relay.all_snapshots()
     conns = [c for s in snaps for c in s["connections"]]
-    yield GaugeMetricFamily("kx_ws_connections", "Open live-feed WebSocket connections (all processes).",
-                            value=len(conns))
-    yield GaugeMetricFamily("kx_ws_processes", "Server processes with a live-feed relay.", value=len(snaps))
-    queued = GaugeMetricFamily("kx_ws_queued_frames_max", "Largest per-connection send queue.",
-                               value=max((c["queued"] for c in conns), default=0))
+    yield GaugeMetricFamily(
+        "kx_ws_connections",
+        "Open live-feed WebSocket connections (all processes).",
+        value=len(conns),
+    )
+    yield GaugeMetricFamily(
+        "kx_ws_processes", "Server processes with a live-feed relay.", value=len(snaps)
+    )
+    queued = GaugeMetricFamily(
+        "kx_ws_queued_frames_max",
+        "Largest per-connection send queue.",
+        value=max((c["queued"] for c in conns), default=0),
+    )
     yield queued
-    delivered = CounterMetricFamily("kx_ws_delivered", "Events delivered by relays (all processes).",
-                                    labels=[])
+    delivered = CounterMetricFamily(
+        "kx_ws_delivered", "Events delivered by relays (all processes).", labels=[]
+    )
     delivered.add_metric([], sum(s["stats"].get("delivered", 0) for s in snaps))
     yield delivered
-    slow = CounterMetricFamily("kx_ws_slow_closes", "Connections closed 4008 (too slow).", labels=[])
+    slow = CounterMetricFamily(
+        "kx_ws_slow_closes", "Connections closed 4008 (too slow).", labels=[]
+    )
     slow.add_metric([], sum(s["stats"].get("slow_closes", 0) for s in snaps))
     yield slow

@@ -19,7 +19,9 @@ def metrics_view(request):
     if token:
         sent = request.META.get("HTTP_AUTHORIZATION", "")
         if not hmac.compare_digest(sent.encode(), f"Bearer {token}".encode()):
-            response = HttpResponse("metrics need a bearer token\n", status=401, content_type="text/plain")
+            response = HttpResponse(
+                "metrics need a bearer token\n", status=401, content_type="text/plain"
+            )
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
             return response
     return HttpResponse(generate_latest(REGISTRY), content_type=CONTENT_TYPE_LATEST)
@@ -39,14 +41,22 @@ def index(request):
     top = stats["events"]["top"]
     positions = dict(InboxCursor.objects.values_list("worker_id", "position"))
     workers = [
-        {"worker": w, "position": positions.get(w.pk, 0), "behind_seqs": max(top - positions.get(w.pk, 0), 0)}
+        {
+            "worker": w,
+            "position": positions.get(w.pk, 0),
+            "behind_seqs": max(top - positions.get(w.pk, 0), 0),
+        }
         for w in Worker.objects.order_by("name")
     ]
     by_type = stats["by_type"]
     peak = max(by_type.values(), default=0) or 1
     types = [
-        {"name": kt.name, "count": by_type.get(kt.name, 0), "pct": round(100 * by_type.get(kt.name, 0) / peak),
-         "decay_hours": round(kt.decay_seconds / 3600, 1)}
+        {
+            "name": kt.name,
+            "count": by_type.get(kt.name, 0),
+            "pct": round(100 * by_type.get(kt.name, 0) / peak),
+            "decay_hours": round(kt.decay_seconds / 3600, 1),
+        }
         for kt in registry.all()
     ]
     alerts = evaluate()
@@ -92,9 +102,19 @@ def live_connections(request):
 
     snaps = relay.all_snapshots()
     rows = sorted(
-        ({**c, "process": s["process"], "connected": datetime.fromtimestamp(c["connected_at"], UTC)}
-         for s in snaps for c in s["connections"]),
+        (
+            {
+                **c,
+                "process": s["process"],
+                "connected": datetime.fromtimestamp(c["connected_at"], UTC),
+            }
+            for s in snaps
+            for c in s["connections"]
+        ),
         key=lambda c: c["connected_at"],
     )
-    return render(request, "dashboard/live_connections.html",
-                  {"rows": rows, "stats": relay.connection_stats()})
+    return render(
+        request,
+        "dashboard/live_connections.html",
+        {"rows": rows, "stats": relay.connection_stats()},
+    )

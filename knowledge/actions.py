@@ -344,7 +344,10 @@ REFRESH_FIELDS = [
 
 
 def plan(
-    worker: Worker, entries: list[_Entry], own: dict[tuple[str, str, tuple], KnowledgeItem], now: datetime
+    worker: Worker,
+    entries: list[_Entry],
+    own: dict[tuple[str, str, tuple], KnowledgeItem],
+    now: datetime,
 ) -> list[_Step]:
     """Pure: what each entry does given the source's own active items (no queries).
 

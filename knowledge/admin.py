@@ -24,17 +24,46 @@ class ValidationInline(admin.TabularInline):
 @admin.register(KnowledgeItem)
 class KnowledgeItemAdmin(admin.ModelAdmin):
     list_display = (
-        "id", "knowledge_type", "source", "subject", "claim", "confidence", "urgency",
-        "freshness_display", "status", "validation_status", "created_at",
+        "id",
+        "knowledge_type",
+        "source",
+        "subject",
+        "claim",
+        "confidence",
+        "urgency",
+        "freshness_display",
+        "status",
+        "validation_status",
+        "created_at",
     )
-    list_filter = ("knowledge_type", "status", "validation_status", "urgency", "source", "created_at")
+    list_filter = (
+        "knowledge_type",
+        "status",
+        "validation_status",
+        "urgency",
+        "source",
+        "created_at",
+    )
     search_fields = ("subject", "claim", "=id")
     list_select_related = ("source",)
     date_hierarchy = "created_at"
     readonly_fields = (
-        "knowledge_type", "source", "subject", "claim", "payload", "confidence", "urgency",
-        "target_names", "status", "validation_status", "superseded_by", "created_at",
-        "observed_at", "refreshed_at", "refresh_count", "freshness_display",
+        "knowledge_type",
+        "source",
+        "subject",
+        "claim",
+        "payload",
+        "confidence",
+        "urgency",
+        "target_names",
+        "status",
+        "validation_status",
+        "superseded_by",
+        "created_at",
+        "observed_at",
+        "refreshed_at",
+        "refresh_count",
+        "freshness_display",
     )
     exclude = ("observed_ts", "is_targeted")
     inlines = [ValidationInline]
@@ -56,7 +85,9 @@ class KnowledgeItemAdmin(admin.ModelAdmin):
     def _validate(self, request, queryset, verdict):
         for item in queryset:
             actions.do_validate(item, verdict, user=request.user, note="admin action")
-        self.message_user(request, f"{queryset.count()} item(s) marked {verdict}.", messages.SUCCESS)
+        self.message_user(
+            request, f"{queryset.count()} item(s) marked {verdict}.", messages.SUCCESS
+        )
 
     @admin.action(description="Confirm selected items")
     def confirm(self, request, queryset):
@@ -92,7 +123,15 @@ class InboxCursorAdmin(admin.ModelAdmin):
 
 @admin.register(Subscription)
 class SubscriptionAdmin(admin.ModelAdmin):
-    list_display = ("worker", "types", "muted_types", "sources", "events", "min_urgency", "updated_at")
+    list_display = (
+        "worker",
+        "types",
+        "muted_types",
+        "sources",
+        "events",
+        "min_urgency",
+        "updated_at",
+    )
 
 
 @admin.register(LogState)

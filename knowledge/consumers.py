@@ -154,7 +154,9 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
         try:
             flt = self._parse_filter(msg)
             since = msg.get("since")
-            if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
+            if since is not None and (
+                isinstance(since, bool) or not isinstance(since, int) or since < 0
+            ):
                 raise ValueError("since: must be a non-negative integer or null")
             epoch = msg.get("epoch")
             if epoch is not None and not isinstance(epoch, str):
@@ -178,8 +180,14 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
         conn.pos = answer.position
         conn.push(
             json.dumps(
-                {"type": "subscribed", "epoch": pos.epoch, "since": since, "recovered": answer.recovered,
-                 "position": answer.position, "top": pos.top}
+                {
+                    "type": "subscribed",
+                    "epoch": pos.epoch,
+                    "since": since,
+                    "recovered": answer.recovered,
+                    "position": answer.position,
+                    "top": pos.top,
+                }
             )
         )
         self._catchup = asyncio.get_running_loop().create_task(self.relay.catch_up(conn, gen))

@@ -11,7 +11,7 @@ ASGI, both only on a daphne/Twisted pair this code was checked against (``suppor
    buffer is full; the consumer closes a client that stays paused ``ws_stall_seconds`` with
    4008. The socket's ``SO_SNDBUF`` is capped (``ws_socket_sndbuf``) so a stall shows early.
    Without it (other server, other version) only the per-connection queue bound applies.
-2. **Direct writes** (``ws_direct_write``, **off by default**): the relay builds each event's
+2. **Direct writes** (``ws_direct_write``, on by default, off when ``supported()`` fails): the relay builds each event's
    WebSocket frame once (RFC 6455, unmasked, unfragmented: what autobahn would write) and
    writes it to every subscriber's transport synchronously, with one ``send()`` on the raw
    socket when Twisted has nothing buffered (Twisted's private ``_tempDataBuffer`` /

@@ -19,7 +19,9 @@ class KnowledgeItemQuerySet(models.QuerySet):
     def active(self) -> KnowledgeItemQuerySet:
         return self.filter(status=ItemStatus.ACTIVE)
 
-    def fresh(self, min_freshness: float, types: list[str] | None = None, now: datetime | None = None):
+    def fresh(
+        self, min_freshness: float, types: list[str] | None = None, now: datetime | None = None
+    ):
         """Items whose freshness is at least ``min_freshness``.
 
         Freshness is exp(-age/decay(type)), so the condition is age <= -ln(f) * decay(type):
@@ -276,7 +278,9 @@ class Event(models.Model):
 class InboxCursor(models.Model):
     """A worker's durable position in the event log, advanced by ack (at-least-once)."""
 
-    worker = models.OneToOneField(Worker, on_delete=models.CASCADE, primary_key=True, related_name="cursor")
+    worker = models.OneToOneField(
+        Worker, on_delete=models.CASCADE, primary_key=True, related_name="cursor"
+    )
     position = models.BigIntegerField(default=0)
     epoch = models.UUIDField(null=True, blank=True)
     delivered = models.PositiveBigIntegerField(default=0)

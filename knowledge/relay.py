@@ -223,11 +223,14 @@ class Connection:
         f = self.filter
         if self.standing:
             return {**self._base(), "filters": {"standing": True}}
-        return {**self._base(), "filters": {
+        return {
+            **self._base(),
+            "filters": {
                 "events": sorted(f.kinds) if f else [],
                 "types": sorted(f.types) if f else [],
                 "sources": sorted(f.sources) if f else [],
-            }}
+            },
+        }
 
     def _base(self) -> dict:
         return {
@@ -525,8 +528,17 @@ class Relay:
         log.warning("event log epoch changed (%s -> %s)", self.epoch, epoch)
         self.epoch = epoch
         for conn in list(self.connections):
-            conn.push(json.dumps({"type": "subscribed", "epoch": epoch, "since": conn.pos,
-                                  "recovered": False, "top": log_top}))
+            conn.push(
+                json.dumps(
+                    {
+                        "type": "subscribed",
+                        "epoch": epoch,
+                        "since": conn.pos,
+                        "recovered": False,
+                        "top": log_top,
+                    }
+                )
+            )
 
     async def _reset_position(self) -> None:
         pos = await db_position()

@@ -18,7 +18,9 @@ from knowledge.stats_hooks import collect
 def collect_stats(viewer: Worker | None = None) -> dict:
     """Totals over the items ``viewer`` (a worker; None for a person) may see."""
     since = timezone.now() - timedelta(hours=24)
-    items = KnowledgeItem.objects.all() if viewer is None else KnowledgeItem.objects.visible_to(viewer)
+    items = (
+        KnowledgeItem.objects.all() if viewer is None else KnowledgeItem.objects.visible_to(viewer)
+    )
     totals = items.aggregate(
         total=Count("id"),
         active=Count("id", filter=Q(status=ItemStatus.ACTIVE)),
@@ -35,7 +37,9 @@ def collect_stats(viewer: Worker | None = None) -> dict:
         "items": totals,
         "by_type": by_type,
         "by_source": by_source,
-        "validation_rate": round(totals["validated"] / totals["total"], 4) if totals["total"] else None,
+        "validation_rate": round(totals["validated"] / totals["total"], 4)
+        if totals["total"]
+        else None,
         "workers": Worker.objects.filter(is_active=True).count(),
         "events": {"epoch": pos.epoch, "top": pos.top, "pruned_through": pos.pruned_through},
         "cache": knowledge_cache.stats(),

@@ -37,5 +37,7 @@ def do_register_project(path: str, name: str | None = None):
 
 def do_mark_analysed(project, sha: str) -> None:
     """Record that Analysis finished commit ``sha`` of ``project``."""
-    Project.objects.filter(pk=project.pk).update(last_analysed_commit=sha, last_analysed_at=timezone.now())
+    Project.objects.filter(pk=project.pk).update(
+        last_analysed_commit=sha, last_analysed_at=timezone.now()
+    )
     project.last_analysed_commit = sha

@@ -75,8 +75,9 @@ class Proc:
         self.args, self.env, self.log, self.p = args, env, log, None
 
     def start(self):
-        self.p = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=open(self.log, "ab"),
-                                  stderr=subprocess.STDOUT)
+        self.p = subprocess.Popen(
+            self.args, cwd=ROOT, env=self.env, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT
+        )
         return self
 
     def kill(self):
@@ -126,8 +127,14 @@ class Client:
                     host, port = self.url.split("//")[1].split("/")[0].split(":")
                     sock.connect((host, int(port)))
                 async with sem:
-                    ws = await connect(self.url, open_timeout=30, ping_interval=None, close_timeout=1,
-                                       max_queue=4 if self.stall else 64, sock=sock)
+                    ws = await connect(
+                        self.url,
+                        open_timeout=30,
+                        ping_interval=None,
+                        close_timeout=1,
+                        max_queue=4 if self.stall else 64,
+                        sock=sock,
+                    )
                 self.connects += 1
                 async with ws:
                     if self.subscribe is not None:
@@ -183,8 +190,12 @@ def publish_log(n: int, rate: float, pad: int, out: list, stop_flag: threading.E
         for attempt in range(20):  # the DB may be busy while the server restarts
             try:
                 with transaction.atomic():
-                    ev = publish_event("knowledge_broadcast", {"i": i, "t": time.time(), "pad": "x" * pad},
-                                       knowledge_type="risk_pattern", source="bench")
+                    ev = publish_event(
+                        "knowledge_broadcast",
+                        {"i": i, "t": time.time(), "pad": "x" * pad},
+                        knowledge_type="risk_pattern",
+                        source="bench",
+                    )
                 out.append(ev.seq)
                 break
             except Exception:
@@ -246,16 +257,39 @@ class Bench:
 
     # infrastructure
     def start_redis(self):
-        self.redis = Proc(["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1",
-                           "--save", "", "--appendonly", "no", "--maxclients", "20000"],
-                          self.env, self.tmp / "redis.log").start()
+        self.redis = Proc(
+            [
+                "redis-server",
+                "--port",
+                str(self.redis_port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--maxclients",
+                "20000",
+            ],
+            self.env,
+            self.tmp / "redis.log",
+        ).start()
         wait_port(self.redis_port)
 
     def start_server(self, port: int | None = None) -> tuple[Proc, int]:
         port = port or free_port()
-        proc = Proc([sys.executable, "-m", "daphne", "-e",
-                     f"tcp:port={port}:interface=127.0.0.1:backlog=2048", "bench.ws.asgi:application"],
-                    self.env, self.tmp / f"daphne-{port}.log").start()
+        proc = Proc(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-e",
+                f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
+                "bench.ws.asgi:application",
+            ],
+            self.env,
+            self.tmp / f"daphne-{port}.log",
+        ).start()
         wait_port(port)
         self.servers.append(proc)
         return proc, port
@@ -280,8 +314,20 @@ class Bench:
         shutil.rmtree(self.tmp, ignore_errors=True)
 
     # a run
-    async def run_clients(self, name, url, n, subscribe, events, rate, pad, publisher="log",
-                          fault=None, stall_client=False, settle=5.0):
+    async def run_clients(
+        self,
+        name,
+        url,
+        n,
+        subscribe,
+        events,
+        rate,
+        pad,
+        publisher="log",
+        fault=None,
+        stall_client=False,
+        settle=5.0,
+    ):
         sem = asyncio.Semaphore(100)
         stop = asyncio.Event()
         clients = [Client(url, subscribe) for _ in range(n)]
@@ -299,7 +345,9 @@ class Bench:
         published: list[int] = []
         stop_flag = threading.Event()
         if publisher == "log":
-            th = threading.Thread(target=publish_log, args=(events, rate, pad, published, stop_flag))
+            th = threading.Thread(
+                target=publish_log, args=(events, rate, pad, published, stop_flag)
+            )
         else:
             th = threading.Thread(target=publish_group, args=(events, rate, pad, published))
         th.start()
@@ -323,14 +371,19 @@ class Bench:
         await asyncio.gather(*tasks, return_exceptions=True)
         row = self.report(name, clients, published, connect_s)
         row["server_slow_closes_total"] = server_stats.get("slow_closes")
-        print(f"   cpu seconds during the run: {cpu}; server realtime stats: {server_stats}", flush=True)
+        print(
+            f"   cpu seconds during the run: {cpu}; server realtime stats: {server_stats}",
+            flush=True,
+        )
         return row
 
     def server_stats(self, ws_url: str) -> dict:
         import urllib.request
 
         base = ws_url.replace("ws://", "http://").split("/ws/")[0]
-        req = urllib.request.Request(f"{base}/api/knowledge/stats", headers={"Authorization": f"Token {self.token}"})
+        req = urllib.request.Request(
+            f"{base}/api/knowledge/stats", headers={"Authorization": f"Token {self.token}"}
+        )
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 rt = json.loads(r.read()).get("realtime", {})
@@ -362,12 +415,20 @@ class Bench:
         for c in clients:
             closes.update(c.closes)
         row = {
-            "run": name, "clients": len(clients), "events": len(published),
-            "expected": len(published) * len(clients), "delivered": delivered, "missing": missing,
-            "repeated": repeated, "out_of_order_clients": out_of_order,
-            "p50_ms": round(percentile(lat, 50) * 1000, 1), "p95_ms": round(percentile(lat, 95) * 1000, 1),
-            "p99_ms": round(percentile(lat, 99) * 1000, 1), "connect_s": round(connect_s, 1),
-            "closes": dict(closes), "reconnects": sum(max(c.connects - 1, 0) for c in clients),
+            "run": name,
+            "clients": len(clients),
+            "events": len(published),
+            "expected": len(published) * len(clients),
+            "delivered": delivered,
+            "missing": missing,
+            "repeated": repeated,
+            "out_of_order_clients": out_of_order,
+            "p50_ms": round(percentile(lat, 50) * 1000, 1),
+            "p95_ms": round(percentile(lat, 95) * 1000, 1),
+            "p99_ms": round(percentile(lat, 99) * 1000, 1),
+            "connect_s": round(connect_s, 1),
+            "closes": dict(closes),
+            "reconnects": sum(max(c.connects - 1, 0) for c in clients),
         }
         print(json.dumps(row), flush=True)
         return row
@@ -381,15 +442,30 @@ async def main_async(args, bench: Bench):
     url = f"ws://127.0.0.1:{port}/ws/knowledge/?token={bench.token}"
 
     if "fanout" in runs:
-        rows.append(await bench.run_clients("fanout (relay)", url, args.clients, sub, args.events,
-                                            args.rate, args.pad))
+        rows.append(
+            await bench.run_clients(
+                "fanout (relay)", url, args.clients, sub, args.events, args.rate, args.pad
+            )
+        )
     if "baseline" in runs:
-        rows.append(await bench.run_clients("baseline (group_send)", f"ws://127.0.0.1:{port}/ws/bench/group/",
-                                            args.clients, None, args.events, args.rate, args.pad,
-                                            publisher="group"))
+        rows.append(
+            await bench.run_clients(
+                "baseline (group_send)",
+                f"ws://127.0.0.1:{port}/ws/bench/group/",
+                args.clients,
+                None,
+                args.events,
+                args.rate,
+                args.pad,
+                publisher="group",
+            )
+        )
     if "hold" in runs:
-        rows.append(await bench.run_clients(f"hold {args.hold}", url, args.hold, sub, 5, 1.0, args.pad,
-                                            settle=20))
+        rows.append(
+            await bench.run_clients(
+                f"hold {args.hold}", url, args.hold, sub, 5, 1.0, args.pad, settle=20
+            )
+        )
     if "kill" in runs:
         state = {"proc": proc}
 
@@ -399,35 +475,72 @@ async def main_async(args, bench: Bench):
             await asyncio.sleep(1.0)
             state["proc"], _ = await asyncio.to_thread(bench.start_server, port)
 
-        rows.append(await bench.run_clients("fault: kill -9 server", url, args.fault_clients, sub,
-                                            args.fault_events, args.fault_rate, args.pad, fault=kill_restart))
+        rows.append(
+            await bench.run_clients(
+                "fault: kill -9 server",
+                url,
+                args.fault_clients,
+                sub,
+                args.fault_events,
+                args.fault_rate,
+                args.pad,
+                fault=kill_restart,
+            )
+        )
         proc = state["proc"]
     if "redis" in runs:
+
         async def restart_redis():
             bench.redis.kill()
             await asyncio.sleep(2.0)
             await asyncio.to_thread(bench.start_redis)
 
-        rows.append(await bench.run_clients("fault: restart Redis", url, args.fault_clients, sub,
-                                            args.fault_events, args.fault_rate, args.pad, fault=restart_redis))
+        rows.append(
+            await bench.run_clients(
+                "fault: restart Redis",
+                url,
+                args.fault_clients,
+                sub,
+                args.fault_events,
+                args.fault_rate,
+                args.pad,
+                fault=restart_redis,
+            )
+        )
     if "stall" in runs:
-        rows.append(await bench.run_clients("fault: stalled client", url, args.fault_clients, sub,
-                                            args.fault_events, args.fault_rate, 4096, stall_client=True))
+        rows.append(
+            await bench.run_clients(
+                "fault: stalled client",
+                url,
+                args.fault_clients,
+                sub,
+                args.fault_events,
+                args.fault_rate,
+                4096,
+                stall_client=True,
+            )
+        )
     return rows
 
 
 def print_table(rows):
     print()
-    print("| run | clients | events | expected | delivered | missing | repeated | out of order | P50 ms | P95 ms | P99 ms | client-side closes | server 4008s |")
+    print(
+        "| run | clients | events | expected | delivered | missing | repeated | out of order | P50 ms | P95 ms | P99 ms | client-side closes | server 4008s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['run']} | {r['clients']} | {r['events']} | {r['expected']} | {r['delivered']} | {r['missing']} "
-              f"| {r['repeated']} | {r['out_of_order_clients']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} "
-              f"| {r['closes'] or '-'} | {r.get('server_slow_closes_total', '-')} |")
+        print(
+            f"| {r['run']} | {r['clients']} | {r['events']} | {r['expected']} | {r['delivered']} | {r['missing']} "
+            f"| {r['repeated']} | {r['out_of_order_clients']} | {r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} "
+            f"| {r['closes'] or '-'} | {r.get('server_slow_closes_total', '-')} |"
+        )
 
 
 def main():
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--runs", default="fanout,baseline,hold,kill,redis,stall")
     ap.add_argument("--clients", type=int, default=1000)
     ap.add_argument("--events", type=int, default=100)
@@ -438,7 +551,9 @@ def main():
     ap.add_argument("--fault-events", type=int, default=200)
     ap.add_argument("--fault-rate", type=float, default=20.0)
     ap.add_argument("--redis-port", type=int, default=6390)
-    ap.add_argument("--database-url", default="", help="PostgreSQL URL (default: a private SQLite file)")
+    ap.add_argument(
+        "--database-url", default="", help="PostgreSQL URL (default: a private SQLite file)"
+    )
     args = ap.parse_args()
     print(f"open files limit: {raise_nofile()}", flush=True)
     bench = Bench(args)
@@ -448,8 +563,12 @@ def main():
         rows = asyncio.run(main_async(args, bench))
         print_table(rows)
         # The baseline is at-most-once by design: its losses are the point of the comparison.
-        bad = [r for r in rows if not r["run"].startswith("baseline")
-               and (r["missing"] or r["repeated"] or r["out_of_order_clients"])]
+        bad = [
+            r
+            for r in rows
+            if not r["run"].startswith("baseline")
+            and (r["missing"] or r["repeated"] or r["out_of_order_clients"])
+        ]
         sys.exit(1 if bad else 0)
     finally:
         bench.close()

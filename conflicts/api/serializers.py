@@ -87,7 +87,9 @@ class ResolveSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(
         choices=[Decision.PICK, Decision.ACCEPT, Decision.REJECT, Decision.DISMISS]
     )
-    winner_item = serializers.IntegerField(min_value=1, max_value=ROW_ID_MAX, required=False, allow_null=True)
+    winner_item = serializers.IntegerField(
+        min_value=1, max_value=ROW_ID_MAX, required=False, allow_null=True
+    )
     note = serializers.CharField(max_length=2000, required=False, allow_blank=True, default="")
     version = serializers.IntegerField(
         min_value=1,
@@ -105,7 +107,9 @@ class ResolveSerializer(serializers.Serializer):
 
 class FlagSerializer(serializers.Serializer):
     items = serializers.ListField(
-        child=serializers.IntegerField(min_value=1, max_value=ROW_ID_MAX), min_length=2, max_length=50
+        child=serializers.IntegerField(min_value=1, max_value=ROW_ID_MAX),
+        min_length=2,
+        max_length=50,
     )
     reason = serializers.CharField(max_length=500, allow_blank=True, default="")
 

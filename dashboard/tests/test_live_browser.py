@@ -12,15 +12,23 @@ from knowledge.tests.daphne_server import DaphneServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 def publish(subject: str) -> int:
     item = {"knowledge_type": "risk_pattern", "source": "analysis", "subject": subject}
     with transaction.atomic():
-        return publish_event("knowledge_broadcast", {"item": item}, knowledge_type="risk_pattern",
-                             source="analysis").seq
+        return publish_event(
+            "knowledge_broadcast", {"item": item}, knowledge_type="risk_pattern", source="analysis"
+        ).seq
 
 
 @pytest.fixture
@@ -41,21 +49,30 @@ def page(django_user_model, daphne):
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         context = browser.new_context()
-        context.add_cookies([{"name": "sessionid", "value": session, "domain": "127.0.0.1", "path": "/"}])
+        context.add_cookies(
+            [{"name": "sessionid", "value": session, "domain": "127.0.0.1", "path": "/"}]
+        )
         pg = context.new_page()
         yield pg
         browser.close()
 
 
 def rows(page) -> list[int]:
-    return [int(s) for s in page.eval_on_selector_all("#feed tr[data-seq]", "els => els.map(e => e.dataset.seq)")]
+    return [
+        int(s)
+        for s in page.eval_on_selector_all(
+            "#feed tr[data-seq]", "els => els.map(e => e.dataset.seq)"
+        )
+    ]
 
 
 def test_live_page_shows_events_and_survives_a_server_restart(page, daphne):
     before = publish("already on the page")  # before the render: not replayed
     page.goto(f"{daphne.url}/dashboard/live/")
     badge = page.locator("#feed-status")
-    page.wait_for_function("document.getElementById('feed-status').dataset.status === 'live'", timeout=15000)
+    page.wait_for_function(
+        "document.getElementById('feed-status').dataset.status === 'live'", timeout=15000
+    )
 
     first = publish("db migration without backfill")
     page.wait_for_selector(f"#feed tr[data-seq='{first}']", timeout=10000)

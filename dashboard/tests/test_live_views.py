@@ -47,7 +47,11 @@ async def test_connections_page_stats_and_metrics_show_who_is_connected(alice, t
     get = database_sync_to_async(alice.get)
 
     page = (await get("/dashboard/live/connections/")).content.decode()
-    assert "worker:think" in page and "types: risk_pattern" in page and "events: knowledge_broadcast" in page
+    assert (
+        "worker:think" in page
+        and "types: risk_pattern" in page
+        and "events: knowledge_broadcast" in page
+    )
     stats = (await get("/api/knowledge/stats")).json()["realtime"]
     assert stats["connections"] == 1 and stats["workers"] == ["worker:think"]
     metrics = (await get("/metrics")).content.decode()

@@ -55,7 +55,9 @@ def test_broadcast_rate_drop_fires_after_a_fall_of_more_than_half(analysis):
 def test_stale_knowledge_fires_when_a_type_has_nothing_fresh(recall):
     start = timezone.now()
     with time_machine.travel(start, tick=False):
-        recall.broadcast("context_enrichment", {"target": "a.py::f", "aspect": "churn", "value": "high"})
+        recall.broadcast(
+            "context_enrichment", {"target": "a.py::f", "aspect": "churn", "value": "high"}
+        )
         assert not by_name("stale_knowledge").firing
     with time_machine.travel(start + timedelta(hours=5), tick=False):  # 6 h decay: freshness 0.43
         alert = by_name("stale_knowledge")

@@ -82,7 +82,9 @@ def names_to_workers(names: list[str], field_name: str) -> list[Worker]:
     found = {w.name: w for w in Worker.objects.filter(name__in=names, is_active=True)}
     unknown = [n for n in names if n not in found]
     if unknown:
-        raise serializers.ValidationError({field_name: [f"unknown worker(s): {', '.join(unknown)}"]})
+        raise serializers.ValidationError(
+            {field_name: [f"unknown worker(s): {', '.join(unknown)}"]}
+        )
     return [found[n] for n in names]
 
 
@@ -95,7 +97,9 @@ class BroadcastSerializer(serializers.Serializer):
         child=serializers.CharField(max_length=64), required=False, default=list, max_length=100
     )
     observed_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
-    idempotency_key = serializers.CharField(max_length=100, required=False, allow_null=True, default=None)
+    idempotency_key = serializers.CharField(
+        max_length=100, required=False, allow_null=True, default=None
+    )
     source = serializers.CharField(
         max_length=64,
         required=False,
@@ -195,7 +199,9 @@ class CSVListField(serializers.ListField):
 
 class QuerySerializer(serializers.Serializer):
     types = CSVListField(child=serializers.CharField(max_length=64), required=False, max_length=50)
-    sources = CSVListField(child=serializers.CharField(max_length=64), required=False, max_length=100)
+    sources = CSVListField(
+        child=serializers.CharField(max_length=64), required=False, max_length=100
+    )
     urgency = CSVListField(child=serializers.ChoiceField(choices=URGENCY_LABELS), required=False)
     min_urgency = serializers.ChoiceField(choices=URGENCY_LABELS, required=False)
     min_freshness = FiniteFloatField(min_value=0.0, max_value=1.0, required=False, default=0.0)
@@ -213,7 +219,10 @@ class QuerySerializer(serializers.Serializer):
     subject = serializers.CharField(max_length=255, required=False)
     q = serializers.CharField(max_length=200, required=False, help_text="text contained in subject")
     contested = serializers.BooleanField(
-        required=False, allow_null=True, default=None, help_text="items (not) in an unsettled conflict"
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="items (not) in an unsettled conflict",
     )
     sort = serializers.ChoiceField(choices=SORT_CHOICES, required=False, default="-freshness")
     limit = serializers.IntegerField(min_value=1, required=False, default=50)
@@ -234,7 +243,9 @@ class QuerySerializer(serializers.Serializer):
     def validate(self, attrs):
         lo, hi = attrs.get("min_confidence"), attrs.get("max_confidence")
         if lo is not None and hi is not None and lo > hi:
-            raise serializers.ValidationError({"min_confidence": ["is greater than max_confidence"]})
+            raise serializers.ValidationError(
+                {"min_confidence": ["is greater than max_confidence"]}
+            )
         a, b = attrs.get("created_after"), attrs.get("created_before")
         if a and b and a >= b:
             raise serializers.ValidationError({"created_after": ["must be before created_before"]})
@@ -284,7 +295,9 @@ class EventMessageSerializer(serializers.Serializer):
 
 
 class EventsQuerySerializer(serializers.Serializer):
-    since = serializers.IntegerField(min_value=0, max_value=ROW_ID_MAX, required=False, allow_null=True)
+    since = serializers.IntegerField(
+        min_value=0, max_value=ROW_ID_MAX, required=False, allow_null=True
+    )
     epoch = serializers.CharField(max_length=64, required=False)
     wait = FiniteFloatField(min_value=0, required=False, default=0)
     limit = serializers.IntegerField(min_value=1, max_value=1000, required=False, default=500)
@@ -292,7 +305,8 @@ class EventsQuerySerializer(serializers.Serializer):
     sources = CSVListField(child=serializers.CharField(max_length=64), required=False)
     events = CSVListField(child=serializers.ChoiceField(choices=EventKind.values), required=False)
     standing = serializers.BooleanField(
-        required=False, default=False,
+        required=False,
+        default=False,
         help_text="use the worker's standing subscription (POST subscribe) instead of list filters",
     )
 
@@ -337,11 +351,15 @@ class ValidateSerializer(serializers.Serializer):
 
 class SubscriptionSerializer(serializers.Serializer):
     worker = serializers.CharField(
-        max_length=64, required=False, help_text="Defaults to the token's worker; required for people."
+        max_length=64,
+        required=False,
+        help_text="Defaults to the token's worker; required for people.",
     )
     types = CSVListField(child=serializers.CharField(max_length=64), required=False, default=list)
     sources = CSVListField(child=serializers.CharField(max_length=64), required=False, default=list)
-    events = CSVListField(child=serializers.ChoiceField(choices=EventKind.values), required=False, default=list)
+    events = CSVListField(
+        child=serializers.ChoiceField(choices=EventKind.values), required=False, default=list
+    )
     min_urgency = serializers.ChoiceField(choices=URGENCY_LABELS, required=False)
 
 

@@ -137,7 +137,9 @@ class BulkBroadcastView(APIView):
                 continue
             declared = attrs.get("source")
             if declared and declared != worker.name:
-                entries.append(ActionError(f"source {declared!r} is not {worker.name!r}", "source", 403))
+                entries.append(
+                    ActionError(f"source {declared!r} is not {worker.name!r}", "source", 403)
+                )
                 continue
             refusal = write_refusal(worker, attrs["knowledge_type"])
             if refusal:
@@ -148,7 +150,9 @@ class BulkBroadcastView(APIView):
         out, stored = [], 0
         for index, result in enumerate(results):
             if isinstance(result, ActionError):
-                errors = getattr(result, "errors", None) or {result.field or "non_field_errors": [result.message]}
+                errors = getattr(result, "errors", None) or {
+                    result.field or "non_field_errors": [result.message]
+                }
                 out.append({"index": index, "status": result.status, "errors": errors})
             else:
                 stored += 1
@@ -402,7 +406,9 @@ class EventsView(APIView):
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("since", OpenApiTypes.INT, description="last seq seen; omit = live only"),
+            OpenApiParameter(
+                "since", OpenApiTypes.INT, description="last seq seen; omit = live only"
+            ),
             OpenApiParameter("epoch", OpenApiTypes.STR, description="the epoch 'since' belongs to"),
             OpenApiParameter("wait", OpenApiTypes.NUMBER, description="seconds to wait for events"),
             OpenApiParameter("limit", OpenApiTypes.INT),
@@ -429,8 +435,10 @@ class EventsView(APIView):
         return response
 
     def _events(self, request):
-        data = {k: request.query_params.getlist(k) if k in ("types", "sources", "events") else v
-                for k, v in request.query_params.items()}
+        data = {
+            k: request.query_params.getlist(k) if k in ("types", "sources", "events") else v
+            for k, v in request.query_params.items()
+        }
         ser = EventsQuerySerializer(data=data)
         ser.is_valid(raise_exception=True)
         d = ser.validated_data
@@ -464,11 +472,19 @@ class EventsView(APIView):
         if events or wait <= 0:
             return Response({**body, "results": [e.as_message(answer.epoch) for e in events]})
         # Nothing yet: park on this process's relay (knowledge/long_poll.py), no thread held.
-        return parked(body, LongPoll(
-            body=body, filter=flt, label=str(request.user), viewer=flt.viewer,
-            credential=live_auth.request_credential(request), position=scanned_to, wait=wait,
-            limit=d.get("limit", 500),
-        ))
+        return parked(
+            body,
+            LongPoll(
+                body=body,
+                filter=flt,
+                label=str(request.user),
+                viewer=flt.viewer,
+                credential=live_auth.request_credential(request),
+                position=scanned_to,
+                wait=wait,
+                limit=d.get("limit", 500),
+            ),
+        )
 
 
 events_view = as_async_view(EventsView)

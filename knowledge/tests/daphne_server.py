@@ -39,8 +39,14 @@ def test_database_env() -> dict:
 class DaphneServer:
     def __init__(self, port: int | None = None, **env: str):
         self.port = port or free_port()
-        self.env = {**os.environ, **test_database_env(), "KE_INSTANCE": settings.INSTANCE,
-                    "DJANGO_SETTINGS_MODULE": "config.settings", "PYTHONUNBUFFERED": "1", **env}
+        self.env = {
+            **os.environ,
+            **test_database_env(),
+            "KE_INSTANCE": settings.INSTANCE,
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "PYTHONUNBUFFERED": "1",
+            **env,
+        }
         if not settings.REDIS_URL:
             self.env.pop("REDIS_URL", None)
         self.proc: subprocess.Popen | None = None
@@ -53,9 +59,20 @@ class DaphneServer:
     def start(self, timeout: float = 30) -> DaphneServer:
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.port),
-             "config.asgi:application"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(self.port),
+                "config.asgi:application",
+            ],
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -16,13 +16,19 @@ def test_admin_lists_items_with_filters_and_search(staff_client, analysis):
     assert r.status_code == 200
     html = r.content.decode()
     assert "payments.py::charge" in html and "auth.py::login" not in html
-    r = staff_client.get("/admin/knowledge/knowledgeitem/", {"knowledge_type": "issue_pattern", "status": "active"})
+    r = staff_client.get(
+        "/admin/knowledge/knowledgeitem/", {"knowledge_type": "issue_pattern", "status": "active"}
+    )
     assert r.status_code == 200 and "auth.py::login" in r.content.decode()
 
 
 def test_admin_confirm_action_calls_the_validate_action(staff_client, analysis):
     item = analysis.broadcast("issue_pattern", issue_payload()).json()["item"]["id"]
-    r = staff_client.post("/admin/knowledge/knowledgeitem/", {"action": "confirm", "_selected_action": [item]}, follow=True)
+    r = staff_client.post(
+        "/admin/knowledge/knowledgeitem/",
+        {"action": "confirm", "_selected_action": [item]},
+        follow=True,
+    )
     assert r.status_code == 200
     from knowledge.models import Event, KnowledgeItem
 
@@ -30,16 +36,27 @@ def test_admin_confirm_action_calls_the_validate_action(staff_client, analysis):
     assert Event.objects.filter(kind="knowledge_validated", item_id=item).exists()
 
 
-@pytest.mark.parametrize("url", ["/admin/knowledge/event/", "/admin/identity/worker/", "/admin/knowledge/inboxcursor/",
-                                 "/admin/knowledge/subscription/", "/admin/knowledge/validationrecord/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/admin/knowledge/event/",
+        "/admin/identity/worker/",
+        "/admin/knowledge/inboxcursor/",
+        "/admin/knowledge/subscription/",
+        "/admin/knowledge/validationrecord/",
+    ],
+)
 def test_admin_pages_render(staff_client, analysis, url):
     analysis.broadcast("issue_pattern", issue_payload())
     assert staff_client.get(url).status_code == 200
 
 
 def test_admin_creating_a_worker_shows_its_token_once(staff_client):
-    r = staff_client.post("/admin/identity/worker/add/", {"name": "scout", "kind": "custom", "description": "",
-                                                         "is_active": "on", "state": "{}"}, follow=True)
+    r = staff_client.post(
+        "/admin/identity/worker/add/",
+        {"name": "scout", "kind": "custom", "description": "", "is_active": "on", "state": "{}"},
+        follow=True,
+    )
     assert r.status_code == 200
     text = r.content.decode()
     assert "Token for scout (shown once): kx_" in text
@@ -53,11 +70,22 @@ def test_openapi_schema_documents_the_endpoints(staff_client):
     r = staff_client.get("/api/schema/", HTTP_ACCEPT="application/json")
     assert r.status_code == 200
     paths = r.json()["paths"]
-    for p in ["/api/knowledge/broadcast", "/api/knowledge/broadcast/bulk", "/api/knowledge/query",
-              "/api/knowledge/receive/{worker}", "/api/knowledge/receive/{worker}/ack", "/api/knowledge/validate",
-              "/api/knowledge/state/{worker}", "/api/knowledge/state/{worker}/clear", "/api/knowledge/stats",
-              "/api/knowledge/types", "/api/knowledge/subscribe", "/api/knowledge/unsubscribe",
-              "/api/knowledge/events", "/api/knowledge/health"]:
+    for p in [
+        "/api/knowledge/broadcast",
+        "/api/knowledge/broadcast/bulk",
+        "/api/knowledge/query",
+        "/api/knowledge/receive/{worker}",
+        "/api/knowledge/receive/{worker}/ack",
+        "/api/knowledge/validate",
+        "/api/knowledge/state/{worker}",
+        "/api/knowledge/state/{worker}/clear",
+        "/api/knowledge/stats",
+        "/api/knowledge/types",
+        "/api/knowledge/subscribe",
+        "/api/knowledge/unsubscribe",
+        "/api/knowledge/events",
+        "/api/knowledge/health",
+    ]:
         assert p in paths, p
     assert "post" in paths["/api/knowledge/query"] and "get" in paths["/api/knowledge/query"]
 
@@ -91,5 +119,7 @@ def test_metrics_in_prometheus_format(client, analysis):
     assert r.status_code == 200
     text = r.content.decode()
     assert 'kx_knowledge_items{knowledge_type="issue_pattern",status="active"} 1.0' in text
-    assert "kx_http_request_duration_seconds_bucket" in text and 'route="api/knowledge/query"' in text
+    assert (
+        "kx_http_request_duration_seconds_bucket" in text and 'route="api/knowledge/query"' in text
+    )
     assert "kx_event_log_top" in text

@@ -18,8 +18,19 @@ def test_broadcast_answers_201_with_item_fields_other_programs_rely_on(analysis)
     assert r.status_code == 201
     body = r.json()
     item = body["item"]
-    for key in ("id", "knowledge_type", "source", "subject", "claim", "payload", "confidence",
-                "urgency", "status", "created_at", "freshness"):
+    for key in (
+        "id",
+        "knowledge_type",
+        "source",
+        "subject",
+        "claim",
+        "payload",
+        "confidence",
+        "urgency",
+        "status",
+        "created_at",
+        "freshness",
+    ):
         assert key in item
     assert item["source"] == "analysis"
     assert item["subject"] == "long_function | app/x.py::f"
@@ -45,7 +56,12 @@ def test_worker_broadcasts_only_as_itself(analysis, think):
 
 
 def test_staff_broadcasts_naming_a_source(staff_client, analysis):
-    body = {"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": 0.5, "source": "analysis"}
+    body = {
+        "knowledge_type": "issue_pattern",
+        "payload": issue_payload(),
+        "confidence": 0.5,
+        "source": "analysis",
+    }
     r = staff_client.post("/api/knowledge/broadcast", body, format="json")
     assert r.status_code == 201
     assert r.json()["item"]["source"] == "analysis"
@@ -115,19 +131,83 @@ def test_targeted_broadcast_needs_known_workers(analysis, think):
     "body, field",
     [
         ({"knowledge_type": "nope", "payload": {}, "confidence": 0.5}, "knowledge_type"),
-        ({"knowledge_type": "issue_pattern", "payload": {"rule": "x"}, "confidence": 0.5}, "payload.location"),
-        ({"knowledge_type": "issue_pattern", "payload": issue_payload(severity="huge"), "confidence": 0.5}, "payload.severity"),
-        ({"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": 1.5}, "confidence"),
-        ({"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": -0.1}, "confidence"),
-        ({"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": "high"}, "confidence"),
+        (
+            {"knowledge_type": "issue_pattern", "payload": {"rule": "x"}, "confidence": 0.5},
+            "payload.location",
+        ),
+        (
+            {
+                "knowledge_type": "issue_pattern",
+                "payload": issue_payload(severity="huge"),
+                "confidence": 0.5,
+            },
+            "payload.severity",
+        ),
+        (
+            {"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": 1.5},
+            "confidence",
+        ),
+        (
+            {"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": -0.1},
+            "confidence",
+        ),
+        (
+            {"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": "high"},
+            "confidence",
+        ),
         ({"knowledge_type": "issue_pattern", "payload": issue_payload()}, "confidence"),
-        ({"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": 0.5, "urgency": "asap"}, "urgency"),
+        (
+            {
+                "knowledge_type": "issue_pattern",
+                "payload": issue_payload(),
+                "confidence": 0.5,
+                "urgency": "asap",
+            },
+            "urgency",
+        ),
         ({"knowledge_type": "issue_pattern", "payload": "text", "confidence": 0.5}, "payload"),
-        ({"knowledge_type": "risk_pattern", "payload": {"pattern": "p", "risk_level": "high", "risk_score": 3}, "confidence": 0.5}, "payload.risk_score"),
-        ({"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": 0.5, "observed_at": "yesterday"}, "observed_at"),
-        ({"knowledge_type": "issue_pattern", "payload": issue_payload(location="a\x00b"), "confidence": 0.5}, "payload"),
-        ({"knowledge_type": "issue_pattern", "payload": {**issue_payload(), "k\x00": 1}, "confidence": 0.5}, "payload"),
-        ({"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": 0.5, "idempotency_key": "a\x00"}, "idempotency_key"),
+        (
+            {
+                "knowledge_type": "risk_pattern",
+                "payload": {"pattern": "p", "risk_level": "high", "risk_score": 3},
+                "confidence": 0.5,
+            },
+            "payload.risk_score",
+        ),
+        (
+            {
+                "knowledge_type": "issue_pattern",
+                "payload": issue_payload(),
+                "confidence": 0.5,
+                "observed_at": "yesterday",
+            },
+            "observed_at",
+        ),
+        (
+            {
+                "knowledge_type": "issue_pattern",
+                "payload": issue_payload(location="a\x00b"),
+                "confidence": 0.5,
+            },
+            "payload",
+        ),
+        (
+            {
+                "knowledge_type": "issue_pattern",
+                "payload": {**issue_payload(), "k\x00": 1},
+                "confidence": 0.5,
+            },
+            "payload",
+        ),
+        (
+            {
+                "knowledge_type": "issue_pattern",
+                "payload": issue_payload(),
+                "confidence": 0.5,
+                "idempotency_key": "a\x00",
+            },
+            "idempotency_key",
+        ),
     ],
 )
 def test_bad_broadcast_is_400_naming_the_field_and_writes_nothing(analysis, body, field):
@@ -140,7 +220,9 @@ def test_bad_broadcast_is_400_naming_the_field_and_writes_nothing(analysis, body
 
 
 def test_malformed_json_is_400(analysis):
-    r = analysis.client.post("/api/knowledge/broadcast", data='{"knowledge_type": ', content_type="application/json")
+    r = analysis.client.post(
+        "/api/knowledge/broadcast", data='{"knowledge_type": ', content_type="application/json"
+    )
     assert r.status_code == 400
     assert "JSON" in r.json()["detail"]
 
@@ -164,7 +246,10 @@ def test_oversized_payload_is_400(analysis, settings):
 
 def test_missing_or_wrong_token(anon_client, db):
     body = {"knowledge_type": "issue_pattern", "payload": issue_payload(), "confidence": 0.5}
-    assert anon_client.post("/api/knowledge/broadcast", body, format="json").status_code in (401, 403)
+    assert anon_client.post("/api/knowledge/broadcast", body, format="json").status_code in (
+        401,
+        403,
+    )
     anon_client.credentials(HTTP_AUTHORIZATION="Token not-a-token")
     r = anon_client.post("/api/knowledge/broadcast", body, format="json")
     assert r.status_code == 401
@@ -195,10 +280,19 @@ def test_observed_in_the_past_is_less_fresh(analysis):
 
 def test_bulk_reports_each_item_and_stores_only_valid_ones(analysis):
     items = [
-        {"knowledge_type": "issue_pattern", "payload": issue_payload(location="a.py::f"), "confidence": 0.5},
+        {
+            "knowledge_type": "issue_pattern",
+            "payload": issue_payload(location="a.py::f"),
+            "confidence": 0.5,
+        },
         {"knowledge_type": "issue_pattern", "payload": {"rule": "x"}, "confidence": 0.5},
         {"knowledge_type": "risk_pattern", "payload": risk_payload(), "confidence": 2},
-        {"knowledge_type": "risk_pattern", "payload": risk_payload(), "confidence": 0.9, "idempotency_key": "b-1"},
+        {
+            "knowledge_type": "risk_pattern",
+            "payload": risk_payload(),
+            "confidence": 0.9,
+            "idempotency_key": "b-1",
+        },
     ]
     r = analysis.client.post("/api/knowledge/broadcast/bulk", {"items": items}, format="json")
     assert r.status_code == 200
@@ -210,15 +304,30 @@ def test_bulk_reports_each_item_and_stores_only_valid_ones(analysis):
     assert "confidence" in body["results"][2]["errors"]
     assert KnowledgeItem.objects.count() == 2
     assert Event.objects.count() == 2
-    again = analysis.client.post("/api/knowledge/broadcast/bulk", {"items": items[3:]}, format="json").json()
+    again = analysis.client.post(
+        "/api/knowledge/broadcast/bulk", {"items": items[3:]}, format="json"
+    ).json()
     assert again["results"][0]["status"] == 200 and again["results"][0]["result"]["replayed"]
 
 
 def test_bulk_envelope_errors(analysis, settings):
-    assert analysis.client.post("/api/knowledge/broadcast/bulk", {"items": []}, format="json").status_code == 400
-    assert analysis.client.post("/api/knowledge/broadcast/bulk", {"nope": 1}, format="json").status_code == 400
+    assert (
+        analysis.client.post(
+            "/api/knowledge/broadcast/bulk", {"items": []}, format="json"
+        ).status_code
+        == 400
+    )
+    assert (
+        analysis.client.post(
+            "/api/knowledge/broadcast/bulk", {"nope": 1}, format="json"
+        ).status_code
+        == 400
+    )
     settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "max_bulk_items": 2}
-    items = [{"knowledge_type": "risk_pattern", "payload": risk_payload(f"p{i}"), "confidence": 0.5} for i in range(3)]
+    items = [
+        {"knowledge_type": "risk_pattern", "payload": risk_payload(f"p{i}"), "confidence": 0.5}
+        for i in range(3)
+    ]
     r = analysis.client.post("/api/knowledge/broadcast/bulk", {"items": items}, format="json")
     assert r.status_code == 400 and "items" in r.json()["errors"]
     assert not KnowledgeItem.objects.exists()

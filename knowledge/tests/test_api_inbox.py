@@ -17,12 +17,18 @@ def inbox(persona, **params):
 
 
 def items_of(page):
-    return [(m["event"], m["data"]["item"]["knowledge_type"]) for m in page["results"] if "item" in m["data"]]
+    return [
+        (m["event"], m["data"]["item"]["knowledge_type"])
+        for m in page["results"]
+        if "item" in m["data"]
+    ]
 
 
 def test_inbox_holds_interesting_types_from_others(analysis, think, learning):
     analysis.broadcast("issue_pattern", issue_payload())  # think is interested
-    analysis.broadcast("complexity_trend", {"scope": "app", "direction": "increasing"})  # only dream
+    analysis.broadcast(
+        "complexity_trend", {"scope": "app", "direction": "increasing"}
+    )  # only dream
     think.broadcast("risk_pattern", risk_payload())  # think's own item
     page = inbox(think)
     assert items_of(page) == [("knowledge_broadcast", "issue_pattern")]
@@ -68,14 +74,18 @@ def test_filtered_out_events_still_advance_the_ack_position(analysis, think):
 
 
 def test_targeted_item_reaches_only_its_target(analysis, think, dream):
-    analysis.broadcast("complexity_trend", {"scope": "pkg", "direction": "increasing"}, targets=["think"])
+    analysis.broadcast(
+        "complexity_trend", {"scope": "pkg", "direction": "increasing"}, targets=["think"]
+    )
     assert items_of(inbox(think)) == [("knowledge_broadcast", "complexity_trend")]
     # dream is interested in complexity_trend, but the item is addressed to think only
     assert items_of(inbox(dream)) == []
 
 
 def test_subscribe_widens_and_unsubscribe_narrows(analysis, think):
-    r = think.client.post("/api/knowledge/subscribe", {"types": ["complexity_trend"]}, format="json")
+    r = think.client.post(
+        "/api/knowledge/subscribe", {"types": ["complexity_trend"]}, format="json"
+    )
     assert r.status_code == 200
     assert "complexity_trend" in r.json()["effective_types"]
     r = think.client.post("/api/knowledge/unsubscribe", {"types": ["issue_pattern"]}, format="json")
@@ -88,12 +98,20 @@ def test_subscribe_widens_and_unsubscribe_narrows(analysis, think):
 
 
 def test_subscribe_sources_and_min_urgency(analysis, learning, think):
-    think.client.post("/api/knowledge/subscribe", {"sources": ["learning"], "min_urgency": "high"}, format="json")
+    think.client.post(
+        "/api/knowledge/subscribe", {"sources": ["learning"], "min_urgency": "high"}, format="json"
+    )
     analysis.broadcast("issue_pattern", issue_payload(), urgency="critical")  # wrong source
-    learning.broadcast("learned_pattern", {"pattern": "p", "effect": "mixed", "success_rate": 0.5, "samples": 3},
-                       urgency="normal")  # too low
-    learning.broadcast("learned_pattern", {"pattern": "q", "effect": "mixed", "success_rate": 0.5, "samples": 3},
-                       urgency="high")
+    learning.broadcast(
+        "learned_pattern",
+        {"pattern": "p", "effect": "mixed", "success_rate": 0.5, "samples": 3},
+        urgency="normal",
+    )  # too low
+    learning.broadcast(
+        "learned_pattern",
+        {"pattern": "q", "effect": "mixed", "success_rate": 0.5, "samples": 3},
+        urgency="high",
+    )
     got = inbox(think)["results"]
     assert [m["data"]["item"]["subject"] for m in got] == ["q"]
 
@@ -109,15 +127,39 @@ def test_subscribe_rejects_unknown_names(think):
 
 def test_worker_cannot_read_or_ack_another_inbox(think, dream):
     assert think.client.get("/api/knowledge/receive/dream").status_code == 403
-    assert think.client.post("/api/knowledge/receive/dream/ack", {"seq": 0}, format="json").status_code == 403
-    assert think.client.post("/api/knowledge/subscribe", {"worker": "dream", "types": ["risk_pattern"]},
-                             format="json").status_code == 403
+    assert (
+        think.client.post("/api/knowledge/receive/dream/ack", {"seq": 0}, format="json").status_code
+        == 403
+    )
+    assert (
+        think.client.post(
+            "/api/knowledge/subscribe",
+            {"worker": "dream", "types": ["risk_pattern"]},
+            format="json",
+        ).status_code
+        == 403
+    )
 
 
 def test_ack_beyond_top_or_negative_is_400(think):
-    assert think.client.post("/api/knowledge/receive/think/ack", {"seq": 10**9}, format="json").status_code == 400
-    assert think.client.post("/api/knowledge/receive/think/ack", {"seq": -1}, format="json").status_code == 400
-    assert think.client.post("/api/knowledge/receive/think/ack", {"seq": "x"}, format="json").status_code == 400
+    assert (
+        think.client.post(
+            "/api/knowledge/receive/think/ack", {"seq": 10**9}, format="json"
+        ).status_code
+        == 400
+    )
+    assert (
+        think.client.post(
+            "/api/knowledge/receive/think/ack", {"seq": -1}, format="json"
+        ).status_code
+        == 400
+    )
+    assert (
+        think.client.post(
+            "/api/knowledge/receive/think/ack", {"seq": "x"}, format="json"
+        ).status_code
+        == 400
+    )
 
 
 def test_ack_never_moves_backwards(analysis, think):
@@ -149,13 +191,22 @@ def test_inbox_after_log_reset_says_not_recovered(analysis, think):
 
 def test_validate_records_verdicts_and_status(analysis, think, learning):
     item = analysis.broadcast("issue_pattern", issue_payload()).json()["item"]["id"]
-    r = think.client.post("/api/knowledge/validate", {"item": item, "verdict": "confirmed"}, format="json")
+    r = think.client.post(
+        "/api/knowledge/validate", {"item": item, "verdict": "confirmed"}, format="json"
+    )
     assert r.status_code == 200 and r.json()["validation_status"] == "confirmed"
-    r = learning.client.post("/api/knowledge/validate", {"item": item, "verdict": "disputed"}, format="json")
+    r = learning.client.post(
+        "/api/knowledge/validate", {"item": item, "verdict": "disputed"}, format="json"
+    )
     assert r.json()["validation_status"] == "unvalidated"  # one each: undecided
-    r = think.client.post("/api/knowledge/validate", {"item": item, "verdict": "disputed", "note": "fixed"},
-                          format="json")
-    assert r.json()["validation_status"] == "disputed"  # think changed its mind: replaces its verdict
+    r = think.client.post(
+        "/api/knowledge/validate",
+        {"item": item, "verdict": "disputed", "note": "fixed"},
+        format="json",
+    )
+    assert (
+        r.json()["validation_status"] == "disputed"
+    )  # think changed its mind: replaces its verdict
     # the source hears about it in its inbox
     kinds = [m["event"] for m in inbox(analysis)["results"]]
     assert kinds.count("knowledge_validated") == 3
@@ -163,17 +214,31 @@ def test_validate_records_verdicts_and_status(analysis, think, learning):
 
 def test_validate_bad_input(analysis, think):
     item = analysis.broadcast("issue_pattern", issue_payload()).json()["item"]["id"]
-    assert analysis.client.post("/api/knowledge/validate", {"item": item, "verdict": "confirmed"},
-                                format="json").status_code == 400  # own item
-    assert think.client.post("/api/knowledge/validate", {"item": 999, "verdict": "confirmed"},
-                             format="json").status_code == 404
-    assert think.client.post("/api/knowledge/validate", {"item": item, "verdict": "maybe"},
-                             format="json").status_code == 400
+    assert (
+        analysis.client.post(
+            "/api/knowledge/validate", {"item": item, "verdict": "confirmed"}, format="json"
+        ).status_code
+        == 400
+    )  # own item
+    assert (
+        think.client.post(
+            "/api/knowledge/validate", {"item": 999, "verdict": "confirmed"}, format="json"
+        ).status_code
+        == 404
+    )
+    assert (
+        think.client.post(
+            "/api/knowledge/validate", {"item": item, "verdict": "maybe"}, format="json"
+        ).status_code
+        == 400
+    )
 
 
 def test_state_update_and_clear(analysis, think):
     analysis.broadcast("issue_pattern", issue_payload())
-    r = think.client.put("/api/knowledge/state/think", {"state": {"cycle": 3, "model": "v2"}}, format="json")
+    r = think.client.put(
+        "/api/knowledge/state/think", {"state": {"cycle": 3, "model": "v2"}}, format="json"
+    )
     assert r.status_code == 200 and r.json()["state"] == {"cycle": 3, "model": "v2"}
     state = think.client.get("/api/knowledge/state/think").json()
     assert state["inbox"]["behind"] == 1 and state["inbox"]["position"] == 0
@@ -191,7 +256,9 @@ def test_stats(analysis, think):
     analysis.broadcast("issue_pattern", issue_payload(location="a.py::f"))
     analysis.broadcast("issue_pattern", issue_payload(location="b.py::f"))
     item = think.broadcast("risk_pattern", risk_payload()).json()["item"]["id"]
-    analysis.client.post("/api/knowledge/validate", {"item": item, "verdict": "confirmed"}, format="json")
+    analysis.client.post(
+        "/api/knowledge/validate", {"item": item, "verdict": "confirmed"}, format="json"
+    )
     s = think.client.get("/api/knowledge/stats").json()
     assert s["items"]["total"] == 3 and s["items"]["last_24h"] == 3
     assert s["by_type"] == {"issue_pattern": 2, "risk_pattern": 1}
@@ -221,5 +288,8 @@ def test_health_reports_a_broken_cache_as_degraded(anon_client, db, monkeypatch)
     r = anon_client.get("/api/knowledge/health")
     assert r.status_code == 200
     assert r.json()["status"] == "degraded"
-    assert r.json()["checks"]["cache"] == {"ok": False, "latency_ms": r.json()["checks"]["cache"]["latency_ms"],
-                                           "error": "ConnectionError"}
+    assert r.json()["checks"]["cache"] == {
+        "ok": False,
+        "latency_ms": r.json()["checks"]["cache"]["latency_ms"],
+        "error": "ConnectionError",
+    }

@@ -29,48 +29,91 @@ def _bc(persona, ktype, payload, confidence=0.8, **extra):
 def corpus(analysis, think, learning):
     """A small mix of types, sources, urgencies and confidences."""
     return {
-        "issue_hi": _bc(analysis, "issue_pattern", issue_payload(location="a.py::f"), 0.9, urgency="high"),
-        "issue_lo": _bc(analysis, "issue_pattern", issue_payload(location="b.py::g", severity="low"), 0.3, urgency="low"),
+        "issue_hi": _bc(
+            analysis, "issue_pattern", issue_payload(location="a.py::f"), 0.9, urgency="high"
+        ),
+        "issue_lo": _bc(
+            analysis,
+            "issue_pattern",
+            issue_payload(location="b.py::g", severity="low"),
+            0.3,
+            urgency="low",
+        ),
         "risk": _bc(think, "risk_pattern", risk_payload("cache stampede"), 0.6, urgency="critical"),
-        "learned": _bc(learning, "learned_pattern",
-                       {"pattern": "long_function", "effect": "effective", "success_rate": 0.8, "samples": 10}, 0.7),
+        "learned": _bc(
+            learning,
+            "learned_pattern",
+            {"pattern": "long_function", "effect": "effective", "success_rate": 0.8, "samples": 10},
+            0.7,
+        ),
     }
 
 
 def test_filter_by_types_sources_urgency(corpus, think):
     c = think.client
-    assert set(ids(c.get("/api/knowledge/query", {"types": "issue_pattern"}))) == {corpus["issue_hi"], corpus["issue_lo"]}
-    assert set(ids(c.get("/api/knowledge/query", {"types": "risk_pattern,learned_pattern"}))) == {corpus["risk"], corpus["learned"]}
+    assert set(ids(c.get("/api/knowledge/query", {"types": "issue_pattern"}))) == {
+        corpus["issue_hi"],
+        corpus["issue_lo"],
+    }
+    assert set(ids(c.get("/api/knowledge/query", {"types": "risk_pattern,learned_pattern"}))) == {
+        corpus["risk"],
+        corpus["learned"],
+    }
     assert set(ids(c.get("/api/knowledge/query", {"sources": "think"}))) == {corpus["risk"]}
-    assert set(ids(c.get("/api/knowledge/query", {"urgency": "high,critical"}))) == {corpus["issue_hi"], corpus["risk"]}
-    assert set(ids(c.get("/api/knowledge/query", {"min_urgency": "high"}))) == {corpus["issue_hi"], corpus["risk"]}
+    assert set(ids(c.get("/api/knowledge/query", {"urgency": "high,critical"}))) == {
+        corpus["issue_hi"],
+        corpus["risk"],
+    }
+    assert set(ids(c.get("/api/knowledge/query", {"min_urgency": "high"}))) == {
+        corpus["issue_hi"],
+        corpus["risk"],
+    }
 
 
 def test_filter_by_confidence_subject_and_text(corpus, think):
     c = think.client
-    assert set(ids(c.get("/api/knowledge/query", {"min_confidence": 0.65}))) == {corpus["issue_hi"], corpus["learned"]}
+    assert set(ids(c.get("/api/knowledge/query", {"min_confidence": 0.65}))) == {
+        corpus["issue_hi"],
+        corpus["learned"],
+    }
     assert set(ids(c.get("/api/knowledge/query", {"max_confidence": 0.5}))) == {corpus["issue_lo"]}
     assert ids(c.get("/api/knowledge/query", {"subject": "cache stampede"})) == [corpus["risk"]]
     assert ids(c.get("/api/knowledge/query", {"q": "STAMPEDE"})) == [corpus["risk"]]
-    assert set(ids(c.get("/api/knowledge/query", {"q": "::"}))) == {corpus["issue_hi"], corpus["issue_lo"]}
+    assert set(ids(c.get("/api/knowledge/query", {"q": "::"}))) == {
+        corpus["issue_hi"],
+        corpus["issue_lo"],
+    }
 
 
 def test_post_query_with_complex_body(corpus, think):
-    body = {"types": ["issue_pattern", "risk_pattern"], "urgency": ["high", "critical"], "min_confidence": 0.5,
-            "sort": "-confidence", "limit": 10}
+    body = {
+        "types": ["issue_pattern", "risk_pattern"],
+        "urgency": ["high", "critical"],
+        "min_confidence": 0.5,
+        "sort": "-confidence",
+        "limit": 10,
+    }
     r = think.client.post("/api/knowledge/query", body, format="json")
     assert ids(r) == [corpus["issue_hi"], corpus["risk"]]
     assert all("freshness" in item for item in r.json()["results"])
 
 
 def test_status_and_validation_filters(corpus, think, analysis):
-    analysis.broadcast("issue_pattern", issue_payload(location="a.py::f", severity="medium"))  # revises issue_hi
+    analysis.broadcast(
+        "issue_pattern", issue_payload(location="a.py::f", severity="medium")
+    )  # revises issue_hi
     c = think.client
     assert corpus["issue_hi"] not in ids(c.get("/api/knowledge/query"))
     assert ids(c.get("/api/knowledge/query", {"status": "superseded"})) == [corpus["issue_hi"]]
     assert corpus["issue_hi"] in ids(c.get("/api/knowledge/query", {"status": "any"}))
-    think.client.post("/api/knowledge/validate", {"item": corpus["learned"], "verdict": "confirmed"}, format="json")
-    assert ids(c.get("/api/knowledge/query", {"validation_status": "confirmed"})) == [corpus["learned"]]
+    think.client.post(
+        "/api/knowledge/validate",
+        {"item": corpus["learned"], "verdict": "confirmed"},
+        format="json",
+    )
+    assert ids(c.get("/api/knowledge/query", {"validation_status": "confirmed"})) == [
+        corpus["learned"]
+    ]
 
 
 def test_time_range(analysis, think):
@@ -97,7 +140,9 @@ def test_min_freshness_respects_each_type_decay_at_boundaries(analysis, recall, 
     """context_enrichment decays in 6 h, issue_pattern in 5 d: one threshold, two ages."""
     start = timezone.now()
     with time_machine.travel(start, tick=False):
-        ctx = _bc(recall, "context_enrichment", {"target": "a.py::f", "aspect": "churn", "value": "high"})
+        ctx = _bc(
+            recall, "context_enrichment", {"target": "a.py::f", "aspect": "churn", "value": "high"}
+        )
         issue = _bc(analysis, "issue_pattern", issue_payload())
     f = 0.5
     ctx_limit = -math.log(f) * 6 * 3600  # ~4.16 h
@@ -119,7 +164,9 @@ def test_sort_by_freshness_across_types(analysis, recall, think):
     """A 3 h old context item (6 h decay) is staler than a 1 d old issue (5 d decay)."""
     now = timezone.now()
     with time_machine.travel(now - timedelta(hours=3), tick=False):
-        ctx = _bc(recall, "context_enrichment", {"target": "a.py::f", "aspect": "churn", "value": "high"})
+        ctx = _bc(
+            recall, "context_enrichment", {"target": "a.py::f", "aspect": "churn", "value": "high"}
+        )
     with time_machine.travel(now - timedelta(days=1), tick=False):
         issue = _bc(analysis, "issue_pattern", issue_payload())
     with time_machine.travel(now, tick=False):
@@ -129,15 +176,27 @@ def test_sort_by_freshness_across_types(analysis, recall, think):
         assert fresh == sorted(fresh, reverse=True)
         assert ids(think.client.get("/api/knowledge/query", {"sort": "freshness"})) == [ctx, issue]
         # by time alone the order is the other way round
-        assert ids(think.client.get("/api/knowledge/query", {"sort": "-observed_at"})) == [ctx, issue]
+        assert ids(think.client.get("/api/knowledge/query", {"sort": "-observed_at"})) == [
+            ctx,
+            issue,
+        ]
 
 
-@pytest.mark.parametrize("sort", ["-freshness", "freshness", "-created_at", "confidence", "-urgency"])
+@pytest.mark.parametrize(
+    "sort", ["-freshness", "freshness", "-created_at", "confidence", "-urgency"]
+)
 def test_cursor_pagination_visits_every_item_once(analysis, think, sort):
     created = set()
     for i in range(23):
-        created.add(_bc(analysis, "issue_pattern", issue_payload(location=f"m{i}.py::f"), confidence=(i % 5) / 5,
-                        urgency=["low", "normal", "high"][i % 3]))
+        created.add(
+            _bc(
+                analysis,
+                "issue_pattern",
+                issue_payload(location=f"m{i}.py::f"),
+                confidence=(i % 5) / 5,
+                urgency=["low", "normal", "high"][i % 3],
+            )
+        )
     seen, cursor, pages = [], None, 0
     while True:
         params = {"limit": 5, "sort": sort}
@@ -156,7 +215,12 @@ def test_cursor_pagination_visits_every_item_once(analysis, think, sort):
 
 def test_query_counts_are_bounded(analysis, think, django_assert_max_num_queries):
     for i in range(30):
-        _bc(analysis, "issue_pattern", issue_payload(location=f"q{i}.py::f"), targets=["think"] if i % 2 else [])
+        _bc(
+            analysis,
+            "issue_pattern",
+            issue_payload(location=f"q{i}.py::f"),
+            targets=["think"] if i % 2 else [],
+        )
     with django_assert_max_num_queries(6):
         r = think.client.get("/api/knowledge/query", {"limit": 30})
     assert len(r.json()["results"]) == 30

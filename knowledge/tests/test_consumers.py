@@ -93,7 +93,9 @@ async def test_non_staff_session_is_refused_and_staff_session_is_accepted(django
 
     @database_sync_to_async
     def cookie_for(name, staff):
-        user = django_user_model.objects.create_user(name, f"{name}@x.org", "pw-123456", is_staff=staff)
+        user = django_user_model.objects.create_user(
+            name, f"{name}@x.org", "pw-123456", is_staff=staff
+        )
         c = Client()
         c.force_login(user)
         return f"sessionid={c.cookies['sessionid'].value}".encode()
@@ -126,11 +128,22 @@ async def test_subscribe_then_receive_live_broadcast(think, analysis):
 
 async def test_filters_on_event_kind_type_and_source(think, analysis, learning):
     comm = await connect(think.token)
-    await subscribe(comm, since=None, types=["risk_pattern"], sources=["analysis"],
-                    events=["knowledge_broadcast", "conflict_detected"])
+    await subscribe(
+        comm,
+        since=None,
+        types=["risk_pattern"],
+        sources=["analysis"],
+        events=["knowledge_broadcast", "conflict_detected"],
+    )
     await abroadcast(analysis, "issue_pattern")  # wrong type
-    await abroadcast(learning, "learned_pattern", {"pattern": "p", "effect": "mixed", "success_rate": 0.5, "samples": 3})  # wrong type+source
-    await publish("knowledge_resolved", knowledge_type="risk_pattern", source="analysis")  # wrong kind
+    await abroadcast(
+        learning,
+        "learned_pattern",
+        {"pattern": "p", "effect": "mixed", "success_rate": 0.5, "samples": 3},
+    )  # wrong type+source
+    await publish(
+        "knowledge_resolved", knowledge_type="risk_pattern", source="analysis"
+    )  # wrong kind
     wanted = await abroadcast(analysis, "risk_pattern")
     conflict = await publish("conflict_detected", knowledge_type="risk_pattern", source="analysis")
     evs = await next_events(comm, 2)
@@ -152,7 +165,9 @@ async def test_bad_filters_answer_error_naming_the_field(think):
     comm = await connect(think.token)
     await comm.send_json_to({"action": "subscribe", "types": ["no_such_type"]})
     assert (await comm.receive_json_from(timeout=5)) == {
-        "type": "error", "message": "types: unknown knowledge type(s): no_such_type"}
+        "type": "error",
+        "message": "types: unknown knowledge type(s): no_such_type",
+    }
     await comm.send_json_to({"action": "subscribe", "since": "x"})
     assert (await comm.receive_json_from(timeout=5))["message"].startswith("since:")
     await comm.send_to(text_data="not json")

@@ -79,8 +79,15 @@ def test_events_report_unrecoverable_gaps(analysis, think):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("params, field", [({"since": "-1"}, "since"), ({"wait": "x"}, "wait"),
-                                           ({"types": "nope"}, "types"), ({"events": "boom"}, "events")])
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"since": "-1"}, "since"),
+        ({"wait": "x"}, "wait"),
+        ({"types": "nope"}, "types"),
+        ({"events": "boom"}, "events"),
+    ],
+)
 def test_events_bad_params(think, params, field):
     r = think.client.get("/api/knowledge/events", params)
     assert r.status_code == 400 and any(k.startswith(field) for k in r.json()["errors"])
@@ -150,8 +157,13 @@ def test_reader_following_since_never_misses_with_concurrent_publishers(analysis
 
     reader = threading.Thread(target=follow)
     pubs = [
-        threading.Thread(target=publish, args=(analysis, "issue_pattern", lambda i: issue_payload(location=f"{i}.py::f"))),
-        threading.Thread(target=publish, args=(think, "risk_pattern", lambda i: risk_payload(f"p{i}"))),
+        threading.Thread(
+            target=publish,
+            args=(analysis, "issue_pattern", lambda i: issue_payload(location=f"{i}.py::f")),
+        ),
+        threading.Thread(
+            target=publish, args=(think, "risk_pattern", lambda i: risk_payload(f"p{i}"))
+        ),
     ]
     reader.start()
     for t in pubs:

@@ -134,8 +134,9 @@ async def test_socket_with_standing_filter_follows_post_subscribe(think, analysi
     post = database_sync_to_async(think.client.post)
     abroadcast = database_sync_to_async(analysis.broadcast)
     await post("/api/knowledge/unsubscribe", {"types": ["risk_pattern"]}, format="json")
-    with override_settings(KNOWLEDGE_EXCHANGE={**settings.KNOWLEDGE_EXCHANGE,
-                                               "ws_standing_refresh_seconds": 0.1}):
+    with override_settings(
+        KNOWLEDGE_EXCHANGE={**settings.KNOWLEDGE_EXCHANGE, "ws_standing_refresh_seconds": 0.1}
+    ):
         ws = await connect(think.token)
         await subscribe(ws, since=None, standing=True)
         await abroadcast("risk_pattern", risk_payload("muted"))

@@ -14,10 +14,15 @@ from knowledge.registry import registry
 pytestmark = pytest.mark.django_db
 
 # Text includes NUL and other control characters on purpose: PostgreSQL cannot store NUL.
-texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=20) | st.sampled_from(["\x00", "a\x00b"])
+texts = st.text(alphabet=st.characters(codec="utf-8"), max_size=20) | st.sampled_from(
+    ["\x00", "a\x00b"]
+)
 json_scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**6, 10**6),
-    st.floats(allow_nan=False, allow_infinity=False), texts,
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=False, allow_infinity=False),
+    texts,
 )
 json_values = st.recursive(
     json_scalars,
@@ -29,9 +34,15 @@ type_names = st.sampled_from(registry.names() + ["", "nope", "risk pattern"])
 payloads = st.one_of(
     json_values,
     st.fixed_dictionaries(
-        {"rule": json_values, "location": json_values, "severity": st.sampled_from(["low", "high", "x", 3])}
+        {
+            "rule": json_values,
+            "location": json_values,
+            "severity": st.sampled_from(["low", "high", "x", 3]),
+        }
     ),
-    st.fixed_dictionaries({"pattern": texts, "risk_level": st.sampled_from(["low", "critical", "", None])}),
+    st.fixed_dictionaries(
+        {"pattern": texts, "risk_level": st.sampled_from(["low", "critical", "", None])}
+    ),
 )
 
 broadcast_bodies = st.one_of(
@@ -39,7 +50,9 @@ broadcast_bodies = st.one_of(
     st.fixed_dictionaries(
         {"knowledge_type": type_names, "payload": payloads, "confidence": json_values},
         optional={
-            "urgency": st.one_of(st.sampled_from(["low", "normal", "high", "critical"]), json_values),
+            "urgency": st.one_of(
+                st.sampled_from(["low", "normal", "high", "critical"]), json_values
+            ),
             "targets": st.one_of(st.lists(st.text(max_size=8), max_size=3), json_values),
             "observed_at": st.one_of(st.datetimes().map(lambda d: d.isoformat()), json_values),
             "idempotency_key": json_values,
@@ -70,12 +83,32 @@ def test_broadcast_never_500_and_rejects_cleanly(analysis, body):
         assert "freshness" in r.json()["item"]
 
 
-query_values = st.one_of(texts, st.integers(-5, 10**7).map(str),
-                         st.floats(allow_nan=True, allow_infinity=True).map(str))
+query_values = st.one_of(
+    texts, st.integers(-5, 10**7).map(str), st.floats(allow_nan=True, allow_infinity=True).map(str)
+)
 query_params = st.dictionaries(
-    st.sampled_from(["types", "sources", "urgency", "min_urgency", "min_freshness", "min_confidence",
-                     "max_confidence", "status", "validation_status", "created_after", "created_before",
-                     "target", "subject", "q", "sort", "limit", "cursor", "bogus"]),
+    st.sampled_from(
+        [
+            "types",
+            "sources",
+            "urgency",
+            "min_urgency",
+            "min_freshness",
+            "min_confidence",
+            "max_confidence",
+            "status",
+            "validation_status",
+            "created_after",
+            "created_before",
+            "target",
+            "subject",
+            "q",
+            "sort",
+            "limit",
+            "cursor",
+            "bogus",
+        ]
+    ),
     query_values,
     max_size=5,
 )
@@ -93,8 +126,18 @@ def test_get_query_never_500(think, params):
 
 
 @PROPERTY_SETTINGS
-@given(body=st.one_of(json_values, st.dictionaries(st.sampled_from(
-    ["types", "urgency", "min_freshness", "limit", "sort", "status", "cursor", "q"]), json_values, max_size=4)))
+@given(
+    body=st.one_of(
+        json_values,
+        st.dictionaries(
+            st.sampled_from(
+                ["types", "urgency", "min_freshness", "limit", "sort", "status", "cursor", "q"]
+            ),
+            json_values,
+            max_size=4,
+        ),
+    )
+)
 def test_post_query_never_500(think, body):
     r = think.client.post("/api/knowledge/query", body, format="json")
     assert r.status_code in (200, 400), (r.status_code, r.content[:300])

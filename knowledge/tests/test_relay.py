@@ -67,8 +67,9 @@ async def collect(feed: LiveFeed, n: int, timeout: float = 20) -> list[int]:
 
 async def test_client_resumes_after_kill_9_without_loss_or_duplicates(think, server):
     srv = server()
-    feed = LiveFeed(srv.url, think.token, since=None, backoff_base=0.2, backoff_cap=1.0,
-                    fallback_after=0)
+    feed = LiveFeed(
+        srv.url, think.token, since=None, backoff_base=0.2, backoff_cap=1.0, fallback_after=0
+    )
     feed.start()
     while feed.status != "live":
         await asyncio.sleep(0.05)
@@ -87,8 +88,16 @@ async def test_client_resumes_after_kill_9_without_loss_or_duplicates(think, ser
 async def test_client_falls_back_to_polling_when_the_socket_is_refused(think, server):
     srv = server(KE_WEBSOCKET_ENABLED="false")
     statuses = []
-    feed = LiveFeed(srv.url, think.token, since=0, fallback_after=2, backoff_base=0.05,
-                    backoff_cap=0.1, poll_wait=1, on_status=statuses.append)
+    feed = LiveFeed(
+        srv.url,
+        think.token,
+        since=0,
+        fallback_after=2,
+        backoff_base=0.05,
+        backoff_cap=0.1,
+        poll_wait=1,
+        on_status=statuses.append,
+    )
     expected = [await apublish(i) for i in range(3)]
     got = await collect(feed, 3)
     expected.append(await apublish(3))
@@ -130,12 +139,22 @@ async def test_two_server_processes_on_one_redis(think, analysis, server):
     import urllib.request
 
     def post_via_b(i):
-        body = json.dumps({"knowledge_type": "issue_pattern", "confidence": 0.7,
-                           "payload": {"rule": "long_function", "location": f"m.py::f{i}",
-                                       "severity": "high"}}).encode()
-        req = urllib.request.Request(f"{b.url}/api/knowledge/broadcast", data=body, method="POST",
-                                     headers={"Authorization": f"Token {analysis.token}",
-                                              "Content-Type": "application/json"})
+        body = json.dumps(
+            {
+                "knowledge_type": "issue_pattern",
+                "confidence": 0.7,
+                "payload": {"rule": "long_function", "location": f"m.py::f{i}", "severity": "high"},
+            }
+        ).encode()
+        req = urllib.request.Request(
+            f"{b.url}/api/knowledge/broadcast",
+            data=body,
+            method="POST",
+            headers={
+                "Authorization": f"Token {analysis.token}",
+                "Content-Type": "application/json",
+            },
+        )
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read())["item"]["id"]
 
@@ -152,7 +171,9 @@ async def test_two_server_processes_on_one_redis(think, analysis, server):
     assert elapsed < 10, f"took {elapsed:.1f}s: the wake did not cross processes"
 
 
-@pytest.mark.parametrize("direct_write", ["false", "true"], ids=["plain-channels", "daphne-fast-path"])
+@pytest.mark.parametrize(
+    "direct_write", ["false", "true"], ids=["plain-channels", "daphne-fast-path"]
+)
 async def test_both_send_paths_deliver_in_order_on_a_real_server(think, server, direct_write):
     """The default plain Channels send and the opt-in daphne fast path
     (knowledge/daphne_transport.py) deliver the same stream, in order, once."""

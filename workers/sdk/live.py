@@ -40,7 +40,6 @@ def backoff_delay(attempt: int, base: float, factor: float, cap: float, rnd=rand
     return rnd() * min(cap, base * factor ** max(attempt, 0))
 
 
-
 def _stands_at(answer: dict):
     """Where the server says this client now stands (the resume rule's ``position``)."""
     return answer.get("position", answer.get("top"))
@@ -141,8 +140,13 @@ class LiveFeed:
             self.epoch = str(epoch)
         if not changed and recovered is not False:
             return False
-        info = {"reason": "epoch_changed" if changed else "not_recovered", "epoch": self.epoch,
-                "previous_epoch": previous, "previous_seq": self.last_seq, "top": top}
+        info = {
+            "reason": "epoch_changed" if changed else "not_recovered",
+            "epoch": self.epoch,
+            "previous_epoch": previous,
+            "previous_seq": self.last_seq,
+            "top": top,
+        }
         self.last_seq = top
         self.stats["resets"] += 1
         if self.on_reset:
@@ -202,7 +206,9 @@ class LiveFeed:
             else:
                 if not subscribed:
                     failures += 1
-                    if self.mode == "poll" or (self.fallback_after and failures >= self.fallback_after):
+                    if self.mode == "poll" or (
+                        self.fallback_after and failures >= self.fallback_after
+                    ):
                         self.mode = "poll"  # keep polling; the next probe is ws_retry away
                         continue
                 delay = backoff_delay(attempt, *self.backoff)
@@ -222,8 +228,9 @@ class LiveFeed:
 
         subscribed = False
         try:
-            async with connect(self._ws_url(), open_timeout=10, max_size=2**22,
-                               ping_interval=None) as ws:
+            async with connect(
+                self._ws_url(), open_timeout=10, max_size=2**22, ping_interval=None
+            ) as ws:
                 msg = {"action": "subscribe", "since": self.last_seq}
                 msg.update({k: v for k, v in self.filters.items() if v})
                 if self.standing:
@@ -233,7 +240,9 @@ class LiveFeed:
                     try:
                         raw = await asyncio.wait_for(ws.recv(), self.heartbeat_timeout)
                     except TimeoutError:
-                        log.warning("live feed: no message for %ss; reconnecting", self.heartbeat_timeout)
+                        log.warning(
+                            "live feed: no message for %ss; reconnecting", self.heartbeat_timeout
+                        )
                         return None, subscribed
                     data = json.loads(raw)
                     kind = data.get("type")
@@ -241,7 +250,9 @@ class LiveFeed:
                         await self._deliver(data)
                     elif kind == "subscribed":
                         was_none = self.last_seq is None
-                        reset = self._reconcile(data.get("epoch"), data.get("recovered"), _stands_at(data))
+                        reset = self._reconcile(
+                            data.get("epoch"), data.get("recovered"), _stands_at(data)
+                        )
                         if not reset and was_none and self.last_seq is None:
                             self.last_seq = data.get("top")
                         subscribed = True
@@ -275,7 +286,8 @@ class LiveFeed:
 
     def _poll_once(self) -> dict:
         req = urllib.request.Request(
-            self._poll_url(), headers={"Authorization": f"Token {self.token}", "Accept": "application/json"}
+            self._poll_url(),
+            headers={"Authorization": f"Token {self.token}", "Accept": "application/json"},
         )
         try:
             with urllib.request.urlopen(req, timeout=self.poll_wait + 10) as resp:
