@@ -3,12 +3,14 @@ need a real socket: kill -9 and restart, two processes on one Redis, the browser
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from django.conf import settings
@@ -100,3 +102,22 @@ class DaphneServer:
                 self.kill()
         if self.log_path.exists():
             self.log_path.unlink()
+
+
+def post_broadcast(url: str, token: str, i: int) -> int:
+    """Broadcast issue ``m.py::f<i>`` over HTTP to the server at ``url``; the new item's id."""
+    body = json.dumps(
+        {
+            "knowledge_type": "issue_pattern",
+            "confidence": 0.7,
+            "payload": {"rule": "long_function", "location": f"m.py::f{i}", "severity": "high"},
+        }
+    ).encode()
+    req = urllib.request.Request(
+        f"{url}/api/knowledge/broadcast",
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())["item"]["id"]

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import transaction
 
 from knowledge.events import publish_event
-from knowledge.tests.daphne_server import DaphneServer
+from knowledge.tests.daphne_server import DaphneServer, post_broadcast
 from workers.sdk.live import AuthError, LiveFeed
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
@@ -135,31 +135,8 @@ async def test_two_server_processes_on_one_redis(think, analysis, server):
         await asyncio.sleep(0.05)
     await asyncio.sleep(1.5)  # let b's relay subscribe (it starts with its first connection)
 
-    import json
-    import urllib.request
-
-    def post_via_b(i):
-        body = json.dumps(
-            {
-                "knowledge_type": "issue_pattern",
-                "confidence": 0.7,
-                "payload": {"rule": "long_function", "location": f"m.py::f{i}", "severity": "high"},
-            }
-        ).encode()
-        req = urllib.request.Request(
-            f"{b.url}/api/knowledge/broadcast",
-            data=body,
-            method="POST",
-            headers={
-                "Authorization": f"Token {analysis.token}",
-                "Content-Type": "application/json",
-            },
-        )
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read())["item"]["id"]
-
     started = time.monotonic()
-    ids = [await asyncio.to_thread(post_via_b, i) for i in range(3)]
+    ids = [await asyncio.to_thread(post_broadcast, b.url, analysis.token, i) for i in range(3)]
     received = []
     async for ev in feed:
         received.append(ev["data"]["item"]["id"])

@@ -14,6 +14,7 @@ from datetime import timedelta
 import pytest
 from channels.db import database_sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.db import connections
 from django.utils import timezone
 
 from config.asgi import application
@@ -93,8 +94,6 @@ async def test_socket_gives_the_same_answer(pruned, think, analysis):
         pass
     assert msg["seq"] == s4
     await comm.disconnect()
-    from django.db import connections
-
     await database_sync_to_async(connections.close_all)()
 
 
@@ -126,6 +125,4 @@ async def test_sdk_obeys_the_servers_answer(pruned, think, analysis, use_websock
     finally:
         await feed.close()
         await asyncio.to_thread(server.stop)
-        from django.db import connections
-
         await database_sync_to_async(connections.close_all)()

@@ -12,16 +12,14 @@ proves the wake crossed processes through the sharded layer.
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
 import subprocess
 import tempfile
-import urllib.request
 
 import pytest
 from channels.db import database_sync_to_async
 
-from knowledge.tests.daphne_server import DaphneServer, free_port
+from knowledge.tests.daphne_server import DaphneServer, free_port, post_broadcast
 from knowledge.tests.test_consumers import _close_async_db_connections  # noqa: F401 (autouse)
 from workers.sdk.live import LiveFeed
 
@@ -75,24 +73,6 @@ def redis_servers():
         proc.kill()
         proc.wait(10)
     shutil.rmtree(tmp, ignore_errors=True)
-
-
-def post_broadcast(url: str, token: str, i: int) -> int:
-    body = json.dumps(
-        {
-            "knowledge_type": "issue_pattern",
-            "confidence": 0.7,
-            "payload": {"rule": "long_function", "location": f"m.py::f{i}", "severity": "high"},
-        }
-    ).encode()
-    req = urllib.request.Request(
-        f"{url}/api/knowledge/broadcast",
-        data=body,
-        method="POST",
-        headers={"Authorization": f"Token {token}", "Content-Type": "application/json"},
-    )
-    with urllib.request.urlopen(req, timeout=10) as r:
-        return json.loads(r.read())["item"]["id"]
 
 
 async def test_wake_crosses_processes_with_a_sharded_layer(think, analysis, redis_servers):
