@@ -28,6 +28,17 @@ def limits(settings):
     return set_limits
 
 
+@pytest.fixture
+def one_window():
+    """Hold the clock inside one rate window. The limits count in fixed windows (a minute for
+    "N/min"), so a test whose requests straddle a minute boundary would start a fresh count
+    half-way through and see no 429 (CI once did). The clock stops one second into the next
+    minute, so every request of the test falls into the same window."""
+    start = (int(time.time() // 60) + 1) * 60 + 1
+    with time_machine.travel(start, tick=False):
+        yield
+
+
 def assert_throttled(response, mentions: str) -> int:
     assert response.status_code == 429, (response.status_code, response.content[:300])
     body = response.json()
@@ -54,7 +65,7 @@ def test_every_limit_has_a_default(settings):
     assert ke["metrics_cache_seconds"] > 0 and ke["metrics_token"] == ""
 
 
-def test_token_rate_limit_answers_429_with_retry_after(think, analysis, limits):
+def test_token_rate_limit_answers_429_with_retry_after(think, analysis, limits, one_window):
     limits(throttle_rate_client="5/min")
     for _ in range(5):
         assert think.client.get("/api/knowledge/types").status_code == 200
@@ -74,7 +85,7 @@ def test_the_limit_lifts_when_the_window_ends(think, limits):
         assert think.client.get("/api/knowledge/types").status_code == 200
 
 
-def test_broadcast_scope_is_limited_apart_from_queries(think, limits):
+def test_broadcast_scope_is_limited_apart_from_queries(think, limits, one_window):
     limits(throttle_rate_broadcast="3/min")
     for n in range(3):
         assert (
@@ -100,7 +111,7 @@ def test_broadcast_scope_is_limited_apart_from_queries(think, limits):
     assert think.client.get("/api/knowledge/query").status_code == 200
 
 
-def test_query_scope_is_limited(think, limits):
+def test_query_scope_is_limited(think, limits, one_window):
     limits(throttle_rate_query="2/min")
     assert think.client.get("/api/knowledge/query").status_code == 200
     assert think.client.post("/api/knowledge/query", {}, format="json").status_code == 200
@@ -108,7 +119,9 @@ def test_query_scope_is_limited(think, limits):
     assert think.client.get("/api/knowledge/types").status_code == 200
 
 
-def test_address_limit_counts_requests_with_bad_tokens_and_ignores_spoofed_forwarding(db, limits):
+def test_address_limit_counts_requests_with_bad_tokens_and_ignores_spoofed_forwarding(
+    db, limits, one_window
+):
     limits(throttle_rate_address="4/min")
     intruder = APIClient(REMOTE_ADDR="203.0.113.9")
     for n in range(4):
@@ -128,7 +141,7 @@ def test_address_limit_counts_requests_with_bad_tokens_and_ignores_spoofed_forwa
     assert neighbour.get("/api/knowledge/health").status_code in (200, 503)
 
 
-def test_trusted_proxy_forwarded_address_is_the_client(db, limits, settings):
+def test_trusted_proxy_forwarded_address_is_the_client(db, limits, settings, one_window):
     limits(throttle_rate_address="1/min")
     settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "NUM_PROXIES": 1}
     proxy = APIClient(REMOTE_ADDR="10.0.0.1")
