@@ -13,7 +13,7 @@ from django.db import transaction
 
 from knowledge.events import publish_event
 from knowledge.tests.daphne_server import DaphneServer, post_broadcast
-from workers.sdk.live import AuthError, LiveFeed
+from kx_sdk.live import AuthError, LiveFeed
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
