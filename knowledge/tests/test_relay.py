@@ -1,5 +1,5 @@
 """The relay against a real server process: kill -9 and restart, polling fallback, and two
-daphne processes on one Redis. The SDK's live client (workers/sdk/live.py) is the client."""
+daphne processes on one Redis. The SDK's live client (kx_sdk/live.py) is the client."""
 
 from __future__ import annotations
 
