@@ -138,6 +138,7 @@ def test_charts_flow_and_workers_pages_show_the_fleet(browser_page, daphne, shot
     assert int(page.get_attribute("#chart-freshness", "data-points")) >= 2
     assert page.evaluate(RAISED_PIXELS_JS, "chart-broadcasts") > 20
     page.screenshot(path=str(shots / "overview.png"), full_page=True)
+    page.locator("#trends").screenshot(path=str(shots / "trends.png"))
 
     # Live: a new broadcast, the checker's next pass, and the open page draws it
     analysis.broadcast("issue_pattern", issue_payload(location="late.py::f"))
@@ -166,13 +167,15 @@ def test_charts_flow_and_workers_pages_show_the_fleet(browser_page, daphne, shot
     assert ["analysis", "issue_pattern", "5"] in links
     assert ["issue_pattern", "dream", "4"] in links
     assert page.locator("#flow-table tbody tr").count() == len(links)
-    page.screenshot(path=str(shots / "flow.png"), full_page=True)
+    page.screenshot(path=str(shots / "flow-page.png"), full_page=True)
+    page.locator("#flow").screenshot(path=str(shots / "flow.png"))
 
     # Workers: one row each, counts from the series, the inbox lag
     page.goto(f"{daphne.url}/dashboard/workers/")
     row = page.locator("tr[data-worker='analysis']")
     assert "issue_pattern 5" in row.inner_text()
     assert "issue_pattern 4" in page.locator("tr[data-worker='dream']").inner_text()
-    page.screenshot(path=str(shots / "workers.png"), full_page=True)
+    page.screenshot(path=str(shots / "workers-page.png"), full_page=True)
+    page.locator("#workers").screenshot(path=str(shots / "workers.png"))
 
     assert page.console_errors == []
