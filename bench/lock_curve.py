@@ -3,7 +3,7 @@ tail lock (``event_ordering`` lock vs snapshot; docs/performance.md, "Ordering w
 global lock").
 
 Creates a PostgreSQL database ``kx_lockbench_<pid>`` (dropped at the end), migrates it and
-creates 16 workers. Then forks one process per client (each with its own connection) that
+creates 16 workers. Then spawns one process per client (each with its own connection) that
 calls the broadcast action itself (``knowledge.actions.do_broadcast``: validation, the item,
 conflict detection, the event, commit; no HTTP, so the write path is what is measured), one
 item per call on a subject of its own, like ``make bench``'s "broadcast (single)".
@@ -37,6 +37,10 @@ def _pg_url(base: str, dbname: str) -> str:
 
 
 def _child(index: int, pipe) -> None:
+    import django
+
+    sys.path.insert(0, str(ROOT))
+    django.setup()
     from django.conf import settings
     from django.db import connections
 
@@ -44,7 +48,6 @@ def _child(index: int, pipe) -> None:
     from identity.models import Worker
     from knowledge.actions import BroadcastInput, do_broadcast
 
-    connections.close_all()
     worker = Worker.objects.get(name=f"lockbench{index}")
     n = 0
     while True:
@@ -123,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(max(CLIENTS)):
             do_create_worker(f"lockbench{i}")
         connections.close_all()
-        ctx = mp.get_context("fork")
+        ctx = mp.get_context("spawn")  # a fork would share the parent's connection pool
         pipes = []
         for i in range(max(CLIENTS)):
             parent, child = ctx.Pipe()

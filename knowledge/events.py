@@ -123,7 +123,8 @@ def publish_event(
     """Append an event to the log in the caller's transaction; wake readers after commit.
 
     Must be called inside ``transaction.atomic()``, as late in the transaction as possible:
-    from here to commit, other publishers wait. ``targets`` (or ``private``) makes the event
+    in lock mode, from here to commit, other publishers wait (in snapshot mode readers wait
+    for this transaction instead: its events and any later seq stay above their horizon). ``targets`` (or ``private``) makes the event
     visible only to the workers named (and people): ``private`` with no targets, people only.
     """
     if not connection.in_atomic_block:
