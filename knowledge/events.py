@@ -213,14 +213,23 @@ class LogPosition:
 
 
 # The highest visible seq whose row was written (its savepoint's xid, ``xmin``) before the
-# oldest transaction still running (B; the reader's own excluded): xmin is a 32-bit xid, so
-# it is compared with B modulo 2^32 (a row older than B is at most 2^31 xids older: older
-# rows are frozen by vacuum long before, and a frozen xmin reads as 2).
+# oldest transaction still running in this database (B): the snapshot's in-progress list,
+# less the reader's own transaction (never in it) and less the transactions that
+# pg_stat_activity places in another database (they cannot write this table; an xid it does
+# not place is counted), else the snapshot's xmax. xmin is a 32-bit xid: it is compared with
+# B modulo 2^32 (a row older than B is at most 2^31 xids older: older rows are frozen by
+# vacuum long before, and a frozen xmin reads as 2).
 _HORIZON_SQL = """
 WITH snap AS (SELECT pg_current_snapshot() AS s),
+elsewhere AS (
+    SELECT backend_xid::text::bigint AS x FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL AND datid IS NOT NULL
+      AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+),
 oldest AS (
     SELECT COALESCE(
-        (SELECT min(x) FROM snap, pg_snapshot_xip(snap.s) AS x),
+        (SELECT min(x) FROM snap, pg_snapshot_xip(snap.s) AS x
+         WHERE x::text::bigint % 4294967296 NOT IN (SELECT x FROM elsewhere)),
         (SELECT pg_snapshot_xmax(s) FROM snap)
     )::text::bigint AS b
 )
