@@ -23,6 +23,7 @@ from django.utils import timezone
 from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
+from knowledge.copy_insert import copy_insert
 from knowledge.errors import ActionError, storage_error
 from knowledge.events import EventFilter, log_position, publish_event, publish_events, read_events
 from knowledge.hooks import StoredItem, items_stored
@@ -415,15 +416,15 @@ def _apply(steps: list[_Step]) -> None:
         if s.stored.outcome != "refreshed"
         for w in s.entry.data.targets
     ]
-    if links:
-        KnowledgeTarget.objects.bulk_create(links)
+    copy_insert(KnowledgeTarget, links)
 
 
 def _insert(items: list[KnowledgeItem]) -> None:
+    """One item: a plain INSERT; a run: COPY on PostgreSQL (knowledge/copy_insert.py)."""
     if len(items) == 1:
         items[0].save(force_insert=True)
-    elif items:
-        KnowledgeItem.objects.bulk_create(items)
+    else:
+        copy_insert(KnowledgeItem, items)
 
 
 def _update(items: list[KnowledgeItem], fields: list[str]) -> None:
@@ -472,8 +473,7 @@ def _record_idempotency(worker: Worker, steps: list[_Step]) -> None:
         for step in steps
         if step.entry.data.idempotency_key
     ]
-    if records:
-        IdempotencyRecord.objects.bulk_create(records)
+    copy_insert(IdempotencyRecord, records)
 
 
 # --- Validation -------------------------------------------------------------------------------
