@@ -1,5 +1,5 @@
 """The relay against a real server process: kill -9 and restart, polling fallback, and two
-daphne processes on one Redis. The SDK's live client (workers/sdk/live.py) is the client."""
+daphne processes on one Redis. The SDK's live client (kx_sdk/live.py) is the client."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from django.db import transaction
 
 from knowledge.events import publish_event
 from knowledge.tests.daphne_server import DaphneServer, post_broadcast
-from workers.sdk.live import AuthError, LiveFeed
+from kx_sdk.live import AuthError, LiveFeed
 
 pytestmark = [pytest.mark.django_db(transaction=True)]
 
