@@ -336,14 +336,19 @@ class FeedFilter(EventFilter):
         return self.visible(event)
 
 
-def read_events(since: int, flt: EventFilter, limit: int = 500) -> tuple[list[Event], int]:
+def read_events(
+    since: int, flt: EventFilter, limit: int = 500, top: int | None = None
+) -> tuple[list[Event], int]:
     """Events after ``since`` matching ``flt``, in seq order, at most ``limit``.
 
     Returns (events, scanned_to): ``scanned_to`` is the position a consumer may move to,
     so that it advances past filtered-out events too. It reads no further than the log's
-    horizon (``log_horizon``): nothing at or below it can still appear later.
+    horizon (``log_horizon``): nothing at or below it can still appear later. ``top``: the
+    log's top as the caller just read it with ``log_position()`` (saves reading it twice);
+    default: read it here.
     """
-    top = log_horizon()
+    if top is None:
+        top = log_horizon()
     if top <= since:
         return [], since
     out: list[Event] = []
