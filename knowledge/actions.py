@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from identity.models import Worker
 from knowledge import cache as knowledge_cache
+from knowledge import metrics
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
 from knowledge.errors import ActionError, storage_error
 from knowledge.events import EventFilter, log_position, publish_event, publish_events, read_events
@@ -273,6 +274,8 @@ def _store_run(worker: Worker, run: list[_Entry]) -> list[Outcome]:
         items_stored([step.stored for step in steps])
         _publish(worker, steps, now)
         _record_idempotency(worker, steps)
+        stored = [(step.stored.item.knowledge_type, step.stored.outcome) for step in steps]
+        transaction.on_commit(lambda: metrics.count_broadcasts(stored))
         for (index, _), step in zip(todo, steps, strict=True):
             s = step.stored
             out[index] = BroadcastResult(s.item, s.outcome, s.conflict_ids)
@@ -710,6 +713,7 @@ def read_inbox(worker: Worker, limit: int = 100) -> InboxPage:
     if new:
         InboxCursor.objects.filter(pk=cursor.pk).update(delivered=max(e.seq for e in new))
         Worker.objects.filter(pk=worker.pk).update(received_count=F("received_count") + len(new))
+        transaction.on_commit(lambda: metrics.count_received(worker.name, len(new)))
     return InboxPage(pos.epoch, events, scanned_to, position, pos.top, recovered)
 
 
