@@ -5,12 +5,19 @@ from datetime import UTC, datetime
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
 from django.urls import reverse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.product import product_settings
 from dashboard.metrics import REGISTRY
+
+
+def favicon(request):
+    """``/favicon.ico``: the static icon (our pages link it; the admin and DRF's pages ask
+    for this path)."""
+    return redirect(static("favicon.svg"))
 
 
 def metrics_view(request):
