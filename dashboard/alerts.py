@@ -1,7 +1,7 @@
 """Alert rules: what each one measures. Evaluated only by the alert checker.
 
 A rule is a function ``measure(rule) -> Measurement | None`` registered under a name with its
-defaults (the original plan's thresholds; migration 0002 seeds the same rows, the admin
+defaults (the original plan's thresholds; migration 0003 seeds the same rows, the admin
 edits them). ``dashboard.actions.do_check_alerts`` (run by ``manage.py check_alerts``) measures
 every enabled rule, applies ``min_samples`` and the pending period, and persists the state and
 its flips (``dashboard.models``). Pages and ``/metrics`` read the stored state: looking at a
@@ -206,7 +206,7 @@ def alert_metrics():
     yield state
 
 
-# The original plan's thresholds (migration 0002 seeds the same rows).
+# The original plan's thresholds (migration 0003 seeds the same rows).
 register(
     "broadcast_rate_drop",
     broadcast_rate_drop,

@@ -41,7 +41,7 @@ def states(name) -> list[tuple[str, str]]:
 def test_the_migration_seeds_the_plans_thresholds_as_registered():
     from importlib import import_module
 
-    seeded = import_module("dashboard.migrations.0002_seed_alert_rules").RULES
+    seeded = import_module("dashboard.migrations.0003_seed_alert_rules").RULES
     assert seeded == {name: spec.defaults for name, spec in alerts.specs().items()}
     assert rule("api_latency").threshold == 100 and rule("database_latency").threshold == 50
     assert rule("unresolved_conflicts").threshold == 10

@@ -15,6 +15,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
 from dashboard.actions import do_check_alerts
+from dashboard.timeseries import rollup
 
 
 class Command(BaseCommand):
@@ -33,6 +34,7 @@ class Command(BaseCommand):
         while True:
             try:
                 self.check_once()
+                rollup()  # the per-minute time series (dashboard/timeseries.py)
             except Exception as exc:  # one failed pass is retried at the next one
                 self.stderr.write(f"alert check failed: {type(exc).__name__}: {exc}")
             passes += 1

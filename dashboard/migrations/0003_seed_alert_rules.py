@@ -67,6 +67,6 @@ def unseed(apps, schema_editor):
 
 
 class Migration(migrations.Migration):
-    dependencies = [("dashboard", "0001_alerts")]
+    dependencies = [("dashboard", "0002_alerts")]
 
     operations = [migrations.RunPython(seed, unseed)]
