@@ -12,6 +12,7 @@ Every error the SDK raises is an ``SDKError`` (see ``workers.sdk.errors``). See 
 """
 
 from .errors import AuthError, NotAvailableError, SDKError, TransportError
+from .spool import Spool, SpoolFullError
 from .transport import HttpTransport, InProcessTransport, Transport
 from .worker import ROUTES, BaseWorker, WorkerStats
 
@@ -23,6 +24,8 @@ __all__ = [
     "InProcessTransport",
     "NotAvailableError",
     "SDKError",
+    "Spool",
+    "SpoolFullError",
     "Transport",
     "TransportError",
     "WorkerStats",
