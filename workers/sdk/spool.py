@@ -212,26 +212,12 @@ class Spool:
             ).fetchall()
         return [SpoolEntry(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
 
-    def remove(self, entry: SpoolEntry) -> None:
-        with self._tx() as db:
-            db.execute("DELETE FROM spool WHERE id = ?", (entry.id,))
-
     def record_failure(self, entry: SpoolEntry, error: str) -> None:
         with self._tx() as db:
             db.execute(
                 "UPDATE spool SET attempts = attempts + 1, last_error = ? WHERE id = ?",
                 (error[:1000], entry.id),
             )
-
-    def kill(self, entry: SpoolEntry, status: int | None, error: str) -> None:
-        """Move ``entry`` to the dead letters (one transaction: it is in one table or the other)."""
-        with self._tx() as db:
-            db.execute(
-                "INSERT INTO dead_letter (idempotency_key, body, created_at, failed_at, status, "
-                "error) SELECT idempotency_key, body, created_at, ?, ?, ? FROM spool WHERE id = ?",
-                (self.clock(), status, error[:2000], entry.id),
-            )
-            db.execute("DELETE FROM spool WHERE id = ?", (entry.id,))
 
     def dead_letters(self, limit: int = 1000) -> list[dict]:
         with self._lock:
@@ -283,41 +269,89 @@ class Spool:
         self,
         send: Callable[[dict], dict],
         *,
+        send_many: Callable[[list[dict]], list[dict]] | None = None,
         on_sent: Callable[[dict, dict], None] | None = None,
         batch: int = 100,
     ) -> ReplayResult:
-        """Send the spooled entries in order with ``send(body)`` (a transport's ``broadcast``).
+        """Send the spooled entries in order, with their keys: ``send(body)`` (a transport's
+        ``broadcast``) or, given, ``send_many(bodies)`` (its ``broadcast_many``: one
+        ``{"index", "status", "result" | "errors"}`` per body) ``batch`` entries at a time.
 
         An entry leaves the spool only once the exchange has answered it: 2xx (stored, or
         already stored under its key) -> removed; a 4xx the caller caused -> dead letter; the
         exchange unreachable, 5xx, 401/403 (a token to fix, not the entry's fault) or
-        408/409/429 -> the replay stops there, that entry and the ones after it stay, in order.
+        408/409/429 -> the replay stops there: that entry and the ones after it stay, in order
+        (in a bulk, later entries the exchange did store stay too: resent, they answer 200).
+        A bulk the exchange refuses as a whole (a 4xx, e.g. too large) is sent one by one.
         """
         out = ReplayResult()
         while True:
             entries = self.entries(batch)
             if not entries:
                 return out
-            for entry in entries:
+            answers = None
+            if send_many is not None:
                 try:
-                    result = send(entry.body)
+                    answers = send_many([e.body for e in entries])
                 except SDKError as exc:
-                    if (
-                        unreachable(exc)
-                        or isinstance(exc, AuthError)
-                        or exc.status in RETRY_LATER_STATUSES
-                    ):
-                        self.record_failure(entry, str(exc))
-                        out.error = exc
-                        out.remaining = self.depth()
-                        return out
-                    self.kill(entry, exc.status, str(exc))
-                    out.dead += 1
-                    continue
-                self.remove(entry)
-                out.sent += 1
-                if on_sent is not None:
+                    if _retry_later(exc.status, exc):
+                        return self._stopped(out, entries[0], exc)
+            if answers is None:
+                answers = self._send_each(entries, send)
+            done: list[tuple[SpoolEntry, dict]] = []
+            dead: list[tuple[SpoolEntry, int | None, str]] = []
+            stop: tuple[SpoolEntry, SDKError] | None = None
+            for entry, answer in zip(entries, answers, strict=False):
+                status = answer.get("status")
+                if "result" in answer:
+                    done.append((entry, answer["result"]))
+                elif _retry_later(status, answer.get("error")):
+                    stop = (entry, answer.get("error") or SDKError(_text(answer), status=status))
+                    break
+                else:
+                    dead.append((entry, status, _text(answer)))
+            self._settle(done, dead)
+            out.sent += len(done)
+            out.dead += len(dead)
+            if on_sent is not None:
+                for entry, result in done:
                     on_sent(entry.body, result)
+            if stop is not None:
+                return self._stopped(out, *stop)
+
+    @staticmethod
+    def _send_each(entries: list[SpoolEntry], send: Callable[[dict], dict]) -> list[dict]:
+        """One request per entry, until one must be retried later (the rest is not sent)."""
+        answers: list[dict] = []
+        for entry in entries:
+            try:
+                answers.append({"status": 200, "result": send(entry.body)})
+            except SDKError as exc:
+                answers.append({"status": exc.status, "error": exc})
+                if _retry_later(exc.status, exc):
+                    break
+        return answers
+
+    def _settle(self, done: list, dead: list) -> None:
+        """Remove what was stored and move what was refused to the dead letters, at once."""
+        if not done and not dead:
+            return
+        now = self.clock()
+        with self._tx() as db:
+            for entry, status, error in dead:
+                db.execute(
+                    "INSERT INTO dead_letter (idempotency_key, body, created_at, failed_at, "
+                    "status, error) SELECT idempotency_key, body, created_at, ?, ?, ? FROM spool "
+                    "WHERE id = ?",
+                    (now, status, error[:2000], entry.id),
+                )
+            db.executemany("DELETE FROM spool WHERE id = ?", [(e.id,) for e, *_ in [*done, *dead]])
+
+    def _stopped(self, out: ReplayResult, entry: SpoolEntry, exc: SDKError) -> ReplayResult:
+        self.record_failure(entry, str(exc))
+        out.error = exc
+        out.remaining = self.depth()
+        return out
 
     # --- the query cache ------------------------------------------------------------------------
 
@@ -383,6 +417,19 @@ class _Transaction:
             self.db.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
             self.lock.release()
+
+
+def _retry_later(status: int | None, exc: object = None) -> bool:
+    """Keep the entry and stop: unreachable, 5xx, a token to fix, or "not now" (408/409/429)."""
+    return (
+        status is None or status >= 500 or status in (401, 403) or status in RETRY_LATER_STATUSES
+    ) or isinstance(exc, AuthError)
+
+
+def _text(answer: dict) -> str:
+    if answer.get("error") is not None:
+        return str(answer["error"])
+    return f"HTTP {answer.get('status')}: {json.dumps(answer.get('errors'))}"
 
 
 def _chunks(seq: list, size: int):

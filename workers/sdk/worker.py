@@ -287,6 +287,7 @@ class BaseWorker:
         try:
             result = self.spool.replay(
                 self.transport.broadcast,
+                send_many=self.transport.broadcast_many,
                 on_sent=lambda body, answer: self._record_sent(body, body_digest(body), answer),
             )
         finally:

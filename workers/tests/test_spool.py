@@ -149,6 +149,60 @@ def test_replay_stops_at_an_unreachable_exchange_and_keeps_the_order(spool, erro
     assert exchange.stored == ["k0", "k1", "k2"]
 
 
+class BulkExchange(Exchange):
+    """``broadcast_many`` as the bulk endpoint answers: one status per body."""
+
+    def __init__(self, answers=None, whole: SDKError | None = None):
+        super().__init__(answers)
+        self.whole = whole
+        self.bulks: list[int] = []
+
+    def broadcast_many(self, bodies: list[dict]) -> list[dict]:
+        self.bulks.append(len(bodies))
+        if self.whole is not None:
+            raise self.whole
+        out = []
+        for n, b in enumerate(bodies):
+            try:
+                out.append({"index": n, "status": 201, "result": self.broadcast(b)})
+            except SDKError as exc:
+                out.append({"index": n, "status": exc.status, "errors": {"payload": [exc.message]}})
+        return out
+
+
+def test_a_bulk_replay_sends_batches_and_dead_letters_the_refused(spool):
+    for n in range(5):
+        spool.put(body(n))
+    exchange = BulkExchange({"k2": SDKError("bad", status=400)})
+    result = spool.replay(exchange.broadcast, send_many=exchange.broadcast_many, batch=3)
+    assert exchange.bulks == [3, 2] and exchange.stored == ["k0", "k1", "k3", "k4"]
+    assert (result.sent, result.dead, result.remaining, result.error) == (4, 1, 0, None)
+    [dead] = spool.dead_letters()
+    assert dead["idempotency_key"] == "k2" and dead["status"] == 400 and "bad" in dead["error"]
+
+
+def test_a_bulk_replay_stops_at_an_item_the_exchange_could_not_store(spool):
+    for n in range(4):
+        spool.put(body(n))
+    exchange = BulkExchange({"k1": SDKError("the database is unavailable", status=503)})
+    result = spool.replay(exchange.broadcast, send_many=exchange.broadcast_many)
+    assert result.error is not None and result.error.status == 503
+    # k0 stored and removed; k1 and everything after it stay (k2, k3 are resent later: 200).
+    assert [e.idempotency_key for e in spool.entries()] == ["k1", "k2", "k3"]
+    assert spool.dead_letters() == []
+
+
+def test_a_bulk_refused_whole_is_sent_one_by_one_and_an_unreachable_one_stops(spool):
+    for n in range(3):
+        spool.put(body(n))
+    exchange = BulkExchange(whole=TransportError("connection refused"))
+    assert spool.replay(exchange.broadcast, send_many=exchange.broadcast_many).remaining == 3
+    assert exchange.stored == []
+    exchange.whole = SDKError("request body too large", status=413)
+    result = spool.replay(exchange.broadcast, send_many=exchange.broadcast_many)
+    assert result.sent == 3 and exchange.stored == ["k0", "k1", "k2"] and spool.depth() == 0
+
+
 def test_dead_letters_can_be_requeued_at_the_end(spool):
     spool.put(body(0))
     spool.put(body(1))
