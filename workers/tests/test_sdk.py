@@ -9,8 +9,9 @@ import pytest
 
 from identity.models import Worker
 from knowledge.models import Event, InboxCursor, KnowledgeItem
-from workers.sdk import ROUTES, BaseWorker, InProcessTransport, NotAvailableError, SDKError
-from workers.sdk import worker as sdk_worker
+from kx_sdk import ROUTES, BaseWorker, NotAvailableError, SDKError
+from kx_sdk import worker as sdk_worker
+from workers.inprocess import InProcessTransport
 
 pytestmark = pytest.mark.django_db
 
