@@ -19,8 +19,8 @@ The spool is bounded (``max_entries``, ``max_bytes``): a put that would go past 
 
 Inspect a spool (also while its worker runs)::
 
-    python -m workers.sdk.spool PATH            # status and the dead letters, as JSON
-    python -m workers.sdk.spool PATH --requeue  # put the dead letters back in the spool
+    python -m kx_sdk.spool PATH            # status and the dead letters, as JSON
+    python -m kx_sdk.spool PATH --requeue  # put the dead letters back in the spool
 """
 
 from __future__ import annotations

@@ -113,7 +113,7 @@ class BaseWorker:
       (latest item per (source, type, subject)); they are subscribed to at start.
     - ``exchange=False`` cuts the worker off from others' knowledge (measurement baseline): the
       inbox is not read and queries only return the worker's own items.
-    - ``spool`` (a :class:`~workers.sdk.spool.Spool`): while the exchange is unreachable,
+    - ``spool`` (a :class:`~kx_sdk.spool.Spool`): while the exchange is unreachable,
       broadcasts are kept there and replayed in order (each cycle, and before new broadcasts),
       queries are answered from the last results, the inbox is not read; the replay is tried
       again after ``spool_retry`` seconds, doubling up to ``spool_retry_max``.

@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from workers.sdk import BaseWorker, HttpTransport, Spool
+from kx_sdk import BaseWorker, HttpTransport, Spool
 
 
 class Feeder(BaseWorker):

@@ -25,11 +25,12 @@ from pathlib import Path
 
 import pytest
 
+from kx_sdk import BaseWorker, HttpTransport, Spool, SpoolFullError
+from kx_sdk.live import LiveFeed
+from tests.faults.client import call
 from tests.faults.figures import report
 from tests.faults.proxy import TcpProxy
 from tests.faults.services import ROOT, ProjectProcess, service_env, spare_port, wait_until
-from workers.sdk import BaseWorker, HttpTransport, Spool, SpoolFullError
-from workers.sdk.live import LiveFeed
 
 pytestmark = pytest.mark.faults
 
@@ -162,6 +163,9 @@ def test_five_workers_broadcast_1000_items_through_a_database_outage_one_killed_
 
         pg_cluster.start()
         healed = time.monotonic()
+        health = f"{server.url}/api/knowledge/health"
+        wait_until(lambda: call(health).body["status"] == "ok", 60, "health to heal", 0.05)
+        report("spool_server_healthy_after_heal_s", time.monotonic() - healed)
         wait_until(
             lambda: all(w.depth() == 0 for w in fleet.values()), 300, "the spools to drain", 0.1
         )

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from workers.sdk.errors import AuthError, SDKError, TransportError
-from workers.sdk.spool import Spool, SpoolFullError, main
+from kx_sdk.errors import AuthError, SDKError, TransportError
+from kx_sdk.spool import Spool, SpoolFullError, main
 
 DAY = 86400.0
 
@@ -250,7 +250,7 @@ def test_an_entry_is_on_disk_when_put_returns_even_under_kill_9(tmp_path):
     script = textwrap.dedent(
         f"""
         import os, signal, sys
-        from workers.sdk.spool import Spool
+        from kx_sdk.spool import Spool
         spool = Spool({str(path)!r})
         for n in range(50):
             spool.put({{"idempotency_key": f"k{{n}}", "payload": {{"n": n}}}})

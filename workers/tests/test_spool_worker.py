@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from workers.sdk import BaseWorker, SDKError, Transport, TransportError
-from workers.sdk.spool import Spool, SpoolFullError
+from kx_sdk import BaseWorker, SDKError, Transport, TransportError
+from kx_sdk.spool import Spool, SpoolFullError
 
 
 class FakeExchange(Transport):
