@@ -854,7 +854,7 @@ def do_resolve(
     if decision not in (Decision.PICK, Decision.ACCEPT, Decision.REJECT, Decision.DISMISS):
         raise ActionError("decision must be one of pick, accept, reject, dismiss", "decision")
     if decision == Decision.PICK and winner_item_id is None:
-        raise ActionError("pick needs winner_item", "winner_item")
+        raise ActionError("To pick a winner, choose which item is right first.", "winner_item")
     for attempt in range(RESOLVE_ATTEMPTS):
         try:
             return _resolve_once(conflict_id, decision, user, winner_item_id, note, version)
