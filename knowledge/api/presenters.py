@@ -70,20 +70,31 @@ def broadcast_entries(worker: Worker, raw_items: Iterable) -> list[BroadcastInpu
     return entries
 
 
-def bulk_answer(results: Sequence[BroadcastResult | ActionError]) -> dict:
-    """``POST broadcast/bulk``: one ``{"index", "status", "result" | "errors"}`` per item."""
-    out, stored = [], 0
-    for index, result in enumerate(results):
-        if isinstance(result, ActionError):
-            errors = getattr(result, "errors", None) or {
-                result.field or "non_field_errors": [result.message]
-            }
-            out.append({"index": index, "status": result.status, "errors": errors})
-        else:
-            stored += 1
-            out.append(
-                {"index": index, "status": broadcast_status(result), "result": result.as_dict()}
-            )
+def bulk_row(index: int, result: BroadcastResult | ActionError, lean: bool = False) -> dict:
+    """One entry of a bulk answer: the errors of a rejected item; for a stored one its whole
+    result, or with ``lean`` only its id, outcome, conflicts and replayed flag."""
+    if isinstance(result, ActionError):
+        errors = getattr(result, "errors", None) or {
+            result.field or "non_field_errors": [result.message]
+        }
+        return {"index": index, "status": result.status, "errors": errors}
+    code = broadcast_status(result)
+    if not lean:
+        return {"index": index, "status": code, "result": result.as_dict()}
+    return {
+        "index": index,
+        "status": code,
+        "id": result.item.pk,
+        "outcome": result.outcome,
+        "conflicts": result.conflict_ids,
+        "replayed": result.replayed,
+    }
+
+
+def bulk_answer(results: Sequence[BroadcastResult | ActionError], lean: bool = False) -> dict:
+    """``POST broadcast/bulk``: one row per item (``bulk_row``) and the counts."""
+    out = [bulk_row(index, result, lean) for index, result in enumerate(results)]
+    stored = sum(1 for result in results if not isinstance(result, ActionError))
     return {"results": out, "stored": stored, "rejected": len(out) - stored}
 
 

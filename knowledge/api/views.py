@@ -111,7 +111,8 @@ class BulkBroadcastView(APIView):
         envelope.is_valid(raise_exception=True)
         worker = acting_source(request, envelope.validated_data.get("source"))
         entries = presenters.broadcast_entries(worker, envelope.validated_data["items"])
-        return Response(presenters.bulk_answer(actions.do_broadcast_many(worker, entries)))
+        results = actions.do_broadcast_many(worker, entries)
+        return Response(presenters.bulk_answer(results, lean=envelope.validated_data["lean"]))
 
 
 QUERY_PARAMETERS = [
