@@ -5,9 +5,6 @@ go to $KX_SCREENSHOT_DIR (or a temp directory)."""
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 from django.test import Client
 
@@ -15,34 +12,11 @@ from conflicts.models import Conflict
 from conftest import Persona, risk_payload
 from dashboard.actions import do_check_alerts, ensure_rules
 from dashboard.models import AlertRule
-from knowledge.tests.daphne_server import DaphneServer
+from dashboard.tests.conftest import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 OVERFLOW_JS = "() => [document.scrollingElement.scrollWidth, window.innerWidth]"
-
-
-@pytest.fixture
-def daphne():
-    srv = DaphneServer().start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    path = Path(os.environ.get("KX_SCREENSHOT_DIR") or tmp_path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @pytest.fixture
