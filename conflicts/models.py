@@ -266,6 +266,11 @@ class SourceTrust(models.Model):
     alpha = models.FloatField(default=2.0)
     beta = models.FloatField(default=2.0)
     pinned = models.FloatField(null=True, blank=True, help_text="Pinned trust 0..1 for this type.")
+    spread = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Learned error spread (>= 2): claims the source's wrong reports spread over.",
+    )
     wins = models.PositiveIntegerField(default=0)
     losses = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -282,7 +287,7 @@ class SourceTrust(models.Model):
 
     def as_trust(self, worker_pin: float | None = None) -> Trust:
         pin = worker_pin if worker_pin is not None else self.pinned
-        return Trust(alpha=self.alpha, beta=self.beta, pinned=pin)
+        return Trust(alpha=self.alpha, beta=self.beta, pinned=pin, spread=self.spread)
 
     @property
     def mean(self) -> float:
