@@ -102,7 +102,7 @@ def rollup(now: datetime | None = None, metrics_text: str | None = None) -> Roll
         n_received = _count_receptions(state, pos.top, cutoff, counts, baseline=new_epoch)
         state.epoch, state.last_seq = pos.epoch, pos.top
         _freshness(now, minute, gauges)
-        scraped = metrics_text is not None and _process_metrics(state, minute, metrics_text, gauges)
+        scraped = bool(metrics_text) and _process_metrics(state, minute, metrics_text, gauges)
         _write(counts, gauges)
         pruned, _ = RollupPoint.objects.filter(minute__lt=cutoff).delete()
         state.updated_at = now
