@@ -14,6 +14,7 @@ repository ``workers.inprocess.InProcessTransport`` is the same interface withou
 """
 
 from .errors import AuthError, NotAvailableError, SDKError, TransportError
+from .live import LiveFeed
 from .transport import HttpTransport, Transport
 from .worker import ROUTES, BaseWorker, WorkerStats
 
@@ -24,6 +25,7 @@ __all__ = [
     "AuthError",
     "BaseWorker",
     "HttpTransport",
+    "LiveFeed",
     "NotAvailableError",
     "SDKError",
     "Transport",
