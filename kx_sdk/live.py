@@ -352,7 +352,10 @@ class LiveFeed:
     # --- polling -------------------------------------------------------------------------------
 
     def _poll_url(self) -> str:
-        params = {"wait": self.poll_wait}
+        # Until a poll has answered, ask without waiting: the first answer says where the log
+        # stands and that the server is there (status ``polling``) at once, not after a parked
+        # poll's ``poll_wait`` seconds.
+        params = {"wait": self.poll_wait if self.status == "polling" else 0}
         if self.last_seq is not None:
             params["since"] = self.last_seq
         if self.standing:
@@ -372,7 +375,9 @@ class LiveFeed:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
-                raise AuthError(f"live feed: poll refused: HTTP {exc.code}", status=exc.code) from None
+                raise AuthError(
+                    f"live feed: poll refused: HTTP {exc.code}", status=exc.code
+                ) from None
             raise
 
     async def _poll_for(self, seconds: float) -> None:

@@ -84,6 +84,7 @@ class WorkerStats:
         return self.reception_seconds / self.cycle_seconds if self.cycle_seconds else 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        """The statistics as JSON (what the heartbeat sends)."""
         return {
             "cycles": self.cycles,
             "errors": self.errors,
@@ -436,6 +437,8 @@ class BaseWorker:
         return self.query_knowledge(list(self.interests) or None, **filters)
 
     def get_knowledge_by_source(self, source: str, **filters: Any) -> list[dict]:
+        """Items broadcast by the worker ``source`` (``types=`` and other filters as in
+        :meth:`query_knowledge`)."""
         return self.query_knowledge(filters.pop("types", None), sources=[source], **filters)
 
     def get_knowledge_by_urgency(self, min_urgency: str, **filters: Any) -> list[dict]:
