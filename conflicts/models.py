@@ -146,6 +146,22 @@ class Conflict(models.Model):
     def is_unsettled(self) -> bool:
         return self.status in (ConflictStatus.OPEN, ConflictStatus.PENDING_REVIEW)
 
+    #: A margin below this is a tie: the engine has no proposal worth showing.
+    TIE_MARGIN = 0.001
+
+    @property
+    def has_proposal(self) -> bool:
+        """The engine prefers one claim (not a tie at margin 0.000)."""
+        return bool(self.proposed_claim) and (self.margin or 0) >= self.TIE_MARGIN
+
+    @property
+    def decided_by_name(self) -> str:
+        """Who decided, for people: ``admin`` (not ``user:admin``), ``the engine``."""
+        who = self.decided_by
+        if who.startswith("user:"):
+            return who.removeprefix("user:")
+        return {"engine": "the engine", "system": "the system"}.get(who, who)
+
     def can_transition(self, new_status: str) -> bool:
         return new_status == self.status or new_status in self.TRANSITIONS[self.status]
 

@@ -15,6 +15,7 @@ repository ``workers.inprocess.InProcessTransport`` is the same interface withou
 
 from .errors import AuthError, NotAvailableError, SDKError, TransportError
 from .live import LiveFeed
+from .spool import Spool, SpoolFullError
 from .transport import HttpTransport, Transport
 from .worker import ROUTES, BaseWorker, WorkerStats
 
@@ -28,6 +29,8 @@ __all__ = [
     "LiveFeed",
     "NotAvailableError",
     "SDKError",
+    "Spool",
+    "SpoolFullError",
     "Transport",
     "TransportError",
     "WorkerStats",
