@@ -25,6 +25,9 @@ from kx_sdk import (
 def test_every_sdk_error_is_an_sdk_error_and_exported():
     for cls in (AuthError, TransportError, NotAvailableError):
         assert issubclass(cls, SDKError) and cls.__name__ in sdk.__all__
+    exported = [getattr(sdk, n) for n in sdk.__all__]
+    errors = [c for c in exported if isinstance(c, type) and issubclass(c, BaseException)]
+    assert len(errors) >= 5 and all(issubclass(c, SDKError) for c in errors)  # one base
     assert live.AuthError is AuthError  # the live feed raises the same class
 
 
