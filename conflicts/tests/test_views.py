@@ -72,6 +72,7 @@ def test_queue_detail_resolve_and_history(disputed, staff_client):
     assert "already resolved" in page
     history = staff_client.get("/dashboard/conflicts/history/").content.decode()
     assert "read the diff" in history and history.count("<tr>") == 2  # header + one decision
+    assert "<td>alice</td>" in history and "user:alice" not in history
 
 
 def test_admin_lists_shows_evidence_and_resolves_by_action(disputed, staff_client):

@@ -6,28 +6,17 @@ directory)."""
 
 from __future__ import annotations
 
-import os
 import urllib.request
-from pathlib import Path
 
 import pytest
 from django.test import Client
 
 from conftest import Persona, issue_payload, risk_payload
 from dashboard import timeseries
-from knowledge.tests.daphne_server import DaphneServer
+from dashboard.tests.conftest import CHROMIUM_ARGS
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 # Pixels of the chart's first line colour (#2f6fdb) in the upper 70 % of the plot: a line that
 # rises above zero. An all-zero series is a flat line along the bottom and counts none.
@@ -43,20 +32,6 @@ RAISED_PIXELS_JS = """(id) => {
   }
   return n;
 }"""
-
-
-@pytest.fixture
-def daphne():
-    srv = DaphneServer().start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def shots(tmp_path) -> Path:
-    path = Path(os.environ.get("KX_SCREENSHOT_DIR") or tmp_path)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 @pytest.fixture
