@@ -41,6 +41,13 @@ class ConflictQuerySet(models.QuerySet):
         )
 
 
+def person_name(actor: str) -> str:
+    """An actor as people read it: ``admin`` (not ``user:admin``), ``the engine``."""
+    if actor.startswith("user:"):
+        return actor.removeprefix("user:")
+    return {"engine": "the engine", "system": "the system"}.get(actor, actor)
+
+
 class Conflict(models.Model):
     """Competing items about one (knowledge type, subject).
 
@@ -156,11 +163,7 @@ class Conflict(models.Model):
 
     @property
     def decided_by_name(self) -> str:
-        """Who decided, for people: ``admin`` (not ``user:admin``), ``the engine``."""
-        who = self.decided_by
-        if who.startswith("user:"):
-            return who.removeprefix("user:")
-        return {"engine": "the engine", "system": "the system"}.get(who, who)
+        return person_name(self.decided_by)
 
     def can_transition(self, new_status: str) -> bool:
         return new_status == self.status or new_status in self.TRANSITIONS[self.status]
@@ -248,6 +251,10 @@ class Resolution(models.Model):
 
     def delete(self, *args, **kwargs):
         raise ValidationError("resolution history rows are immutable")
+
+    @property
+    def actor_display(self) -> str:
+        return person_name(self.actor_name)
 
 
 class SourceTrust(models.Model):
