@@ -34,6 +34,8 @@ ENDPOINTS = [
     ("conflicts", "conflict-flag", {}, "POST", "flag items as contradicting"),
     ("conflicts", "resolve", {}, "POST", "decide a conflict"),
     ("conflicts", "resolution-stats", {}, "GET", "resolution statistics"),
+    ("monitoring", "timeseries", {}, "GET", "per-minute time series (broadcasts, latency...)"),
+    ("monitoring", "flow", {}, "GET", "who broadcast which types to whom, for a window"),
     ("workers", "worker-list", {}, "GET", "workers"),
     ("workers", "worker-me", {}, "GET", "the calling worker"),
     ("documentation", "schema", {}, "GET", "OpenAPI schema"),

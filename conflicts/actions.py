@@ -34,7 +34,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -172,7 +172,7 @@ def trusts_for(workers: Iterable[Worker], knowledge_type: str) -> dict[int, Trus
         row = rows.get(wid)
         base = row.as_trust() if row else prior(DEFAULT_PARAMS)
         if worker.trust_pin is not None:
-            base = Trust(alpha=base.alpha, beta=base.beta, pinned=worker.trust_pin)
+            base = replace(base, pinned=worker.trust_pin)
         out[wid] = base
     return out
 

@@ -1,6 +1,8 @@
 """The review queue in the Django admin. Decisions go through ``conflicts.actions`` like the
 API and the dashboard; the admin never edits a conflict's fields directly."""
 
+import json
+
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
@@ -64,7 +66,7 @@ class ConflictAdmin(admin.ModelAdmin):
         "proposed_claim",
         "margin_display",
         "threshold",
-        "proposal",
+        "proposal_display",
         "decision",
         "decided_claim",
         "decided_by_display",
@@ -88,6 +90,19 @@ class ConflictAdmin(admin.ModelAdmin):
         if obj.margin is None:
             return "-"
         return f"{obj.margin:.3f}" + ("" if obj.has_proposal else " (tie: no proposal)")
+
+    @admin.display(description="proposal")
+    def proposal_display(self, obj):
+        def rounded(value):
+            if isinstance(value, float):
+                return round(value, 3)
+            if isinstance(value, dict):
+                return {k: rounded(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [rounded(v) for v in value]
+            return value
+
+        return format_html("<code>{}</code>", json.dumps(rounded(obj.proposal or {})))
 
     @admin.display(description="decided by", ordering="decided_by")
     def decided_by_display(self, obj):

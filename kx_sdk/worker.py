@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import SDKError
-from .spool import Spool, unreachable
+from .spool import Spool, SpoolFullError, unreachable
 from .transport import Transport
 
 # ORIGINAL_PLAN.md, Day 1: which model each received type updates.
@@ -323,7 +323,10 @@ class BaseWorker:
     def _spool(self, bodies: list[dict]) -> list[dict]:
         """Keep ``bodies`` in the spool; the results ``broadcast`` returns for them."""
         assert self.spool is not None
-        self.spool.put_many(bodies)
+        try:
+            self.spool.put_many(bodies)
+        except SpoolFullError as exc:  # like any failed broadcast: its key, safe to resend
+            raise exc.for_broadcast(bodies[0]["idempotency_key"]) if len(bodies) == 1 else exc
         return [
             {
                 "item": None,
@@ -554,12 +557,13 @@ class BaseWorker:
         try:
             if self._must_spool():
                 return self._spool([body])[0]
-            result = self.transport.broadcast(body)
-        except SDKError as exc:
-            if self.spool is not None and unreachable(exc):
+            try:
+                result = self.transport.broadcast(body)
+            except SDKError as exc:
+                if self.spool is None or not unreachable(exc):
+                    raise exc.for_broadcast(body["idempotency_key"])
                 self._went_offline(exc)
                 return self._spool([body])[0]
-            raise exc.for_broadcast(body["idempotency_key"])
         finally:
             self.stats.broadcast_seconds += time.perf_counter() - started
         self._came_online()
@@ -598,12 +602,13 @@ class BaseWorker:
         try:
             if self._must_spool():
                 return self._spool(bodies)
-            results = self.transport.broadcast_many(bodies)
-        except SDKError as exc:
-            if self.spool is None or not unreachable(exc):
-                raise
-            self._went_offline(exc)
-            return self._spool(bodies)
+            try:
+                results = self.transport.broadcast_many(bodies)
+            except SDKError as exc:
+                if self.spool is None or not unreachable(exc):
+                    raise
+                self._went_offline(exc)
+                return self._spool(bodies)
         finally:
             self.stats.broadcast_seconds += time.perf_counter() - started
         self._came_online()

@@ -72,6 +72,7 @@ def test_queue_detail_resolve_and_history(disputed, staff_client):
     assert "already resolved" in page
     history = staff_client.get("/dashboard/conflicts/history/").content.decode()
     assert "read the diff" in history and history.count("<tr>") == 2  # header + one decision
+    assert "<td>alice</td>" in history and "user:alice" not in history
 
 
 def test_admin_lists_shows_evidence_and_resolves_by_action(disputed, staff_client):
@@ -87,6 +88,10 @@ def test_admin_lists_shows_evidence_and_resolves_by_action(disputed, staff_clien
     ).content.decode()
     assert "source trust" in change and "<b>high</b>" in change and "<b>low</b>" in change
     assert 'name="_save"' not in change  # read-only: decisions go through the actions
+    Conflict.objects.update(proposal={"winner_claim": "high", "margin": 0.0000000511853919804572})
+    change = staff_client.get(f"/admin/conflicts/conflict/{disputed['conflict']}/change/")
+    assert "5.118" not in change.content.decode()  # neither 0.0000000511… nor 5.118…e-08
+    assert "&quot;margin&quot;: 0.0" in change.content.decode()
     selected = {"action": "accept_proposal", "_selected_action": [disputed["conflict"]]}
     r = staff_client.post("/admin/conflicts/conflict/", selected)
     assert r.status_code == 200 and 'id="decide-selected"' in r.content.decode()  # asks a note
@@ -197,3 +202,6 @@ def test_admin_item_list_puts_what_a_reviewer_compares_first_newest_first(disput
     events = staff_client.get("/admin/knowledge/event/").content.decode()
     seqs = [int(x) for x in re.findall(r'class="field-seq"><a href="[^"]*">(\d+)<', events)]
     assert seqs == sorted(seqs, reverse=True) and len(seqs) > 1
+    assert (
+        f'href="/dashboard/conflicts/{disputed["conflict"]}/">#{disputed["conflict"]}</a>' in events
+    )

@@ -18,7 +18,14 @@ def test_the_api_root_lists_the_endpoints_browsable_and_json(client):
     assert urls["conflict-list"] == "http://testserver/api/knowledge/conflicts"
     assert urls["item"] == "/api/knowledge/items/{pk}"
     assert urls["receive"] == "/api/knowledge/receive/{worker}"
-    assert set(body["endpoints"]) == {"knowledge", "conflicts", "workers", "documentation"}
+    assert set(body["endpoints"]) == {
+        "knowledge",
+        "conflicts",
+        "monitoring",
+        "workers",
+        "documentation",
+    }
+    assert urls["timeseries"] == "http://testserver/api/knowledge/timeseries"
     html = client.get("/api/knowledge/", HTTP_ACCEPT="text/html")
     assert html.status_code == 200 and "Api Root" in html.content.decode()
 

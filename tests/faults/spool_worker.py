@@ -1,5 +1,6 @@
-"""An SDK worker process for the spool's fault tests: it broadcasts ``--count`` items, one per
-cycle, through a spool, then keeps cycling until the spool is drained, and exits 0.
+"""An SDK worker process for the spool's fault tests: it broadcasts ``--count`` items,
+``--per-cycle`` per cycle, through a spool, then keeps cycling until the spool is drained, and
+exits 0.
 
 Each item ``n`` has the subject ``<name>-<n>`` and the idempotency key ``<name>:<n>`` (derived
 from its input, as docs/workers.md advises for restarts). ``--progress`` holds the next item
@@ -24,15 +25,19 @@ from kx_sdk import BaseWorker, HttpTransport, Spool
 class Feeder(BaseWorker):
     jitter = 0.0
 
-    def __init__(self, transport, *, count: int, progress: Path, **kw):
+    def __init__(self, transport, *, count: int, per_cycle: int, progress: Path, **kw):
         super().__init__(transport, **kw)
         self.count = count
+        self.per_cycle = per_cycle
         self.progress = progress
         self.next = int(progress.read_text()) if progress.exists() else 0
 
     def step(self, **_):
-        if self.next < self.count:
-            n = self.next
+        if self.next >= self.count:
+            if self.spool.depth() == 0 and not self.offline:
+                self.stop()  # all sent, all stored
+            return
+        for n in range(self.next, min(self.next + self.per_cycle, self.count)):
             self.broadcast(
                 "risk_pattern",
                 {"pattern": f"{self.name}-{n}", "risk_level": "high"},
@@ -43,8 +48,6 @@ class Feeder(BaseWorker):
             tmp = self.progress.with_suffix(".tmp")
             tmp.write_text(str(self.next))
             os.replace(tmp, self.progress)
-        elif self.spool.depth() == 0 and not self.offline:
-            self.stop()  # all sent, all stored
 
 
 def main() -> int:
@@ -55,6 +58,7 @@ def main() -> int:
     parser.add_argument("--spool", required=True)
     parser.add_argument("--progress", required=True)
     parser.add_argument("--count", type=int, default=200)
+    parser.add_argument("--per-cycle", type=int, default=1)
     parser.add_argument("--interval", type=float, default=0.1)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -65,6 +69,7 @@ def main() -> int:
     worker = Feeder(
         transport,
         count=args.count,
+        per_cycle=args.per_cycle,
         progress=Path(args.progress),
         interval=args.interval,
         spool=Spool(args.spool),

@@ -37,6 +37,7 @@ pytestmark = pytest.mark.faults
 OUTAGE_SECONDS = float(os.environ.get("KX_SPOOL_OUTAGE_SECONDS", "15"))
 WORKERS = [f"spool{i}" for i in range(5)]
 PER_WORKER = 200  # 1,000 in all
+PER_CYCLE = 4
 
 
 def create_workers(names: list[str], env: dict) -> dict[str, str]:
@@ -83,6 +84,8 @@ class WorkerProcess:
             str(self.progress),
             "--count",
             str(PER_WORKER),
+            "--per-cycle",
+            str(PER_CYCLE),
             "--interval",
             str(interval),
         ]
@@ -136,7 +139,7 @@ def test_five_workers_broadcast_1000_items_through_a_database_outage_one_killed_
 ):
     tokens = create_workers(WORKERS, env)
     # Paced so that items go out before, during and after the outage.
-    interval = max(0.05, (OUTAGE_SECONDS + 10) / PER_WORKER)
+    interval = max(0.05, (OUTAGE_SECONDS + 10) * PER_CYCLE / PER_WORKER)
     fleet = {
         n: WorkerProcess(n, tokens[n], server.url, tmp_path, interval).start() for n in WORKERS
     }

@@ -152,9 +152,11 @@ def test_a_full_spool_raises_and_keeps_what_it_holds(exchange, tmp_path):
     exchange.down = TransportError("refused")
     worker.broadcast("risk_pattern", risk(0), 0.5)
     worker.broadcast("risk_pattern", risk(1), 0.5)
-    with pytest.raises(SpoolFullError):
-        worker.broadcast("risk_pattern", risk(2), 0.5)
+    with pytest.raises(SpoolFullError) as caught:
+        worker.broadcast("risk_pattern", risk(2), 0.5, idempotency_key="k2")
     assert small.depth() == 2
+    assert caught.value.idempotency_key == "k2" and caught.value.safe_to_resend is True
+    assert "spool is full" in str(caught.value)
     small.close()
 
 
