@@ -51,6 +51,7 @@ class KnowledgeItemAdmin(admin.ModelAdmin):
         "knowledge_type",
         "source",
         "subject",
+        "subject_text",
         "claim",
         "payload",
         "confidence",
