@@ -122,3 +122,41 @@ def wait_for_lock_waiter(timeout: float = 20.0) -> bool:
                 return True
             time.sleep(0.02)
     return False
+
+
+def wait_until_long_poll_parked(timeout: float = 20.0) -> bool:
+    """True once a long poll (``GET events?wait=``) of this process is parked on its relay
+    (knowledge/long_poll.py): the moment a test publishes to prove the poll is woken."""
+    from knowledge.relay import _relays
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(conn.poll for relay in list(_relays) for conn in list(relay.connections)):
+            return True
+        time.sleep(0.01)
+    return False
+
+
+class PollInThread:
+    """``GET events`` with ``params`` in a thread, so the test can act while it waits; the
+    answer is in ``.response`` once ``done(timeout)`` is True. ``timeout`` only keeps a broken
+    build from hanging the suite: the poll's own ``wait`` is far longer, so a poll that is not
+    woken fails the test instead of answering late."""
+
+    def __init__(self, persona, params: dict):
+        import threading
+
+        self.response = None
+
+        def run():
+            try:
+                self.response = persona.client.get("/api/knowledge/events", params)
+            finally:
+                connection.close()
+
+        self.thread = threading.Thread(target=run, daemon=True)
+        self.thread.start()
+
+    def done(self, timeout: float = 60.0) -> bool:
+        self.thread.join(timeout)
+        return not self.thread.is_alive()

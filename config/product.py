@@ -84,6 +84,11 @@ class ProductSettings(Mapping):
     # with a token, scrapes must send "Authorization: Bearer <token>".
     metrics_cache_seconds: float = 5.0
     metrics_token: str = ""
+    # Time series (docs/monitoring.md): per-minute rollups kept this many hours (the alert
+    # checker writes and prunes them); the URL the checker reads API latency and live
+    # connections from ("" = http://$HOST:$PORT/metrics, the Procfile's web process).
+    timeseries_retention_hours: int = 48
+    timeseries_scrape_url: str = ""
     # Live feed (docs/realtime.md)
     ws_max_queue: int = 1000
     ws_heartbeat_seconds: float = 15.0

@@ -14,6 +14,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/knowledge/", include("knowledge.api.urls")),
     path("api/knowledge/", include("conflicts.api.urls")),
+    path("api/knowledge/", include("dashboard.api.urls")),
     path("api/workers/", include("identity.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

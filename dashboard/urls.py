@@ -8,4 +8,6 @@ urlpatterns = [
     path("", views.index, name="index"),
     path("live/", views.live, name="live"),
     path("live/connections/", views.live_connections, name="live-connections"),
+    path("flow/", views.flow, name="flow"),
+    path("workers/", views.workers, name="workers"),
 ]

@@ -9,7 +9,10 @@ from django.shortcuts import render
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.product import product_settings
+from dashboard import timeseries
 from dashboard.metrics import REGISTRY
+from dashboard.workers import WINDOWS, worker_rows
+from knowledge.errors import ActionError
 
 
 def metrics_view(request):
@@ -117,4 +120,37 @@ def live_connections(request):
         request,
         "dashboard/live_connections.html",
         {"rows": rows, "stats": relay.connection_stats()},
+    )
+
+
+@staff_member_required
+def flow(request):
+    """The knowledge-flow picture: worker -> type -> worker over a window (static/dashboard/flow.js
+    draws it from GET /api/knowledge/flow)."""
+    return render(request, "dashboard/flow.html", {"windows": WINDOWS})
+
+
+@staff_member_required
+def workers(request):
+    """Every worker side by side: its reported state, counters, what it broadcast and received
+    by type over the window (the rollups), its inbox lag and, once its SDK reports one, its
+    local spool."""
+    window_text = request.GET.get("window") or "60m"
+    try:
+        window = timeseries.parse_window(window_text)
+    except ActionError as exc:
+        return render(
+            request,
+            "dashboard/workers.html",
+            {"error": exc.message, "windows": WINDOWS},
+            status=400,
+        )
+    return render(
+        request,
+        "dashboard/workers.html",
+        {
+            "rows": worker_rows(window),
+            "window": window_text,
+            "windows": WINDOWS,
+        },
     )

@@ -1,4 +1,7 @@
+import json
+
 from django.contrib import admin, messages
+from django.utils.html import format_html
 
 from identity.actions import do_rotate_token
 from identity.models import Worker, WorkerScope
@@ -34,10 +37,20 @@ class WorkerAdmin(admin.ModelAdmin):
         "received_count",
         "created_at",
         "last_seen_at",
+        "reported_state",
     )
-    fields = ("name", "kind", "description", "is_active", "trust_pin", "state", *readonly_fields)
+    fields = ("name", "kind", "description", "is_active", "trust_pin", *readonly_fields)
     actions = ["rotate_tokens"]
     inlines = [WorkerScopeInline]
+
+    @admin.display(description="state (reported by the worker)")
+    def reported_state(self, obj):
+        """The worker's own status document, formatted and read-only: the worker writes it
+        with every heartbeat (PUT state/<worker>); ``Clear state`` is the API's."""
+        if not obj.state:
+            return "–"
+        text = json.dumps(obj.state, indent=2, sort_keys=True, default=str)
+        return format_html('<pre class="worker-state">{}</pre>', text)
 
     def get_inlines(self, request, obj):
         return self.inlines if obj is not None else []  # the scope is set once it exists

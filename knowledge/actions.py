@@ -23,6 +23,7 @@ from django.utils import timezone
 from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
+from knowledge.copy_insert import copy_insert
 from knowledge.errors import ActionError, storage_error
 from knowledge.events import EventFilter, log_position, publish_event, publish_events, read_events
 from knowledge.hooks import StoredItem, items_stored
@@ -419,15 +420,15 @@ def _apply(steps: list[_Step]) -> None:
         if s.stored.outcome != "refreshed"
         for w in s.entry.data.targets
     ]
-    if links:
-        KnowledgeTarget.objects.bulk_create(links)
+    copy_insert(KnowledgeTarget, links)
 
 
 def _insert(items: list[KnowledgeItem]) -> None:
+    """One item: a plain INSERT; a run: COPY on PostgreSQL (knowledge/copy_insert.py)."""
     if len(items) == 1:
         items[0].save(force_insert=True)
-    elif items:
-        KnowledgeItem.objects.bulk_create(items)
+    else:
+        copy_insert(KnowledgeItem, items)
 
 
 def _update(items: list[KnowledgeItem], fields: list[str]) -> None:
@@ -480,8 +481,7 @@ def _record_idempotency(worker: Worker, steps: list[_Step]) -> None:
         for step in steps
         if step.entry.data.idempotency_key
     ]
-    if records:
-        IdempotencyRecord.objects.bulk_create(records)
+    copy_insert(IdempotencyRecord, records)
 
 
 # --- Validation -------------------------------------------------------------------------------
@@ -718,17 +718,6 @@ def inbox_start(worker: Worker, start: str = "now") -> tuple[int, str]:
     return first_position(start, pos, at_creation or 0), pos.epoch
 
 
-def _inbox_cursor(worker: Worker, start: str) -> InboxCursor:
-    cursor = InboxCursor.objects.filter(worker=worker).first()
-    if cursor is not None:
-        return cursor
-    position, epoch = inbox_start(worker, start)
-    cursor, _ = InboxCursor.objects.get_or_create(
-        worker=worker, defaults={"position": position, "epoch": epoch, "delivered": position}
-    )
-    return cursor
-
-
 def read_inbox(worker: Worker, limit: int = 100, *, start: str = "now") -> InboxPage:
     """The next events of ``worker``'s inbox after its durable cursor (nothing is consumed).
 
@@ -738,36 +727,132 @@ def read_inbox(worker: Worker, limit: int = 100, *, start: str = "now") -> Inbox
     (knowledge/resume.py): if the log was reset, restored or pruned past the cursor,
     ``recovered`` is False and the cursor moves to the log's top (the worker reloads what it
     needs with a query).
+
+    Lean on purpose (it is the worker fleet's reception overhead, docs/performance.md): one
+    query reads the cursor and the subscription, the log's position is read once, one query
+    reads the events, and at most one write records what moved (none when nothing did).
     """
-    cursor = _inbox_cursor(worker, start)
+    cursor, sub = _inbox_state(worker)
+    if cursor._state.adding:
+        # The first read: where the inbox starts (knowledge/resume.py, first_position).
+        cursor.position, cursor.epoch = inbox_start(worker, start)
+        cursor.delivered = cursor.position
     cursor_epoch = str(cursor.epoch) if cursor.epoch else None
     answer = resume(cursor.position, cursor_epoch, log_position())
     pos, position, recovered = answer.log, answer.position, answer.recovered
-    events, scanned_to = read_events(position, InboxFilter(worker, get_subscription(worker)), limit)
-    if not recovered or cursor_epoch != pos.epoch:
-        InboxCursor.objects.filter(pk=cursor.pk).update(position=position, epoch=pos.epoch)
+    events, scanned_to = read_events(position, InboxFilter(worker, sub), limit, top=pos.top)
+    moved = not recovered or cursor_epoch != pos.epoch
     new = [e for e in events if e.seq > cursor.delivered]
-    if new:
-        InboxCursor.objects.filter(pk=cursor.pk).update(delivered=max(e.seq for e in new))
-        Worker.objects.filter(pk=worker.pk).update(received_count=F("received_count") + len(new))
+    if cursor._state.adding:
+        # The first read ever: the cursor row is created (a concurrent first read wins).
+        InboxCursor.objects.bulk_create(
+            [
+                InboxCursor(
+                    worker=worker,
+                    position=position,
+                    epoch=pos.epoch,
+                    delivered=max((e.seq for e in new), default=cursor.delivered),
+                )
+            ],
+            ignore_conflicts=True,
+        )
+        if new:
+            Worker.objects.filter(pk=worker.pk).update(
+                received_count=F("received_count") + len(new)
+            )
+    elif moved or new:
+        _record_delivery(
+            worker,
+            (position, pos.epoch) if moved else None,
+            max(e.seq for e in new) if new else None,
+            len(new),
+        )
     return InboxPage(pos.epoch, events, scanned_to, position, pos.top, recovered)
 
 
+def _inbox_state(worker: Worker) -> tuple[InboxCursor, Subscription]:
+    """The worker's cursor and subscription in one query (unsaved defaults when missing:
+    reading an inbox creates no subscription)."""
+    row = (
+        Worker.objects.select_related("cursor", "subscription")
+        .only("id", "cursor", "subscription")
+        .get(pk=worker.pk)
+    )
+    cursor = getattr(row, "cursor", None)
+    if cursor is None:
+        cursor = InboxCursor(worker=worker)
+    sub = getattr(row, "subscription", None)
+    if sub is None:
+        sub = Subscription(worker=worker)
+    sub.worker = worker
+    return cursor, sub
+
+
+def _record_delivery(
+    worker: Worker, moved: tuple[int, str] | None, delivered: int | None, count: int
+) -> None:
+    """One statement: the cursor's new position (``moved``, after a recovery) and its
+    delivered mark, and the worker's received count (PostgreSQL: a data-modifying CTE;
+    SQLite has none, so the count is a second statement there)."""
+    cursor_table = connection.ops.quote_name(InboxCursor._meta.db_table)
+    sets, params = [], []
+    if moved is not None:
+        epoch = InboxCursor._meta.get_field("epoch").get_db_prep_value(
+            uuid.UUID(moved[1]), connection
+        )
+        sets += ["position = %s", "epoch = %s"]
+        params += [moved[0], epoch]
+    if delivered is not None:
+        sets.append("delivered = %s")
+        params.append(delivered)
+    update_cursor = f"UPDATE {cursor_table} SET {', '.join(sets)} WHERE worker_id = %s"
+    params.append(worker.pk)
+    if not count:
+        with connection.cursor() as cur:
+            cur.execute(update_cursor, params)
+        return
+    worker_table = connection.ops.quote_name(Worker._meta.db_table)
+    update_worker = f"UPDATE {worker_table} SET received_count = received_count + %s WHERE id = %s"
+    with connection.cursor() as cur:
+        if connection.vendor == "postgresql":
+            cur.execute(f"WITH c AS ({update_cursor}) {update_worker}", [*params, count, worker.pk])
+        else:
+            cur.execute(update_cursor, params)
+            cur.execute(update_worker, [count, worker.pk])
+
+
 def do_ack(worker: Worker, seq: int) -> InboxCursor:
-    """Advance the worker's durable cursor to ``seq`` (never backwards, never past the top)."""
+    """Advance the worker's durable cursor to ``seq`` (never backwards, never past the top).
+
+    One conditional UPDATE after reading the log's position (which bounds ``seq``); the
+    cursor row is created only by a worker's first ack or read."""
     pos = log_position()
     if seq > pos.top:
         raise ActionError(f"seq {seq} is beyond the log's top ({pos.top})", "seq")
     if seq < 0:
         raise ActionError("seq must be >= 0", "seq")
-    with transaction.atomic():
-        cursor, _ = InboxCursor.objects.select_for_update().get_or_create(worker=worker)
-        if seq > cursor.position:
-            cursor.position = seq
-        cursor.epoch = pos.epoch
-        cursor.acked_at = timezone.now()
-        cursor.save(update_fields=["position", "epoch", "acked_at"])
-    return cursor
+    now = timezone.now()
+    table = connection.ops.quote_name(InboxCursor._meta.db_table)
+    epoch = InboxCursor._meta.get_field("epoch").get_db_prep_value(uuid.UUID(pos.epoch), connection)
+    acked_at = InboxCursor._meta.get_field("acked_at").get_db_prep_value(now, connection)
+    with connection.cursor() as cur:
+        cur.execute(
+            f"UPDATE {table} SET position = CASE WHEN position < %s THEN %s ELSE position END, "
+            "epoch = %s, acked_at = %s WHERE worker_id = %s RETURNING position, delivered",
+            [seq, seq, epoch, acked_at, worker.pk],
+        )
+        row = cur.fetchone()
+    if row is None:
+        with transaction.atomic():
+            cursor, _ = InboxCursor.objects.select_for_update().get_or_create(worker=worker)
+            cursor.position = max(cursor.position, seq)
+            cursor.epoch = pos.epoch
+            cursor.acked_at = now
+            cursor.save(update_fields=["position", "epoch", "acked_at"])
+        return cursor
+    return InboxCursor(
+        worker=worker, position=row[0], epoch=pos.epoch, delivered=row[1], acked_at=now
+    )
 
 
 # --- Worker state ---------------------------------------------------------------------------

@@ -101,6 +101,11 @@ class KnowledgeConsumer(AsyncWebsocketConsumer):
 
     def _too_slow(self):
         self.relay.stats["slow_closes"] += 1
+        log.info(
+            "closing the socket of %s with 4008: it stopped reading (%d frames waiting)",
+            self.conn.label if self.conn else "?",
+            len(self.conn.queue) if self.conn else 0,
+        )
         asyncio.get_running_loop().create_task(self._close_slow())
 
     async def _close_slow(self):

@@ -202,14 +202,19 @@ class FeedFilter(EventFilter):
         return self.visible(event)
 
 
-def read_events(since: int, flt: EventFilter, limit: int = 500) -> tuple[list[Event], int]:
+def read_events(
+    since: int, flt: EventFilter, limit: int = 500, top: int | None = None
+) -> tuple[list[Event], int]:
     """Events after ``since`` matching ``flt``, in seq order, at most ``limit``.
 
     Returns (events, scanned_to): ``scanned_to`` is the position a consumer may move to,
     so that it advances past filtered-out events too. Because seq order is commit order,
-    nothing at or below the current top can still appear later.
+    nothing at or below the current top can still appear later. ``top``: the log's top as
+    the caller just read it with ``log_position()`` (saves reading it twice); default: read
+    it here.
     """
-    top = Event.objects.aggregate(top=Max("seq"))["top"] or 0
+    if top is None:
+        top = Event.objects.aggregate(top=Max("seq"))["top"] or 0
     if top <= since:
         return [], since
     out: list[Event] = []

@@ -9,12 +9,22 @@ migrations are not checked (tests sit above everything they test).
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 from django.conf import settings
 
 ROOT = Path(settings.BASE_DIR)
-PACKAGES = ("config", "identity", "knowledge", "conflicts", "dashboard", "workers", "bench")
+PACKAGES = (
+    "config",
+    "identity",
+    "knowledge",
+    "conflicts",
+    "dashboard",
+    "kx_sdk",
+    "workers",
+    "bench",
+)
 
 # Bottom up. A module may import modules of its own layer and of the layers below.
 # The most specific prefix wins.
@@ -24,7 +34,10 @@ LAYERS: dict[str, int] = {
     "knowledge": 2,  # the core
     "conflicts": 3,
     "dashboard": 4,
-    "workers": 5,  # the clients: SDK, built-in workers, their commands
+    # The SDK, an installable client library (``pip install .``): it imports nothing from the
+    # rest of the project (SDK_OWN_IMPORTS), only the standard library and ``websockets``.
+    "kx_sdk": 5,
+    "workers": 5,  # the clients: built-in workers on the SDK, the in-process transport, commands
     # The composition root wires every app together.
     "config.urls": 6,
     "config.asgi": 6,
@@ -37,7 +50,7 @@ LAYERS: dict[str, int] = {
 # module outside ``workers.engine``.
 CLIENT_SERVER_DOORS: dict[str, set[str]] = {
     # The in-process transport is the server side of the SDK.
-    "workers.sdk.transport": {"identity", "knowledge", "conflicts"},
+    "workers.inprocess": {"identity", "knowledge", "conflicts"},
     # Commands and the built-in fleet register identities and projects before they run.
     "workers.management.commands.run_worker": {"identity"},
     "workers.management.commands.run_workers": {"identity"},
@@ -47,6 +60,8 @@ CLIENT_SERVER_DOORS: dict[str, set[str]] = {
     "workers.management.commands.replay_history": {"knowledge"},
 }
 SERVER_LAYERS = {"identity", "knowledge", "conflicts", "dashboard"}
+# What the SDK may import besides itself: the standard library and its optional extra.
+SDK_THIRD_PARTY = {"websockets"}
 
 # Known violations another change removes. Each entry must still exist (the test fails when
 # one is gone, so the list only shrinks): delete the entry in the change that fixes it.
@@ -140,6 +155,8 @@ def violations(graph: dict[str, set[str]]) -> set[tuple[str, str]]:
         for target in targets:
             if layer_of(target)[1] > level:
                 out.add((module, target))
+            elif _top(module) == "kx_sdk" and _top(target) != "kx_sdk":
+                out.add((module, target))  # the SDK is installed alone: nothing else is there
             elif _top(module) == "workers" and _top(target) in SERVER_LAYERS:
                 doors = CLIENT_SERVER_DOORS.get(module, set())
                 if _top(target) not in doors:
@@ -220,6 +237,25 @@ def test_known_violations_still_exist():
     assert not gone, f"fixed, remove from KNOWN_VIOLATIONS: {sorted(gone)}"
 
 
+def test_the_sdk_imports_only_the_standard_library_and_its_extra():
+    """``pip install .`` installs ``kx_sdk`` alone, with no required dependency: Django, the
+    server's apps and anything else not in the standard library would fail on import there."""
+    found = set()
+    for path in sorted((ROOT / "kx_sdk").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names = [node.module or ""]
+            else:
+                continue
+            for name in names:
+                top = name.partition(".")[0]
+                if top not in sys.stdlib_module_names | SDK_THIRD_PARTY | {"kx_sdk"}:
+                    found.add((path.relative_to(ROOT).as_posix(), name))
+    assert not found, f"kx_sdk imports outside the standard library: {sorted(found)}"
+
+
 def test_the_checker_sees_imports_inside_functions_and_cycles(tmp_path):
     """The checker itself: an import inside a function counts, and a two-module cycle is found."""
     src = "def f():\n    from knowledge import relay\n    import dashboard.metrics\n"
@@ -229,5 +265,8 @@ def test_the_checker_sees_imports_inside_functions_and_cycles(tmp_path):
     assert imports_of("knowledge.x", path, modules) == {"knowledge.relay", "dashboard.metrics"}
     assert violations({"knowledge.x": {"dashboard.metrics"}}) == {
         ("knowledge.x", "dashboard.metrics")
+    }
+    assert violations({"kx_sdk.worker": {"workers.inprocess", "kx_sdk.errors"}}) == {
+        ("kx_sdk.worker", "workers.inprocess")
     }
     assert cycles({"a": {"b"}, "b": {"a"}, "c": {"a"}}) == [["a", "b"]]

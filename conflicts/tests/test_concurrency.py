@@ -9,7 +9,6 @@ SQLite the database serialises writers, and the same assertions must hold.
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from django.conf import settings
@@ -168,22 +167,35 @@ def test_locked_competing_item_defers_auto_resolution_instead_of_blocking(db):
             with transaction.atomic():
                 KnowledgeItem.objects.select_for_update().get(pk=held.pk)
                 locked.set()
-                release.wait(20)
+                release.wait(120)
         finally:
             connection.close()
 
     holder = threading.Thread(target=hold_row)
     holder.start()
     assert locked.wait(10)
+    outcome: dict = {}
+
+    def contradict():
+        try:
+            outcome["result"] = do_broadcast(
+                sources[3].worker, BroadcastInput("risk_pattern", risk_payload(level="low"), 0.6)
+            )
+        finally:
+            connection.close()
+
+    broadcaster = threading.Thread(target=contradict)
+    broadcaster.start()
     try:
-        started = time.monotonic()
-        result = do_broadcast(
-            sources[3].worker, BroadcastInput("risk_pattern", risk_payload(level="low"), 0.6)
-        )
-        assert time.monotonic() - started < 5  # did not wait for the row lock
+        # The row stays locked until ``release``: a broadcast that waited for it would still be
+        # running when ``join`` gives up.
+        broadcaster.join(60)
+        assert not broadcaster.is_alive(), "the broadcast waited for the locked row"
     finally:
         release.set()
         holder.join(20)
+        broadcaster.join(60)
+    result = outcome["result"]
     conflict = Conflict.objects.get(pk=result.conflict_ids[0])
     assert conflict.status == ConflictStatus.PENDING_REVIEW and conflict.margin >= 0.85
     # the sweep applies it once the row is free

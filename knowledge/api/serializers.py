@@ -162,6 +162,13 @@ class BroadcastSerializer(serializers.Serializer):
 class BulkBroadcastSerializer(serializers.Serializer):
     items = serializers.ListField(child=serializers.DictField(), allow_empty=False)
     source = serializers.CharField(max_length=64, required=False)
+    lean = serializers.BooleanField(
+        default=False,
+        help_text=(
+            "true: each stored item's result is its id, outcome, conflicts and replayed flag "
+            "instead of the whole item (less to render and to read for large bulks)"
+        ),
+    )
 
     def validate_items(self, value):
         limit = product_settings().max_bulk_items
@@ -173,7 +180,13 @@ class BulkBroadcastSerializer(serializers.Serializer):
 class BulkItemResultSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     status = serializers.IntegerField(help_text="201 created, 200 refreshed/replayed, 4xx rejected")
-    result = BroadcastResultSerializer(required=False)
+    result = BroadcastResultSerializer(required=False, help_text="stored (not with lean)")
+    id = serializers.IntegerField(required=False, help_text="stored, with lean: the item's id")
+    outcome = serializers.CharField(required=False, help_text="stored, with lean")
+    conflicts = serializers.ListField(
+        child=serializers.IntegerField(), required=False, help_text="stored, with lean"
+    )
+    replayed = serializers.BooleanField(required=False, help_text="stored, with lean")
     errors = serializers.DictField(required=False)
 
 

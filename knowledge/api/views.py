@@ -147,18 +147,31 @@ class BulkBroadcastView(APIView):
                 continue
             entries.append(BroadcastSerializer.input_from(attrs))
         results = actions.do_broadcast_many(worker, entries)
-        out, stored = [], 0
-        for index, result in enumerate(results):
-            if isinstance(result, ActionError):
-                errors = getattr(result, "errors", None) or {
-                    result.field or "non_field_errors": [result.message]
-                }
-                out.append({"index": index, "status": result.status, "errors": errors})
-            else:
-                stored += 1
-                code = 201 if result.outcome != "refreshed" and not result.replayed else 200
-                out.append({"index": index, "status": code, "result": result.as_dict()})
+        lean = envelope.validated_data["lean"]
+        out = [_bulk_row(index, result, lean) for index, result in enumerate(results)]
+        stored = sum(1 for result in results if not isinstance(result, ActionError))
         return Response({"results": out, "stored": stored, "rejected": len(out) - stored})
+
+
+def _bulk_row(index: int, result, lean: bool) -> dict:
+    """One entry of a bulk answer: the errors of a rejected item; for a stored one its whole
+    result, or with ``lean`` only its id, outcome, conflicts and replayed flag."""
+    if isinstance(result, ActionError):
+        errors = getattr(result, "errors", None) or {
+            result.field or "non_field_errors": [result.message]
+        }
+        return {"index": index, "status": result.status, "errors": errors}
+    code = 201 if result.outcome != "refreshed" and not result.replayed else 200
+    if not lean:
+        return {"index": index, "status": code, "result": result.as_dict()}
+    return {
+        "index": index,
+        "status": code,
+        "id": result.item.pk,
+        "outcome": result.outcome,
+        "conflicts": result.conflict_ids,
+        "replayed": result.replayed,
+    }
 
 
 QUERY_PARAMETERS = [

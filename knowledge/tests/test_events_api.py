@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import threading
-import time
-
 import pytest
 from channels.db import database_sync_to_async
 from django.db import transaction
 
-from conftest import issue_payload, risk_payload
+from conftest import PollInThread, issue_payload, risk_payload, wait_until_long_poll_parked
 from knowledge.events import publish_event
 from knowledge.tests.test_consumers import (  # noqa: F401 (autouse fixture)
     _close_async_db_connections,
@@ -42,24 +39,24 @@ def test_live_only_poll_answers_a_top_to_resume_from(think):
     assert nxt["next"] == nxt["top"] == seq and nxt["epoch"] == first["epoch"]
 
 
-def test_long_poll_returns_as_soon_as_an_event_commits(think):
+def test_long_poll_returns_as_soon_as_an_event_commits(think, settings):
+    settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "long_poll_max_wait": 600}
     top = poll(think)["top"]
-    timer = threading.Timer(0.3, publish)
-    started = time.monotonic()
-    timer.start()
-    answer = poll(think, since=top, wait=10)
-    elapsed = time.monotonic() - started
-    timer.join()
-    assert len(answer["results"]) == 1
-    assert elapsed < 3, f"the long poll waited {elapsed:.1f}s for an event published after 0.3s"
+    waiting = PollInThread(think, {"since": top, "wait": 600})
+    assert wait_until_long_poll_parked()
+    seq = publish()
+    assert waiting.done(), "the long poll was not woken by the event"
+    answer = waiting.response.json()
+    assert [e["seq"] for e in answer["results"]] == [seq]
 
 
 def test_long_poll_with_nothing_new_waits_then_answers_empty(think):
     top = poll(think)["top"]
-    started = time.monotonic()
-    answer = poll(think, since=top, wait=0.5)
+    waiting = PollInThread(think, {"since": top, "wait": 1})
+    assert wait_until_long_poll_parked(), "the poll answered without waiting"
+    assert waiting.done()
+    answer = waiting.response.json()
     assert answer["results"] == [] and answer["top"] == top
-    assert time.monotonic() - started >= 0.45
 
 
 def test_poll_filters_and_targeted_visibility(think, analysis, dream):

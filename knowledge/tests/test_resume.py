@@ -24,8 +24,8 @@ from knowledge.events import LogPosition
 from knowledge.models import Event
 from knowledge.resume import resume
 from knowledge.tests.daphne_server import DaphneServer
-from workers.sdk.live import LiveFeed
-from workers.sdk.transport import InProcessTransport
+from kx_sdk.live import LiveFeed
+from workers.inprocess import InProcessTransport
 
 LOG = LogPosition(epoch="e1", top=50, pruned_through=20)
 

@@ -76,7 +76,7 @@ def test_items_stored_before_the_column_show_their_normalised_subject(analysis):
 def test_items_from_before_the_migration_are_still_found_and_matched(analysis):
     from identity.tests.test_migrations import _latest, _migrate
 
-    old = _migrate([("knowledge", "0005_conflict_updated_event_kind")])
+    old = _migrate([("knowledge", "0006_conflict_updated_event_kind")])
     try:
         source = old.get_model("identity", "Worker").objects.get(name="analysis")
         old.get_model("knowledge", "KnowledgeItem").objects.create(

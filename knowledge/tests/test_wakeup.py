@@ -21,7 +21,7 @@ from channels.db import database_sync_to_async
 
 from knowledge.tests.daphne_server import DaphneServer, free_port, post_broadcast
 from knowledge.tests.test_consumers import _close_async_db_connections  # noqa: F401 (autouse)
-from workers.sdk.live import LiveFeed
+from kx_sdk.live import LiveFeed
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),

@@ -26,7 +26,7 @@ from workers.builtin.workers import PIPELINE_ORDER, WORKER_CLASSES, quality_of
 def build_workers(view: RepoView, *, exchange: bool = True, on_analysed=None) -> dict[str, Any]:
     """The five workers on the in-process transport (creating their identities if missing)."""
     from identity.actions import do_ensure_builtin_workers
-    from workers.sdk import InProcessTransport
+    from workers.inprocess import InProcessTransport
 
     do_ensure_builtin_workers()
     workers = {}

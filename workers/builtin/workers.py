@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from kx_sdk.worker import BaseWorker, body_digest
 from workers.builtin.repo import RepoView
 from workers.engine.analysis import (
     code_risk_patterns,
@@ -39,7 +40,6 @@ from workers.engine.learning import (
 from workers.engine.recall import churn_bucket, context_enrichments, knowledge_retrievals, recall
 from workers.engine.rules import Rules
 from workers.engine.think import assess, decision_outcomes, risk_patterns
-from workers.sdk.worker import BaseWorker, body_digest
 
 
 def quality_of(records: list[tuple[float, int, int]]) -> dict[str, Any]:

@@ -79,6 +79,48 @@ class RecallResult:
     retrievals: tuple[Retrieval, ...]
 
 
+def _fix_counts(items: list) -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+    """``successful_fix`` counts by rule and by (rule, target)."""
+    by_rule: dict[str, int] = defaultdict(int)
+    by_target: dict[tuple[str, str], int] = defaultdict(int)
+    for payload, _ in iter_payloads(items, "successful_fix"):
+        by_rule[str(payload.get("rule"))] += 1
+        by_target[(str(payload.get("rule")), str(payload.get("target")))] += 1
+    return by_rule, by_target
+
+
+def _learned_rates(items: list) -> dict[str, tuple[float, int, str]]:
+    """Per rule, the ``learned_pattern`` with the most samples: (success rate, samples, effect)."""
+    learned: dict[str, tuple[float, int, str]] = {}
+    for payload, _ in iter_payloads(items, "learned_pattern"):
+        pattern = str(payload.get("pattern", ""))
+        if pattern.startswith("rule:") and "|" not in pattern:
+            samples = int(payload.get("samples", 0))
+            if samples >= learned.get(pattern[5:], (0.0, -1, ""))[1]:
+                learned[pattern[5:]] = (
+                    float(payload.get("success_rate", 0.0)),
+                    samples,
+                    str(payload.get("effect")),
+                )
+    return learned
+
+
+def _retrievals(
+    queries: int, hits: dict, results: dict, fix_ms: float, learned_ms: float, lookup_ms: float
+) -> tuple[Retrieval, ...]:
+    """The retrieval statistics of one recall: three lookups per proposal."""
+    per_query = lookup_ms / 3 / queries if queries else 0.0
+    per_fix = round(fix_ms / max(queries, 1) + per_query, 4)
+    per_learned = round(learned_ms / max(queries, 1) + per_query, 4)
+    return (
+        Retrieval("successful_fix by rule", queries, hits["rule"], results["rule"], per_fix),
+        Retrieval("successful_fix by target", queries, hits["target"], results["target"], per_fix),
+        Retrieval(
+            "learned_pattern by rule", queries, hits["learned"], results["learned"], per_learned
+        ),
+    )
+
+
 def recall(
     proposals: Iterable[Proposal],
     file_stats: Mapping[str, FileStats],
@@ -99,25 +141,10 @@ def recall(
         now = max((s.last_time for s in file_stats.values()), default=0)
 
     started = clock()
-    by_rule: dict[str, int] = defaultdict(int)
-    by_target: dict[tuple[str, str], int] = defaultdict(int)
-    for payload, _ in iter_payloads(items, "successful_fix"):
-        by_rule[str(payload.get("rule"))] += 1
-        by_target[(str(payload.get("rule")), str(payload.get("target")))] += 1
+    by_rule, by_target = _fix_counts(items)
     fix_ms = (clock() - started) * 1000.0
-
     started = clock()
-    learned: dict[str, tuple[float, int, str]] = {}
-    for payload, _ in iter_payloads(items, "learned_pattern"):
-        pattern = str(payload.get("pattern", ""))
-        if pattern.startswith("rule:") and "|" not in pattern:
-            samples = int(payload.get("samples", 0))
-            if samples >= learned.get(pattern[5:], (0.0, -1, ""))[1]:
-                learned[pattern[5:]] = (
-                    float(payload.get("success_rate", 0.0)),
-                    samples,
-                    str(payload.get("effect")),
-                )
+    learned = _learned_rates(items)
     learned_ms = (clock() - started) * 1000.0
 
     contexts: dict[str, Context] = {}
@@ -149,31 +176,7 @@ def recall(
             track_record=rate[2] if rate else "unknown",
         )
     lookup_ms = (clock() - started) * 1000.0
-    queries = len(proposals)
-    per_query = lookup_ms / 3 / queries if queries else 0.0
-    retrievals = (
-        Retrieval(
-            "successful_fix by rule",
-            queries,
-            hits["rule"],
-            results["rule"],
-            round(fix_ms / max(queries, 1) + per_query, 4),
-        ),
-        Retrieval(
-            "successful_fix by target",
-            queries,
-            hits["target"],
-            results["target"],
-            round(fix_ms / max(queries, 1) + per_query, 4),
-        ),
-        Retrieval(
-            "learned_pattern by rule",
-            queries,
-            hits["learned"],
-            results["learned"],
-            round(learned_ms / max(queries, 1) + per_query, 4),
-        ),
-    )
+    retrievals = _retrievals(len(proposals), hits, results, fix_ms, learned_ms, lookup_ms)
     return RecallResult(contexts=contexts, retrievals=retrievals)
 
 

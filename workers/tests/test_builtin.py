@@ -169,7 +169,7 @@ def test_a_conflict_and_its_resolution_reach_the_workers_involved(fleet, staff_c
     ).first()
     assert mine is not None
     other = "low" if mine.payload["risk_level"] != "low" else "critical"
-    from workers.sdk import InProcessTransport
+    from workers.inprocess import InProcessTransport
 
     answer = InProcessTransport("analysis").broadcast(
         {

@@ -22,7 +22,7 @@ from django.db import connection
 from identity.actions import do_create_worker
 from identity.models import Worker
 from knowledge.models import KnowledgeItem
-from workers.sdk import HttpTransport, SDKError, TransportError
+from kx_sdk import HttpTransport, SDKError, TransportError
 
 
 class FlakyHandler(BaseHTTPRequestHandler):
@@ -79,7 +79,7 @@ def flaky_server():
 
 
 def test_retries_reuse_the_idempotency_key(flaky_server):
-    from workers.sdk import BaseWorker
+    from kx_sdk import BaseWorker
 
     waits: list[float] = []
     transport = HttpTransport(flaky_server, "kx_t", worker="scout", sleep=waits.append)
@@ -188,11 +188,8 @@ def test_the_docs_example_runs_against_a_live_server_with_only_the_sdk(
     think.broadcast("risk_pattern", {"pattern": "rule:a", "risk_level": "high"}, 0.8)
     think.broadcast("risk_pattern", {"pattern": "rule:b", "risk_level": "critical"}, 0.7)
     think.broadcast("risk_pattern", {"pattern": "rule:c", "risk_level": "low"}, 0.9)
-    # Only the SDK directory and the standard library: no Django, no project on the path.
-    shutil.copytree(
-        Path(settings.BASE_DIR) / "workers" / "sdk", tmp_path / "lib" / "workers" / "sdk"
-    )
-    (tmp_path / "lib" / "workers" / "__init__.py").write_text("")
+    # Only the SDK package and the standard library: no Django, no project on the path.
+    shutil.copytree(Path(settings.BASE_DIR) / "kx_sdk", tmp_path / "lib" / "kx_sdk")
     script = tmp_path / "risk_watch.py"
     script.write_text(example_source())
     env = {

@@ -9,9 +9,9 @@ import socket
 
 import pytest
 
-import workers.sdk as sdk
+import kx_sdk as sdk
 from knowledge.tests.daphne_server import DaphneServer
-from workers.sdk import (
+from kx_sdk import (
     AuthError,
     BaseWorker,
     HttpTransport,
@@ -102,7 +102,7 @@ def test_a_bug_in_the_workers_own_code_still_logs_its_traceback(caplog):
 
 
 def test_in_process_a_403_is_an_auth_error_too(think, analysis):
-    from workers.sdk import InProcessTransport
+    from workers.inprocess import InProcessTransport
 
     transport = InProcessTransport(think.worker)
     body = {

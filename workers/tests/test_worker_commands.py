@@ -165,18 +165,34 @@ def test_run_workers_stops_all_five_on_sigterm(history_repo, tmp_path):
     assert all(s["stats"]["errors"] == 0 for s in final.values()), final
 
 
-def test_registering_a_project_twice_at_once_yields_one(history_repo, monkeypatch):
+def test_registering_a_project_twice_at_once_yields_one(history_repo):
+    """Workers starting together register the same checkout at the same moment: whoever loses
+    the race gets the winner's project, never an error or a second row."""
+    import threading
+
+    from django.db import connection
+
     from workers.actions import do_register_project
 
-    first = do_register_project(str(history_repo.path))
-    # A second process that looked before the first one created it, then lost the race:
-    real_filter = Project.objects.filter
-    calls = {"n": 0}
+    racers = 6
+    barrier = threading.Barrier(racers)
+    got: list = []
+    errors: list = []
 
-    def stale_filter(*args, **kwargs):
-        calls["n"] += 1
-        return Project.objects.none() if calls["n"] == 1 else real_filter(*args, **kwargs)
+    def register():
+        try:
+            barrier.wait(10)
+            got.append(do_register_project(str(history_repo.path)).pk)
+        except Exception as exc:  # reported below with the others
+            errors.append(exc)
+        finally:
+            connection.close()
 
-    monkeypatch.setattr(Project.objects, "filter", stale_filter)
-    assert do_register_project(str(history_repo.path)).pk == first.pk
+    threads = [threading.Thread(target=register) for _ in range(racers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert len(got) == racers and len(set(got)) == 1
     assert Project.objects.count() == 1

@@ -14,6 +14,7 @@ from django.db import close_old_connections
 
 from dashboard.actions import do_announce_alert
 from dashboard.alerts import evaluate
+from dashboard.timeseries import rollup
 
 
 class Command(BaseCommand):
@@ -33,6 +34,7 @@ class Command(BaseCommand):
         while True:
             try:
                 state = self.check_once(state)
+                rollup()  # the per-minute time series (dashboard/timeseries.py)
             except Exception as exc:  # one failed pass is retried at the next one
                 self.stderr.write(f"alert check failed: {type(exc).__name__}: {exc}")
             passes += 1

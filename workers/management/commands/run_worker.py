@@ -37,9 +37,10 @@ class Command(BaseCommand):
         parser.add_argument("--exit-fast", action="store_true", help=argparse.SUPPRESS)
 
     def handle(self, *args, **opts):
+        from kx_sdk import HttpTransport, SDKError
         from workers.builtin.repo import RepoView
         from workers.engine.gitrepo import GitError
-        from workers.sdk import HttpTransport, InProcessTransport, SDKError
+        from workers.inprocess import InProcessTransport
 
         if opts["interval"] is not None and opts["interval"] < 0:
             raise CommandError("--interval must be >= 0")

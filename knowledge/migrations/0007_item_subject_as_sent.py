@@ -10,15 +10,16 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('knowledge', '0005_conflict_updated_event_kind'),
+        ("knowledge", "0006_conflict_updated_event_kind"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='knowledgeitem',
-            name='subject_text',
-            field=models.CharField(blank=True, default='', help_text='the subject as sent (case kept)', max_length=255),
+            model_name="knowledgeitem",
+            name="subject_text",
+            field=models.CharField(
+                blank=True, default="", help_text="the subject as sent (case kept)", max_length=255
+            ),
         ),
     ]

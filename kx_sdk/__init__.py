@@ -1,6 +1,6 @@
-"""The worker SDK: write a worker that shares knowledge through the exchange.
+"""The Knowledge Exchange SDK: write a worker that shares knowledge through the exchange.
 
-    from workers.sdk import BaseWorker, HttpTransport
+    from kx_sdk import BaseWorker, HttpTransport
 
     class Hello(BaseWorker):
         def step(self, **_):
@@ -8,19 +8,22 @@
 
     Hello(HttpTransport("http://127.0.0.1:8000", token)).run()
 
-Every error the SDK raises is an ``SDKError`` (see ``workers.sdk.errors``). See ``docs/workers.md``. ``InProcessTransport`` is the same interface inside this project.
+Every error the SDK raises is an ``SDKError`` (see ``kx_sdk.errors``). See ``docs/workers.md``
+and ``docs/sdk.md``. The package imports nothing from the server; inside the server's own
+repository ``workers.inprocess.InProcessTransport`` is the same interface without HTTP.
 """
 
 from .errors import AuthError, NotAvailableError, SDKError, TransportError
-from .transport import HttpTransport, InProcessTransport, Transport
+from .transport import HttpTransport, Transport
 from .worker import ROUTES, BaseWorker, WorkerStats
+
+__version__ = "0.1.0"
 
 __all__ = [
     "ROUTES",
     "AuthError",
     "BaseWorker",
     "HttpTransport",
-    "InProcessTransport",
     "NotAvailableError",
     "SDKError",
     "Transport",
