@@ -70,7 +70,10 @@ class HttpTransport(Transport):
     """Talks to a Knowledge Exchange server over HTTP with a worker token.
 
     ``url`` is the server's base URL (``http://127.0.0.1:8000``). The worker's name is read
-    from ``GET /api/workers/me`` when not given. Requests that fail to connect, time out, or
+    from ``GET /api/workers/me`` when not given. ``inbox_start`` is where the worker's inbox
+    starts on its very first read: ``"now"`` (the server's default: from the worker's
+    creation) or ``"beginning"`` (every event the log still holds); it changes nothing once
+    the inbox has a position (docs/api.md, "Inbox start"). Requests that fail to connect, time out, or
     answer 5xx/429 are retried up to ``retries`` times, waiting ``backoff * 2**n`` seconds
     (with jitter, at most ``max_backoff``, or the server's ``Retry-After``).
     """
@@ -86,8 +89,10 @@ class HttpTransport(Transport):
         backoff: float = 0.25,
         max_backoff: float = 8.0,
         sleep: Callable[[float], None] = time.sleep,
+        inbox_start: str = "now",
     ):
         self.base = url.rstrip("/")
+        self.inbox_start = inbox_start
         self.token = token
         self.timeout = timeout
         self.retries = retries
@@ -159,9 +164,10 @@ class HttpTransport(Transport):
         return self._request("POST", "/api/knowledge/query", filters)
 
     def receive(self, limit: int = 100) -> dict:
-        return self._request(
-            "GET", f"/api/knowledge/receive/{self.worker_name}", params={"limit": limit}
-        )
+        params: dict = {"limit": limit}
+        if self.inbox_start != "now":
+            params["start"] = self.inbox_start
+        return self._request("GET", f"/api/knowledge/receive/{self.worker_name}", params=params)
 
     def ack(self, seq: int) -> dict:
         return self._request("POST", f"/api/knowledge/receive/{self.worker_name}/ack", {"seq": seq})
