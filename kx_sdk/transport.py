@@ -70,12 +70,12 @@ class HttpTransport(Transport):
     """Talks to a Knowledge Exchange server over HTTP with a worker token.
 
     ``url`` is the server's base URL (``http://127.0.0.1:8000``). The worker's name is read
-    from ``GET /api/workers/me`` when not given. ``inbox_start`` is where the worker's inbox
-    starts on its very first read: ``"now"`` (the server's default: from the worker's
-    creation) or ``"beginning"`` (every event the log still holds); it changes nothing once
-    the inbox has a position (docs/api.md, "Inbox start"). Requests that fail to connect, time out, or
+    from ``GET /api/workers/me`` when not given. Requests that fail to connect, time out, or
     answer 5xx/429 are retried up to ``retries`` times, waiting ``backoff * 2**n`` seconds
-    (with jitter, at most ``max_backoff``, or the server's ``Retry-After``).
+    (with jitter, at most ``max_backoff``, or the server's ``Retry-After``). ``inbox_start``
+    is where the worker's inbox starts on its very first read: ``"now"`` (the server's
+    default: from the worker's creation) or ``"beginning"`` (every event the log still
+    holds); it changes nothing once the inbox has a position (docs/api.md, "Inbox start").
     """
 
     def __init__(
