@@ -7,7 +7,9 @@ PG_URL ?= postgres://root@127.0.0.1:5432/test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/1
 HOST ?= 127.0.0.1
 PORT ?= 8000
-export HOST PORT
+# The alert checker reads the web process's /metrics for the time series (docs/monitoring.md).
+KE_TIMESERIES_SCRAPE_URL ?= http://$(HOST):$(PORT)/metrics
+export HOST PORT KE_TIMESERIES_SCRAPE_URL
 
 .PHONY: run test test-embedded test-services test-browser test-js test-faults js-deps setup bench lint clean
 

@@ -180,27 +180,44 @@ def _pg_url(base: str, dbname: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, ""))
 
 
+def server_command(server: str, port: int, app: str = "config.asgi:application") -> list[str]:
+    """The command line of one ASGI server process: daphne (the product's) or uvicorn
+    (httptools + websockets, the comparison of docs/performance.md, "Server choice")."""
+    if server == "uvicorn":
+        return [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--http",
+            "httptools",
+            "--ws",
+            "websockets",
+            "--no-access-log",
+            "--log-level",
+            "warning",
+            "--backlog",
+            "2048",
+            app,
+        ]
+    return [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port), app]
+
+
 class Servers:
-    def __init__(self, ports: list[int], env: dict, log_dir: Path):
-        self.ports, self.env, self.log_dir = ports, env, log_dir
+    def __init__(self, ports: list[int], env: dict, log_dir: Path, server: str = "daphne"):
+        self.ports, self.env, self.log_dir, self.server = ports, env, log_dir, server
         self.procs: list[subprocess.Popen] = []
 
     def start(self, cache_enabled: bool) -> None:
         env = {**self.env, "KE_CACHE_ENABLED": "true" if cache_enabled else "false"}
         for port in self.ports:
-            log = open(self.log_dir / f"daphne-{port}.log", "ab")
+            log = open(self.log_dir / f"{self.server}-{port}.log", "ab")
             self.procs.append(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "daphne",
-                        "-b",
-                        "127.0.0.1",
-                        "-p",
-                        str(port),
-                        "config.asgi:application",
-                    ],
+                    server_command(self.server, port),
                     cwd=ROOT,
                     env=env,
                     stdout=log,
@@ -219,7 +236,7 @@ class Servers:
                 except OSError:
                     if time.time() > deadline or any(p.poll() is not None for p in self.procs):
                         raise RuntimeError(
-                            f"daphne on port {port} did not start; see {self.log_dir}"
+                            f"{self.server} on port {port} did not start; see {self.log_dir}"
                         ) from None
                     time.sleep(0.2)
 
@@ -268,7 +285,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--events", type=int, default=10_000, help="missed events to catch up with events?since="
     )
-    p.add_argument("--port", type=int, default=8300, help="first port of the daphne processes")
+    p.add_argument("--port", type=int, default=8300, help="first port of the server processes")
+    p.add_argument(
+        "--server",
+        choices=["daphne", "uvicorn"],
+        default="daphne",
+        help="ASGI server of the processes (docs/performance.md, 'Server choice')",
+    )
     p.add_argument(
         "--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://root@127.0.0.1:5432")
     )
@@ -305,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     log_dir = ROOT / ".bench"
     log_dir.mkdir(exist_ok=True)
-    servers = Servers([args.port + i for i in range(args.servers)], env, log_dir)
+    servers = Servers([args.port + i for i in range(args.servers)], env, log_dir, args.server)
     try:
         import django
 
@@ -352,11 +375,12 @@ def _run(args, servers: Servers, env: dict):
         "rows": args.rows,
         "clients": args.clients,
         "servers": args.servers,
+        "server": args.server,
         "cpus": os.cpu_count(),
         "load_before": os.getloadavg()[0],
     }
     print(
-        f"bench: {args.rows} items, {args.clients} clients, {args.servers} daphne processes, "
+        f"bench: {args.rows} items, {args.clients} clients, {args.servers} {args.server} processes, "
         f"database {env['DATABASE_URL'].rsplit('/', 1)[-1]}",
         flush=True,
     )
@@ -768,7 +792,7 @@ def _print(results: list[Result], meta: dict, args) -> None:
     print()
     print(
         f"Knowledge Exchange bench: {meta['rows']:,} items, PostgreSQL {meta.get('postgres', '?')}, "
-        f"{meta['clients']} clients, {meta['servers']} daphne processes, {meta['cpus']} CPUs, "
+        f"{meta['clients']} clients, {meta['servers']} {meta.get('server', 'daphne')} processes, {meta['cpus']} CPUs, "
         f"load avg {meta['load_before']:.1f} -> {meta.get('load_after', float('nan')):.1f} (shared machine)"
     )
     print(f"seeding: {meta['seed_s']:.1f} s ({meta['seed_rate']:,.0f} items/s, COPY)")

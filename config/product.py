@@ -49,6 +49,10 @@ class ProductSettings(Mapping):
     conflict_copy_detection: bool = True
     # How long the event log keeps events (the pruner applies it).
     event_retention_days: int = 30
+    # How the event log keeps seq order = what readers may pass (knowledge/events.py):
+    # "lock" (publishers serialise on the log's tail lock) or "snapshot" (no log-wide lock;
+    # readers stop at the oldest running transaction; PostgreSQL only, SQLite keeps "lock").
+    event_ordering: str = "lock"
     # Security (docs/security.md): one review request per conflict per requester per this
     # many seconds (0 = no limit); default write/read scopes: "open" or "registry".
     review_request_interval: int = 600
@@ -146,6 +150,11 @@ class ProductSettings(Mapping):
                     f"KNOWLEDGE_EXCHANGE[{f.name!r}]={value!r} is not a rate like 600/min "
                     f"(or empty for no limit); set by {env_name(f.name)}"
                 )
+        if self.event_ordering not in ("lock", "snapshot"):
+            raise ImproperlyConfigured(
+                f"KNOWLEDGE_EXCHANGE['event_ordering']={self.event_ordering!r}: "
+                "expected lock or snapshot"
+            )
         if self.scope_mode not in ("open", "registry"):
             raise ImproperlyConfigured(
                 f"KNOWLEDGE_EXCHANGE['scope_mode']={self.scope_mode!r}: expected open or registry"

@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 import knowledge.api.openapi  # noqa: F401  (registers the worker token scheme)
+from config.api_root import ApiRootView
 from dashboard.views import metrics_view
 from knowledge.limits import ThrottledAdminLoginForm, ThrottledLoginForm
 
@@ -12,6 +13,7 @@ admin.site.login_form = ThrottledAdminLoginForm
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("api/knowledge/", ApiRootView.as_view(), name="api-root"),
     path("api/knowledge/", include("knowledge.api.urls")),
     path("api/knowledge/", include("conflicts.api.urls")),
     path("api/knowledge/", include("dashboard.api.urls")),

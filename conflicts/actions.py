@@ -34,7 +34,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -60,7 +60,7 @@ from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.choices import EventKind, ItemStatus
 from knowledge.errors import ActionError
-from knowledge.events import lock_log_tail, publish_event
+from knowledge.events import lock_log_tail, lock_subjects, publish_event, snapshot_ordering
 from knowledge.hooks import StoredItem
 from knowledge.models import KnowledgeItem
 from knowledge.registry import KnowledgeType, registry
@@ -172,7 +172,7 @@ def trusts_for(workers: Iterable[Worker], knowledge_type: str) -> dict[int, Trus
         row = rows.get(wid)
         base = row.as_trust() if row else prior(DEFAULT_PARAMS)
         if worker.trust_pin is not None:
-            base = Trust(alpha=base.alpha, beta=base.beta, pinned=worker.trust_pin)
+            base = replace(base, pinned=worker.trust_pin)
         out[wid] = base
     return out
 
@@ -358,9 +358,17 @@ def detect_conflicts(batch: Sequence[StoredItem]) -> None:
         return
     if cfg.copy_detection:
         copy_estimator()  # a first-use rebuild must not run under the tail lock
-    lock_log_tail()  # before reading the subjects: detections on one subject serialise
+    # Before reading the subjects: detections on one subject serialise (lock mode: the tail
+    # lock; snapshot mode: the batch's subjects, then the tail only where a subject is busy,
+    # since only there may detection lock conflict and trust rows; docs/architecture.md).
+    lock_subjects({(s.item.knowledge_type, s.item.subject) for s in batch})
     now = timezone.now()
-    busy = _busy_subjects([s.item for s in batch]) if len(batch) > 1 else None
+    if snapshot_ordering():
+        busy = _busy_subjects([s.item for s in batch])
+        if busy:
+            lock_log_tail()
+    else:
+        busy = _busy_subjects([s.item for s in batch]) if len(batch) > 1 else None
     for stored in batch:
         item = stored.item
         kt = registry.get(item.knowledge_type)
@@ -846,7 +854,7 @@ def do_resolve(
     if decision not in (Decision.PICK, Decision.ACCEPT, Decision.REJECT, Decision.DISMISS):
         raise ActionError("decision must be one of pick, accept, reject, dismiss", "decision")
     if decision == Decision.PICK and winner_item_id is None:
-        raise ActionError("pick needs winner_item", "winner_item")
+        raise ActionError("To pick a winner, choose which item is right first.", "winner_item")
     for attempt in range(RESOLVE_ATTEMPTS):
         try:
             return _resolve_once(conflict_id, decision, user, winner_item_id, note, version)

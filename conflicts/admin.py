@@ -1,7 +1,11 @@
 """The review queue in the Django admin. Decisions go through ``conflicts.actions`` like the
 API and the dashboard; the admin never edits a conflict's fields directly."""
 
+import json
+
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
@@ -44,7 +48,7 @@ class ConflictAdmin(admin.ModelAdmin):
         "proposed_claim",
         "margin_display",
         "decided_claim",
-        "decided_by",
+        "decided_by_display",
         "opened_at",
     )
     list_filter = ("status", "classification", "knowledge_type", "decision", "opened_at")
@@ -60,13 +64,12 @@ class ConflictAdmin(admin.ModelAdmin):
         "evidence",
         "strategy",
         "proposed_claim",
-        "margin",
+        "margin_display",
         "threshold",
-        "proposal",
+        "proposal_display",
         "decision",
         "decided_claim",
-        "decided_by",
-        "decided_by_user",
+        "decided_by_display",
         "note",
         "flagged_by",
         "flag_reason",
@@ -84,7 +87,26 @@ class ConflictAdmin(admin.ModelAdmin):
 
     @admin.display(description="margin", ordering="margin")
     def margin_display(self, obj):
-        return "-" if obj.margin is None else f"{obj.margin:.3f}"
+        if obj.margin is None:
+            return "-"
+        return f"{obj.margin:.3f}" + ("" if obj.has_proposal else " (tie: no proposal)")
+
+    @admin.display(description="proposal")
+    def proposal_display(self, obj):
+        def rounded(value):
+            if isinstance(value, float):
+                return round(value, 3)
+            if isinstance(value, dict):
+                return {k: rounded(v) for k, v in value.items()}
+            if isinstance(value, list):
+                return [rounded(v) for v in value]
+            return value
+
+        return format_html("<code>{}</code>", json.dumps(rounded(obj.proposal or {})))
+
+    @admin.display(description="decided by", ordering="decided_by")
+    def decided_by_display(self, obj):
+        return obj.decided_by_name or "-"
 
     @admin.display(description="evidence: each item side by side")
     def evidence(self, obj):
@@ -120,28 +142,54 @@ class ConflictAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False  # a view page (no SAVE buttons): decisions go through the actions
+
     def has_delete_permission(self, request, obj=None):
         return False
 
-    def _decide(self, request, queryset, decision):
+    def _decide(self, request, queryset, decision, action: str, title: str):
+        """An intermediate page asks for the note (the history keeps why); then every
+        selected conflict goes through ``do_resolve`` like a single decision."""
+        note = request.POST.get("note", "").strip()[:2000]
+        if request.POST.get("post") != "yes" or not note:
+            if request.POST.get("post") == "yes":
+                self.message_user(request, "Write a note: the history keeps why.", messages.ERROR)
+            return TemplateResponse(
+                request,
+                "admin/conflicts/conflict/decide_selected.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": title,
+                    "opts": self.model._meta,
+                    "conflicts": queryset.order_by("-pk"),
+                    "action": action,
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                    "note": note,
+                },
+            )
         done = 0
         for conflict in queryset.order_by("pk"):
             try:
-                actions.do_resolve(conflict.pk, decision, user=request.user, note="admin action")
+                actions.do_resolve(conflict.pk, decision, user=request.user, note=note)
                 done += 1
             except ActionError as exc:
                 self.message_user(
-                    request, f"conflict {conflict.pk}: {exc.message}", messages.WARNING
+                    request, f"Conflict #{conflict.pk}: {exc.message}", messages.WARNING
                 )
-        self.message_user(request, f"{done} conflict(s): {decision}.", messages.SUCCESS)
+        word = "conflict" if done == 1 else "conflicts"
+        self.message_user(request, f"{done} {word}: {title.lower()}.", messages.SUCCESS)
+        return None
 
-    @admin.action(description="Accept the engine's proposal")
+    @admin.action(description="Accept the engine's proposal (asks for a note)")
     def accept_proposal(self, request, queryset):
-        self._decide(request, queryset, Decision.ACCEPT)
+        return self._decide(
+            request, queryset, Decision.ACCEPT, "accept_proposal", "Accept the engine's proposal"
+        )
 
-    @admin.action(description="Dismiss (not a real conflict)")
+    @admin.action(description="Dismiss: not a real conflict (asks for a note)")
     def dismiss(self, request, queryset):
-        self._decide(request, queryset, Decision.DISMISS)
+        return self._decide(request, queryset, Decision.DISMISS, "dismiss", "Dismiss")
 
 
 @admin.register(Resolution)

@@ -30,7 +30,17 @@ class UTCIsoDateTimeField(IsoDateTimeField):
 
 
 class UTCIsoDateTimeFilter(django_filters.IsoDateTimeFilter):
+    """A browser's date-time picker (``<input type=datetime-local>``, no zone: UTC) or any
+    ISO 8601 time."""
+
     field_class = UTCIsoDateTimeField
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", forms.DateTimeInput(attrs={"type": "datetime-local"}))
+        kwargs.setdefault(
+            "error_messages", {"invalid": "Enter a date and time, e.g. 2026-12-01T09:30 (UTC)."}
+        )
+        super().__init__(*args, **kwargs)
 
 
 class ConflictFilterSet(django_filters.FilterSet):
@@ -38,18 +48,36 @@ class ConflictFilterSet(django_filters.FilterSet):
     ``worker`` = a worker whose item takes part; ``opened_after`` / ``opened_before`` and
     ``resolved_after`` / ``resolved_before`` are ISO 8601 times; ``q`` searches the subject."""
 
-    status = django_filters.MultipleChoiceFilter(choices=ConflictStatus.choices)
-    type = django_filters.MultipleChoiceFilter(field_name="knowledge_type", choices=_type_choices)
-    classification = django_filters.MultipleChoiceFilter(choices=Classification.choices)
-    worker = django_filters.CharFilter(method="filter_worker", max_length=64)
-    opened_after = UTCIsoDateTimeFilter(field_name="opened_at", lookup_expr="gte")
-    opened_before = UTCIsoDateTimeFilter(field_name="opened_at", lookup_expr="lt")
-    resolved_after = UTCIsoDateTimeFilter(field_name="resolved_at", lookup_expr="gte")
-    resolved_before = UTCIsoDateTimeFilter(field_name="resolved_at", lookup_expr="lt")
+    status = django_filters.MultipleChoiceFilter(choices=ConflictStatus.choices, label="Status")
+    type = django_filters.MultipleChoiceFilter(
+        field_name="knowledge_type", choices=_type_choices, label="Knowledge type"
+    )
+    classification = django_filters.MultipleChoiceFilter(
+        choices=Classification.choices, label="Classification"
+    )
+    worker = django_filters.CharFilter(
+        method="filter_worker",
+        max_length=64,
+        label="Worker involved",
+        widget=forms.TextInput(attrs={"placeholder": "worker name"}),
+    )
+    opened_after = UTCIsoDateTimeFilter(
+        field_name="opened_at", lookup_expr="gte", label="Opened after"
+    )
+    opened_before = UTCIsoDateTimeFilter(
+        field_name="opened_at", lookup_expr="lt", label="Opened before"
+    )
+    resolved_after = UTCIsoDateTimeFilter(
+        field_name="resolved_at", lookup_expr="gte", label="Decided after"
+    )
+    resolved_before = UTCIsoDateTimeFilter(
+        field_name="resolved_at", lookup_expr="lt", label="Decided before"
+    )
     q = django_filters.CharFilter(
         field_name="subject",
         lookup_expr="icontains",
         max_length=255,
+        label="Subject contains",
         widget=forms.TextInput(attrs={"placeholder": "subject contains"}),
     )
 

@@ -41,6 +41,13 @@ class ConflictQuerySet(models.QuerySet):
         )
 
 
+def person_name(actor: str) -> str:
+    """An actor as people read it: ``admin`` (not ``user:admin``), ``the engine``."""
+    if actor.startswith("user:"):
+        return actor.removeprefix("user:")
+    return {"engine": "the engine", "system": "the system"}.get(actor, actor)
+
+
 class Conflict(models.Model):
     """Competing items about one (knowledge type, subject).
 
@@ -146,6 +153,18 @@ class Conflict(models.Model):
     def is_unsettled(self) -> bool:
         return self.status in (ConflictStatus.OPEN, ConflictStatus.PENDING_REVIEW)
 
+    #: A margin below this is a tie: the engine has no proposal worth showing.
+    TIE_MARGIN = 0.001
+
+    @property
+    def has_proposal(self) -> bool:
+        """The engine prefers one claim (not a tie at margin 0.000)."""
+        return bool(self.proposed_claim) and (self.margin or 0) >= self.TIE_MARGIN
+
+    @property
+    def decided_by_name(self) -> str:
+        return person_name(self.decided_by)
+
     def can_transition(self, new_status: str) -> bool:
         return new_status == self.status or new_status in self.TRANSITIONS[self.status]
 
@@ -233,6 +252,10 @@ class Resolution(models.Model):
     def delete(self, *args, **kwargs):
         raise ValidationError("resolution history rows are immutable")
 
+    @property
+    def actor_display(self) -> str:
+        return person_name(self.actor_name)
+
 
 class SourceTrust(models.Model):
     """Learned trust of one worker for one knowledge type: Beta(alpha, beta).
@@ -250,6 +273,11 @@ class SourceTrust(models.Model):
     alpha = models.FloatField(default=2.0)
     beta = models.FloatField(default=2.0)
     pinned = models.FloatField(null=True, blank=True, help_text="Pinned trust 0..1 for this type.")
+    spread = models.FloatField(
+        null=True,
+        blank=True,
+        help_text="Learned error spread (>= 2): claims the source's wrong reports spread over.",
+    )
     wins = models.PositiveIntegerField(default=0)
     losses = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -266,7 +294,7 @@ class SourceTrust(models.Model):
 
     def as_trust(self, worker_pin: float | None = None) -> Trust:
         pin = worker_pin if worker_pin is not None else self.pinned
-        return Trust(alpha=self.alpha, beta=self.beta, pinned=pin)
+        return Trust(alpha=self.alpha, beta=self.beta, pinned=pin, spread=self.spread)
 
     @property
     def mean(self) -> float:

@@ -93,8 +93,13 @@ def refresh_trust(knowledge_type: str, now: datetime | None = None) -> Estimate 
         }
         for name, trust in estimate.trusts.items():
             row = rows[ids[name]]
-            row.alpha, row.beta, row.updated_at = trust.alpha, trust.beta, now
-            row.save(update_fields=["alpha", "beta", "updated_at"])
+            row.alpha, row.beta, row.spread, row.updated_at = (
+                trust.alpha,
+                trust.beta,
+                trust.spread,
+                now,
+            )
+            row.save(update_fields=["alpha", "beta", "spread", "updated_at"])
     return estimate
 
 

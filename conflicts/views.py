@@ -38,6 +38,13 @@ def queue(request):
     links = ConflictItem.objects.select_related("item__source").order_by("id")
     base = Conflict.objects.prefetch_related(Prefetch("links", queryset=links)).order_by("-id")
     fs = ConflictFilterSet(params, queryset=base)
+    if not fs.is_valid():  # a bad value is said, not silently ignored
+        return render(
+            request,
+            "conflicts/list.html",
+            {"filter": fs, "conflicts": [], "summary": stats_section(), "invalid": True},
+            status=400,
+        )
     rows = fs.qs
     before = _before(request)
     if before:
@@ -59,33 +66,74 @@ def queue(request):
     )
 
 
+#: Decisions that throw away every claim or the conflict itself: a confirm step first.
+CONFIRM_DECISIONS = {
+    Decision.REJECT: "Reject every claim: all of its active items are superseded.",
+    Decision.DISMISS: "Dismiss: it is not a real conflict; nothing is superseded and no "
+    "worker's trust changes.",
+}
+
+
+def _done_message(conflict: Conflict) -> str:
+    said = {
+        Decision.PICK: f"“{conflict.decided_claim}” picked as the right claim",
+        Decision.ACCEPT: f"the engine's proposal “{conflict.decided_claim}” accepted",
+        Decision.REJECT: "every claim rejected",
+        Decision.DISMISS: "dismissed as not a real conflict",
+    }.get(conflict.decision, conflict.get_decision_display())
+    return f"Conflict #{conflict.pk}: {said}."
+
+
+def next_in_queue(after: Conflict) -> Conflict | None:
+    """The next conflict waiting for a person, in the queue's order (newest first)."""
+    waiting = Conflict.objects.unsettled().exclude(pk=after.pk).order_by("-id")
+    return waiting.filter(pk__lt=after.pk).first() or waiting.first()
+
+
 @staff_member_required
 @require_http_methods(["GET", "POST"])
 def detail(request, pk: int):
     conflict = get_object_or_404(
         Conflict.objects.select_related("flagged_by", "decided_by_user"), pk=pk
     )
+    evidence = conflict_evidence(conflict)
     if request.method == "POST":
         decision = request.POST.get("decision", "")
         winner = request.POST.get("winner_item") or None
         version = request.POST.get("version") or None
+        note = request.POST.get("note", "")[:2000]
+        if decision in CONFIRM_DECISIONS and request.POST.get("confirmed") != "yes":
+            return render(
+                request,
+                "conflicts/confirm.html",
+                {
+                    "conflict": conflict,
+                    "decision": decision,
+                    "consequence": CONFIRM_DECISIONS[decision],
+                    "version": version,
+                    "note": note,
+                    "active_items": [r for r in evidence if r["item"]["status"] == "active"],
+                },
+            )
         try:
-            actions.do_resolve(
+            decided = actions.do_resolve(
                 conflict.pk,
                 decision,
                 user=request.user,
                 winner_item_id=int(winner) if winner else None,
-                note=request.POST.get("note", "")[:2000],
+                note=note,
                 version=int(version) if version else None,
             )
         except ActionError as exc:
             messages.error(request, exc.message)
         except ValueError:
-            messages.error(request, "winner_item and version must be numbers")
+            messages.error(
+                request,
+                "The form was damaged (the winner or version is not a number): reload the page.",
+            )
         else:
-            messages.success(request, f"Conflict {conflict.pk}: {decision} recorded.")
+            messages.success(request, _done_message(decided))
         return redirect("conflicts:detail", pk=conflict.pk)
-    evidence = conflict_evidence(conflict)
     return render(
         request,
         "conflicts/detail.html",
@@ -93,8 +141,8 @@ def detail(request, pk: int):
             "conflict": conflict,
             "evidence": evidence,
             "resolutions": conflict.resolutions.order_by("id"),
-            "decisions": [Decision.PICK, Decision.ACCEPT, Decision.REJECT, Decision.DISMISS],
             "active_items": [r for r in evidence if r["item"]["status"] == "active"],
+            "next": next_in_queue(conflict),
         },
     )
 

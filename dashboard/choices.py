@@ -1,3 +1,5 @@
+"""Enums of the dashboard app."""
+
 from django.db import models
 
 
@@ -15,3 +17,15 @@ class Series(models.TextChoices):
     API_LATENCY_P99 = "api_latency_p99", "API latency P99 (ms)"
     LIVE_CONNECTIONS = "live_connections", "Live connections"
     FRESHNESS = "freshness", "Mean freshness of active items"
+
+
+class AlertLevel(models.TextChoices):
+    WARNING = "warning", "warning"
+    CRITICAL = "critical", "critical"
+
+
+class AlertState(models.TextChoices):
+    OK = "ok", "ok"
+    PENDING = "pending", "pending"
+    FIRING = "firing", "firing"
+    RESOLVED = "resolved", "resolved"

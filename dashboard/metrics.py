@@ -15,8 +15,12 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from config.product import product_settings
+from knowledge import metrics as knowledge_metrics
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# Counted at their source (knowledge/metrics.py: the broadcast pipeline, the inbox read).
+REGISTRY.register(knowledge_metrics.BROADCASTS)
+REGISTRY.register(knowledge_metrics.RECEIVED)
 
 REQUEST_LATENCY = Histogram(
     "kx_http_request_duration_seconds",

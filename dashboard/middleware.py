@@ -1,27 +1,15 @@
 from __future__ import annotations
 
-import threading
 import time
-from collections import deque
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 
+from dashboard import latency
 from dashboard.metrics import REQUEST_LATENCY
 
-# The last API request durations of this process, for the latency alert (a window the
-# cumulative Prometheus histogram cannot give).
-_recent: deque[tuple[float, float]] = deque(maxlen=5000)
-_recent_lock = threading.Lock()
-
-
-def recent_api_p95(window_seconds: float) -> tuple[float, int]:
-    """(P95 in seconds, count) of this process's API requests in the last window."""
-    cutoff = time.monotonic() - window_seconds
-    with _recent_lock:
-        values = sorted(d for t, d in _recent if t >= cutoff)
-    if not values:
-        return 0.0, 0
-    return values[min(len(values) - 1, int(0.95 * len(values)))], len(values)
+# Not counted for the latency alert: long polls wait on purpose; the schema and its viewer
+# are documentation (generating the schema takes ~300 ms once per process).
+UNTIMED_ROUTES = {"api/knowledge/events", "api/schema/", "api/docs/"}
 
 
 class RequestMetricsMiddleware:
@@ -52,7 +40,6 @@ class RequestMetricsMiddleware:
             REQUEST_LATENCY.labels(route, request.method, str(response.status_code)).observe(
                 elapsed
             )
-            if route != "api/knowledge/events":  # long polls wait on purpose
-                with _recent_lock:
-                    _recent.append((time.monotonic(), elapsed))
+            if route not in UNTIMED_ROUTES:
+                latency.record(elapsed)  # for the latency alert, across processes
         return response

@@ -1,4 +1,10 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-urlpatterns = [path("", RedirectView.as_view(url="/dashboard/", permanent=False))]
+from dashboard.views import favicon
+
+urlpatterns = [
+    path("", RedirectView.as_view(url="/dashboard/", permanent=False)),
+    # Pages without our base template (the admin, DRF's browsable API) ask for this one.
+    path("favicon.ico", favicon),
+]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import re
 import urllib.request
 from collections import defaultdict
@@ -103,7 +102,7 @@ def rollup(now: datetime | None = None, metrics_text: str | None = None) -> Roll
         n_received = _count_receptions(state, pos.top, cutoff, counts, baseline=new_epoch)
         state.epoch, state.last_seq = pos.epoch, pos.top
         _freshness(now, minute, gauges)
-        scraped = metrics_text is not None and _process_metrics(state, minute, metrics_text, gauges)
+        scraped = bool(metrics_text) and _process_metrics(state, minute, metrics_text, gauges)
         _write(counts, gauges)
         pruned, _ = RollupPoint.objects.filter(minute__lt=cutoff).delete()
         state.updated_at = now
@@ -216,31 +215,42 @@ def _freshness(now: datetime, minute: datetime, gauges: dict) -> None:
             gauges[key] = (float(total or 0.0), n)
 
 
+DEFAULT_SCRAPE_URL = "http://127.0.0.1:8000/metrics"
+_scrape_failing = False  # log a failing scrape once, not every pass
+
+
 def scrape_url() -> str:
-    """The web process's ``/metrics``: ``timeseries_scrape_url``, else the Procfile's web
-    process at ``$HOST:$PORT``."""
-    url = product_settings().timeseries_scrape_url
-    if url:
-        return url
-    host = os.environ.get("HOST") or "127.0.0.1"
-    if host in ("0.0.0.0", "::"):
-        host = "127.0.0.1"
-    return f"http://{host}:{os.environ.get('PORT') or 8000}/metrics"
+    """The web process's ``/metrics``: ``timeseries_scrape_url``, else the default port on
+    this machine (``make run`` sets the variable from its ``HOST``/``PORT``: the Procfile
+    runner gives every process its own ``PORT``, so the checker cannot read the web's)."""
+    return product_settings().timeseries_scrape_url or DEFAULT_SCRAPE_URL
 
 
 def fetch_metrics(url: str | None = None, timeout: float = 2.0) -> str | None:
     """The Prometheus text of ``url`` (default ``scrape_url()``), or None if it does not
     answer (then this pass writes no latency or connection point)."""
+    global _scrape_failing
     request = urllib.request.Request(url or scrape_url())
     token = product_settings().metrics_token
     if token:
         request.add_header("Authorization", f"Bearer {token}")
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.read().decode()
+            text = response.read().decode()
     except (OSError, ValueError) as exc:
-        log.info("time series: no metrics from %s (%s)", request.full_url, exc)
+        if not _scrape_failing:
+            log.warning(
+                "time series: no metrics from %s (%s); no latency or connection points "
+                "until it answers (KE_TIMESERIES_SCRAPE_URL)",
+                request.full_url,
+                exc,
+            )
+        _scrape_failing = True
         return None
+    if _scrape_failing:
+        log.warning("time series: metrics from %s again", request.full_url)
+    _scrape_failing = False
+    return text
 
 
 def _process_metrics(state: RollupState, minute: datetime, text: str, gauges: dict) -> bool:

@@ -5,7 +5,9 @@ from datetime import UTC, datetime
 
 from django.contrib.admin.views.decorators import staff_member_required
 from django.http import HttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.templatetags.static import static
+from django.urls import reverse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from config.product import product_settings
@@ -13,6 +15,12 @@ from dashboard import timeseries
 from dashboard.metrics import REGISTRY
 from dashboard.workers import WINDOWS, worker_rows
 from knowledge.errors import ActionError
+
+
+def favicon(request):
+    """``/favicon.ico``: the static icon (our pages link it; the admin and DRF's pages ask
+    for this path)."""
+    return redirect(static("favicon.svg"))
 
 
 def metrics_view(request):
@@ -33,7 +41,6 @@ def metrics_view(request):
 @staff_member_required
 def index(request):
     """Monitoring overview: health, alerts, the numbers of GET stats, workers, knowledge by type."""
-    from dashboard.alerts import evaluate
     from identity.models import Worker
     from knowledge.health import run_health_checks
     from knowledge.models import InboxCursor
@@ -62,7 +69,7 @@ def index(request):
         }
         for kt in registry.all()
     ]
-    alerts = evaluate()
+    alerts = alert_rows()
     return render(
         request,
         "dashboard/index.html",
@@ -73,6 +80,44 @@ def index(request):
             "firing": [a for a in alerts if a.firing],
             "workers": workers,
             "types": types,
+        },
+    )
+
+
+def alert_rows() -> list:
+    """The rules as the alert checker stored them (a page never measures), firing first."""
+    from dashboard.alerts import specs
+    from dashboard.models import AlertRule
+
+    order = {"firing": 0, "pending": 1, "resolved": 2, "ok": 3}
+    rules = list(AlertRule.objects.filter(enabled=True))
+    known = specs()
+    for rule in rules:
+        spec = known.get(rule.name)
+        rule.link = reverse(spec.link) if spec and spec.link else ""
+    return sorted(rules, key=lambda r: (order.get(r.state, 9), r.level != "critical", r.name))
+
+
+@staff_member_required
+def alerts(request):
+    """Every rule's stored state and the history of its flips (newest first)."""
+    from dashboard.models import AlertFlip, AlertRule
+
+    flips = AlertFlip.objects.select_related("rule").order_by("-id")
+    rule = request.GET.get("rule") or ""
+    if rule:
+        flips = flips.filter(rule__name=rule)
+    rows = alert_rows()
+    return render(
+        request,
+        "dashboard/alerts.html",
+        {
+            "alerts": rows,
+            "firing": [a for a in rows if a.firing],
+            "flips": flips[:200],
+            "rule": rule,
+            "rule_names": list(AlertRule.objects.values_list("name", flat=True)),
+            "last_check": max((a.checked_at for a in rows if a.checked_at), default=None),
         },
     )
 

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from identity.models import Worker
 from knowledge import cache as knowledge_cache
+from knowledge import metrics
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
 from knowledge.copy_insert import copy_insert
 from knowledge.errors import ActionError, storage_error
@@ -274,6 +275,8 @@ def _store_run(worker: Worker, run: list[_Entry]) -> list[Outcome]:
         items_stored([step.stored for step in steps])
         _publish(worker, steps, now)
         _record_idempotency(worker, steps)
+        stored = [(step.stored.item.knowledge_type, step.stored.outcome) for step in steps]
+        transaction.on_commit(lambda: metrics.count_broadcasts(stored))
         for (index, _), step in zip(todo, steps, strict=True):
             s = step.stored
             out[index] = BroadcastResult(s.item, s.outcome, s.conflict_ids)
@@ -734,6 +737,8 @@ def read_inbox(worker: Worker, limit: int = 100) -> InboxPage:
             max(e.seq for e in new) if new else None,
             len(new),
         )
+    if new:  # the /metrics counter, after the delivery is committed
+        transaction.on_commit(lambda: metrics.count_received(worker.name, len(new)))
     return InboxPage(pos.epoch, events, scanned_to, position, pos.top, recovered)
 
 

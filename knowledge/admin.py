@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
-from django.utils.html import format_html
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from knowledge import actions
 from knowledge.choices import Verdict
@@ -23,19 +24,19 @@ class ValidationInline(admin.TabularInline):
 
 @admin.register(KnowledgeItem)
 class KnowledgeItemAdmin(admin.ModelAdmin):
+    # What a reviewer compares first (claim, confidence, freshness), narrow enough for 1366 px.
     list_display = (
         "id",
+        "claim",
+        "confidence_display",
+        "freshness_display",
         "knowledge_type",
         "source",
-        "subject",
-        "claim",
-        "confidence",
-        "urgency",
-        "freshness_display",
+        "subject_display",
         "status",
-        "validation_status",
         "created_at",
     )
+    ordering = ("-id",)
     list_filter = (
         "knowledge_type",
         "status",
@@ -64,11 +65,33 @@ class KnowledgeItemAdmin(admin.ModelAdmin):
         "refreshed_at",
         "refresh_count",
         "freshness_display",
+        "links",
     )
     exclude = ("observed_ts", "is_targeted")
     inlines = [ValidationInline]
     actions = ["confirm", "dispute"]
     show_full_result_count = False  # no COUNT(*) over a million rows per page
+
+    @admin.display(description="confidence", ordering="confidence")
+    def confidence_display(self, obj):
+        return f"{obj.confidence:.2f}"
+
+    @admin.display(description="subject", ordering="subject")
+    def subject_display(self, obj):
+        text = obj.subject if len(obj.subject) <= 48 else obj.subject[:47] + "…"
+        return format_html('<span title="{}">{}</span>', obj.subject, text)
+
+    @admin.display(description="conflicts and events")
+    def links(self, obj):
+        # Conflicts plug in from above (their M2M's reverse name); no import of that app.
+        conflicts = getattr(obj, "conflicts", None)
+        parts = [
+            format_html('<a href="{}">conflict #{}</a>', reverse("conflicts:detail", args=[pk]), pk)
+            for pk in (conflicts.values_list("pk", flat=True) if conflicts is not None else [])
+        ]
+        events = reverse("admin:knowledge_event_changelist") + f"?item_id={obj.pk}"
+        parts.append(format_html('<a href="{}">events of this item</a>', events))
+        return format_html_join(" · ", "{}", ((p,) for p in parts))
 
     @admin.display(description="freshness")
     def freshness_display(self, obj):
@@ -78,6 +101,9 @@ class KnowledgeItemAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request):
         return False  # knowledge comes from workers
+
+    def has_change_permission(self, request, obj=None):
+        return False  # every field is read-only: a view page; confirm/dispute are actions
 
     def has_delete_permission(self, request, obj=None):
         return False  # nothing is deleted: losers are superseded
@@ -100,10 +126,18 @@ class KnowledgeItemAdmin(admin.ModelAdmin):
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
-    list_display = ("seq", "kind", "knowledge_type", "source", "item_id", "targets", "created_at")
+    list_display = ("seq", "kind", "knowledge_type", "source", "item_link", "targets", "created_at")
     list_filter = ("kind", "knowledge_type", "created_at")
     search_fields = ("=seq", "=item_id", "source")
     show_full_result_count = False
+    ordering = ("-seq",)  # newest first
+
+    @admin.display(description="item", ordering="item_id")
+    def item_link(self, obj):
+        if not obj.item_id:
+            return "-"
+        url = reverse("admin:knowledge_knowledgeitem_change", args=[obj.item_id])
+        return format_html('<a href="{}">#{}</a>', url, obj.item_id)
 
     def has_add_permission(self, request):
         return False
@@ -119,6 +153,9 @@ class EventAdmin(admin.ModelAdmin):
 class InboxCursorAdmin(admin.ModelAdmin):
     list_display = ("worker", "position", "delivered", "acked_at", "epoch")
     readonly_fields = ("worker", "position", "delivered", "acked_at", "epoch")
+
+    def has_change_permission(self, request, obj=None):
+        return False  # moved by acks only
 
 
 @admin.register(Subscription)
@@ -138,6 +175,9 @@ class SubscriptionAdmin(admin.ModelAdmin):
 class LogStateAdmin(admin.ModelAdmin):
     list_display = ("epoch", "reset_at", "pruned_through")
     readonly_fields = ("epoch", "reset_at", "pruned_through")
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
     def has_add_permission(self, request):
         return False

@@ -13,11 +13,24 @@ already serialised by the database lock (``transaction_mode=IMMEDIATE``).
 A reader that has seen seq S and reads ``seq > S`` therefore never skips an event that
 commits later with a smaller seq.
 
+The other mode, ``event_ordering = "snapshot"`` (PostgreSQL only; docs/decisions/
+event-log-ordering.md has the proof): publishers take no log-wide lock; readers stop at a
+*horizon*, the highest seq below which every transaction that drew a seq has finished.
+A publisher, in a savepoint, first makes sure its transaction has an xid, then draws its
+seqs (``nextval``), then inserts the rows, so the rows' ``xmin`` (the savepoint's own xid,
+assigned at that insert) is newer than the xid of every transaction that drew a smaller seq.
+A reader takes its statement's snapshot, B = the oldest xid still running (its own excluded),
+and the horizon is the highest visible seq whose row ``xmin`` is older than B: everything
+that drew a smaller seq has finished, so it is visible now or never will be. One function
+(``log_horizon``) gives every reader its top: ``read_events``, ``log_position`` and the relay.
+Conflict detection then locks the subjects it reads (``lock_subjects``), not the whole log.
+
 Events are written only by actions (``*/actions.py``); readers are woken after commit.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from dataclasses import dataclass
@@ -25,23 +38,76 @@ from dataclasses import dataclass
 from django.db import connection, transaction
 from django.db.models import Max, Q
 
+from config.product import product_settings
 from knowledge.models import Event, LogState
 
 log = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x4B58_0001  # "KX" 1: the event log tail
+SUBJECT_LOCK_SPACE = 0x4B58_0002  # "KX" 2: one (type, subject) in snapshot mode
 
 _locked_in = threading.local()
 
 
+def snapshot_ordering() -> bool:
+    """Publishers order the log without the tail lock (``event_ordering = "snapshot"``, on
+    PostgreSQL; SQLite serialises writers anyway and keeps the lock mode)."""
+    return connection.vendor == "postgresql" and product_settings().event_ordering == "snapshot"
+
+
 def lock_log_tail() -> None:
     """Serialise the tail of publishing transactions (PostgreSQL only). Take it before any
-    row lock a transaction waits for after it (see the module docstring)."""
+    row lock a transaction waits for after it (see the module docstring). In snapshot mode
+    publishers no longer take it; the ``conflicts`` actions still do, to decide one at a time."""
     if connection.vendor != "postgresql":
         return
     # Re-entrant within a transaction; released automatically at commit or rollback.
     with connection.cursor() as cur:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
+
+
+def lock_subjects(keys) -> None:
+    """Before reading what it decides on, conflict detection serialises with every other
+    transaction deciding on the same (knowledge type, subject) pairs ``keys``.
+
+    Lock mode: the tail lock (one decision at a time, log-wide). Snapshot mode: one
+    transaction-scoped advisory lock per pair, taken in key order (no deadlock among them);
+    a receiver that then finds the subject busy takes the tail lock as well (see
+    ``conflicts.actions.detect_conflicts`` and docs/architecture.md, "Lock order")."""
+    if not snapshot_ordering():
+        lock_log_tail()
+        return
+    ids = sorted({_subject_key(t, s) for t, s in keys})
+    if ids:
+        with connection.cursor() as cur:
+            cur.execute(
+                "SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::int[]) AS u(k)",
+                [SUBJECT_LOCK_SPACE, ids],
+            )
+
+
+def _subject_key(knowledge_type: str, subject: str) -> int:
+    """A stable signed 32-bit key for (type, subject); a collision only serialises more."""
+    digest = hashlib.blake2b(f"{knowledge_type}\x00{subject}".encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+def _insert_unlocked(events: list[Event]) -> list[Event]:
+    """Snapshot mode: give ``events`` their seqs and insert them (see the module docstring).
+
+    In a savepoint (its xid is assigned by the INSERT, after every seq is drawn): the
+    transaction's own xid first (``pg_current_xact_id``, in the subquery, before ``nextval``),
+    then the seqs, then the rows with those seqs."""
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'seq')) "
+            "FROM (SELECT pg_current_xact_id() OFFSET 0) AS x, generate_series(1, %s)",
+            [Event._meta.db_table, len(events)],
+        )
+        seqs = sorted(row[0] for row in cur.fetchall())
+        for event, seq in zip(events, seqs, strict=True):
+            event.seq = seq
+        return Event.objects.bulk_create(events)
 
 
 def publish_event(
@@ -57,13 +123,13 @@ def publish_event(
     """Append an event to the log in the caller's transaction; wake readers after commit.
 
     Must be called inside ``transaction.atomic()``, as late in the transaction as possible:
-    from here to commit, other publishers wait. ``targets`` (or ``private``) makes the event
+    in lock mode, from here to commit, other publishers wait (in snapshot mode readers wait
+    for this transaction instead: its events and any later seq stay above their horizon). ``targets`` (or ``private``) makes the event
     visible only to the workers named (and people): ``private`` with no targets, people only.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("publish_event must run inside transaction.atomic()")
-    lock_log_tail()
-    event = Event.objects.create(
+    event = Event(
         kind=kind,
         knowledge_type=knowledge_type,
         source=source,
@@ -72,6 +138,11 @@ def publish_event(
         targets=list(targets),
         data=data,
     )
+    if snapshot_ordering():
+        _insert_unlocked([event])
+    else:
+        lock_log_tail()
+        event.save(force_insert=True)
     seq = event.seq
     transaction.on_commit(lambda: wake_readers(seq))
     return event
@@ -85,21 +156,23 @@ def publish_events(specs: list[dict]) -> list[Event]:
         raise RuntimeError("publish_events must run inside transaction.atomic()")
     if not specs:
         return []
-    lock_log_tail()
-    events = Event.objects.bulk_create(
-        [
-            Event(
-                kind=spec["kind"],
-                knowledge_type=spec.get("knowledge_type", ""),
-                source=spec.get("source", ""),
-                item_id=spec.get("item_id"),
-                is_targeted=bool(spec.get("targets")),
-                targets=list(spec.get("targets") or ()),
-                data=spec["data"],
-            )
-            for spec in specs
-        ]
-    )
+    events = [
+        Event(
+            kind=spec["kind"],
+            knowledge_type=spec.get("knowledge_type", ""),
+            source=spec.get("source", ""),
+            item_id=spec.get("item_id"),
+            is_targeted=bool(spec.get("targets")),
+            targets=list(spec.get("targets") or ()),
+            data=spec["data"],
+        )
+        for spec in specs
+    ]
+    if snapshot_ordering():
+        events = _insert_unlocked(events)
+    else:
+        lock_log_tail()
+        events = Event.objects.bulk_create(events)
     top = max(e.seq for e in events)
     transaction.on_commit(lambda: wake_readers(top))
     return events
@@ -139,9 +212,71 @@ class LogPosition:
     pruned_through: int
 
 
+# The highest visible seq whose row was written (its savepoint's xid, ``xmin``) before the
+# oldest transaction still running in this database (B): the snapshot's in-progress list,
+# less the reader's own transaction (never in it) and less the transactions that
+# pg_stat_activity places in another database (they cannot write this table; an xid it does
+# not place is counted), else the snapshot's xmax. xmin is a 32-bit xid: it is compared with
+# B modulo 2^32 (a row older than B is at most 2^31 xids older: older rows are frozen by
+# vacuum long before, and a frozen xmin reads as 2).
+_HORIZON_SQL = """
+WITH snap AS (SELECT pg_current_snapshot() AS s),
+elsewhere AS (
+    SELECT backend_xid::text::bigint AS x FROM pg_stat_activity
+    WHERE backend_xid IS NOT NULL AND datid IS NOT NULL
+      AND datid <> (SELECT oid FROM pg_database WHERE datname = current_database())
+),
+oldest AS (
+    SELECT COALESCE(
+        (SELECT min(x) FROM snap, pg_snapshot_xip(snap.s) AS x
+         WHERE x::text::bigint % 4294967296 NOT IN (SELECT x FROM elsewhere)),
+        (SELECT pg_snapshot_xmax(s) FROM snap)
+    )::text::bigint AS b
+)
+SELECT e.seq FROM {table} AS e, oldest
+WHERE e.xmin::text::bigint < 3
+   OR ((oldest.b - e.xmin::text::bigint) % 4294967296 + 4294967296) % 4294967296
+      BETWEEN 1 AND 2147483647
+ORDER BY e.seq DESC LIMIT 1
+"""
+
+
+def log_bounds() -> tuple[int, int]:
+    """(the horizon, the highest seq visible): the relay polls again soon while they differ
+    (events committed above the horizon wait for an older transaction to finish)."""
+    if not snapshot_ordering():
+        top = log_horizon()
+        return top, top
+    with connection.cursor() as cur:
+        cur.execute(
+            f"SELECT ({_HORIZON_SQL.format(table=_table())}), (SELECT max(seq) FROM {_table()})"
+        )
+        horizon, highest = cur.fetchone()
+    return horizon or 0, highest or 0
+
+
+def _table() -> str:
+    return connection.ops.quote_name(Event._meta.db_table)
+
+
+def log_horizon() -> int:
+    """The top every reader reads to: no event at or below it can still appear.
+
+    Lock mode (and SQLite): the highest seq, since seq order is commit order. Snapshot mode:
+    the highest seq below which every publishing transaction has finished (module docstring);
+    events above it are committed or in flight and are read once the horizon passes them.
+    """
+    if not snapshot_ordering():
+        return Event.objects.aggregate(top=Max("seq"))["top"] or 0
+    with connection.cursor() as cur:
+        cur.execute(_HORIZON_SQL.format(table=_table()))  # no params: "%" is the operator
+        row = cur.fetchone()
+    return row[0] if row else 0
+
+
 def log_position() -> LogPosition:
     state = LogState.current()
-    top = Event.objects.aggregate(top=Max("seq"))["top"] or 0
+    top = log_horizon()
     return LogPosition(str(state.epoch), max(top, state.pruned_through), state.pruned_through)
 
 
@@ -207,13 +342,13 @@ def read_events(
     """Events after ``since`` matching ``flt``, in seq order, at most ``limit``.
 
     Returns (events, scanned_to): ``scanned_to`` is the position a consumer may move to,
-    so that it advances past filtered-out events too. Because seq order is commit order,
-    nothing at or below the current top can still appear later. ``top``: the log's top as
-    the caller just read it with ``log_position()`` (saves reading it twice); default: read
-    it here.
+    so that it advances past filtered-out events too. It reads no further than the log's
+    horizon (``log_horizon``): nothing at or below it can still appear later. ``top``: the
+    log's top as the caller just read it with ``log_position()`` (saves reading it twice);
+    default: read it here.
     """
     if top is None:
-        top = Event.objects.aggregate(top=Max("seq"))["top"] or 0
+        top = log_horizon()
     if top <= since:
         return [], since
     out: list[Event] = []

@@ -243,7 +243,8 @@ class Event(models.Model):
     """One entry of the durable, ordered event log.
 
     ``seq`` is the primary key; publishers serialise their commit so that seq order equals
-    commit order (see knowledge/events.py). ``targets`` empty means visible to everyone.
+    commit order, or readers stop below any seq still in flight (``event_ordering``; see
+    knowledge/events.py). ``targets`` empty means visible to everyone.
     """
 
     seq = models.BigAutoField(primary_key=True)

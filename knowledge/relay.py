@@ -42,7 +42,7 @@ from django.db import close_old_connections
 from config.product import product_settings
 from knowledge import daphne_transport, live_auth, wakeup
 from knowledge import events as event_log
-from knowledge.events import EventFilter, FeedFilter, log_position, read_events
+from knowledge.events import EventFilter, FeedFilter, log_bounds, log_position, read_events
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +51,9 @@ log = logging.getLogger(__name__)
 CLOSE_GOING_AWAY = 4503
 CACHE_PREFIX = "ke-ws-proc:"
 CACHE_INDEX = "ke-ws-procs"
+# Snapshot ordering: seconds between reads while committed events wait above the log's
+# horizon (an older publishing transaction is still open; its commit wakes us too).
+BEHIND_POLL = 0.02
 
 
 def process_id() -> str:
@@ -137,21 +140,14 @@ async def standing_filter(worker_name: str):
     return await _in_db_thread(_load_standing, worker_name)
 
 
-def _epoch_and_top() -> tuple[str, int, int]:
-    """(epoch, highest seq in the table, the log's top counting what was pruned or restored)."""
+def _epoch_and_top() -> tuple[str, int, int, bool]:
+    """(epoch, the log's horizon (``knowledge.events.log_bounds``), the log's top counting
+    what was pruned or restored, whether committed events wait above the horizon)."""
     from knowledge.models import LogState
 
     state = LogState.current()
-    top = _top_seq()
-    return str(state.epoch), top, max(top, state.pruned_through)
-
-
-def _top_seq() -> int:
-    from django.db.models import Max
-
-    from knowledge.models import Event
-
-    return Event.objects.aggregate(top=Max("seq"))["top"] or 0
+    top, highest = log_bounds()
+    return str(state.epoch), top, max(top, state.pruned_through), highest > top
 
 
 # --- Connections ------------------------------------------------------------------------------
@@ -275,6 +271,7 @@ class Relay:
         self.stats = _PROCESS_STATS  # survives the relay stopping when idle
         self.total_connections = 0
         self.degraded = False
+        self.behind = False  # committed events wait above the log's horizon: poll again soon
         _relays.add(self)
 
     @classmethod
@@ -455,7 +452,7 @@ class Relay:
         while True:
             try:
                 # Not wait_for: on 3.11 it can swallow a cancellation that races the wake.
-                async with asyncio.timeout(poll):
+                async with asyncio.timeout(BEHIND_POLL if self.behind else poll):
                     await self._wake.wait()
             except TimeoutError:
                 pass
@@ -495,7 +492,7 @@ class Relay:
     async def _drain(self) -> None:
         """Read from ``position`` to the top and fan out; repeat while there is more."""
         while True:
-            epoch, top, log_top = await _in_db_thread(_epoch_and_top)
+            epoch, top, log_top, self.behind = await _in_db_thread(_epoch_and_top)
             if self.epoch and epoch != self.epoch:
                 self._new_epoch(epoch, log_top)  # a restore: tell every socket
             if top <= self.position:

@@ -14,6 +14,7 @@ repository ``workers.inprocess.InProcessTransport`` is the same interface withou
 """
 
 from .errors import AuthError, NotAvailableError, SDKError, TransportError
+from .spool import Spool, SpoolFullError
 from .transport import HttpTransport, Transport
 from .worker import ROUTES, BaseWorker, WorkerStats
 
@@ -26,6 +27,8 @@ __all__ = [
     "HttpTransport",
     "NotAvailableError",
     "SDKError",
+    "Spool",
+    "SpoolFullError",
     "Transport",
     "TransportError",
     "WorkerStats",

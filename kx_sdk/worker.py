@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from .errors import SDKError
+from .spool import Spool, SpoolFullError, unreachable
 from .transport import Transport
 
 # ORIGINAL_PLAN.md, Day 1: which model each received type updates.
@@ -112,6 +113,10 @@ class BaseWorker:
       (latest item per (source, type, subject)); they are subscribed to at start.
     - ``exchange=False`` cuts the worker off from others' knowledge (measurement baseline): the
       inbox is not read and queries only return the worker's own items.
+    - ``spool`` (a :class:`~kx_sdk.spool.Spool`): while the exchange is unreachable,
+      broadcasts are kept there and replayed in order (each cycle, and before new broadcasts),
+      queries are answered from the last results, the inbox is not read; the replay is tried
+      again after ``spool_retry`` seconds, doubling up to ``spool_retry_max``.
     """
 
     interval: float = 30.0
@@ -127,6 +132,9 @@ class BaseWorker:
         exchange: bool = True,
         logger: logging.Logger | None = None,
         seed: int | None = None,
+        spool: Spool | None = None,
+        spool_retry: float = 1.0,
+        spool_retry_max: float = 30.0,
     ):
         self.transport = transport
         self.name = transport.worker_name
@@ -146,6 +154,10 @@ class BaseWorker:
         self._subject_of: dict[str, str] = {}  # body digest -> subject
         self._watermarks: dict[tuple[str, ...], datetime] = {}
         self._had_news = False  # the previous receive() brought knowledge
+        self.spool = spool
+        self._spool_retry = (spool_retry, spool_retry_max)
+        self._offline_wait = 0.0  # seconds until the next try (0: the exchange answered)
+        self._offline_until = 0.0  # time.monotonic() before which the exchange is not tried
 
     # --- loop ---------------------------------------------------------------------------------
 
@@ -166,7 +178,8 @@ class BaseWorker:
             if not self._ready:
                 self.setup()
                 self._ready = True
-            self.receive()
+            self.replay_spool()
+            self._receive_unless_offline()
             self.step(**context)
         except Exception as exc:  # one failing cycle never kills the loop
             ok = False
@@ -221,6 +234,10 @@ class BaseWorker:
         return {}
 
     def heartbeat(self, status: str = "running") -> None:
+        if self.spool is not None:
+            self.replay_spool()
+            if self.offline:  # the exchange did not answer: not worth a (long) retry
+                return
         state = {
             "status": status,
             "heartbeat": datetime.now(UTC).isoformat(),
@@ -228,10 +245,107 @@ class BaseWorker:
             "stats": self.stats.as_dict(),
             **self.state_document(),
         }
+        if self.spool is not None:
+            state["spool"] = self.spool.status()
         try:
             self.transport.update_state(state)
         except Exception as exc:  # a missed heartbeat is not worth a failed cycle
             self.log.warning("%s: heartbeat failed: %s", self.name, exc)
+
+    # --- spool: the exchange unreachable ----------------------------------------------------------
+
+    @property
+    def offline(self) -> bool:
+        """The exchange did not answer lately: its next try is not due yet (spool only)."""
+        return self.spool is not None and time.monotonic() < self._offline_until
+
+    def _went_offline(self, exc: SDKError) -> None:
+        low, high = self._spool_retry
+        self._offline_wait = min(high, self._offline_wait * 2) if self._offline_wait else low
+        self._offline_until = time.monotonic() + self._offline_wait
+        self.log.warning(
+            "%s: the exchange is unreachable (%s); working offline, next try in %.1fs",
+            self.name,
+            exc,
+            self._offline_wait,
+        )
+
+    def _came_online(self) -> None:
+        self._offline_wait = self._offline_until = 0.0
+
+    def replay_spool(self) -> int:
+        """Send what the spool holds, in order, if a try is due; returns the entries sent.
+
+        One attempt per entry (no transport retries: the spool is the retry). An entry the
+        exchange refuses (4xx) goes to the spool's dead letters and is logged.
+        """
+        if self.spool is None or self.offline or not self.spool.depth():
+            return 0
+        retries = getattr(self.transport, "retries", None)
+        if retries is not None:
+            self.transport.retries = 0
+        try:
+            result = self.spool.replay(
+                self.transport.broadcast,
+                send_many=self.transport.broadcast_many,
+                on_sent=lambda body, answer: self._record_sent(body, body_digest(body), answer),
+            )
+        finally:
+            if retries is not None:
+                self.transport.retries = retries
+        if result.dead:
+            self.stats.errors += result.dead
+            self.stats.last_error = f"{result.dead} spooled broadcast(s) refused: dead letters"
+            self.log.error(
+                "%s: %d spooled broadcast(s) refused, kept as dead letters in %s",
+                self.name,
+                result.dead,
+                self.spool.path,
+            )
+        if result.error is not None:
+            self._went_offline(result.error)
+        else:
+            self._came_online()
+        if result.sent:
+            self.log.info("%s: replayed %d spooled broadcast(s)", self.name, result.sent)
+        return result.sent
+
+    def _receive_unless_offline(self) -> None:
+        if self.offline:
+            return
+        try:
+            self.receive()
+        except SDKError as exc:
+            if self.spool is None or not unreachable(exc):
+                raise
+            self._went_offline(exc)  # the cycle goes on with what the worker knows
+
+    def _spool(self, bodies: list[dict]) -> list[dict]:
+        """Keep ``bodies`` in the spool; the results ``broadcast`` returns for them."""
+        assert self.spool is not None
+        try:
+            self.spool.put_many(bodies)
+        except SpoolFullError as exc:  # like any failed broadcast: its key, safe to resend
+            raise exc.for_broadcast(bodies[0]["idempotency_key"]) if len(bodies) == 1 else exc
+        return [
+            {
+                "item": None,
+                "outcome": "spooled",
+                "conflicts": [],
+                "replayed": False,
+                "spooled": True,
+                "idempotency_key": body["idempotency_key"],
+            }
+            for body in bodies
+        ]
+
+    def _must_spool(self) -> bool:
+        """True when a new broadcast must go to the spool: offline, or older entries remain
+        (sending it now would overtake them)."""
+        if self.spool is None:
+            return False
+        self.replay_spool()
+        return self.offline or self.spool.depth() > 0
 
     # --- local view of knowledge ------------------------------------------------------------------
 
@@ -273,7 +387,9 @@ class BaseWorker:
         """Items matching the filters, following pages up to ``limit`` items (None: all).
 
         ``until(item)`` stops at the first item for which it is true (that item is left out).
-        With exchange off only the worker's own items are returned.
+        With exchange off only the worker's own items are returned. With a spool, the answer
+        is kept, and while the exchange is unreachable the last answer to the same query is
+        returned, its freshness recomputed (an error if it was never answered).
         """
         body: dict[str, Any] = {"sort": sort, "min_freshness": min_freshness, **filters}
         if types:
@@ -288,23 +404,62 @@ class BaseWorker:
             body["min_urgency"] = min_urgency
         if min_confidence is not None:
             body["min_confidence"] = min_confidence
-        out: list[dict] = []
         started = time.perf_counter()
+        cache_key = json.dumps({**body, "limit": limit, "paged": until is not None}, sort_keys=True)
         try:
-            size = page_size or PAGE_SIZE
-            while True:
-                want = size if limit is None else min(size, limit - len(out))
-                page = self.transport.query({**body, "limit": want})
-                for item in page["results"]:
-                    if until is not None and until(item):
-                        return out
-                    out.append(item)
-                if not page.get("next") or (limit is not None and len(out) >= limit):
+            if self.spool is None:
+                return self._query_pages(body, limit, until, page_size)
+            if not self.offline:
+                try:
+                    out = self._query_pages(body, limit, until, page_size)
+                except SDKError as exc:
+                    if not unreachable(exc):
+                        raise
+                    self._went_offline(exc)
+                else:
+                    self._came_online()
+                    self.spool.cache_put(cache_key, out)
                     return out
-                body["cursor"] = page["next"]
-                size = min(PAGE_SIZE, size * 4)  # small first page for deltas, then grow
+            cached = self.spool.cache_get(cache_key)
+            if cached is None:
+                raise SDKError(
+                    "the exchange is unreachable and this query was never answered before",
+                    status=503,
+                )
+            return self._from_cache(cached[0], body)
         finally:
             self.stats.query_seconds += time.perf_counter() - started
+
+    @staticmethod
+    def _from_cache(items: list[dict], body: dict) -> list[dict]:
+        """The cached answer as the exchange would give it now: freshness recomputed (by the
+        spool), items below ``min_freshness`` left out, freshness order restored."""
+        floor = body.get("min_freshness") or 0.0
+        kept = [i for i in items if i.get("freshness", 1.0) >= floor]
+        if body.get("sort") in ("-freshness", "freshness"):
+            kept.sort(key=lambda i: i.get("freshness", 0.0), reverse=body["sort"] == "-freshness")
+        return kept
+
+    def _query_pages(
+        self,
+        body: dict[str, Any],
+        limit: int | None,
+        until: Callable[[dict], bool] | None,
+        page_size: int | None,
+    ) -> list[dict]:
+        out: list[dict] = []
+        size = page_size or PAGE_SIZE
+        while True:
+            want = size if limit is None else min(size, limit - len(out))
+            page = self.transport.query({**body, "limit": want})
+            for item in page["results"]:
+                if until is not None and until(item):
+                    return out
+                out.append(item)
+            if not page.get("next") or (limit is not None and len(out) >= limit):
+                return out
+            body["cursor"] = page["next"]
+            size = min(PAGE_SIZE, size * 4)  # small first page for deltas, then grow
 
     def get_relevant_knowledge(self, **filters: Any) -> list[dict]:
         """Items of the types this worker is interested in (all types without interests)."""
@@ -383,6 +538,10 @@ class BaseWorker:
 
         Without ``idempotency_key`` a random one is used, so transport retries never store
         a copy; pass a key derived from your input to make restarts idempotent too.
+
+        With a spool, when the exchange is unreachable (refused, timeout, 5xx) the body is
+        committed to the spool with its key and ``{"item": None, "outcome": "spooled",
+        "spooled": True, "idempotency_key"}`` is returned (``SpoolFullError`` if it is full).
         """
         body: dict[str, Any] = {
             "knowledge_type": knowledge_type,
@@ -396,11 +555,18 @@ class BaseWorker:
             body["observed_at"] = observed_at.isoformat()
         started = time.perf_counter()
         try:
-            result = self.transport.broadcast(body)
-        except SDKError as exc:
-            raise exc.for_broadcast(body["idempotency_key"])
+            if self._must_spool():
+                return self._spool([body])[0]
+            try:
+                result = self.transport.broadcast(body)
+            except SDKError as exc:
+                if self.spool is None or not unreachable(exc):
+                    raise exc.for_broadcast(body["idempotency_key"])
+                self._went_offline(exc)
+                return self._spool([body])[0]
         finally:
             self.stats.broadcast_seconds += time.perf_counter() - started
+        self._came_online()
         self._record_sent(body, body_digest(body), result)
         return result
 
@@ -415,7 +581,9 @@ class BaseWorker:
 
         ``only_changed`` leaves out a body identical to the latest this worker sent for the
         same subject. ``key(body)`` gives each item's idempotency key (random by default).
-        A rejected item is logged and counted as an error; the others are stored.
+        A rejected item is logged and counted as an error; the others are stored. With a
+        spool, an unreachable exchange spools the whole batch (one transaction) and the
+        results say ``"outcome": "spooled"``.
         """
         bodies, digests = [], []
         for draft in drafts:
@@ -432,9 +600,18 @@ class BaseWorker:
             return []
         started = time.perf_counter()
         try:
-            results = self.transport.broadcast_many(bodies)
+            if self._must_spool():
+                return self._spool(bodies)
+            try:
+                results = self.transport.broadcast_many(bodies)
+            except SDKError as exc:
+                if self.spool is None or not unreachable(exc):
+                    raise
+                self._went_offline(exc)
+                return self._spool(bodies)
         finally:
             self.stats.broadcast_seconds += time.perf_counter() - started
+        self._came_online()
         out = []
         for entry in results:
             index = entry["index"]

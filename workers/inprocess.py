@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from kx_sdk.errors import NotAvailableError, SDKError
+from kx_sdk.errors import SDKError
 from kx_sdk.transport import Transport
 
 
@@ -77,49 +77,27 @@ class InProcessTransport(Transport):
                 delay = min(delay * 2, 2.0)
         raise AssertionError("unreachable")
 
-    def _input(self, body: dict):
-        from knowledge.api.serializers import BroadcastSerializer
+    def _entries(self, bodies: Sequence[dict]) -> list[Any]:
+        """Each body validated as the bulk view does (fields, source, write scope)."""
+        from knowledge.api.presenters import broadcast_entries
 
-        ser = BroadcastSerializer(data=body)
-        if not ser.is_valid():
-            message, name = _flatten_errors(ser.errors)
-            raise SDKError(message, status=400, field=name)
-        source = ser.validated_data.get("source")
-        if source and source != self.worker_name:
-            raise SDKError.from_status(
-                f"source {source!r} is not {self.worker_name!r}", 403, "source"
-            )
-        return ser.to_input()
+        return broadcast_entries(self.worker, bodies)
 
     def broadcast(self, body: dict) -> dict:
         from knowledge.actions import do_broadcast
+        from knowledge.errors import ActionError
 
-        data = self._input(body)
+        [data] = self._entries([body])
+        if isinstance(data, ActionError):
+            raise SDKError.from_status(data.message, data.status, data.field)
         return self._call(lambda: do_broadcast(self.worker, data).as_dict())
 
     def broadcast_many(self, bodies: Sequence[dict]) -> list[dict]:
         from knowledge.actions import do_broadcast_many
-        from knowledge.errors import ActionError
+        from knowledge.api.presenters import bulk_answer
 
-        entries: list[Any] = []
-        for body in bodies:
-            try:
-                entries.append(self._input(body))
-            except SDKError as exc:
-                entries.append(ActionError(exc.message, exc.field, exc.status))
-
-        def run() -> list[dict]:
-            out = []
-            for index, result in enumerate(do_broadcast_many(self.worker, entries)):
-                if isinstance(result, ActionError):
-                    errors = {result.field or "non_field_errors": [result.message]}
-                    out.append({"index": index, "status": result.status, "errors": errors})
-                else:
-                    code = 201 if result.outcome != "refreshed" and not result.replayed else 200
-                    out.append({"index": index, "status": code, "result": result.as_dict()})
-            return out
-
-        return self._call(run)
+        entries = self._entries(bodies)
+        return self._call(lambda: bulk_answer(do_broadcast_many(self.worker, entries)))["results"]
 
     def query(self, filters: dict) -> dict:
         from knowledge.api.serializers import QuerySerializer
@@ -135,20 +113,9 @@ class InProcessTransport(Transport):
 
     def receive(self, limit: int = 100) -> dict:
         from knowledge.actions import read_inbox
+        from knowledge.api.presenters import inbox_page
 
-        def run() -> dict:
-            page = read_inbox(self.worker, limit)
-            return {
-                "epoch": page.epoch,
-                "position": page.position,
-                "ack": page.ack,
-                "top": page.top,
-                "recovered": page.recovered,
-                "results": [e.as_message(page.epoch) for e in page.events],
-                "next": page.ack if page.ack < page.top else None,
-            }
-
-        return self._call(run)
+        return self._call(lambda: inbox_page(read_inbox(self.worker, limit)))
 
     def inbox_may_have_news(self, skip_after: int = 500) -> bool:
         """A cheap look before ``receive``: False when no event after the worker's cursor can
@@ -187,37 +154,30 @@ class InProcessTransport(Transport):
 
     def ack(self, seq: int) -> dict:
         from knowledge.actions import do_ack
+        from knowledge.api.presenters import ack_answer
 
-        cursor = self._call(lambda: do_ack(self.worker, seq))
-        return {"worker": self.worker_name, "position": cursor.position}
+        return ack_answer(self.worker, self._call(lambda: do_ack(self.worker, seq)))
 
     def update_state(self, state: dict) -> dict:
         from knowledge.actions import do_update_state
+        from knowledge.api.presenters import worker_state
 
         self._call(lambda: do_update_state(self.worker, state))
-        return {"worker": self.worker_name, "state": state}
+        return self._call(lambda: worker_state(self.worker))
 
     def subscribe(self, *, types: Sequence[str] = (), events: Sequence[str] = ()) -> dict:
         from knowledge.actions import do_subscribe
+        from knowledge.api.presenters import subscription_dict
 
         sub = self._call(lambda: do_subscribe(self.worker, types=list(types), events=list(events)))
-        return {"worker": self.worker_name, "types": sub.types, "events": sub.events}
+        return subscription_dict(sub)
 
     def flag_conflict(self, item_ids: Sequence[int], reason: str) -> dict:
-        from conflicts import actions as conflict_actions
+        from conflicts.actions import do_flag_conflict
+        from conflicts.api.serializers import ConflictSerializer
 
-        flag = getattr(conflict_actions, "do_flag_conflict", None)
-        if flag is None:
-            raise NotAvailableError(
-                "conflict flagging is not available on this exchange (conflicts.actions has no "
-                "do_flag_conflict)",
-                status=501,
-                field="items",
-            )
-        result = self._call(lambda: flag(self.worker, list(item_ids), reason))
-        return (
-            result.as_dict() if hasattr(result, "as_dict") else {"id": getattr(result, "pk", None)}
-        )
+        conflict = self._call(lambda: do_flag_conflict(self.worker, list(item_ids), reason))
+        return dict(ConflictSerializer(conflict).data)
 
     def close(self) -> None:
         from django.db import close_old_connections, connection

@@ -278,18 +278,20 @@ class Bench:
 
     def start_server(self, port: int | None = None) -> tuple[Proc, int]:
         port = port or free_port()
-        proc = Proc(
-            [
+        if self.args.server == "uvicorn":
+            from bench.runner import server_command
+
+            cmd = server_command("uvicorn", port, "bench.ws.asgi:application")
+        else:
+            cmd = [
                 sys.executable,
                 "-m",
                 "daphne",
                 "-e",
                 f"tcp:port={port}:interface=127.0.0.1:backlog=2048",
                 "bench.ws.asgi:application",
-            ],
-            self.env,
-            self.tmp / f"daphne-{port}.log",
-        ).start()
+            ]
+        proc = Proc(cmd, self.env, self.tmp / f"{self.args.server}-{port}.log").start()
         wait_port(port)
         self.servers.append(proc)
         return proc, port
@@ -551,6 +553,13 @@ def main():
     ap.add_argument("--fault-events", type=int, default=200)
     ap.add_argument("--fault-rate", type=float, default=20.0)
     ap.add_argument("--redis-port", type=int, default=6390)
+    ap.add_argument(
+        "--server",
+        choices=["daphne", "uvicorn"],
+        default="daphne",
+        help="ASGI server (uvicorn: httptools + websockets; the daphne fast path is daphne's "
+        "only: KE_WS_DIRECT_WRITE=false turns it off there; docs/performance.md)",
+    )
     ap.add_argument(
         "--database-url", default="", help="PostgreSQL URL (default: a private SQLite file)"
     )

@@ -54,15 +54,23 @@ class Trust:
     ``alpha`` counts (weighted) won resolutions plus the prior, ``beta`` lost ones. ``pinned``
     (0..1), when set by an admin, overrides the learned value: ``mean`` returns it, while
     learning goes on underneath so that unpinning restores an up-to-date learned value.
+    ``spread`` (>= 2, None = not learned yet) is the source's learned error model: the number
+    of claims its wrong reports behave as if spread evenly over (``truth.estimate_trust``:
+    1 + 1 / how often its wrong reports agree with other sources' wrong reports). A source
+    whose errors are scattered has a large spread, so two such sources agreeing is strong
+    evidence; a source whose errors coincide with others' (a shared decoy) has spread 2.
     """
 
     alpha: float = 2.0
     beta: float = 2.0
     pinned: float | None = None
+    spread: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.alpha > 0 and self.beta > 0):
             raise ValueError("Trust alpha and beta must be > 0")
+        if self.spread is not None and not self.spread >= 2.0:
+            raise ValueError("Trust spread must be >= 2")
         if self.pinned is not None:
             check_unit("pinned trust", self.pinned)
 
@@ -87,6 +95,7 @@ class Trust:
             "beta": round(self.beta, 6),
             "pinned": self.pinned,
             "mean": round(self.mean, 6),
+            "spread": None if self.spread is None else round(self.spread, 6),
         }
 
 

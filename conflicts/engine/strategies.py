@@ -37,6 +37,7 @@ Register more with ``register``; look up with ``get_strategy(name, **options)``.
 from __future__ import annotations
 
 import copy
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -189,19 +190,23 @@ def posterior(
     reliability: Callable[[Candidate], float],
     p_max: float,
     forgetting: float,
+    spread: Callable[[Candidate], float | None] | None = None,
 ) -> tuple[dict[str, float], float, int]:
     """Naive-Bayes belief over the claims, processing ``ordered`` observations in turn.
 
-    k = max(effective_claims, number of distinct claims). Each observation of claim x with
-    reliability p multiplies the belief in x by p and in every other claim by (1 - p) / (k - 1),
-    both raised to the candidate's independence.
-    p is clamped to [1/k, p_max]: an unreliable source is uninformative, never evidence
+    k = max(effective_claims, number of distinct claims, largest spread). Each observation of
+    claim x with reliability p multiplies the belief in x by p and in every other claim by
+    (1 - p) / (k_i - 1), both raised to the candidate's independence; k_i is the candidate's
+    ``spread`` (how many claims its wrong reports behave as if spread over; None: k).
+    p is clamped to [1/k_i, p_max]: an unreliable source is uninformative, never evidence
     against what it says, and no single vote is certain. With ``forgetting`` > 0 the belief
     is first pulled toward the prior by the carry factor between consecutive observations.
     Returns (belief per seen claim, belief mass of the k - n unseen claims, k).
     """
     claims = sorted({c.claim for c in ordered})
-    k = max(effective_claims, len(claims))
+    spreads = {id(c): spread(c) for c in ordered} if spread is not None else {}
+    spreads = {key: value for key, value in spreads.items() if value is not None}
+    k = max(effective_claims, len(claims), math.ceil(max(spreads.values(), default=0) - 1e-9))
     prior = 1.0 / k
     belief = {claim: prior for claim in claims}
     unseen = (k - len(claims)) * prior
@@ -212,9 +217,10 @@ def posterior(
             keep = _carry(previous.freshness, cand.freshness) ** forgetting
             belief = {x: keep * b + (1 - keep) * prior for x, b in belief.items()}
             unseen = keep * unseen + (1 - keep) * unseen_prior
-        p = min(p_max, max(prior, reliability(cand)))
+        k_i = min(float(k), max(2.0, spreads.get(id(cand), float(k))))
+        p = min(p_max, max(1.0 / k_i, reliability(cand)))
         hit = p**cand.independence
-        miss = ((1 - p) / (k - 1)) ** cand.independence
+        miss = ((1 - p) / (k_i - 1)) ** cand.independence
         belief = {x: b * (hit if x == cand.claim else miss) for x, b in belief.items()}
         unseen *= miss
         total = sum(belief.values()) + unseen

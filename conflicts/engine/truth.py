@@ -55,8 +55,12 @@ class TruthParams:
     #: Beta prior of a source's reliability (the ``SourceTrust`` prior: as weak as 2 + 2).
     prior_alpha: float = 2.0
     prior_beta: float = 2.0
-    #: Alternatives a wrong report spreads over (2: wrong reports tend to agree).
+    #: Alternatives a wrong report spreads over until a source's own spread is learned
+    #: (2: wrong reports tend to agree).
     effective_claims: int = 2
+    #: Pairs of wrong reports the spread prior is worth (a source's: the type's agreement;
+    #: the type's: 1 / (effective_claims - 1)).
+    spread_prior_pairs: float = 10.0
     #: No single claim is certain.
     p_max: float = 0.99
     #: Evidence older than a subject's newest observation is forgotten at the type's decay.
@@ -93,11 +97,16 @@ def _belief(
 ) -> tuple[dict[str, float], float, int]:
     ordered = sorted(cands, key=lambda c: (c.freshness, c.observed_ts, str(c.item_id)))
 
-    def rel(c: Candidate) -> float:
-        trust = trusts.get(c.source, c.trust) if trusts is not None else c.trust
-        return item_reliability(trust, c.confidence, params)
+    def trust_of(c: Candidate) -> Trust:
+        return trusts.get(c.source, c.trust) if trusts is not None else c.trust
 
-    return posterior(ordered, params.effective_claims, rel, params.p_max, params.forgetting)
+    def rel(c: Candidate) -> float:
+        return item_reliability(trust_of(c), c.confidence, params)
+
+    def spread(c: Candidate) -> float | None:
+        return trust_of(c).spread
+
+    return posterior(ordered, params.effective_claims, rel, params.p_max, params.forgetting, spread)
 
 
 def claim_probabilities(
@@ -140,6 +149,8 @@ def estimate_trust(
     for c in candidates:
         tasks.setdefault((c.knowledge_type, c.subject), []).append(c)
     sources = sorted({c.source for c in candidates})
+    # The type's vocabulary as far as the evidence shows it: no spread exceeds it.
+    vocabulary = max(params.effective_claims, len({c.claim for c in candidates}))
     current = {s: Trust(params.prior_alpha, params.prior_beta, pins.get(s)) for s in sources}
     q: dict[ItemId, float] = {}
     converged = False
@@ -147,7 +158,7 @@ def estimate_trust(
     while iteration < params.iterations:
         iteration += 1
         q = _expectation(tasks, labels, current, params)
-        new = _maximisation(tasks, labels, q, pins, sources, params)
+        new = _maximisation(tasks, labels, q, pins, sources, params, vocabulary)
         change = max(
             (abs(new[s].learned_mean - current[s].learned_mean) for s in sources), default=0.0
         )
@@ -168,25 +179,52 @@ def _expectation(tasks, labels, trusts, params) -> dict[ItemId, float]:
     return q
 
 
-def _maximisation(tasks, labels, q, pins, sources, params) -> dict[str, Trust]:
+def _maximisation(tasks, labels, q, pins, sources, params, vocabulary) -> dict[str, Trust]:
     won = dict.fromkeys(sources, 0.0)
     lost = dict.fromkeys(sources, 0.0)
+    # Agreement of wrong reports: for each source, weighted pairs (its report, another
+    # source's report on the same subject) that are both wrong, and how many say the same.
+    pairs = dict.fromkeys(sources, 0.0)
+    agree = dict.fromkeys(sources, 0.0)
     for cands in tasks.values():
         newest = max(c.freshness for c in cands)
+        fresh = {}
         for c in cands:
             # A claim made long before the subject's newest one may be stale, not wrong.
             v = 1.0 if newest <= 0 else min(1.0, c.freshness / newest)
+            fresh[c.item_id] = v
             if c.item_id in labels:
                 v *= params.human_weight
             won[c.source] += v * q[c.item_id]
             lost[c.source] += v * (1.0 - q[c.item_id])
+        for a in cands:
+            qa = q[a.item_id]
+            if qa >= 1.0:
+                continue
+            for b in cands:
+                if b.source == a.source:
+                    continue
+                # Probability that both are wrong: one truth per subject, so two different
+                # claims are both wrong only outside both of their shares of the belief.
+                qb = q[b.item_id]
+                both = 1.0 - max(qa, qb) if a.claim == b.claim else max(0.0, 1.0 - qa - qb)
+                w = both * a.independence * b.independence * fresh[a.item_id] * fresh[b.item_id]
+                pairs[a.source] += w
+                agree[a.source] += w * (a.claim == b.claim)
+    # Each source's agreement is shrunk toward the type's (itself shrunk toward the prior
+    # agreement 1 / (effective_claims - 1)): a source with few wrong reports has the type's.
+    n0 = params.spread_prior_pairs
+    prior_agreement = 1.0 / (params.effective_claims - 1)
+    a0 = (n0 * prior_agreement + sum(agree.values())) / (n0 + sum(pairs.values()))
     out = {}
     for s in sources:
         alpha, beta = params.prior_alpha + won[s], params.prior_beta + lost[s]
         if alpha + beta > params.max_evidence:
             scale = params.max_evidence / (alpha + beta)
             alpha, beta = alpha * scale, beta * scale
-        out[s] = Trust(alpha, beta, pins.get(s))
+        agreement = (n0 * a0 + agree[s]) / (n0 + pairs[s])
+        spread = min(float(vocabulary), max(2.0, 1.0 + 1.0 / max(agreement, 1e-9)))
+        out[s] = Trust(alpha, beta, pins.get(s), spread)
     return out
 
 
@@ -204,6 +242,10 @@ class TruthStrategy(Strategy):
     def _score(self, cands: list[Candidate]) -> tuple[dict[str, float], Extra]:
         belief, unseen, k = _belief(cands, self.truth_params)
         return belief, {
+            "spread": {
+                str(c.item_id): None if c.trust.spread is None else round(c.trust.spread, 4)
+                for c in cands
+            },
             "knowledge_type": cands[0].knowledge_type,
             "effective_claims": k,
             "unseen_claims_mass": unseen,

@@ -76,6 +76,8 @@ def test_sweep_settles_a_pending_conflict_once_decisions_move_trust(db, django_u
     good_trust = SourceTrust.objects.get(worker=good.worker, knowledge_type="risk_pattern")
     assert bad_trust.alpha / (bad_trust.alpha + bad_trust.beta) < 0.2
     assert good_trust.alpha / (good_trust.alpha + good_trust.beta) > 0.8
+    # The error model is stored with it: two claims seen, so wrong reports spread over 2.
+    assert good_trust.spread == pytest.approx(2.0) and bad_trust.spread == pytest.approx(2.0)
     # ... and yesterday's conflict resolved itself, with a history row and its inputs.
     conflict.refresh_from_db()
     assert conflict.status == ConflictStatus.AUTO_RESOLVED
@@ -83,7 +85,7 @@ def test_sweep_settles_a_pending_conflict_once_decisions_move_trust(db, django_u
     res = Resolution.objects.filter(conflict=conflict).get()
     assert res.actor == Actor.AUTO
     assert {c["source"] for c in res.inputs} == {"good", "bad"}
-    assert all("trust" in c for c in res.inputs)
+    assert all("trust" in c and "spread" in c["trust"] for c in res.inputs)
     loser = KnowledgeItem.objects.get(pk=pending["item"]["id"])
     assert loser.status == ItemStatus.SUPERSEDED  # superseded, not deleted
 

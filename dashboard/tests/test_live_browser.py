@@ -7,20 +7,11 @@ import pytest
 from django.db import transaction
 from django.test import Client
 
+from dashboard.tests.conftest import CHROMIUM_ARGS
 from knowledge.events import publish_event
 from knowledge.tests.daphne_server import DaphneServer
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 
 
 def publish(subject: str) -> int:

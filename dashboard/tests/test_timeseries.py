@@ -16,6 +16,8 @@ from dashboard import timeseries
 from dashboard.choices import Series
 from dashboard.metrics import REGISTRY
 from dashboard.models import RollupPoint, RollupState
+from identity.models import WorkerScope
+from knowledge.actions import do_reset_event_log
 from knowledge.choices import EventKind
 from knowledge.events import publish_event
 from knowledge.models import Event
@@ -154,8 +156,6 @@ def test_minutes_past_retention_are_pruned(frozen, analysis, settings):
 
 
 def test_a_new_epoch_counts_nothing_it_cannot_see(frozen, analysis):
-    from knowledge.actions import do_reset_event_log
-
     analysis.broadcast("issue_pattern", issue_payload(location="a.py::f"))
     timeseries.rollup(metrics_text="")
     do_reset_event_log()
@@ -258,3 +258,15 @@ def test_flow_links_sources_types_and_receivers(frozen, staff_client, analysis, 
     }
     frozen.shift(timedelta(minutes=20))
     assert staff_client.get("/api/knowledge/flow?window=15m").json()["broadcasts"] == []
+
+
+def test_api_worker_sees_only_the_types_its_read_scope_allows(frozen, analysis, think):
+    analysis.broadcast("issue_pattern", issue_payload())
+    analysis.broadcast("risk_pattern", risk_payload())
+    timeseries.rollup(metrics_text="")
+    WorkerScope.objects.create(worker=think.worker, read_types=["risk_pattern"])
+    body = think.client.get("/api/knowledge/timeseries?series=broadcasts,freshness&by=type").json()
+    assert set(body["series"]["broadcasts"]["lines"]) == {"risk_pattern"}
+    assert set(body["series"]["freshness"]["lines"]) == {"risk_pattern"}
+    flow = think.client.get("/api/knowledge/flow").json()
+    assert [t["name"] for t in flow["types"]] == ["risk_pattern"]

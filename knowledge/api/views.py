@@ -2,11 +2,10 @@ from __future__ import annotations
 
 import functools
 
-from django.db.models import Count
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
-from rest_framework import serializers, status
+from rest_framework import serializers
 from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
@@ -16,8 +15,7 @@ from config.product import product_settings
 from identity.models import Worker
 from identity.permissions import request_worker
 from knowledge import actions, item_hooks, live_auth
-from knowledge.actions import BroadcastResult
-from knowledge.api.errors import _flatten
+from knowledge.api import presenters
 from knowledge.api.serializers import (
     AckSerializer,
     BroadcastResultSerializer,
@@ -35,7 +33,7 @@ from knowledge.api.serializers import (
     SubscriptionSerializer,
     ValidateSerializer,
 )
-from knowledge.choices import ItemStatus, Urgency
+from knowledge.choices import Urgency
 from knowledge.errors import ActionError
 from knowledge.events import (
     FeedFilter,
@@ -45,11 +43,11 @@ from knowledge.events import (
 from knowledge.health import run_health_checks
 from knowledge.limits import long_poll_slot
 from knowledge.long_poll import LongPoll, as_async_view, parked
-from knowledge.models import Event, InboxCursor, KnowledgeItem
+from knowledge.models import KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
 from knowledge.resume import resume
-from knowledge.scopes import read_types, write_refusal
+from knowledge.scopes import read_types
 from knowledge.stats import collect_stats
 
 
@@ -83,18 +81,6 @@ def acting_source(request, declared: str | None) -> Worker:
     return worker
 
 
-def check_write_scope(worker: Worker, knowledge_type: str) -> None:
-    """403 naming the type when ``knowledge_type`` is outside the worker's write scope."""
-    refusal = write_refusal(worker, knowledge_type)
-    if refusal:
-        raise ActionError(refusal, "knowledge_type", 403)
-
-
-def _result_response(result: BroadcastResult) -> Response:
-    code = status.HTTP_201_CREATED if result.outcome != "refreshed" and not result.replayed else 200
-    return Response(result.as_dict(), status=code)
-
-
 class BroadcastView(APIView):
     """Broadcast one knowledge item as the authenticated worker."""
 
@@ -111,8 +97,9 @@ class BroadcastView(APIView):
         ser = BroadcastSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         worker = acting_source(request, ser.validated_data.get("source"))
-        check_write_scope(worker, ser.validated_data["knowledge_type"])
-        return _result_response(actions.do_broadcast(worker, ser.to_input()))
+        presenters.check_write_scope(worker, ser.validated_data["knowledge_type"])
+        result = actions.do_broadcast(worker, ser.to_input())
+        return Response(result.as_dict(), status=presenters.broadcast_status(result))
 
 
 class BulkBroadcastView(APIView):
@@ -123,55 +110,9 @@ class BulkBroadcastView(APIView):
         envelope = BulkBroadcastSerializer(data=request.data)
         envelope.is_valid(raise_exception=True)
         worker = acting_source(request, envelope.validated_data.get("source"))
-        entries: list = []
-        # One serializer validates every item: building a DRF serializer's fields costs
-        # ~0.5 ms, more than validating an item (docs/performance.md).
-        validator = BroadcastSerializer()
-        for raw in envelope.validated_data["items"]:
-            try:
-                attrs = validator.run_validation(raw)
-            except serializers.ValidationError as exc:
-                errors = _flatten(exc.detail)
-                entries.append(ActionError("; ".join(f"{k}: {v[0]}" for k, v in errors.items())))
-                entries[-1].errors = errors
-                continue
-            declared = attrs.get("source")
-            if declared and declared != worker.name:
-                entries.append(
-                    ActionError(f"source {declared!r} is not {worker.name!r}", "source", 403)
-                )
-                continue
-            refusal = write_refusal(worker, attrs["knowledge_type"])
-            if refusal:
-                entries.append(ActionError(refusal, "knowledge_type", 403))
-                continue
-            entries.append(BroadcastSerializer.input_from(attrs))
+        entries = presenters.broadcast_entries(worker, envelope.validated_data["items"])
         results = actions.do_broadcast_many(worker, entries)
-        lean = envelope.validated_data["lean"]
-        out = [_bulk_row(index, result, lean) for index, result in enumerate(results)]
-        stored = sum(1 for result in results if not isinstance(result, ActionError))
-        return Response({"results": out, "stored": stored, "rejected": len(out) - stored})
-
-
-def _bulk_row(index: int, result, lean: bool) -> dict:
-    """One entry of a bulk answer: the errors of a rejected item; for a stored one its whole
-    result, or with ``lean`` only its id, outcome, conflicts and replayed flag."""
-    if isinstance(result, ActionError):
-        errors = getattr(result, "errors", None) or {
-            result.field or "non_field_errors": [result.message]
-        }
-        return {"index": index, "status": result.status, "errors": errors}
-    code = 201 if result.outcome != "refreshed" and not result.replayed else 200
-    if not lean:
-        return {"index": index, "status": code, "result": result.as_dict()}
-    return {
-        "index": index,
-        "status": code,
-        "id": result.item.pk,
-        "outcome": result.outcome,
-        "conflicts": result.conflict_ids,
-        "replayed": result.replayed,
-    }
+        return Response(presenters.bulk_answer(results, lean=envelope.validated_data["lean"]))
 
 
 QUERY_PARAMETERS = [
@@ -267,18 +208,7 @@ class ReceiveView(APIView):
             raise ActionError("must be an integer", "limit") from None
         if not 1 <= limit <= 500:
             raise ActionError("must be between 1 and 500", "limit")
-        page = actions.read_inbox(target, limit)
-        return Response(
-            {
-                "epoch": page.epoch,
-                "position": page.position,
-                "ack": page.ack,
-                "top": page.top,
-                "recovered": page.recovered,
-                "results": [e.as_message(page.epoch) for e in page.events],
-                "next": page.ack if page.ack < page.top else None,
-            }
-        )
+        return Response(presenters.inbox_page(actions.read_inbox(target, limit)))
 
 
 class AckView(APIView):
@@ -288,7 +218,7 @@ class AckView(APIView):
         ser = AckSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         cursor = actions.do_ack(target, ser.validated_data["seq"])
-        return Response({"worker": target.name, "position": cursor.position})
+        return Response(presenters.ack_answer(target, cursor))
 
 
 class ValidateView(APIView):
@@ -313,18 +243,6 @@ class ValidateView(APIView):
         return Response(item.as_dict())
 
 
-def subscription_dict(sub) -> dict:
-    return {
-        "worker": sub.worker.name,
-        "types": sub.types,
-        "muted_types": sub.muted_types,
-        "sources": sub.sources,
-        "events": sub.events,
-        "min_urgency": Urgency(sub.min_urgency).label,
-        "effective_types": sorted(sub.effective_types()),
-    }
-
-
 class SubscribeView(APIView):
     do = staticmethod(actions.do_subscribe)
 
@@ -341,51 +259,17 @@ class SubscribeView(APIView):
         kwargs = {"types": d["types"], "sources": d["sources"], "events": d["events"]}
         if self.do is actions.do_subscribe and d.get("min_urgency"):
             kwargs["min_urgency"] = int(Urgency.from_label(d["min_urgency"]))
-        return Response(subscription_dict(self.do(worker, **kwargs)))
+        return Response(presenters.subscription_dict(self.do(worker, **kwargs)))
 
 
 class UnsubscribeView(SubscribeView):
     do = staticmethod(actions.do_unsubscribe)
 
 
-BEHIND_CAP = 100_000
-
-
-def worker_state(worker: Worker) -> dict:
-    pos = log_position()
-    cursor = InboxCursor.objects.filter(worker=worker).first()
-    position = cursor.position if cursor else 0
-    by_type = dict(
-        KnowledgeItem.objects.filter(source=worker, status=ItemStatus.ACTIVE)
-        .values_list("knowledge_type")
-        .annotate(n=Count("id"))
-        .order_by()
-    )
-    return {
-        "worker": worker.name,
-        "kind": worker.kind,
-        "is_active": worker.is_active,
-        "last_seen_at": worker.last_seen_at.isoformat() if worker.last_seen_at else None,
-        "broadcast_count": worker.broadcast_count,
-        "received_count": worker.received_count,
-        "state": worker.state,
-        "inbox": {
-            "epoch": pos.epoch,
-            "position": position,
-            "top": pos.top,
-            # events not yet acked (capped: a count, not a seq difference; seqs have gaps)
-            "behind": Event.objects.filter(seq__gt=position)[:BEHIND_CAP].count(),
-            "acked_at": cursor.acked_at.isoformat() if cursor and cursor.acked_at else None,
-        },
-        "subscription": subscription_dict(actions.get_subscription(worker)),
-        "active_items": by_type,
-    }
-
-
 class StateView(APIView):
     @extend_schema(responses={200: OpenApiTypes.OBJECT})
     def get(self, request, worker: str):
-        return Response(worker_state(access_worker(request, worker)))
+        return Response(presenters.worker_state(access_worker(request, worker)))
 
     @extend_schema(request=StateSerializer, responses={200: OpenApiTypes.OBJECT})
     def put(self, request, worker: str):
@@ -393,7 +277,7 @@ class StateView(APIView):
         ser = StateSerializer(data=request.data)
         ser.is_valid(raise_exception=True)
         actions.do_update_state(target, ser.validated_data["state"])
-        return Response(worker_state(target))
+        return Response(presenters.worker_state(target))
 
 
 class ClearStateView(APIView):
@@ -402,7 +286,7 @@ class ClearStateView(APIView):
         target = access_worker(request, worker)
         actor = request_worker(request).name if request_worker(request) else f"user:{request.user}"
         actions.do_clear_state(target, actor=actor)
-        return Response(worker_state(target))
+        return Response(presenters.worker_state(target))
 
 
 class StatsView(APIView):

@@ -12,7 +12,13 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.utils import timezone
 
-from conftest import PollInThread, issue_payload, risk_payload, wait_until_long_poll_parked
+from conftest import (
+    PollInThread,
+    issue_payload,
+    risk_payload,
+    wait_for_lock_waiter,
+    wait_until_long_poll_parked,
+)
 from knowledge import actions
 from knowledge.actions import BroadcastInput
 from knowledge.events import FeedFilter, read_events
@@ -114,12 +120,23 @@ def test_long_poll_times_out_empty(think):
     assert poll.response.status_code == 200 and poll.response.json()["results"] == []
 
 
+@pytest.fixture(params=["lock", "snapshot"])
+def ordering(request, settings):
+    """Both ways of keeping seq order safe for readers (knowledge/events.py)."""
+    settings.KNOWLEDGE_EXCHANGE = {
+        **settings.KNOWLEDGE_EXCHANGE,
+        "event_ordering": request.param,
+    }
+    return request.param
+
+
 @pytest.mark.skipif(not settings.IS_POSTGRES, reason="real concurrent transactions need PostgreSQL")
 @pytest.mark.django_db(transaction=True)
-def test_reader_following_since_never_misses_with_concurrent_publishers(analysis, think):
+def test_reader_following_since_never_misses_with_concurrent_publishers(ordering, analysis, think):
     """Two publishers whose transactions stay open a random while after writing their event
     (the trap: seq drawn at insert, commits in another order). A reader that follows
-    ``since`` concurrently must see every event exactly once, in seq order."""
+    ``since`` concurrently must see every event exactly once, in seq order. Both orderings:
+    the tail lock, and the snapshot horizon without it."""
     per_publisher = 40
     done = threading.Event()
     errors: list[BaseException] = []
@@ -142,12 +159,13 @@ def test_reader_following_since_never_misses_with_concurrent_publishers(analysis
 
     def follow():
         since = 0
+        deadline = time.monotonic() + 120  # a guard, not an assertion: the check is below
         try:
-            while True:
+            while time.monotonic() < deadline:
                 finished = done.is_set()
                 events, since = read_events(since, FeedFilter(), limit=7)
                 seen.extend(e.seq for e in events)
-                if finished and not events:
+                if finished and not events and since >= max(seqs(), default=0):
                     break
         finally:
             connections.close_all()
@@ -173,6 +191,68 @@ def test_reader_following_since_never_misses_with_concurrent_publishers(analysis
     all_seqs = list(Event.objects.order_by("seq").values_list("seq", flat=True))
     assert len(all_seqs) == 2 * per_publisher
     assert seen == all_seqs  # every event, once, in order
+
+
+def _publish(persona, location):
+    return actions.do_broadcast(
+        persona.worker, BroadcastInput("issue_pattern", issue_payload(location=location), 0.8)
+    )
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="real concurrent transactions need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_reader_never_sees_a_later_seq_while_an_earlier_one_is_uncommitted(
+    ordering, analysis, think
+):
+    """Publisher A writes seq N and keeps its transaction open; publisher B then publishes
+    and commits (snapshot mode: seq N+1 at once; lock mode: B waits for A's tail lock). While
+    A is open, a reader gets nothing (it must not move past N); once A commits, it gets N
+    and then N+1, in order, with no gap."""
+    a_wrote, a_release, b_done = threading.Event(), threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def publisher_a():
+        try:
+            with transaction.atomic():
+                _publish(analysis, "a.py::f")
+                a_wrote.set()
+                assert a_release.wait(30)
+        except BaseException as exc:
+            errors.append(exc)
+            a_wrote.set()
+        finally:
+            connections.close_all()
+
+    def publisher_b():
+        try:
+            _publish(think, "b.py::f")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            b_done.set()
+            connections.close_all()
+
+    ta = threading.Thread(target=publisher_a)
+    ta.start()
+    assert a_wrote.wait(30) and not errors
+    tb = threading.Thread(target=publisher_b)
+    tb.start()
+    if ordering == "snapshot":  # B has committed
+        assert b_done.wait(30) and not errors, errors
+        assert Event.objects.count() == 1  # B's event is committed, A's is not
+    else:  # B is queued behind A's tail lock
+        assert wait_for_lock_waiter() and not b_done.is_set()
+    events, scanned = read_events(0, FeedFilter())
+    assert events == [] and scanned == 0  # never past A's seq while A may still commit
+    a_release.set()
+    ta.join(30)
+    tb.join(30)
+    assert not errors, errors
+    events, scanned = read_events(0, FeedFilter())
+    a_seq, b_seq = seqs()
+    assert a_seq < b_seq
+    assert [(e.seq, e.source) for e in events] == [(a_seq, "analysis"), (b_seq, "think")]
+    assert scanned == b_seq
 
 
 @pytest.mark.skipif(

@@ -68,13 +68,16 @@
     const tallest = Math.max(...columns.map((c) => c.length), 1);
     const height = Math.max(300, tallest * 44 + 40);
     svg.setAttribute('height', height);
-    const width = Math.max(360, svg.clientWidth || svg.parentNode.clientWidth || 900);
+    // At least 720 px wide: on a phone the picture scrolls sideways inside its card
+    // instead of squeezing the labels.
+    const width = Math.max(720, svg.parentNode.clientWidth || 900);
+    svg.setAttribute('width', width);
     const usable = height - 40;
     const scale = Math.min(...columns.filter((c) => c.length).map((c) => {
       const total = c.reduce((a, n) => a + n.value, 0);
       return total ? (usable - GAP * (c.length - 1)) / total : Infinity;
     }), 40);
-    const xs = [Math.round(width * 0.16), Math.round(width * 0.5) - NODE_W / 2, Math.round(width * 0.84) - NODE_W];
+    const xs = [Math.round(width * 0.18), Math.round(width * 0.5) - NODE_W / 2, Math.round(width * 0.84) - NODE_W];
     const pos = columns.map((c) => layout(c, usable, scale));
     const colourOf = {};
     body.types.forEach((t, i) => { colourOf[t.name] = PALETTE[i % PALETTE.length]; });

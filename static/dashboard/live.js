@@ -26,7 +26,7 @@
       cell(item.knowledge_type || data.knowledge_type),
       cell(item.source || data.source || data.validator),
       cell(item.subject || data.subject || ''),
-      cell((ev.created_at || '').replace('T', ' ').slice(0, 19)),
+      cell(ev.created_at ? new Date(ev.created_at).toISOString().slice(0, 19).replace('T', ' ') + ' UTC' : ''),
     );
     list.prepend(tr);
     while (list.children.length > MAX_ROWS) list.lastElementChild.remove();

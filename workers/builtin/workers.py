@@ -71,6 +71,9 @@ def quality_of(records: list[tuple[float, int, int]]) -> dict[str, Any]:
     return out
 
 
+HISTORY_PACE_SECONDS = 5.0
+
+
 class RepoWorker(BaseWorker):
     """A built-in worker on a git checkout (see the module docstring).
 
@@ -85,7 +88,13 @@ class RepoWorker(BaseWorker):
     produces: tuple[str, ...] = ()
 
     def __init__(
-        self, transport, *, view: RepoView, on_done: Callable[[str], None] | None = None, **kw
+        self,
+        transport,
+        *,
+        view: RepoView,
+        on_done: Callable[[str], None] | None = None,
+        history: int = 0,
+        **kw,
     ):
         super().__init__(transport, **kw)
         self.view = view
@@ -93,6 +102,10 @@ class RepoWorker(BaseWorker):
         self.commit: Commit | None = None
         self.previous: Commit | None = None
         self.commits_done = 0
+        # ``history`` > 0: the first cycles walk the last ``history`` commits up to HEAD, one
+        # per cycle (oldest first), so a fresh fleet has work at once; then HEAD as it moves.
+        self.backlog: list[Commit] = view.commits(max_count=history) if history > 0 else []
+        self.last_action = "starting"
 
     def setup(self) -> None:
         super().setup()
@@ -116,9 +129,18 @@ class RepoWorker(BaseWorker):
     def step(self, commit: Commit | None = None, **_: Any) -> None:
         if self.exchange and self.queries:
             self.refresh_knowledge(self.queries)
-        commit = commit or self.view.head()
+        if commit is None and self.backlog:
+            commit = self.backlog.pop(0)
+            self.last_action = f"history commit {commit.sha[:10]} ({len(self.backlog)} to go)"
+        else:
+            commit = commit or self.view.head()
+            self.last_action = f"commit {commit.sha[:10]}" if commit else "no commit"
         if commit is None or (self.commit is not None and commit.sha == self.commit.sha):
-            return  # nothing new to work on; the inbox was still processed
+            # nothing new to work on; the inbox was still processed
+            self.last_action = (
+                f"waiting for a new commit (HEAD {commit.sha[:10]} done)" if commit else "no commit"
+            )
+            return
         self.work(commit)
         self.previous, self.commit = self.commit, commit
         self.commits_done += 1
@@ -127,6 +149,27 @@ class RepoWorker(BaseWorker):
 
     def work(self, commit: Commit) -> None:
         raise NotImplementedError
+
+    def next_delay(self) -> float:
+        # While walking the history, a commit every few seconds: work shows at once.
+        delay = super().next_delay()
+        return min(delay, HISTORY_PACE_SECONDS) if self.backlog else delay
+
+    def run_cycle(self, **context: Any) -> bool:
+        """One cycle, and one log line saying what it did (or why it did nothing)."""
+        before = (self.stats.broadcast, self.stats.received)
+        ok = super().run_cycle(**context)
+        self.log.info(
+            "%s: cycle %d %s: %s, %d broadcast, %d received, %.2fs",
+            self.name,
+            self.stats.cycles,
+            "ok" if ok else "FAILED",
+            self.last_action,
+            self.stats.broadcast - before[0],
+            self.stats.received - before[1],
+            self.stats.last_cycle_seconds,
+        )
+        return ok
 
     def publish(self, commit: Commit, drafts: Iterable[Any]) -> list[dict]:
         return self.broadcast_many(drafts, key=self.key_for(commit))

@@ -199,3 +199,27 @@ def test_a_conflict_and_its_resolution_reach_the_workers_involved(fleet, staff_c
         wait_for(
             lambda n=name: events(w[n], "knowledge_resolved"), what=f"knowledge_resolved at {name}"
         )
+
+
+def test_a_fresh_worker_walks_the_recent_history_one_commit_per_cycle(history_repo, caplog):
+    from identity.actions import do_ensure_builtin_workers
+    from workers.builtin.workers import HISTORY_PACE_SECONDS, AnalysisWorker
+    from workers.inprocess import InProcessTransport
+
+    do_ensure_builtin_workers()
+    view = RepoView(str(history_repo.path))
+    commits = view.commits()
+    worker = AnalysisWorker(InProcessTransport("analysis"), view=view, history=3)
+    assert [c.sha for c in worker.backlog] == [c.sha for c in commits[-3:]]
+    assert worker.next_delay() <= HISTORY_PACE_SECONDS  # catching up: a commit every few s
+    caplog.set_level("INFO", logger="workers.analysis")
+    for _ in range(4):
+        assert worker.run_cycle()
+    assert worker.commit.sha == commits[-1].sha and worker.commits_done == 3
+    assert worker.next_delay() > HISTORY_PACE_SECONDS  # then HEAD at the normal interval
+    lines = [r.getMessage() for r in caplog.records if ": cycle " in r.getMessage()]
+    assert len(lines) == 4  # one line per cycle
+    assert f"history commit {commits[-3].sha[:10]} (2 to go)" in lines[0]
+    assert "broadcast" in lines[0] and int(lines[0].split(", ")[1].split()[0]) > 0
+    assert f"waiting for a new commit (HEAD {commits[-1].sha[:10]} done)" in lines[3]
+    assert KnowledgeItem.objects.filter(source__name="analysis").exists()

@@ -142,6 +142,72 @@ def test_em_posteriors_beat_majority_on_the_truth_family():
     assert truth_right / n >= majority_right / n + 0.05
 
 
+# --- the error model: how far a source's wrong reports spread ------------------------------
+
+
+def reports(seed: int, decoy_share: float, subjects: int = 300):
+    """Four sources right 80 % of the time over four claims; a wrong report names the
+    subject's decoy with probability ``decoy_share``, else any wrong claim."""
+    rng = random.Random(seed)
+    claims = ["low", "medium", "high", "critical"]
+    cands, labels, n = [], {}, 0
+    for s in range(subjects):
+        truth = rng.choice(claims)
+        decoy = rng.choice([c for c in claims if c != truth])
+        for src in ("a", "b", "c", "d"):
+            n += 1
+            if rng.random() < 0.8:
+                said = truth
+            elif rng.random() < decoy_share:
+                said = decoy
+            else:
+                said = rng.choice([c for c in claims if c != truth])
+            cands.append(cand(n, src, said, confidence=0.8, subject=f"s{s}"))
+            if s < subjects // 3:  # a person decided the first third
+                labels[n] = said == truth
+    return cands, labels
+
+
+def test_em_learns_a_wide_spread_when_errors_scatter():
+    cands, labels = reports(1, decoy_share=0.0, subjects=900)
+    est = estimate_trust(cands, labels)
+    # Wrong reports agree a third of the time: 1 + 1/(1/3) = 4 claims (capped at 4 seen);
+    # about 100 pairs of wrong reports per source leave the estimate within 3.3..4.
+    for src in "abcd":
+        assert 3.3 <= est.trusts[src].spread <= 4.0, src
+
+
+def test_em_learns_a_narrow_spread_when_errors_coincide():
+    cands, labels = reports(2, decoy_share=1.0)
+    est = estimate_trust(cands, labels)
+    for src in "abcd":
+        assert est.trusts[src].spread < 2.3, src
+
+
+def test_agreeing_sources_with_scattered_errors_pass_095_and_with_coinciding_ones_do_not():
+    record = {"alpha": 2 + 40, "beta": 2 + 10}  # right 80 % of 50 decided claims
+
+    def margin(spread):
+        trust = Trust(**record, spread=spread)
+        return (
+            get_strategy("truth")
+            .propose(
+                [
+                    cand(1, "a", "high", confidence=0.8, trust=trust),
+                    cand(2, "b", "high", confidence=0.8, trust=trust),
+                    cand(3, "c", "high", confidence=0.8, trust=trust),
+                    cand(4, "d", "low", confidence=0.8, trust=trust),
+                ]
+            )
+            .margin
+        )
+
+    assert margin(4.0) > 0.95 > margin(2.0)
+    assert margin(None) == pytest.approx(margin(2.0))  # not learned yet: the prior of 2
+    with pytest.raises(ValueError):
+        Trust(spread=1.5)
+
+
 def test_params_are_checked():
     with pytest.raises(ValueError):
         TruthParams(effective_claims=1)

@@ -1,7 +1,9 @@
-"""Evaluate the alert rules and announce changes as ``alert_fired`` events.
+"""The alert checker: the only process that evaluates alert rules.
 
-One pass by default; ``--interval S`` loops until SIGTERM/SIGINT. On start, rules already
-firing are announced once (the previous state is not persisted).
+Each pass calls ``dashboard.actions.do_check_alerts``: the rules' state and its flips are
+stored (``AlertRule``, ``AlertFlip``), so a restart announces nothing twice; ``firing`` and
+``resolved`` are also published as ``alert_fired`` events. One pass by default;
+``--interval S`` loops until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -12,8 +14,7 @@ import time
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections
 
-from dashboard.actions import do_announce_alert
-from dashboard.alerts import evaluate
+from dashboard.actions import do_check_alerts
 from dashboard.timeseries import rollup
 
 
@@ -29,11 +30,10 @@ class Command(BaseCommand):
         self.stopping = False
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
-        state: dict[str, bool] = {}
         passes = 0
         while True:
             try:
-                state = self.check_once(state)
+                self.check_once()
                 rollup()  # the per-minute time series (dashboard/timeseries.py)
             except Exception as exc:  # one failed pass is retried at the next one
                 self.stderr.write(f"alert check failed: {type(exc).__name__}: {exc}")
@@ -50,17 +50,17 @@ class Command(BaseCommand):
         if interval:
             self.stdout.write("alert checker stopped")
 
-    def check_once(self, previous: dict[str, bool]) -> dict[str, bool]:
-        current = {}
-        for alert in evaluate():
-            current[alert.name] = alert.firing
-            if alert.firing != previous.get(alert.name, False):
-                seq = do_announce_alert(alert)
-                state = "FIRING" if alert.firing else "resolved"
-                self.stdout.write(
-                    f"{state} {alert.level} {alert.name}: {alert.message} (event {seq})"
-                )
-        return current
+    def check_once(self) -> None:
+        result = do_check_alerts()
+        for flip in result.flips:
+            rule = flip.rule
+            self.stdout.write(
+                f"{flip.new_state.upper()} {rule.level} {rule.name}: {flip.message}"
+                f" (was {flip.old_state})"
+            )
+        for name, error in result.errors.items():
+            self.stderr.write(f"alert rule {name} failed: {error}")
+        self.stdout.flush()
 
     def _stop(self, *args):
         self.stopping = True

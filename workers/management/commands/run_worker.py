@@ -23,6 +23,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--interval", type=float, default=None, help="seconds between cycles (default 30)"
         )
+        parser.add_argument(
+            "--history",
+            type=int,
+            default=0,
+            help="first walk the last N commits up to HEAD, one per cycle (a fresh fleet "
+            "has work at once; default 0: HEAD only)",
+        )
         parser.add_argument("--transport", choices=["inprocess", "http"], default="inprocess")
         parser.add_argument("--url", default=os.environ.get("KE_URL", "http://127.0.0.1:8000"))
         parser.add_argument(
@@ -44,6 +51,8 @@ class Command(BaseCommand):
 
         if opts["interval"] is not None and opts["interval"] < 0:
             raise CommandError("--interval must be >= 0")
+        if opts["history"] < 0:
+            raise CommandError("--history must be >= 0")
         if not logging.getLogger().handlers:
             logging.basicConfig(
                 level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s"
@@ -79,6 +88,7 @@ class Command(BaseCommand):
             view=view,
             on_done=on_done,
             interval=opts["interval"],
+            history=opts["history"],
             exchange=not opts["no_exchange"],
         )
         worker.install_signal_handlers()

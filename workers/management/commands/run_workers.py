@@ -26,6 +26,9 @@ class Command(BaseCommand):
         parser.add_argument("--repo", required=True)
         parser.add_argument("--interval", type=float, default=None)
         parser.add_argument(
+            "--history", type=int, default=0, help="each worker first walks the last N commits"
+        )
+        parser.add_argument(
             "--grace",
             type=float,
             default=4.0,
@@ -60,6 +63,8 @@ class Command(BaseCommand):
             ]
             if opts["interval"] is not None:
                 cmd += ["--interval", str(opts["interval"])]
+            if opts["history"]:
+                cmd += ["--history", str(opts["history"])]
             return subprocess.Popen(cmd)
 
         stopping = False

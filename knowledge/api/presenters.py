@@ -1,0 +1,161 @@
+"""What the API answers, decided once.
+
+The REST views and the in-process transport the built-in workers use
+(``workers/inprocess.py``) both call these, so a worker gets the same JSON shapes whichever
+transport it has (``workers/tests/test_transports_agree.py`` compares them call by call). A
+view keeps only what is HTTP's: parsing the request, who the caller is, the status code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from django.db.models import Count
+from rest_framework import serializers
+
+from identity.models import Worker
+from knowledge import actions
+from knowledge.actions import BroadcastInput, BroadcastResult
+from knowledge.api.errors import _flatten
+from knowledge.api.serializers import BroadcastSerializer
+from knowledge.choices import ItemStatus, Urgency
+from knowledge.errors import ActionError
+from knowledge.events import log_position
+from knowledge.models import Event, InboxCursor, KnowledgeItem
+from knowledge.scopes import write_refusal
+
+BEHIND_CAP = 100_000
+
+
+def broadcast_status(result: BroadcastResult) -> int:
+    """201 for a stored item; 200 for a refresh of the source's own item or a replay."""
+    return 201 if result.outcome != "refreshed" and not result.replayed else 200
+
+
+def check_write_scope(worker: Worker, knowledge_type: str) -> None:
+    """403 naming the type when ``knowledge_type`` is outside the worker's write scope."""
+    refusal = write_refusal(worker, knowledge_type)
+    if refusal:
+        raise ActionError(refusal, "knowledge_type", 403)
+
+
+def broadcast_entries(worker: Worker, raw_items: Iterable) -> list[BroadcastInput | ActionError]:
+    """Each raw item validated for ``worker``: its input, or the ``ActionError`` that rejects
+    it (invalid fields, another source, outside the write scope). One serializer validates
+    every item: building a DRF serializer's fields costs ~0.5 ms, more than validating an
+    item (docs/performance.md)."""
+    validator = BroadcastSerializer()
+    entries: list[BroadcastInput | ActionError] = []
+    for raw in raw_items:
+        try:
+            attrs = validator.run_validation(raw)
+        except serializers.ValidationError as exc:
+            errors = _flatten(exc.detail)
+            error = ActionError("; ".join(f"{k}: {v[0]}" for k, v in errors.items()))
+            error.errors = errors
+            error.field = next(iter(errors), None)
+            entries.append(error)
+            continue
+        declared = attrs.get("source")
+        if declared and declared != worker.name:
+            entries.append(
+                ActionError(f"source {declared!r} is not {worker.name!r}", "source", 403)
+            )
+            continue
+        refusal = write_refusal(worker, attrs["knowledge_type"])
+        if refusal:
+            entries.append(ActionError(refusal, "knowledge_type", 403))
+            continue
+        entries.append(BroadcastSerializer.input_from(attrs))
+    return entries
+
+
+def bulk_row(index: int, result: BroadcastResult | ActionError, lean: bool = False) -> dict:
+    """One entry of a bulk answer: the errors of a rejected item; for a stored one its whole
+    result, or with ``lean`` only its id, outcome, conflicts and replayed flag."""
+    if isinstance(result, ActionError):
+        errors = getattr(result, "errors", None) or {
+            result.field or "non_field_errors": [result.message]
+        }
+        return {"index": index, "status": result.status, "errors": errors}
+    code = broadcast_status(result)
+    if not lean:
+        return {"index": index, "status": code, "result": result.as_dict()}
+    return {
+        "index": index,
+        "status": code,
+        "id": result.item.pk,
+        "outcome": result.outcome,
+        "conflicts": result.conflict_ids,
+        "replayed": result.replayed,
+    }
+
+
+def bulk_answer(results: Sequence[BroadcastResult | ActionError], lean: bool = False) -> dict:
+    """``POST broadcast/bulk``: one row per item (``bulk_row``) and the counts."""
+    out = [bulk_row(index, result, lean) for index, result in enumerate(results)]
+    stored = sum(1 for result in results if not isinstance(result, ActionError))
+    return {"results": out, "stored": stored, "rejected": len(out) - stored}
+
+
+def inbox_page(page) -> dict:
+    """``GET receive/<worker>``: the page ``actions.read_inbox`` read."""
+    return {
+        "epoch": page.epoch,
+        "position": page.position,
+        "ack": page.ack,
+        "top": page.top,
+        "recovered": page.recovered,
+        "results": [e.as_message(page.epoch) for e in page.events],
+        "next": page.ack if page.ack < page.top else None,
+    }
+
+
+def ack_answer(worker: Worker, cursor: InboxCursor) -> dict:
+    """``POST receive/<worker>/ack``."""
+    return {"worker": worker.name, "position": cursor.position}
+
+
+def subscription_dict(sub) -> dict:
+    """A worker's subscription, with the types it effectively receives."""
+    return {
+        "worker": sub.worker.name,
+        "types": sub.types,
+        "muted_types": sub.muted_types,
+        "sources": sub.sources,
+        "events": sub.events,
+        "min_urgency": Urgency(sub.min_urgency).label,
+        "effective_types": sorted(sub.effective_types()),
+    }
+
+
+def worker_state(worker: Worker) -> dict:
+    """``GET/PUT state/<worker>``: the worker, its reported state, inbox and subscription."""
+    pos = log_position()
+    cursor = InboxCursor.objects.filter(worker=worker).first()
+    position = cursor.position if cursor else 0
+    by_type = dict(
+        KnowledgeItem.objects.filter(source=worker, status=ItemStatus.ACTIVE)
+        .values_list("knowledge_type")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    return {
+        "worker": worker.name,
+        "kind": worker.kind,
+        "is_active": worker.is_active,
+        "last_seen_at": worker.last_seen_at.isoformat() if worker.last_seen_at else None,
+        "broadcast_count": worker.broadcast_count,
+        "received_count": worker.received_count,
+        "state": worker.state,
+        "inbox": {
+            "epoch": pos.epoch,
+            "position": position,
+            "top": pos.top,
+            # events not yet acked (capped: a count, not a seq difference; seqs have gaps)
+            "behind": Event.objects.filter(seq__gt=position)[:BEHIND_CAP].count(),
+            "acked_at": cursor.acked_at.isoformat() if cursor and cursor.acked_at else None,
+        },
+        "subscription": subscription_dict(actions.get_subscription(worker)),
+        "active_items": by_type,
+    }
