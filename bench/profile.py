@@ -203,10 +203,10 @@ def _run(args, dsn: str) -> None:
                 (out / f"profile-{op}.txt").write_text(text)
         times.sort()
         p90 = times[int(0.9 * (len(times) - 1))]
-        print(
-            f"{op:<10} {statistics.median(times):>10.2f} {p90:>8.2f} {cpu_ms:>8.2f}  {n}",
-            flush=True,
-        )
+        line = f"{op:<10} {statistics.median(times):>10.2f} {p90:>8.2f} {cpu_ms:>8.2f}  {n}"
+        if op.startswith("bulk"):  # wall-clock rate over the whole series
+            line += f"  ({500 * n / (sum(times) / 1000):,.0f} items/s)"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":
