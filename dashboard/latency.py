@@ -13,9 +13,11 @@ Prometheus' ``histogram_quantile`` does.
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 from django.core.cache import cache
 
@@ -76,16 +78,25 @@ def window(seconds: float, q: float = 0.95, now: float | None = None) -> tuple[f
     total = sum(counts)
     if not total:
         return None, 0
+    return quantile(q, (*BOUNDS_MS, math.inf), counts), total
+
+
+def quantile(q: float, uppers: Sequence[float], counts: Sequence[float]) -> float | None:
+    """The ``q`` quantile of a histogram: ``counts[i]`` observations at most ``uppers[i]``
+    (ascending; the last may be ``inf``), interpolated linearly inside the bucket as
+    Prometheus' ``histogram_quantile`` does; in the open last bucket, its lower bound. None
+    without observations. (The alert's window and the time series both use it.)"""
+    total = sum(counts)
+    if not total:
+        return None
     rank = q * total
-    seen = 0
-    for b, n in enumerate(counts):
+    seen, low = 0.0, 0.0
+    for upper, n in zip(uppers, counts, strict=True):
         if n and seen + n >= rank:
-            low = BOUNDS_MS[b - 1] if b > 0 else 0
-            if b >= len(BOUNDS_MS):
-                return float(BOUNDS_MS[-1]), total  # beyond the last bound: say the bound
-            return low + (BOUNDS_MS[b] - low) * (rank - seen) / n, total
+            return low if math.isinf(upper) else low + (upper - low) * (rank - seen) / n
         seen += n
-    return float(BOUNDS_MS[-1]), total
+        low = upper
+    return low
 
 
 def reset() -> None:

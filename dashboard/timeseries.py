@@ -40,6 +40,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from config.product import product_settings
 from conflicts.choices import Decision
 from dashboard.choices import Series
+from dashboard.latency import quantile
 from dashboard.models import RollupPoint, RollupState
 from identity.models import Worker
 from knowledge.actions import InboxFilter, get_subscription
@@ -307,23 +308,11 @@ def _minute_buckets(state: RollupState, minute_key: str, previous, cumulative) -
 
 
 def histogram_quantile(q: float, buckets: dict[str, float]) -> float:
-    """The ``q`` quantile of cumulative bucket counts (``le`` -> count), interpolated
-    linearly inside the bucket as Prometheus's ``histogram_quantile`` does."""
+    """The ``q`` quantile of cumulative Prometheus bucket counts (``le`` -> count), by
+    ``dashboard.latency.quantile``; 0 without observations."""
     bounds = sorted((float(le), n) for le, n in buckets.items())
-    total = bounds[-1][1] if bounds else 0.0
-    if total <= 0:
-        return 0.0
-    rank = q * total
-    lower, below = 0.0, 0.0
-    for upper, cum in bounds:
-        if cum >= rank:
-            if math.isinf(upper):
-                return lower
-            if cum == below:
-                return upper
-            return lower + (upper - lower) * (rank - below) / (cum - below)
-        lower, below = upper, cum
-    return lower
+    counts = [n - (bounds[i - 1][1] if i else 0.0) for i, (_, n) in enumerate(bounds)]
+    return quantile(q, [le for le, _ in bounds], counts) or 0.0
 
 
 def _write(counts: dict[Key, float], gauges: dict[Key, tuple[float, int]]) -> None:

@@ -126,11 +126,36 @@ class KnowledgeItemAdmin(admin.ModelAdmin):
 
 @admin.register(Event)
 class EventAdmin(admin.ModelAdmin):
-    list_display = ("seq", "kind", "knowledge_type", "source", "item_link", "targets", "created_at")
+    list_display = (
+        "seq",
+        "kind",
+        "knowledge_type",
+        "source",
+        "item_link",
+        "conflict_links",
+        "targets",
+        "created_at",
+    )
     list_filter = ("kind", "knowledge_type", "created_at")
     search_fields = ("=seq", "=item_id", "source")
     show_full_result_count = False
     ordering = ("-seq",)  # newest first
+
+    @admin.display(description="conflicts")
+    def conflict_links(self, obj):
+        # Conflict events carry the conflict; a broadcast the conflicts it opened (the review
+        # pages are linked by URL name: nothing of that app is imported).
+        data = obj.data or {}
+        ids = list(data.get("conflicts") or [])
+        if isinstance(data.get("conflict"), dict) and data["conflict"].get("id"):
+            ids.append(data["conflict"]["id"])
+        if not ids:
+            return "-"
+        return format_html_join(
+            ", ",
+            '<a href="{}">#{}</a>',
+            ((reverse("conflicts:detail", args=[pk]), pk) for pk in ids if isinstance(pk, int)),
+        )
 
     @admin.display(description="item", ordering="item_id")
     def item_link(self, obj):

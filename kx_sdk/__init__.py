@@ -14,6 +14,7 @@ repository ``workers.inprocess.InProcessTransport`` is the same interface withou
 """
 
 from .errors import AuthError, NotAvailableError, SDKError, TransportError
+from .live import LiveFeed
 from .spool import Spool, SpoolFullError
 from .transport import HttpTransport, Transport
 from .worker import ROUTES, BaseWorker, WorkerStats
@@ -25,6 +26,7 @@ __all__ = [
     "AuthError",
     "BaseWorker",
     "HttpTransport",
+    "LiveFeed",
     "NotAvailableError",
     "SDKError",
     "Spool",

@@ -5,7 +5,8 @@ Every error is an ``SDKError``; catch that to catch them all::
     SDKError                the exchange refused a request (status, field)
     ├── AuthError           the token was refused (HTTP 401/403, WebSocket close 4401)
     ├── TransportError      the exchange could not be reached after all retries, or answered garbage
-    └── NotAvailableError   the server does not offer this feature
+    ├── NotAvailableError   the server does not offer this feature
+    └── SpoolFullError      the spool is at its bound (``kx_sdk.spool``)
 
 An error raised by a broadcast also says which broadcast and what to do about it:
 ``idempotency_key`` (the key that was sent) and ``safe_to_resend`` (resending the same body

@@ -1,5 +1,9 @@
 """Python client for the live feed (the Python twin of static/js/knowledge-socket.js).
 
+The WebSocket transport needs the optional ``websockets`` package
+(``pip install "knowledge-exchange-sdk[live]"``); without it the feed long-polls with the
+standard library and logs one line saying so when it starts.
+
     feed = LiveFeed("http://127.0.0.1:8000", token, types=["risk_pattern"], since=last_seen)
     async for event in feed:          # {"seq", "epoch", "event", "data", "created_at"}
         handle(event)                 # in seq order, each once
@@ -21,6 +25,7 @@ import contextlib
 import json
 import logging
 import random
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -45,7 +50,69 @@ def _stands_at(answer: dict):
     return answer.get("position", answer.get("top"))
 
 
+def websockets_available() -> bool:
+    """True if the optional ``websockets`` package (the ``live`` extra) can be imported."""
+    try:
+        import websockets.asyncio.client  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+async def _in_daemon_thread(fn: Callable[[], dict]) -> dict:
+    """Run a blocking call in a daemon thread (not the loop's executor): ``close()`` does not
+    wait for a parked long poll, and neither does the interpreter at exit."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future = loop.create_future()
+
+    def settle(result, error) -> None:
+        if not future.done():
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(result)
+
+    def target() -> None:
+        try:
+            outcome = (fn(), None)
+        except BaseException as exc:  # handed to the awaiting coroutine
+            outcome = (None, exc)
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(settle, *outcome)
+
+    threading.Thread(target=target, name="kx-live-poll", daemon=True).start()
+    return await future
+
+
 class LiveFeed:
+    """Follow the exchange's event log: an async iterator of events, each once, in seq order.
+
+    ::
+
+        feed = LiveFeed("http://127.0.0.1:8000", token, types=["risk_pattern"])
+        async for event in feed:     # {"seq", "epoch", "event", "data", "created_at"}
+            print(event["event"], event["data"])
+        # elsewhere: await feed.close()
+
+    Filters: ``types`` (knowledge types), ``sources`` (worker names), ``events`` (event kinds:
+    ``knowledge_broadcast``, ``conflict_detected``, ...); empty means all. ``standing=True``
+    follows the worker's standing subscription instead (what its inbox holds). ``since`` is
+    the seq to resume after (``None``: from now) and ``epoch`` the log epoch it belongs to;
+    ``last_seq`` is where the feed stands, to save for a restart.
+
+    Callbacks (called in the event loop's thread; keep them short): ``on_status(status)``
+    with ``connecting``, ``live`` (WebSocket), ``polling`` (long poll), ``reconnecting``,
+    ``stopped``; ``on_reset(info)`` when the log cannot fill the gap since ``last_seq``
+    (``info``: ``reason``, ``epoch``, ``previous_epoch``, ``previous_seq``, ``top``): reload
+    your state with a query, the feed goes on from ``top``.
+
+    ``use_websocket=False`` (or no ``websockets`` installed) long-polls ``GET
+    /api/knowledge/events`` only. A refused token raises :class:`~kx_sdk.AuthError` from the
+    iteration. The other arguments tune reconnection (see docs/realtime.md). To use it beside
+    the synchronous ``BaseWorker.run()``, set ``live = True`` on the worker: it runs a feed
+    in a thread and wakes its loop on every event.
+    """
+
     def __init__(
         self,
         base_url: str,
@@ -100,6 +167,7 @@ class LiveFeed:
         return self
 
     async def __anext__(self) -> dict:
+        """The next event (waits for it); ``StopAsyncIteration`` after ``close()``."""
         while True:
             if self._out.empty() and self._task is not None and self._task.done():
                 if self._error is not None:
@@ -112,12 +180,22 @@ class LiveFeed:
             getter.cancel()
 
     def start(self) -> LiveFeed:
+        """Connect in the background (iterating starts it too); call inside a running loop.
+
+        Without ``websockets`` installed the feed long-polls, and says so in one log line."""
+        if self.use_websocket and not websockets_available():
+            self.use_websocket = False
+            log.warning(
+                "live feed: websockets is not installed; following the feed by long polling "
+                "(for the WebSocket: pip install 'knowledge-exchange-sdk[live]')"
+            )
         if self._task is None:
             self._stopped = False
             self._task = asyncio.get_running_loop().create_task(self._run())
         return self
 
     async def close(self) -> None:
+        """Stop following (a parked long poll is abandoned, not awaited); status ``stopped``."""
         self._stopped = True
         if self._task is not None:
             self._task.cancel()
@@ -193,7 +271,7 @@ class LiveFeed:
             started = time.monotonic()
             code, subscribed = await self._ws_session()
             if code == CLOSE_AUTH:
-                raise AuthError("the server refused the token (4401)")
+                raise AuthError("live feed: the server refused the token (close 4401)", status=401)
             if subscribed:
                 failures = 0
                 if time.monotonic() - started >= self.stable_after:
@@ -274,7 +352,10 @@ class LiveFeed:
     # --- polling -------------------------------------------------------------------------------
 
     def _poll_url(self) -> str:
-        params = {"wait": self.poll_wait}
+        # Until a poll has answered, ask without waiting: the first answer says where the log
+        # stands and that the server is there (status ``polling``) at once, not after a parked
+        # poll's ``poll_wait`` seconds.
+        params = {"wait": self.poll_wait if self.status == "polling" else 0}
         if self.last_seq is not None:
             params["since"] = self.last_seq
         if self.standing:
@@ -294,7 +375,9 @@ class LiveFeed:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
             if exc.code in (401, 403):
-                raise AuthError(f"poll refused: HTTP {exc.code}") from exc
+                raise AuthError(
+                    f"live feed: poll refused: HTTP {exc.code}", status=exc.code
+                ) from None
             raise
 
     async def _poll_for(self, seconds: float) -> None:
@@ -303,7 +386,7 @@ class LiveFeed:
         attempt = 0
         while not self._stopped and time.monotonic() < deadline:
             try:
-                body = await asyncio.to_thread(self._poll_once)
+                body = await _in_daemon_thread(self._poll_once)
             except AuthError:
                 raise
             except Exception as exc:

@@ -140,6 +140,7 @@ class Spool:
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
+        """Close the SQLite file (what it holds stays on disk)."""
         with self._lock:
             self._db.close()
 
@@ -199,6 +200,7 @@ class Spool:
         return len(new)
 
     def depth(self) -> int:
+        """How many broadcasts wait in the spool."""
         with self._lock:
             return self._db.execute("SELECT count(*) FROM spool").fetchone()[0]
 
@@ -213,6 +215,7 @@ class Spool:
         return [SpoolEntry(r[0], r[1], json.loads(r[2]), r[3], r[4]) for r in rows]
 
     def record_failure(self, entry: SpoolEntry, error: str) -> None:
+        """Count a failed attempt at ``entry`` and keep its error (the entry stays)."""
         with self._tx() as db:
             db.execute(
                 "UPDATE spool SET attempts = attempts + 1, last_error = ? WHERE id = ?",
@@ -220,6 +223,8 @@ class Spool:
             )
 
     def dead_letters(self, limit: int = 1000) -> list[dict]:
+        """The entries the exchange refused on replay, oldest first: ``{"id",
+        "idempotency_key", "body", "created_at", "failed_at", "status", "error"}``."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT id, idempotency_key, body, created_at, failed_at, status, error "

@@ -12,22 +12,51 @@ transport, so a worker never knows which one it has.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import NotAvailableError, SDKError, TransportError
 
+if TYPE_CHECKING:
+    from .live import LiveFeed
+
 
 class Transport:
-    """The exchange as a worker sees it (see the module docstring)."""
+    """The exchange as a worker sees it (see the module docstring).
+
+    Every method answers the REST API's JSON shape, or raises an :class:`~kx_sdk.SDKError`.
+    """
 
     worker_name: str
+    _deadline_at: float | None = None  # the end of the current ``deadline()`` block
+    _gave_up: bool = False  # a request of that block failed for good after its retries
+    clock: Callable[[], float] = staticmethod(time.monotonic)  # what deadlines are measured on
+
+    @contextlib.contextmanager
+    def deadline(self, seconds: float | None) -> Iterator[None]:
+        """Share one retry deadline between every request made inside the ``with`` block.
+
+        Retries stop ``seconds`` from now, and once one request has failed for good (the
+        exchange unreachable through its retries), the block's later requests fail at once
+        with :class:`~kx_sdk.TransportError` instead of spending their own retries.
+        ``BaseWorker`` wraps each cycle in it (``retry_deadline``), so a cycle that cannot
+        reach the exchange costs about ``retry_deadline`` seconds, not one retry budget per
+        request. ``None``: no shared deadline. Blocks do not nest.
+        """
+        self._deadline_at = None if seconds is None else self.clock() + seconds
+        self._gave_up = False
+        try:
+            yield
+        finally:
+            self._deadline_at = None
+            self._gave_up = False
 
     def broadcast(self, body: dict) -> dict:
         """Store one item: ``{"item": {...}, "outcome", "conflicts": [ids], "replayed"}``."""
@@ -46,16 +75,26 @@ class Transport:
         raise NotImplementedError
 
     def ack(self, seq: int) -> dict:
+        """Move the inbox cursor to ``seq``: ``{"worker", "position"}``."""
         raise NotImplementedError
 
     def update_state(self, state: dict) -> dict:
+        """Replace the worker's status document (heartbeats): ``{"worker", "state"}``."""
         raise NotImplementedError
 
     def subscribe(self, *, types: Sequence[str] = (), events: Sequence[str] = ()) -> dict:
+        """Set the worker's standing subscription (its inbox filter)."""
         raise NotImplementedError
 
     def flag_conflict(self, item_ids: Sequence[int], reason: str) -> dict:
+        """Ask the exchange to treat these items as conflicting (``NotAvailableError`` if it
+        cannot)."""
         raise NotImplementedError
+
+    def live_feed(self, **options: Any) -> LiveFeed:
+        """A :class:`~kx_sdk.LiveFeed` on this exchange with this transport's credentials
+        (``options`` are LiveFeed's). ``NotAvailableError`` when the transport has none."""
+        raise NotAvailableError(f"{type(self).__name__} has no live feed", status=None)
 
     def close(self) -> None:
         """Release resources (database connections); the transport stays usable."""
@@ -64,6 +103,7 @@ class Transport:
 # --- HTTP -------------------------------------------------------------------------------------
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MIN_TIMEOUT = 1.0  # the shortest socket timeout a request gets near its deadline
 
 
 class HttpTransport(Transport):
@@ -72,7 +112,9 @@ class HttpTransport(Transport):
     ``url`` is the server's base URL (``http://127.0.0.1:8000``). The worker's name is read
     from ``GET /api/workers/me`` when not given. Requests that fail to connect, time out, or
     answer 5xx/429 are retried up to ``retries`` times, waiting ``backoff * 2**n`` seconds
-    (with jitter, at most ``max_backoff``, or the server's ``Retry-After``).
+    (with jitter, at most ``max_backoff``, or the server's ``Retry-After``), and never past
+    ``retry_deadline`` seconds after the first attempt (``None``: ``retries`` alone bounds
+    them; see also :meth:`Transport.deadline`). Standard library only.
     """
 
     def __init__(
@@ -85,6 +127,7 @@ class HttpTransport(Transport):
         retries: int = 5,
         backoff: float = 0.25,
         max_backoff: float = 8.0,
+        retry_deadline: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ):
         self.base = url.rstrip("/")
@@ -93,9 +136,17 @@ class HttpTransport(Transport):
         self.retries = retries
         self.backoff = backoff
         self.max_backoff = max_backoff
+        self.retry_deadline = retry_deadline
         self.sleep = sleep
         self.retries_done = 0
         self.worker_name = worker or self._request("GET", "/api/workers/me")["name"]
+
+    def _end(self) -> float | None:
+        """When retrying must stop: the shared block's deadline or this request's own."""
+        ends = [self._deadline_at]
+        if self.retry_deadline is not None:
+            ends.append(self.clock() + self.retry_deadline)
+        return min((e for e in ends if e is not None), default=None)
 
     def _request(self, method: str, path: str, body: Any = None, params: dict | None = None) -> Any:
         url = self.base + path
@@ -105,29 +156,47 @@ class HttpTransport(Transport):
         headers = {"Authorization": f"Token {self.token}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
+        end = self._end()
+        if self._gave_up:  # inside a deadline() block that already failed for good
+            raise TransportError(
+                f"{method} {path}: not sent, the exchange was unreachable within the retry deadline"
+            )
+        started = self.clock()
         for attempt in range(self.retries + 1):
+            timeout = self.timeout
+            if end is not None:  # a hanging server must not outlast the deadline either
+                timeout = max(MIN_TIMEOUT, min(timeout, end - self.clock()))
             request = urllib.request.Request(url, data=data, method=method, headers=headers)
-            wait = None
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                with urllib.request.urlopen(request, timeout=timeout) as response:
                     raw = response.read()
                 return json.loads(raw) if raw else {}
             except urllib.error.HTTPError as exc:
                 raw = exc.read()
-                if exc.code in RETRY_STATUSES and attempt < self.retries:
-                    retry_after = exc.headers.get("Retry-After") if exc.headers else None
-                    if retry_after and retry_after.isdigit():
-                        wait = min(float(retry_after), self.max_backoff)
-                else:
+                if exc.code not in RETRY_STATUSES:
                     raise self._error(exc.code, raw) from None
+                failure: SDKError = self._error(exc.code, raw)
+                retry_after = exc.headers.get("Retry-After") if exc.headers else None
+                wait = (
+                    min(float(retry_after), self.max_backoff)
+                    if retry_after and retry_after.isdigit()
+                    else None
+                )
             except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-                if attempt >= self.retries:
-                    raise TransportError(f"{method} {path}: {exc}") from exc
-            self.retries_done += 1
+                reason = getattr(exc, "reason", exc)
+                failure = TransportError(f"{method} {path}: {reason}")
+                wait = None
             if wait is None:
                 wait = min(self.max_backoff, self.backoff * 2**attempt) * (
                     0.5 + random.random() / 2
                 )
+            if attempt >= self.retries or (end is not None and self.clock() + wait > end):
+                self._gave_up = self._deadline_at is not None
+                failure.message += (
+                    f" (after {attempt + 1} attempts in {self.clock() - started:.1f}s)"
+                )
+                raise failure from None
+            self.retries_done += 1
             self.sleep(wait)
         raise AssertionError("unreachable")
 
@@ -173,6 +242,11 @@ class HttpTransport(Transport):
         return self._request(
             "POST", "/api/knowledge/subscribe", {"types": list(types), "events": list(events)}
         )
+
+    def live_feed(self, **options: Any) -> LiveFeed:
+        from .live import LiveFeed
+
+        return LiveFeed(self.base, self.token, **options)
 
     def flag_conflict(self, item_ids: Sequence[int], reason: str) -> dict:
         try:

@@ -1,13 +1,16 @@
 """``BaseWorker``: the cycle loop, statistics, heartbeats and the knowledge methods of a worker.
 
 A worker subclasses :class:`BaseWorker`, overrides :meth:`BaseWorker.step` (one unit of work)
-and, if it keeps models, the ``_update_*`` hooks that :meth:`process_received_knowledge`
+and, if it keeps models, the ``update_*`` hooks that :meth:`process_received_knowledge`
 routes received items to. Everything else (inbox, acks, queries, broadcasts with idempotency
-keys, retries, heartbeats, graceful shutdown) is here. See ``docs/workers.md``.
+keys, retries, heartbeats, following the live feed, graceful shutdown) is here. See
+``docs/sdk.md`` and ``docs/workers.md``.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,17 +29,18 @@ from .errors import SDKError
 from .spool import Spool, SpoolFullError, unreachable
 from .transport import Transport
 
-# ORIGINAL_PLAN.md, Day 1: which model each received type updates.
+# ORIGINAL_PLAN.md, Day 1: which model each received type updates (a BaseWorker method).
 ROUTES: Mapping[str, str] = {
-    "risk_pattern": "_update_risk_model",
-    "learned_pattern": "_update_pattern_models",
-    "pattern_evolution": "_update_pattern_models",
-    "issue_pattern": "_update_issue_detection",
-    "proposal_quality": "_update_proposal_generation",
-    "successful_fix": "_update_proposal_generation",
-    "context_enrichment": "_update_context_retrieval",
-    "knowledge_retrieval": "_update_context_retrieval",
+    "risk_pattern": "update_risk_model",
+    "learned_pattern": "update_pattern_models",
+    "pattern_evolution": "update_pattern_models",
+    "issue_pattern": "update_issue_detection",
+    "proposal_quality": "update_proposal_generation",
+    "successful_fix": "update_proposal_generation",
+    "context_enrichment": "update_context_retrieval",
+    "knowledge_retrieval": "update_context_retrieval",
 }
+HOOKS = frozenset(ROUTES.values())
 CONFLICT_EVENTS = ("conflict_detected", "knowledge_resolved")
 PAGE_SIZE = 500
 
@@ -81,6 +85,7 @@ class WorkerStats:
         return self.reception_seconds / self.cycle_seconds if self.cycle_seconds else 0.0
 
     def as_dict(self) -> dict[str, Any]:
+        """The statistics as JSON (what the heartbeat sends)."""
         return {
             "cycles": self.cycles,
             "errors": self.errors,
@@ -106,9 +111,14 @@ class BaseWorker:
     - ``interval`` seconds between cycles, +/- ``jitter`` (a fraction) so a fleet does not
       pulse; ``stop()`` (or SIGTERM/SIGINT with ``install_signal_handlers``) ends the loop after
       the current cycle.
+    - ``live = True``: the worker also follows the live feed (in a thread) and an event for it
+      starts the next cycle at once instead of waiting out the interval; ``on_connect``,
+      ``on_disconnect`` and ``on_error`` report the feed and the exchange.
     - Every cycle: fresh database connections (in-process), :meth:`receive` (inbox ->
       :meth:`process_received_knowledge` -> ack), :meth:`step`, a heartbeat into the worker's
-      state. An exception in a cycle is logged and counted; the loop goes on.
+      state. The requests of one cycle share ``retry_deadline`` seconds of retries; when the
+      inbox is unreachable the step still runs, on the knowledge already held. An error is
+      logged as one line and counted; the loop goes on.
     - ``interests``: knowledge types the worker keeps in its local view ``self.knowledge``
       (latest item per (source, type, subject)); they are subscribed to at start.
     - ``exchange=False`` cuts the worker off from others' knowledge (measurement baseline): the
@@ -122,6 +132,18 @@ class BaseWorker:
     interval: float = 30.0
     jitter: float = 0.1
     interests: tuple[str, ...] = ()
+    live: bool = False
+    retry_deadline: float = 6.0  # seconds of retries a cycle may spend (inf: the transport's)
+    live_min_gap: float = 0.5
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        old = sorted(n for n in vars(cls) if n.startswith("_update_") and n[1:] in HOOKS)
+        if old:  # an override under the old name would silently never be called
+            raise TypeError(
+                f"{cls.__name__} overrides {', '.join(old)}: the hooks are public now, rename "
+                f"to {', '.join(n[1:] for n in old)}"
+            )
 
     def __init__(
         self,
@@ -132,6 +154,11 @@ class BaseWorker:
         exchange: bool = True,
         logger: logging.Logger | None = None,
         seed: int | None = None,
+        live: bool | None = None,
+        retry_deadline: float | None = None,
+        on_connect: Callable[[str], None] | None = None,
+        on_disconnect: Callable[[str], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
         spool: Spool | None = None,
         spool_retry: float = 1.0,
         spool_retry_max: float = 30.0,
@@ -142,18 +169,33 @@ class BaseWorker:
             self.interval = interval
         if jitter is not None:
             self.jitter = jitter
+        if live is not None:
+            self.live = live
+        if retry_deadline is not None:
+            self.retry_deadline = retry_deadline
+        # A callback passed here replaces the method of the same name.
+        for name, callback in (
+            ("on_connect", on_connect),
+            ("on_disconnect", on_disconnect),
+            ("on_error", on_error),
+        ):
+            if callback is not None:
+                setattr(self, name, callback)
         self.exchange = exchange
         self.log = logger or logging.getLogger(f"workers.{self.name}")
         self.stats = WorkerStats()
         self.knowledge: dict[tuple[str, str, str], dict] = {}
         self.conflict_log: list[dict] = []
+        self.live_status = "off"  # off | connecting | live | polling | reconnecting | stopped
         self._stop = threading.Event()
+        self._wake = threading.Event()  # set by stop() and by live events
         self._ready = False
         self._rng = random.Random(seed)
         self._last_sent: dict[tuple[str, str], str] = {}  # (type, subject) -> body digest
         self._subject_of: dict[str, str] = {}  # body digest -> subject
         self._watermarks: dict[tuple[str, ...], datetime] = {}
         self._had_news = False  # the previous receive() brought knowledge
+        self._live: _LiveThread | None = None
         self.spool = spool
         self._spool_retry = (spool_retry, spool_retry_max)
         self._offline_wait = 0.0  # seconds until the next try (0: the exchange answered)
@@ -162,7 +204,8 @@ class BaseWorker:
     # --- loop ---------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        """Once, before the first cycle: subscribe to ``interests``. Override to load models."""
+        """Once, before the first cycle: subscribe to ``interests``. Override to load models
+        (call ``super().setup()`` to keep the subscription)."""
         if self.interests:
             self.transport.subscribe(types=self.interests, events=())
 
@@ -170,57 +213,106 @@ class BaseWorker:
         """One unit of work; override. ``context`` is whatever the caller of run_cycle passed."""
 
     def run_cycle(self, **context: Any) -> bool:
-        """One cycle; returns False if it failed (the error is logged and counted)."""
+        """One cycle; returns False if anything in it failed (logged as one line and counted).
+
+        Every request of the cycle shares one retry deadline (``retry_deadline``). When the
+        inbox cannot be read for a transient reason (unreachable, 5xx, 429), the step still
+        runs, on the knowledge the worker already holds; after a refusal that retrying cannot
+        fix (``AuthError``, another 4xx) the step is skipped.
+        """
         started = time.perf_counter()
-        ok = True
+        failed = False
         self.transport.close()  # drop stale database connections (in-process)
+        with self.transport.deadline(self.retry_deadline):
+            try:
+                try:
+                    if not self._ready:
+                        self.setup()
+                        self._ready = True
+                    self.replay_spool()
+                    self._receive_unless_offline()
+                except SDKError as exc:
+                    failed = True
+                    if not exc.transient:
+                        raise
+                    self._failed("inbox unreachable, the step runs on cached knowledge", exc)
+                self.step(**context)
+            except Exception as exc:  # one failing cycle never kills the loop
+                failed = True
+                self._failed("cycle failed", exc)
+            finally:
+                elapsed = time.perf_counter() - started
+                self.stats.cycles += 1
+                self.stats.cycle_seconds += elapsed
+                self.stats.last_cycle_seconds = elapsed
+                self.heartbeat("error" if failed else "running", quiet=failed)
+                self.transport.close()
+        return not failed
+
+    def _failed(self, what: str, exc: Exception) -> None:
+        self.stats.errors += 1
+        self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
+        if isinstance(exc, SDKError):  # one line, no chained traceback (debug has it)
+            self.log.warning("%s: %s: %s: %s", self.name, what, type(exc).__name__, exc)
+            self.log.debug("%s: %s: traceback", self.name, what, exc_info=True)
+        else:  # a bug in the worker's own code: the traceback is the useful part
+            self.log.exception("%s: %s", self.name, what)
+        self._call_on_error(exc)
+
+    def _call_on_error(self, exc: BaseException) -> None:
         try:
-            if not self._ready:
-                self.setup()
-                self._ready = True
-            self.replay_spool()
-            self._receive_unless_offline()
-            self.step(**context)
-        except Exception as exc:  # one failing cycle never kills the loop
-            ok = False
-            self.stats.errors += 1
-            self.stats.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            if isinstance(exc, SDKError):  # one line, no chained traceback (debug has it)
-                self.log.warning("%s: cycle failed: %s: %s", self.name, type(exc).__name__, exc)
-                self.log.debug("%s: cycle failure traceback", self.name, exc_info=True)
-            else:  # a bug in the worker's own code: the traceback is the useful part
-                self.log.exception("%s: cycle failed", self.name)
-        finally:
-            elapsed = time.perf_counter() - started
-            self.stats.cycles += 1
-            self.stats.cycle_seconds += elapsed
-            self.stats.last_cycle_seconds = elapsed
-            self.heartbeat("running" if ok else "error")
-            self.transport.close()
-        return ok
+            self.on_error(exc)
+        except Exception:
+            self.log.exception("%s: on_error failed", self.name)
 
     def next_delay(self) -> float:
+        """Seconds until the next cycle: ``interval`` +/- ``jitter``."""
         spread = self.interval * self.jitter
         return max(0.0, self.interval + self._rng.uniform(-spread, spread))
 
     def run(self, *, once: bool = False, max_cycles: int | None = None) -> WorkerStats:
-        """Run cycles until ``stop()`` (or a signal), or once, or ``max_cycles`` cycles."""
+        """Run cycles until ``stop()`` (or a signal), or once, or ``max_cycles`` cycles.
+
+        With ``live`` the worker follows the live feed meanwhile: an event for it ends the wait
+        between cycles early (at most one cycle per ``live_min_gap`` seconds).
+        """
         self.log.info("%s: started (interval %.1fs)", self.name, self.interval)
-        while not self._stop.is_set():
-            self.run_cycle()
-            if once or (max_cycles is not None and self.stats.cycles >= max_cycles):
-                break
-            self._stop.wait(self.next_delay())
+        if self.live and not once:
+            self._live = _LiveThread.start(self)
+        try:
+            while not self._stop.is_set():
+                self.run_cycle()
+                if once or (max_cycles is not None and self.stats.cycles >= max_cycles):
+                    break
+                self._wait(self.next_delay())
+        finally:
+            if self._live is not None:
+                self._live.stop()
+                self._live = None
         self.heartbeat("stopped")
         self.log.info("%s: stopped after %d cycles", self.name, self.stats.cycles)
         return self.stats
 
+    def _wait(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or until stop() or a live event (after ``live_min_gap``)."""
+        end = time.monotonic() + delay
+        if self._live is not None and self._stop.wait(min(self.live_min_gap, delay)):
+            return
+        self._wake.wait(max(0.0, end - time.monotonic()))
+        self._wake.clear()
+
+    def wake(self) -> None:
+        """Start the next cycle now instead of after the interval (thread-safe)."""
+        self._wake.set()
+
     def stop(self, *_: Any) -> None:
         """Ask the loop to end after the current cycle (safe from signal handlers, threads)."""
         self._stop.set()
+        self._wake.set()
 
     @property
     def stopping(self) -> bool:
+        """True once ``stop()`` was called."""
         return self._stop.is_set()
 
     def install_signal_handlers(self) -> None:
@@ -233,7 +325,10 @@ class BaseWorker:
         """Extra fields for the heartbeat; override to publish model statistics."""
         return {}
 
-    def heartbeat(self, status: str = "running") -> None:
+    def heartbeat(self, status: str = "running", *, quiet: bool = False) -> None:
+        """Write the worker's state (status, stats, ``state_document()``); a failure is logged
+        (at DEBUG with ``quiet``, when the cycle already reported why), never raised. With a
+        spool, what it holds is replayed first, and nothing is sent while offline."""
         if self.spool is not None:
             self.replay_spool()
             if self.offline:  # the exchange did not answer: not worth a (long) retry
@@ -245,12 +340,44 @@ class BaseWorker:
             "stats": self.stats.as_dict(),
             **self.state_document(),
         }
+        if self.live:
+            state["live"] = self.live_status
         if self.spool is not None:
             state["spool"] = self.spool.status()
         try:
             self.transport.update_state(state)
         except Exception as exc:  # a missed heartbeat is not worth a failed cycle
-            self.log.warning("%s: heartbeat failed: %s", self.name, exc)
+            level = logging.DEBUG if quiet else logging.WARNING
+            self.log.log(level, "%s: heartbeat failed: %s: %s", self.name, type(exc).__name__, exc)
+
+    # --- callbacks ------------------------------------------------------------------------------
+
+    def _feed_status(self, status: str) -> None:
+        previous, self.live_status = self.live_status, status
+        connected = ("live", "polling")
+        try:
+            if status in connected and status != previous:
+                self.on_connect(status)
+            elif previous in connected and status not in connected:
+                self.on_disconnect(status)
+        except Exception:
+            self.log.exception("%s: on_connect/on_disconnect failed", self.name)
+
+    def on_connect(self, mode: str) -> None:
+        """The live feed is connected (again): ``mode`` is ``live`` (WebSocket) or ``polling``
+        (long poll). Called from the feed's thread. The default logs one line."""
+        self.log.info("%s: live feed connected (%s)", self.name, mode)
+
+    def on_disconnect(self, reason: str) -> None:
+        """The live feed lost its connection (``reconnecting``) or ended (``stopped``); cycles
+        go on every ``interval``. Called from the feed's thread. The default logs one line."""
+        self.log.info("%s: live feed %s", self.name, reason)
+
+    def on_error(self, error: BaseException) -> None:
+        """An error the loop survived: a failed cycle or inbox read (an ``SDKError``, or an
+        exception from your own code), or the live feed stopping on ``AuthError``. Called
+        after the one-line log; from the feed's thread for the feed's errors. Default: nothing.
+        """
 
     # --- spool: the exchange unreachable ----------------------------------------------------------
 
@@ -466,6 +593,8 @@ class BaseWorker:
         return self.query_knowledge(list(self.interests) or None, **filters)
 
     def get_knowledge_by_source(self, source: str, **filters: Any) -> list[dict]:
+        """Items broadcast by the worker ``source`` (``types=`` and other filters as in
+        :meth:`query_knowledge`)."""
         return self.query_knowledge(filters.pop("types", None), sources=[source], **filters)
 
     def get_knowledge_by_urgency(self, min_urgency: str, **filters: Any) -> list[dict]:
@@ -697,17 +826,79 @@ class BaseWorker:
         for route, items in batches.items():
             getattr(self, route)(items)
 
-    def _update_risk_model(self, items: list[dict]) -> None:
-        """``risk_pattern`` received."""
+    def update_risk_model(self, items: list[dict]) -> None:
+        """Hook: ``risk_pattern`` items received (one call per inbox page). Default: nothing."""
 
-    def _update_pattern_models(self, items: list[dict]) -> None:
-        """``learned_pattern`` / ``pattern_evolution`` received."""
+    def update_pattern_models(self, items: list[dict]) -> None:
+        """Hook: ``learned_pattern`` / ``pattern_evolution`` items received. Default: nothing."""
 
-    def _update_issue_detection(self, items: list[dict]) -> None:
-        """``issue_pattern`` received."""
+    def update_issue_detection(self, items: list[dict]) -> None:
+        """Hook: ``issue_pattern`` items received. Default: nothing."""
 
-    def _update_proposal_generation(self, items: list[dict]) -> None:
-        """``proposal_quality`` / ``successful_fix`` received."""
+    def update_proposal_generation(self, items: list[dict]) -> None:
+        """Hook: ``proposal_quality`` / ``successful_fix`` items received. Default: nothing."""
 
-    def _update_context_retrieval(self, items: list[dict]) -> None:
-        """``context_enrichment`` / ``knowledge_retrieval`` received."""
+    def update_context_retrieval(self, items: list[dict]) -> None:
+        """Hook: ``context_enrichment`` / ``knowledge_retrieval`` items received. Default:
+        nothing."""
+
+
+class _LiveThread:
+    """The live feed of a running ``BaseWorker``, in a thread with its own event loop: every
+    event wakes the worker's loop; status changes call ``on_connect`` / ``on_disconnect``."""
+
+    def __init__(self, worker: BaseWorker):
+        self.worker = worker
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.feed: Any = None
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._main, name=f"{worker.name}-live", daemon=True)
+
+    @classmethod
+    def start(cls, worker: BaseWorker) -> _LiveThread | None:
+        try:
+            feed = worker.transport.live_feed(
+                standing=True,  # what the worker's inbox holds (its subscription)
+                on_status=worker._feed_status,
+            )
+        except SDKError as exc:
+            worker.log.warning(
+                "%s: no live feed (%s); a cycle every %.1fs", worker.name, exc, worker.interval
+            )
+            return None
+        self = cls(worker)
+        self.feed = feed
+        self.thread.start()
+        self.ready.wait(5)
+        return self
+
+    def _main(self) -> None:
+        asyncio.run(self._follow())
+
+    async def _follow(self) -> None:
+        worker = self.worker
+        self.loop = asyncio.get_running_loop()
+        self.ready.set()
+        try:
+            async for _event in self.feed:
+                worker._wake.set()
+        except asyncio.CancelledError:
+            pass
+        except SDKError as exc:  # AuthError: the feed stops; cycles go on every interval
+            worker.log.warning(
+                "%s: live feed stopped: %s: %s", worker.name, type(exc).__name__, exc
+            )
+            worker._call_on_error(exc)
+        except Exception as exc:
+            worker.log.warning(
+                "%s: live feed stopped: %s: %s", worker.name, type(exc).__name__, exc
+            )
+            worker._call_on_error(exc)
+        finally:
+            await self.feed.close()
+
+    def stop(self) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop ended meanwhile
+                asyncio.run_coroutine_threadsafe(self.feed.close(), self.loop)
+        self.thread.join(5)

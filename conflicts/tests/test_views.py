@@ -202,3 +202,6 @@ def test_admin_item_list_puts_what_a_reviewer_compares_first_newest_first(disput
     events = staff_client.get("/admin/knowledge/event/").content.decode()
     seqs = [int(x) for x in re.findall(r'class="field-seq"><a href="[^"]*">(\d+)<', events)]
     assert seqs == sorted(seqs, reverse=True) and len(seqs) > 1
+    assert (
+        f'href="/dashboard/conflicts/{disputed["conflict"]}/">#{disputed["conflict"]}</a>' in events
+    )

@@ -142,6 +142,8 @@ def test_histogram_quantile_interpolates_inside_the_bucket():
     assert timeseries.histogram_quantile(0.95, buckets) == pytest.approx(0.55)
     assert timeseries.histogram_quantile(0.25, buckets) == pytest.approx(0.005)
     assert timeseries.histogram_quantile(0.5, {"+Inf": 0.0}) == 0.0
+    # beyond the last finite bound: that bound (as Prometheus answers)
+    assert timeseries.histogram_quantile(0.9, {"0.1": 1.0, "+Inf": 10.0}) == 0.1
 
 
 def test_minutes_past_retention_are_pruned(frozen, analysis, settings):

@@ -202,7 +202,7 @@ class AnalysisWorker(RepoWorker):
         self.snapshot = None
         self.retunes = 0
 
-    def _update_pattern_models(self, items: list[dict]) -> None:
+    def update_pattern_models(self, items: list[dict]) -> None:
         self.retunes += 1  # the rules are rebuilt from the local view at the next commit
 
     def work(self, commit: Commit) -> None:
@@ -318,7 +318,7 @@ class ThinkWorker(RepoWorker):
         self.overruled: dict[tuple[str, str, str], dict] = {}
         self.conflict_effect: Counter = Counter()
 
-    def _update_risk_model(self, items: list[dict]) -> None:
+    def update_risk_model(self, items: list[dict]) -> None:
         self.risk_updates += len(items)
 
     def on_conflict_event(self, event: dict) -> None:

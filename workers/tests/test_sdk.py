@@ -44,19 +44,19 @@ class Recorder(BaseWorker):
             self.fail_next = False
             raise RuntimeError("boom")
 
-    def _update_risk_model(self, items):
+    def update_risk_model(self, items):
         self.calls += [("risk", i["knowledge_type"]) for i in items]
 
-    def _update_pattern_models(self, items):
+    def update_pattern_models(self, items):
         self.calls += [("pattern", i["knowledge_type"]) for i in items]
 
-    def _update_issue_detection(self, items):
+    def update_issue_detection(self, items):
         self.calls += [("issue", i["knowledge_type"]) for i in items]
 
-    def _update_proposal_generation(self, items):
+    def update_proposal_generation(self, items):
         self.calls += [("proposal", i["knowledge_type"]) for i in items]
 
-    def _update_context_retrieval(self, items):
+    def update_context_retrieval(self, items):
         self.calls += [("context", i["knowledge_type"]) for i in items]
 
 

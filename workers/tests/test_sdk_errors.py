@@ -25,6 +25,9 @@ from kx_sdk import (
 def test_every_sdk_error_is_an_sdk_error_and_exported():
     for cls in (AuthError, TransportError, NotAvailableError):
         assert issubclass(cls, SDKError) and cls.__name__ in sdk.__all__
+    exported = [getattr(sdk, n) for n in sdk.__all__]
+    errors = [c for c in exported if isinstance(c, type) and issubclass(c, BaseException)]
+    assert len(errors) >= 5 and all(issubclass(c, SDKError) for c in errors)  # one base
     assert live.AuthError is AuthError  # the live feed raises the same class
 
 
@@ -69,21 +72,26 @@ def test_against_a_server_bad_token_is_auth_error_and_a_400_is_not_safe_to_resen
         server.stop()
 
 
-def test_a_failed_cycle_is_one_log_line_without_a_traceback(caplog):
+def test_an_unreachable_inbox_is_one_log_line_and_the_step_runs_on_cached_knowledge(caplog):
     class Reader(BaseWorker):
+        seen: list[int] = []
+
         def step(self, **_):
-            pass
+            self.seen.append(len(self.known(["risk_pattern"])))
 
     worker = Reader(unreachable(retries=2))
+    worker.remember({"id": 1, "source": "think", "knowledge_type": "risk_pattern", "subject": "s"})
+    errors = []
+    worker.on_error = errors.append
     with caplog.at_level(logging.INFO, logger="workers.scout"):
         assert worker.run_cycle() is False
-    failed = [r for r in caplog.records if "cycle failed" in r.getMessage()]
-    assert len(failed) == 1
-    record = failed[0]
-    assert record.levelno == logging.WARNING and record.exc_info is None
-    assert "\n" not in record.getMessage() and "TransportError" in record.getMessage()
-    assert all(r.exc_info is None for r in caplog.records if r.levelno >= logging.WARNING)
-    assert worker.stats.errors == 1
+    assert Reader.seen == [1]  # the step ran, on the item the worker already held
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1  # the heartbeat that could not be sent either is not a second
+    record = warnings[0]
+    assert record.exc_info is None and "\n" not in record.getMessage()
+    assert "inbox unreachable" in record.getMessage() and "TransportError" in record.getMessage()
+    assert worker.stats.errors == 1 and [type(e) for e in errors] == [TransportError]
 
 
 def test_a_bug_in_the_workers_own_code_still_logs_its_traceback(caplog):
