@@ -124,8 +124,9 @@ def publish_event(
 
     Must be called inside ``transaction.atomic()``, as late in the transaction as possible:
     in lock mode, from here to commit, other publishers wait (in snapshot mode readers wait
-    for this transaction instead: its events and any later seq stay above their horizon). ``targets`` (or ``private``) makes the event
-    visible only to the workers named (and people): ``private`` with no targets, people only.
+    for this transaction instead: its events and any later seq stay above their horizon).
+    ``targets`` (or ``private``) makes the event visible only to the workers named (and
+    people): ``private`` with no targets, people only.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("publish_event must run inside transaction.atomic()")
