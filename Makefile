@@ -100,6 +100,19 @@ clean:
 bench-ws: $(VENV)/.installed
 	$(PY) bench/ws/bench.py $(BENCH_WS_ARGS)
 
+# Single-broadcast throughput with and without the event log's tail lock, 1-16 clients
+# (docs/performance.md, "Ordering without the global lock"). Needs PostgreSQL.
+.PHONY: bench-lock
+bench-lock: $(VENV)/.installed
+	$(PY) bench/lock_curve.py --json .bench/lock_curve.json --svg docs/img/lock-curve.svg $(BENCH_LOCK_ARGS)
+
+# The same HTTP operations under daphne and uvicorn, ratios in one run (docs/performance.md,
+# "Server choice"); the WebSocket side: make bench-ws BENCH_WS_ARGS="--server uvicorn".
+.PHONY: bench-servers
+bench-servers: $(VENV)/.installed
+	@scripts/ensure-services.sh || { echo "make bench-servers needs PostgreSQL and Redis"; exit 1; }
+	$(PY) bench/server_choice.py $(BENCH_SERVERS_ARGS)
+
 # Conflict-resolution accuracy through the real broadcast path (docs/conflicts.md).
 .PHONY: bench-conflicts
 bench-conflicts: $(VENV)/.installed

@@ -109,6 +109,14 @@ def risk_payload(pattern: str = "db migration without backfill", level: str = "h
     return {"pattern": pattern, "risk_level": level}
 
 
+@pytest.fixture(params=["lock", "snapshot"])
+def event_ordering(request, settings):
+    """Run a test under both ways of keeping the event log's seq order safe for readers
+    (``event_ordering``: the tail lock, or the snapshot horizon; knowledge/events.py)."""
+    settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "event_ordering": request.param}
+    return request.param
+
+
 def wait_for_lock_waiter(timeout: float = 20.0) -> bool:
     """PostgreSQL: True once another session of this database waits on a lock (polled, bounded)."""
     deadline = time.monotonic() + timeout

@@ -99,13 +99,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--total", type=int, default=240, help="broadcasts per round (all clients)")
     p.add_argument("--reps", type=int, default=3)
+    p.add_argument(
+        "--clients", default=",".join(map(str, CLIENTS)), help="client counts, comma-separated"
+    )
     p.add_argument("--json", help="write the figures here")
     p.add_argument("--svg", help="write the curve here")
     args = p.parse_args(argv)
+    counts = [int(c) for c in args.clients.split(",")]
 
     import psycopg
 
     dbname = f"kx_lockbench_{os.getpid()}"
+    print(f"database {dbname}", flush=True)
     with psycopg.connect(args.pg_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{dbname}"')
     os.environ["DATABASE_URL"] = _pg_url(args.pg_url, dbname)
@@ -123,20 +128,20 @@ def main(argv: list[str] | None = None) -> int:
         from identity.actions import do_create_worker
 
         call_command("migrate", verbosity=0, interactive=False)
-        for i in range(max(CLIENTS)):
+        for i in range(max(counts)):
             do_create_worker(f"lockbench{i}")
         connections.close_all()
         ctx = mp.get_context("spawn")  # a fork would share the parent's connection pool
         pipes = []
-        for i in range(max(CLIENTS)):
+        for i in range(max(counts)):
             parent, child = ctx.Pipe()
             proc = ctx.Process(target=_child, args=(i, child), daemon=True)
             proc.start()
             procs.append(proc)
             pipes.append(parent)
-        _round(pipes, max(CLIENTS), "lock", max(CLIENTS) * 2)  # warm every process up
+        _round(pipes, max(counts), "lock", max(counts) * 2)  # warm every process up
         rounds: dict[tuple[int, str], list[dict]] = {}
-        for clients in CLIENTS:
+        for clients in counts:
             for rep in range(args.reps):
                 order = MODES if rep % 2 == 0 else MODES[::-1]
                 for mode in order:
@@ -158,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
             admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
 
     rows = []
-    for clients in CLIENTS:
+    for clients in counts:
         lock, snap = rounds[(clients, "lock")], rounds[(clients, "snapshot")]
         ratios = [s["throughput"] / lk["throughput"] for s, lk in zip(snap, lock, strict=True)]
         row = {"clients": clients, "ratio": statistics.median(ratios)}

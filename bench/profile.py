@@ -7,10 +7,12 @@ authentication, throttles) through ``django.test.Client`` for each operation:
 - ``hit``: a cached query hit (``GET query?types=<t>&min_freshness=0.5``, cache on);
 - ``query``: an uncached typical query (three types by freshness, cache off);
 - ``broadcast``: one ``POST broadcast``;
-- ``bulk``: one ``POST broadcast/bulk`` of 500 items;
+- ``bulk``: one ``POST broadcast/bulk`` of 500 items; ``bulklean``: the same with ``lean``;
 - ``inbox``: ``GET receive/<worker>`` (a 100-event page) with its ack.
 
-Per operation it prints the median in-process time (ms) and writes pyinstrument's text
+Per operation it prints the median and P90 in-process time (ms), the CPU time this process
+spent per request (``time.process_time``: what a request costs the web process, and the
+figure least disturbed by other load on a shared machine), and writes pyinstrument's text
 summary to ``--out``/profile-<op>.txt. Times are in-process (no HTTP, no daphne), so they
 show where the CPU goes, and compare two checkouts run back to back on the same machine.
 """
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from bench.runner import BUILTIN, _pg_url
 
-OPS = ("hit", "query", "broadcast", "bulk", "inbox")
+OPS = ("hit", "query", "broadcast", "bulk", "bulklean", "inbox")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,8 +126,10 @@ def _run(args, dsn: str) -> None:
         r = client.post("/api/knowledge/broadcast", item(), content_type="application/json", **auth)
         assert r.status_code in (200, 201), r.content[:300]
 
-    def bulk():
+    def bulk(lean=False):
         body = {"items": [item(("risk_pattern", "decision_outcome")[i % 2]) for i in range(500)]}
+        if lean:
+            body["lean"] = True
         r = client.post(
             "/api/knowledge/broadcast/bulk", body, content_type="application/json", **auth
         )
@@ -162,18 +166,26 @@ def _run(args, dsn: str) -> None:
             KNOWLEDGE_EXCHANGE=settings.KNOWLEDGE_EXCHANGE.replace(cache_enabled=on)
         )
 
-    fns = {"hit": hit, "query": query, "broadcast": broadcast, "bulk": bulk, "inbox": inbox}
+    fns = {
+        "hit": hit,
+        "query": query,
+        "broadcast": broadcast,
+        "bulk": bulk,
+        "bulklean": lambda: bulk(lean=True),
+        "inbox": inbox,
+    }
     if "inbox" in ops:
         # events for the inbox to read: 100 per page
         for _ in range(max(1, args.repeat // 10)):
             bulk()
-    print(f"{'operation':<10} {'median ms':>10} {'p90 ms':>8}  n")
+    print(f"{'operation':<10} {'median ms':>10} {'p90 ms':>8} {'cpu ms':>8}  n")
     for op in ops:
-        n = max(3, args.repeat // 20) if op == "bulk" else args.repeat
+        n = max(3, args.repeat // 20) if op.startswith("bulk") else args.repeat
         with with_cache(op == "hit"):
-            for _ in range(5 if op != "bulk" else 1):  # warm up (and fill the cache)
+            for _ in range(1 if op.startswith("bulk") else 5):  # warm up (and fill the cache)
                 fns[op]()
             times = []
+            cpu_start = time.process_time()
             profiler = None
             if not args.no_profile:
                 from pyinstrument import Profiler
@@ -184,15 +196,17 @@ def _run(args, dsn: str) -> None:
                 t = time.perf_counter()
                 fns[op]()
                 times.append((time.perf_counter() - t) * 1000)
+            cpu_ms = (time.process_time() - cpu_start) * 1000 / n
             if profiler is not None:
                 profiler.stop()
                 text = profiler.output_text(unicode=False, color=False, show_all=False)
                 (out / f"profile-{op}.txt").write_text(text)
         times.sort()
-        print(
-            f"{op:<10} {statistics.median(times):>10.2f} {times[int(0.9 * (len(times) - 1))]:>8.2f}  {n}",
-            flush=True,
-        )
+        p90 = times[int(0.9 * (len(times) - 1))]
+        line = f"{op:<10} {statistics.median(times):>10.2f} {p90:>8.2f} {cpu_ms:>8.2f}  {n}"
+        if op.startswith("bulk"):  # wall-clock rate over the whole series
+            line += f"  ({500 * n / (sum(times) / 1000):,.0f} items/s)"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

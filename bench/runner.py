@@ -182,7 +182,8 @@ def _pg_url(base: str, dbname: str) -> str:
 
 def server_command(server: str, port: int, app: str = "config.asgi:application") -> list[str]:
     """The command line of one ASGI server process: daphne (the product's) or uvicorn
-    (httptools + websockets, the comparison of docs/performance.md, "Server choice")."""
+    (httptools + websockets, the comparison of docs/performance.md, "Server choice").
+    Both write their access log to stdout, as daphne does in the Procfile."""
     if server == "uvicorn":
         return [
             sys.executable,
@@ -196,9 +197,6 @@ def server_command(server: str, port: int, app: str = "config.asgi:application")
             "httptools",
             "--ws",
             "websockets",
-            "--no-access-log",
-            "--log-level",
-            "warning",
             "--backlog",
             "2048",
             app,

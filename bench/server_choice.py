@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     import psycopg2
 
     dbname = f"kx_servers_{os.getpid()}"
+    print(f"database {dbname}", flush=True)
     admin = psycopg2.connect(_pg_url(args.pg_url, "postgres"))
     admin.autocommit = True
     with admin.cursor() as cur:

@@ -33,8 +33,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -60,11 +62,11 @@ from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.choices import EventKind, ItemStatus
 from knowledge.errors import ActionError
-from knowledge.events import lock_log_tail, lock_subjects, publish_event, snapshot_ordering
+from knowledge.events import lock_log_tail, lock_subjects, publish_events, snapshot_ordering
 from knowledge.hooks import StoredItem
 from knowledge.models import KnowledgeItem
 from knowledge.registry import KnowledgeType, registry
-from knowledge.visibility import event_visibility, item_audience
+from knowledge.visibility import audience_from_rows, event_visibility, item_audience
 
 log = logging.getLogger(__name__)
 
@@ -306,11 +308,11 @@ def _conflicts_with_items(item_ids):
     return ConflictItem.objects.filter(item_id__in=item_ids).values("conflict_id")
 
 
-def _workers_of(conflict: Conflict) -> list[str]:
-    return sorted(set(conflict.links.values_list("item__source__name", flat=True).distinct()))
-
-
 def conflict_summary(conflict: Conflict) -> dict:
+    """The conflict's state as every conflict event carries it (docs/api.md, "Conflict
+    events"): status, the engine's proposal and its probability, the decision, the version."""
+    proposal = conflict.proposal or {}
+    scores = proposal.get("scores") or {}
     return {
         "id": conflict.pk,
         "knowledge_type": conflict.knowledge_type,
@@ -319,15 +321,166 @@ def conflict_summary(conflict: Conflict) -> dict:
         "status": conflict.status,
         "strategy": conflict.strategy,
         "proposed_claim": conflict.proposed_claim,
+        "probability": scores.get(conflict.proposed_claim) if conflict.proposed_claim else None,
         "margin": conflict.margin,
+        "threshold": conflict.threshold,
+        "proposal": {
+            "winner_claim": proposal.get("winner_claim"),
+            "winner_item_ids": proposal.get("winner_item_ids", []),
+            "loser_item_ids": proposal.get("loser_item_ids", []),
+            "scores": scores,
+        }
+        if proposal
+        else None,
+        "decision": conflict.decision or None,
+        "decided_claim": conflict.decided_claim or None,
+        "decided_by": conflict.decided_by or None,
+        "opened_at": conflict.opened_at.isoformat(),
+        "updated_at": conflict.updated_at.isoformat(),
+        "resolved_at": conflict.resolved_at.isoformat() if conflict.resolved_at else None,
         "version": conflict.version,
+    }
+
+
+# --- Conflict events -------------------------------------------------------------------------
+#
+# Every transition of a conflict is an event (docs/api.md, "Conflict events"). Code that
+# changes a conflict notes the transition (``_note``); the events are built when the
+# action's work is done, from each conflict's state as it will commit, so an event never
+# shows a state the conflict only passed through (a conflict opened and auto-resolved by one
+# broadcast announces both, each with the final status, proposal and version). Inside a
+# broadcast the receiver returns them to the pipeline, which publishes them right after the
+# items' ``knowledge_broadcast`` events (knowledge/hooks.py); every other action publishes
+# them at the end of its transaction.
+
+#: transition -> event kind. ``opened`` / ``resolved`` / ``dismissed`` keep the kinds clients
+#: already filter on; the changes of an unsettled conflict are ``conflict_updated``.
+TRANSITION_KINDS = {
+    "opened": EventKind.CONFLICT_DETECTED,
+    "pending_review": EventKind.CONFLICT_UPDATED,
+    "proposal_changed": EventKind.CONFLICT_UPDATED,
+    "items_changed": EventKind.CONFLICT_UPDATED,
+    "resolved": EventKind.KNOWLEDGE_RESOLVED,
+    "dismissed": EventKind.KNOWLEDGE_RESOLVED,
+}
+_UPDATES = ("pending_review", "proposal_changed", "items_changed")
+
+
+@dataclass
+class _Noted:
+    source: str
+    transitions: list[tuple[str, dict]] = field(default_factory=list)
+
+
+class _ConflictEvents:
+    """The transitions noted during one action, per conflict, in the order first noted."""
+
+    def __init__(self) -> None:
+        self.noted: dict[int, _Noted] = {}
+
+    def note(self, conflict: Conflict, transition: str, source: str, extra: dict) -> None:
+        entry = self.noted.setdefault(conflict.pk, _Noted(source))
+        entry.transitions.append((transition, extra))
+
+    def specs(self) -> list[dict]:
+        """One event spec per announced transition (``publish_events`` specs), from the
+        conflicts' current rows: ``opened``, then one ``conflict_updated`` (several changes
+        of a conflict still unsettled are one event, listed in ``changes``), then the
+        decision. A conflict opened or decided in this action gets no separate update."""
+        if not self.noted:
+            return []
+        rows = Conflict.objects.in_bulk(list(self.noted))
+        specs = []
+        for pk, entry in self.noted.items():
+            conflict = rows[pk]
+            names = [t for t, _ in entry.transitions]
+            parties = _parties(conflict)
+            for transition, extra in entry.transitions:
+                if transition == "opened" or transition in ("resolved", "dismissed"):
+                    specs.append(_spec(conflict, transition, entry.source, parties, extra))
+            updates = [t for t in dict.fromkeys(names) if t in _UPDATES]
+            if updates and not {"opened", "resolved", "dismissed"} & set(names):
+                extra = {}
+                for transition, more in entry.transitions:
+                    if transition in _UPDATES:
+                        extra.update(more)
+                extra["changes"] = updates
+                specs.append(_spec(conflict, updates[0], entry.source, parties, extra))
+        return specs
+
+
+_recording: ContextVar[_ConflictEvents | None] = ContextVar("conflict_events", default=None)
+
+
+@contextmanager
+def _recorded() -> Iterator[_ConflictEvents]:
+    """Collect the transitions noted inside the block (the caller publishes them)."""
+    recorder = _ConflictEvents()
+    token = _recording.set(recorder)
+    try:
+        yield recorder
+    finally:
+        _recording.reset(token)
+
+
+@contextmanager
+def _publishing() -> Iterator[_ConflictEvents]:
+    """Collect the transitions noted inside the block and publish them when it completes
+    (use inside the action's ``transaction.atomic()``, after taking the tail lock)."""
+    with _recorded() as recorder:
+        yield recorder
+        publish_events(recorder.specs())
+
+
+def _note(conflict: Conflict, transition: str, source: str = ENGINE_ACTOR, **extra) -> None:
+    recorder = _recording.get()
+    if recorder is None:
+        raise RuntimeError("a conflict changed outside an action that publishes its events")
+    recorder.note(conflict, transition, source, extra)
+
+
+@dataclass(frozen=True)
+class _Parties:
+    item_ids: list[int]
+    workers: list[str]
+    visibility: dict
+
+
+def _parties(conflict: Conflict) -> _Parties:
+    """The conflict's items, their sources and the event's audience (one query)."""
+    rows = list(
+        conflict.links.values_list(
+            "item_id", "item__is_targeted", "item__source__name", "item__target_names"
+        )
+    )
+    return _Parties(
+        item_ids=sorted(r[0] for r in rows),
+        workers=sorted({r[2] for r in rows}),
+        visibility=event_visibility(audience_from_rows(r[1:] for r in rows)),
+    )
+
+
+def _spec(conflict: Conflict, transition: str, source: str, parties: _Parties, extra: dict):
+    return {
+        "kind": TRANSITION_KINDS[transition],
+        "data": {
+            "transition": transition,
+            "conflict": conflict_summary(conflict),
+            "item_ids": parties.item_ids,
+            **extra,
+            "workers": parties.workers,
+        },
+        "knowledge_type": conflict.knowledge_type,
+        "source": source[:64],
+        "targets": parties.visibility["targets"],
+        "private": parties.visibility["private"],
     }
 
 
 # --- Detection (inside the broadcast transaction) ------------------------------------------
 
 
-def detect_conflicts(batch: Sequence[StoredItem]) -> None:
+def detect_conflicts(batch: Sequence[StoredItem]) -> list[dict]:
     """Detect what each item of ``batch`` conflicts with, and act on it (the receiver of
     ``knowledge.hooks.items_stored``; see its contract for when it runs and what it locks).
 
@@ -343,7 +496,9 @@ def detect_conflicts(batch: Sequence[StoredItem]) -> None:
 
     An item arriving on a subject with an unsettled contradiction always re-evaluates it
     (new evidence may settle it, or leave a single claim, which dissolves it).
-    Publishes ``conflict_detected`` / ``knowledge_resolved``. Sets ``stored.conflict_ids``
+    Returns the conflict events (``conflict_detected``, ``conflict_updated``,
+    ``knowledge_resolved``, each with the conflict's state after the engine ran) for the
+    pipeline to publish after the batch's ``knowledge_broadcast`` events. Sets ``stored.conflict_ids``
     to the ids of the conflicts each item is part of, and leaves the relations found on
     ``item.conflict_detections`` as ``[(kind, other_item_id)]`` (for instrumentation).
 
@@ -355,7 +510,7 @@ def detect_conflicts(batch: Sequence[StoredItem]) -> None:
         stored.item.conflict_detections = []
     cfg = conflict_settings()
     if not cfg.enabled or not batch:
-        return
+        return []
     if cfg.copy_detection:
         copy_estimator()  # a first-use rebuild must not run under the tail lock
     # Before reading the subjects: detections on one subject serialise (lock mode: the tail
@@ -369,15 +524,17 @@ def detect_conflicts(batch: Sequence[StoredItem]) -> None:
             lock_log_tail()
     else:
         busy = _busy_subjects([s.item for s in batch]) if len(batch) > 1 else None
-    for stored in batch:
-        item = stored.item
-        kt = registry.get(item.knowledge_type)
-        if kt is None or item.is_targeted:  # private items are not compared (see above)
-            continue
-        if busy is None or (item.knowledge_type, item.subject) in busy:
-            stored.conflict_ids = _detect_one(item, kt, cfg, now)
-        elif cfg.copy_detection:
-            _observe_copy(item)
+    with _recorded() as recorder:
+        for stored in batch:
+            item = stored.item
+            kt = registry.get(item.knowledge_type)
+            if kt is None or item.is_targeted:  # private items are not compared (see above)
+                continue
+            if busy is None or (item.knowledge_type, item.subject) in busy:
+                stored.conflict_ids = _detect_one(item, kt, cfg, now)
+            elif cfg.copy_detection:
+                _observe_copy(item)
+    return recorder.specs()
 
 
 def _busy_subjects(items: Sequence[KnowledgeItem]) -> set[tuple[str, str]]:
@@ -517,21 +674,6 @@ def _open_conflict(
     return conflict
 
 
-def _publish_detected(conflict: Conflict, item_ids: list[int], source: str, **extra) -> None:
-    publish_event(
-        EventKind.CONFLICT_DETECTED,
-        {
-            "conflict": conflict_summary(conflict),
-            "item_ids": sorted(item_ids),
-            **extra,
-            "workers": _workers_of(conflict),
-        },
-        knowledge_type=conflict.knowledge_type,
-        source=source[:64],
-        **event_visibility(conflict.audience()),
-    )
-
-
 @dataclass(frozen=True)
 class _Comparable:
     item_id: int
@@ -577,10 +719,16 @@ def _dissolve_if_moot(conflict: Conflict, cfg: ConflictSettings, now: datetime) 
 def _evaluate(
     conflict: Conflict, cfg: ConflictSettings, now: datetime, created: bool = False
 ) -> None:
-    """(Re)compute the engine's proposal; apply it if allowed, else queue for review."""
+    """(Re)compute the engine's proposal; apply it if allowed, else queue for review.
+
+    Notes ``opened`` for a new conflict, and for an unsettled one ``pending_review``,
+    ``proposal_changed`` or ``items_changed``; ``version`` goes up only when
+    ``Conflict.reviewer_view`` changes (a refresh that moves only confidence, freshness or
+    the margin leaves it, and sends no event)."""
     items = _candidate_items(conflict)
     if created:
-        _publish_detected(conflict, [i.pk for i in items], ENGINE_ACTOR)
+        _note(conflict, "opened")
+    before = conflict.reviewer_view()
     if _dissolve_if_moot(conflict, cfg, now):
         return
     cands = candidates_for(items, now, cfg)
@@ -612,9 +760,14 @@ def _evaluate(
         settled or conflict.classification != Classification.CONTRADICTION or not cfg.auto_resolve
     ):
         conflict.set_status(ConflictStatus.PENDING_REVIEW)
-    else:
+        _note(conflict, "pending_review")
+    elif conflict.reviewer_view() != before:
         conflict.updated_at = now
         conflict.version += 1
+    if conflict.proposed_claim != before[1] and not created:
+        _note(conflict, "proposal_changed")
+    elif conflict.reviewer_view()[2:] != before[2:] and not created:
+        _note(conflict, "items_changed")
     conflict.save()
 
 
@@ -670,7 +823,8 @@ def _close(
     note: str = "",
 ) -> Resolution:
     """Apply a decision: supersede the losers (never delete), learn trust, record the
-    history row, publish ``knowledge_resolved``, invalidate the type's cache after commit."""
+    history row, note ``resolved`` / ``dismissed`` (``knowledge_resolved``), invalidate the
+    type's cache after commit."""
     ruling = _Ruling(decision, actor, actor_name, winner_claim, proposal, winner_item, user, note)
     cands = list(cands) if cands is not None else candidates_for(items, now, cfg)
     split = _split(conflict, items, ruling)
@@ -680,7 +834,18 @@ def _close(
     if proposal is not None:
         _store_proposal(conflict, proposal, threshold_for(conflict.knowledge_type, cfg))
     _mark_decided(conflict, now, ruling)
-    _publish_resolved(conflict, resolution, ruling)
+    _note(
+        conflict,
+        "dismissed" if conflict.status == ConflictStatus.DISMISSED else "resolved",
+        ruling.actor_name,
+        decision=ruling.decision,
+        actor=ruling.actor_name,
+        winner_claim=ruling.winner_claim,
+        winner_item_ids=resolution.winner_item_ids,
+        superseded_item_ids=resolution.superseded_item_ids,
+        resolution_id=resolution.pk,
+        note=ruling.note,
+    )
     if split.losers:
         knowledge_cache.invalidate_after_commit([conflict.knowledge_type])
         _dissolve_neighbours(conflict, split.losers, cfg, now)
@@ -783,26 +948,6 @@ def _mark_decided(conflict: Conflict, now: datetime, ruling: _Ruling) -> None:
     conflict.save()
 
 
-def _publish_resolved(conflict: Conflict, resolution: Resolution, ruling: _Ruling) -> None:
-    publish_event(
-        EventKind.KNOWLEDGE_RESOLVED,
-        {
-            "conflict": conflict_summary(conflict),
-            "decision": ruling.decision,
-            "actor": ruling.actor_name,
-            "winner_claim": ruling.winner_claim,
-            "winner_item_ids": resolution.winner_item_ids,
-            "superseded_item_ids": resolution.superseded_item_ids,
-            "resolution_id": resolution.pk,
-            "note": ruling.note,
-            "workers": _workers_of(conflict),
-        },
-        knowledge_type=conflict.knowledge_type,
-        source=ruling.actor_name[:64],
-        **event_visibility(conflict.audience()),
-    )
-
-
 def _dissolve_neighbours(
     conflict: Conflict, losers: list[KnowledgeItem], cfg: ConflictSettings, now: datetime
 ) -> None:
@@ -872,52 +1017,56 @@ def _resolve_once(conflict_id, decision, user, winner_item_id, note, version) ->
     cfg = conflict_settings()
     with transaction.atomic():
         lock_log_tail()
-        conflict = _locked_conflict(conflict_id)
-        if version is not None and version != conflict.version:
-            raise ActionError(
-                f"conflict {conflict_id} changed (version {conflict.version}, you sent {version})",
-                "version",
-                409,
-            )
-        if not conflict.is_unsettled:
-            raise ActionError(
-                f"conflict {conflict_id} is already {conflict.status}", "conflict", 409
-            )
-        now = timezone.now()
-        items = _candidate_items(conflict)
-        if not _lock_items(items):
-            raise ItemsBusy()
-        cands = candidates_for(items, now, cfg)
-        proposal = strategy_named(cfg.strategy).propose(cands) if cands else None
-        winner_item = None
-        winner_claim: str | None = None
-        if decision == Decision.PICK:
-            winner_item = next((i for i in items if i.pk == winner_item_id), None)
-            if winner_item is None:
-                raise ActionError(
-                    f"item {winner_item_id} is not an active item of conflict {conflict_id}",
-                    "winner_item",
-                )
-            winner_claim = winner_item.claim
-        elif decision == Decision.ACCEPT:
-            if proposal is None:
-                raise ActionError("the conflict has no active items to decide on", "decision")
-            winner_claim = proposal.winner_claim
-        _close(
-            conflict,
-            items,
-            cfg,
-            now,
-            decision=decision,
-            actor=Actor.HUMAN,
-            actor_name=actor_name_of(user),
-            winner_claim=winner_claim,
-            proposal=proposal,
-            cands=cands,
-            winner_item=winner_item,
-            user=user,
-            note=note,
+        with _publishing():
+            return _decide(conflict_id, decision, user, winner_item_id, note, version, cfg)
+
+
+def _decide(conflict_id, decision, user, winner_item_id, note, version, cfg) -> Conflict:
+    """The body of ``_resolve_once``, under its tail lock and event recorder."""
+    conflict = _locked_conflict(conflict_id)
+    if version is not None and version != conflict.version:
+        raise ActionError(
+            f"conflict {conflict_id} changed (version {conflict.version}, you sent {version})",
+            "version",
+            409,
         )
+    if not conflict.is_unsettled:
+        raise ActionError(f"conflict {conflict_id} is already {conflict.status}", "conflict", 409)
+    now = timezone.now()
+    items = _candidate_items(conflict)
+    if not _lock_items(items):
+        raise ItemsBusy()
+    cands = candidates_for(items, now, cfg)
+    proposal = strategy_named(cfg.strategy).propose(cands) if cands else None
+    winner_item = None
+    winner_claim: str | None = None
+    if decision == Decision.PICK:
+        winner_item = next((i for i in items if i.pk == winner_item_id), None)
+        if winner_item is None:
+            raise ActionError(
+                f"item {winner_item_id} is not an active item of conflict {conflict_id}",
+                "winner_item",
+            )
+        winner_claim = winner_item.claim
+    elif decision == Decision.ACCEPT:
+        if proposal is None:
+            raise ActionError("the conflict has no active items to decide on", "decision")
+        winner_claim = proposal.winner_claim
+    _close(
+        conflict,
+        items,
+        cfg,
+        now,
+        decision=decision,
+        actor=Actor.HUMAN,
+        actor_name=actor_name_of(user),
+        winner_claim=winner_claim,
+        proposal=proposal,
+        cands=cands,
+        winner_item=winner_item,
+        user=user,
+        note=note,
+    )
     return conflict
 
 
@@ -930,8 +1079,9 @@ def do_flag_conflict(
     the worker. If an unsettled conflict already holds them all, that conflict is returned;
     if they share a subject with an unsettled contradiction, they join it and it goes to
     review; otherwise a new ``flagged`` conflict is opened in ``pending_review``.
-    Publishes ``conflict_detected`` for a new conflict. Locks: the log's tail, then the
-    conflict rows (the order of every conflicts action).
+    Publishes ``conflict_detected`` for a new conflict, ``conflict_updated`` for a
+    contradiction it sends to review. Locks: the log's tail, then the conflict rows (the
+    order of every conflicts action).
     """
     ids = sorted({int(i) for i in item_ids})
     if len(ids) < 2:
@@ -940,32 +1090,38 @@ def do_flag_conflict(
     if len(reason) > 500:
         raise ActionError("reason is longer than 500 characters", "reason")
     cfg = conflict_settings()
+    actor = actor_name_of(user, worker)
     with transaction.atomic():
         lock_log_tail()
-        items = _flaggable_items(worker, ids)
-        conflict = _unsettled_holding(ids, worker) or _join_contradiction(items, worker, reason)
-        if conflict is not None:
-            return conflict
-        now = timezone.now()
-        conflict = _open_conflict(
-            items,
-            [],
-            Classification.FLAGGED,
-            now,
-            role=ItemRole.FLAGGED,
-            status=ConflictStatus.PENDING_REVIEW,
-            flagged_by=worker,
-            flag_reason=reason,
-        )
-        cands = candidates_for(items, now, cfg)
-        _store_proposal(
-            conflict,
-            strategy_named(cfg.strategy).propose(cands),
-            threshold_for(conflict.knowledge_type, cfg),
-        )
-        conflict.save()
-        actor = actor_name_of(user, worker)
-        _publish_detected(conflict, ids, actor, flagged_by=actor, reason=reason)
+        with _publishing():
+            return _flag(worker, ids=ids, reason=reason, actor=actor, cfg=cfg)
+
+
+def _flag(worker: Worker | None, *, ids: list[int], reason: str, actor: str, cfg) -> Conflict:
+    """The body of ``do_flag_conflict``, under its tail lock and event recorder."""
+    items = _flaggable_items(worker, ids)
+    conflict = _unsettled_holding(ids, worker) or _join_contradiction(items, worker, reason, actor)
+    if conflict is not None:
+        return conflict
+    now = timezone.now()
+    conflict = _open_conflict(
+        items,
+        [],
+        Classification.FLAGGED,
+        now,
+        role=ItemRole.FLAGGED,
+        status=ConflictStatus.PENDING_REVIEW,
+        flagged_by=worker,
+        flag_reason=reason,
+    )
+    cands = candidates_for(items, now, cfg)
+    _store_proposal(
+        conflict,
+        strategy_named(cfg.strategy).propose(cands),
+        threshold_for(conflict.knowledge_type, cfg),
+    )
+    conflict.save()
+    _note(conflict, "opened", actor, flagged_by=actor, reason=reason)
     return conflict
 
 
@@ -1010,7 +1166,7 @@ def _unsettled_holding(ids: list[int], worker: Worker | None) -> Conflict | None
 
 
 def _join_contradiction(
-    items: list[KnowledgeItem], worker: Worker | None, reason: str
+    items: list[KnowledgeItem], worker: Worker | None, reason: str, actor: str
 ) -> Conflict | None:
     """Items of one subject with an unsettled contradiction join it and send it to review
     (untargeted items only: contradictions are public)."""
@@ -1033,6 +1189,7 @@ def _join_contradiction(
     conflict.flag_reason = reason
     if conflict.status == ConflictStatus.OPEN:
         conflict.set_status(ConflictStatus.PENDING_REVIEW)
+        _note(conflict, "pending_review", actor, flagged_by=actor, reason=reason)
     conflict.save()
     return conflict
 
@@ -1064,45 +1221,53 @@ def do_request_resolution(
       setting, 600 by default): sooner raises ``TooSoon`` (429 with Retry-After).
     - ``version`` never changes: nothing a reviewer decides on changes, so a decision sent
       with the version the reviewer loaded never gets 409 because of a request.
+    - Moving to ``pending_review`` publishes ``conflict_updated`` (same version).
+    Locks: the log's tail (it may publish), then the conflict row.
     """
     with transaction.atomic():
-        conflict = _locked_conflict(conflict_id)
-        if worker is not None:
-            if not Conflict.objects.visible_to(worker).filter(pk=conflict.pk).exists():
-                raise ActionError(f"no conflict {conflict_id}", "conflict", 404)
-            if not conflict.links.filter(item__source=worker).exists():
-                raise ActionError(
-                    "only workers whose items take part in a conflict may request its review",
-                    "conflict",
-                    403,
-                )
-        if not conflict.is_unsettled:
+        lock_log_tail()  # it may publish: the tail before the conflict row (lock order)
+        with _publishing():
+            return _request(conflict_id, worker, user, note)
+
+
+def _request(conflict_id: int, worker: Worker | None, user, note: str) -> Conflict:
+    """The body of ``do_request_resolution``, under its tail lock and event recorder."""
+    conflict = _locked_conflict(conflict_id)
+    if worker is not None:
+        if not Conflict.objects.visible_to(worker).filter(pk=conflict.pk).exists():
+            raise ActionError(f"no conflict {conflict_id}", "conflict", 404)
+        if not conflict.links.filter(item__source=worker).exists():
             raise ActionError(
-                f"conflict {conflict_id} is already {conflict.status}", "conflict", 409
-            )
-        interval = review_request_interval()
-        who = actor_name_of(user, worker)
-        # cache.add is atomic on the shared cache: of concurrent requests one gets the slot.
-        if interval > 0 and not cache.add(f"kx:review-req:{conflict.pk}:{who}", 1, interval):
-            raise TooSoon(
-                f"review of conflict {conflict_id} was already requested by {who} "
-                f"in the last {interval} s",
+                "only workers whose items take part in a conflict may request its review",
                 "conflict",
-                interval,
+                403,
             )
-        if conflict.status == ConflictStatus.OPEN and conflict.can_transition(
-            ConflictStatus.PENDING_REVIEW
-        ):
-            conflict.status = ConflictStatus.PENDING_REVIEW  # not set_status: version kept
-        now = timezone.now()
-        conflict.review_requested_at = now
-        conflict.review_requests += 1
-        conflict.updated_at = now
-        if note:
-            conflict.note = (conflict.note + f"\n[{who}] {note}").strip()[:5000]
-        conflict.save(
-            update_fields=["status", "review_requested_at", "review_requests", "updated_at", "note"]
+    if not conflict.is_unsettled:
+        raise ActionError(f"conflict {conflict_id} is already {conflict.status}", "conflict", 409)
+    interval = review_request_interval()
+    who = actor_name_of(user, worker)
+    # cache.add is atomic on the shared cache: of concurrent requests one gets the slot.
+    if interval > 0 and not cache.add(f"kx:review-req:{conflict.pk}:{who}", 1, interval):
+        raise TooSoon(
+            f"review of conflict {conflict_id} was already requested by {who} "
+            f"in the last {interval} s",
+            "conflict",
+            interval,
         )
+    if conflict.status == ConflictStatus.OPEN and conflict.can_transition(
+        ConflictStatus.PENDING_REVIEW
+    ):
+        conflict.status = ConflictStatus.PENDING_REVIEW  # not set_status: version kept
+        _note(conflict, "pending_review", who, requested_by=who)
+    now = timezone.now()
+    conflict.review_requested_at = now
+    conflict.review_requests += 1
+    conflict.updated_at = now
+    if note:
+        conflict.note = (conflict.note + f"\n[{who}] {note}").strip()[:5000]
+    conflict.save(
+        update_fields=["status", "review_requested_at", "review_requests", "updated_at", "note"]
+    )
     return conflict
 
 
@@ -1111,9 +1276,10 @@ def do_reevaluate(conflict_id: int) -> Conflict:
     cfg = conflict_settings()
     with transaction.atomic():
         lock_log_tail()
-        conflict = _locked_conflict(conflict_id)
-        if conflict.is_unsettled and conflict.classification == Classification.CONTRADICTION:
-            _evaluate(conflict, cfg, timezone.now())
+        with _publishing():
+            conflict = _locked_conflict(conflict_id)
+            if conflict.is_unsettled and conflict.classification == Classification.CONTRADICTION:
+                _evaluate(conflict, cfg, timezone.now())
     return conflict
 
 

@@ -55,9 +55,13 @@ class Conflict(models.Model):
     among detected conflicts (a partial unique constraint; flagged ones are exempt). The
     engine's proposal (``proposal``, ``proposed_claim``, ``margin``) is kept apart from the
     decision actually taken (``decision``, ``decided_claim``, ``decided_by``), so the engine's
-    precision against people is measurable. ``version`` increases at every change of what a
-    decision depends on (status, items, proposal; not a review request): clients may send it
-    back when resolving and get 409 if someone else changed the conflict first.
+    precision against people is measurable. ``version`` increases exactly when what a
+    reviewer sees changes (``reviewer_view``: the status, the proposed claim, the items
+    taking part and their claims), never for a refresh of an item that changes only its
+    confidence or freshness (nor the margin, probability or trust they move), nor for a
+    review request: clients send it back when resolving and get 409 only if the conflict
+    changed in a way they could see. Every change of it is announced by an event carrying
+    the new state (docs/api.md, "Conflict events").
     """
 
     #: Allowed status changes (Oscar's ``Order.set_status`` pattern).
@@ -152,6 +156,20 @@ class Conflict(models.Model):
     @property
     def is_unsettled(self) -> bool:
         return self.status in (ConflictStatus.OPEN, ConflictStatus.PENDING_REVIEW)
+
+    def reviewer_view(self) -> tuple:
+        """What a reviewer decides on, as stored: the status, the proposed claim, and the
+        items of the latest proposal with the claims they assert. Confidence, freshness,
+        trust, margin and probability are live figures, left out on purpose (an item
+        refreshed every few seconds must not invalidate a reviewer's ``version``)."""
+        proposal = self.proposal or {}
+        item_ids = [*proposal.get("winner_item_ids", ()), *proposal.get("loser_item_ids", ())]
+        return (
+            self.status,
+            self.proposed_claim,
+            tuple(sorted(item_ids, key=str)),
+            tuple(sorted(proposal.get("scores") or ())),
+        )
 
     #: A margin below this is a tie: the engine has no proposal worth showing.
     TIE_MARGIN = 0.001

@@ -39,7 +39,7 @@ from knowledge.models import (
     ValidationRecord,
 )
 from knowledge.registry import KnowledgeType, registry
-from knowledge.resume import resume
+from knowledge.resume import INBOX_STARTS, first_position, resume
 from knowledge.scopes import read_types
 from knowledge.visibility import event_visibility, item_audience
 
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 #
 #   validate -> [per run: idempotency lookup -> lock worker + own items -> plan (pure)
 #   -> apply (bulk writes) -> hooks.items_stored (conflict detection) -> publish events
-#   -> record idempotency]
+#   (the items' knowledge_broadcast, then the receivers' events) -> record idempotency]
 #
 # A run is a stretch of a chunk whose items have distinct (type, subject) and distinct
 # idempotency keys, so that planning from the source's items as they were before the run
@@ -113,7 +113,8 @@ def do_broadcast(worker: Worker, data: BroadcastInput) -> BroadcastResult:
     - Same source, type and subject as one of its active items: the same claim refreshes
       that item (``refreshed``); a new claim supersedes it (``revised``).
     - The ``knowledge.hooks.items_stored`` receivers (conflict detection) run in the same
-      transaction, before the event is published.
+      transaction, before the event is published; the events they return are published
+      right after it (an item's broadcast precedes every conflict event about it).
     The worker row is locked for the transaction, so one worker's broadcasts serialise.
     A storage failure is an ActionError too (``knowledge.errors.storage_error``).
     """
@@ -150,9 +151,10 @@ class _Entry:
 
     data: BroadcastInput
     kt: KnowledgeType
-    subject: str
+    subject: str  # normalised: what matching compares
     claim: str
     request_hash: str
+    subject_text: str  # as sent (case kept): what clients are shown
 
 
 @dataclass
@@ -177,7 +179,7 @@ def _validate(entry: BroadcastInput | ActionError) -> _Entry | ActionError:
             f"payload lacks what the type's subject and claim need: {exc}", "payload"
         )
     request_hash = entry.request_hash() if entry.idempotency_key else ""
-    return _Entry(entry, kt, subject, claim, request_hash)
+    return _Entry(entry, kt, subject, claim, request_hash, kt.subject_as_sent(entry.payload))
 
 
 def _store_chunk(worker: Worker, chunk: list[BroadcastInput | ActionError]) -> list[Outcome]:
@@ -272,8 +274,8 @@ def _store_run(worker: Worker, run: list[_Entry]) -> list[Outcome]:
         now = timezone.now()
         steps = plan(worker, [entry for _, entry in todo], _own_items(worker, todo), now)
         _apply(steps)
-        items_stored([step.stored for step in steps])
-        _publish(worker, steps, now)
+        caused = items_stored([step.stored for step in steps])
+        _publish(worker, steps, now, caused)
         _record_idempotency(worker, steps)
         stored = [(step.stored.item.knowledge_type, step.stored.outcome) for step in steps]
         transaction.on_commit(lambda: metrics.count_broadcasts(stored))
@@ -338,6 +340,7 @@ def _own_items(
 
 REFRESH_FIELDS = [
     "payload",
+    "subject_text",
     "confidence",
     "urgency",
     "observed_at",
@@ -365,13 +368,14 @@ def plan(
         target_names = sorted({w.name for w in data.targets})
         previous = own.get((entry.kt.name, entry.subject, tuple(target_names)))
         if previous is not None and previous.claim == entry.claim:
-            _refresh(previous, data, observed_at, now)
+            _refresh(previous, entry, observed_at, now)
             stored = StoredItem(previous, "refreshed", previous)
         else:
             item = KnowledgeItem(
                 knowledge_type=entry.kt.name,
                 source=worker,
                 subject=entry.subject,
+                subject_text=entry.subject_text,
                 claim=entry.claim,
                 payload=data.payload,
                 confidence=data.confidence,
@@ -387,10 +391,10 @@ def plan(
     return steps
 
 
-def _refresh(
-    own: KnowledgeItem, data: BroadcastInput, observed_at: datetime, now: datetime
-) -> None:
+def _refresh(own: KnowledgeItem, entry: _Entry, observed_at: datetime, now: datetime) -> None:
+    data = entry.data
     own.payload = data.payload
+    own.subject_text = entry.subject_text  # the latest spelling, as the payload
     own.confidence = data.confidence
     own.urgency = data.urgency
     if observed_at > own.observed_at:
@@ -437,8 +441,10 @@ def _update(items: list[KnowledgeItem], fields: list[str]) -> None:
         KnowledgeItem.objects.bulk_update(items, fields)
 
 
-def _publish(worker: Worker, steps: list[_Step], now: datetime) -> None:
-    """One ``knowledge_broadcast`` event per item, in input order, in one INSERT."""
+def _publish(worker: Worker, steps: list[_Step], now: datetime, caused: list[dict]) -> None:
+    """One ``knowledge_broadcast`` event per item, in input order, then the events the
+    ``items_stored`` receivers returned (``caused``: conflicts opened, updated or resolved by
+    these items), in one INSERT: the one place a broadcast's events are ordered."""
     specs = []
     for step in steps:
         s = step.stored
@@ -457,8 +463,10 @@ def _publish(worker: Worker, steps: list[_Step], now: datetime) -> None:
                 "targets": [*step.target_names, worker.name] if step.target_names else (),
             }
         )
-    if len(specs) == 1:
-        publish_event(**specs[0])  # without RETURNING from bulk inserts, runs are one item
+    specs.extend(caused)
+    if len(specs) == 1 or not connection.features.can_return_rows_from_bulk_insert:
+        for spec in specs:  # without RETURNING from bulk inserts, runs are one item
+            publish_event(**spec)
     else:
         publish_events(specs)
 
@@ -550,6 +558,7 @@ def do_validate(
 INBOX_EVENT_KINDS = (
     EventKind.KNOWLEDGE_BROADCAST,
     EventKind.CONFLICT_DETECTED,
+    EventKind.CONFLICT_UPDATED,
     EventKind.KNOWLEDGE_RESOLVED,
     EventKind.KNOWLEDGE_VALIDATED,
 )
@@ -638,7 +647,8 @@ class InboxFilter(EventFilter):
     - ``knowledge_broadcast`` from another worker, of one of its effective types (from its
       subscribed sources, at or above its minimum urgency), of a type propagated to everyone,
       or targeted at it;
-    - ``conflict_detected`` / ``knowledge_resolved`` / ``knowledge_validated`` naming it in
+    - ``conflict_detected`` / ``conflict_updated`` / ``knowledge_resolved`` /
+      ``knowledge_validated`` naming it in
       ``data.workers`` (its items were involved).
     """
 
@@ -695,18 +705,41 @@ class InboxPage:
     recovered: bool
 
 
-def read_inbox(worker: Worker, limit: int = 100) -> InboxPage:
+def inbox_start(worker: Worker, start: str = "now") -> tuple[int, str]:
+    """(position, epoch) where ``worker``'s inbox starts on its first read: ``now`` (the
+    default) is the log's position when the worker was created, ``beginning`` the oldest
+    event the log holds (knowledge/resume.py, ``first_position``)."""
+    if start not in INBOX_STARTS:
+        raise ActionError(f"must be one of {', '.join(INBOX_STARTS)}", "start")
+    pos = log_position()
+    at_creation = (
+        Event.objects.filter(created_at__lt=worker.created_at)
+        .order_by("-seq")
+        .values_list("seq", flat=True)
+        .first()
+    )
+    return first_position(start, pos, at_creation or 0), pos.epoch
+
+
+def read_inbox(worker: Worker, limit: int = 100, *, start: str = "now") -> InboxPage:
     """The next events of ``worker``'s inbox after its durable cursor (nothing is consumed).
 
-    Where it resumes is the one resume rule (knowledge/resume.py): if the log was reset,
-    restored or pruned past the cursor, ``recovered`` is False and the cursor moves to the
-    log's top (the worker reloads what it needs with a query).
+    A worker's first read creates its cursor where ``start`` says (``inbox_start``: ``now``
+    by default, the position at the worker's creation; ``beginning``: the oldest event held);
+    later reads ignore ``start``. Where it resumes is the one resume rule
+    (knowledge/resume.py): if the log was reset, restored or pruned past the cursor,
+    ``recovered`` is False and the cursor moves to the log's top (the worker reloads what it
+    needs with a query).
 
     Lean on purpose (it is the worker fleet's reception overhead, docs/performance.md): one
     query reads the cursor and the subscription, the log's position is read once, one query
     reads the events, and at most one write records what moved (none when nothing did).
     """
     cursor, sub = _inbox_state(worker)
+    if cursor._state.adding:
+        # The first read: where the inbox starts (knowledge/resume.py, first_position).
+        cursor.position, cursor.epoch = inbox_start(worker, start)
+        cursor.delivered = cursor.position
     cursor_epoch = str(cursor.epoch) if cursor.epoch else None
     answer = resume(cursor.position, cursor_epoch, log_position())
     pos, position, recovered = answer.log, answer.position, answer.recovered
@@ -721,7 +754,7 @@ def read_inbox(worker: Worker, limit: int = 100) -> InboxPage:
                     worker=worker,
                     position=position,
                     epoch=pos.epoch,
-                    delivered=max((e.seq for e in new), default=0),
+                    delivered=max((e.seq for e in new), default=cursor.delivered),
                 )
             ],
             ignore_conflicts=True,
@@ -763,9 +796,9 @@ def _inbox_state(worker: Worker) -> tuple[InboxCursor, Subscription]:
 def _record_delivery(
     worker: Worker, moved: tuple[int, str] | None, delivered: int | None, count: int
 ) -> None:
-    """One statement: the cursor's new position (``moved``, after a recovery) and its
-    delivered mark, and the worker's received count (PostgreSQL: a data-modifying CTE;
-    SQLite has none, so the count is a second statement there)."""
+    """One write: the cursor's new position (``moved``, after a recovery) and its
+    delivered mark, and the worker's received count (PostgreSQL: one statement with a
+    data-modifying CTE; SQLite has none: two statements in one transaction)."""
     cursor_table = connection.ops.quote_name(InboxCursor._meta.db_table)
     sets, params = [], []
     if moved is not None:
@@ -785,12 +818,15 @@ def _record_delivery(
         return
     worker_table = connection.ops.quote_name(Worker._meta.db_table)
     update_worker = f"UPDATE {worker_table} SET received_count = received_count + %s WHERE id = %s"
-    with connection.cursor() as cur:
-        if connection.vendor == "postgresql":
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cur:
             cur.execute(f"WITH c AS ({update_cursor}) {update_worker}", [*params, count, worker.pk])
-        else:
-            cur.execute(update_cursor, params)
-            cur.execute(update_worker, [count, worker.pk])
+        return
+    # SQLite: one transaction, so one commit (in autocommit each statement is a commit,
+    # and commits were most of the inbox's cost in the replay's profile).
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(update_cursor, params)
+        cur.execute(update_worker, [count, worker.pk])
 
 
 def do_ack(worker: Worker, seq: int) -> InboxCursor:

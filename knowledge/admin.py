@@ -52,6 +52,7 @@ class KnowledgeItemAdmin(admin.ModelAdmin):
         "knowledge_type",
         "source",
         "subject",
+        "subject_text",
         "claim",
         "payload",
         "confidence",

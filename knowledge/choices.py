@@ -40,6 +40,7 @@ class EventKind(models.TextChoices):
     KNOWLEDGE_BROADCAST = "knowledge_broadcast"
     KNOWLEDGE_VALIDATED = "knowledge_validated"
     CONFLICT_DETECTED = "conflict_detected"
+    CONFLICT_UPDATED = "conflict_updated"
     KNOWLEDGE_RESOLVED = "knowledge_resolved"
     WORKER_STATE_CLEARED = "worker_state_cleared"
     ALERT_FIRED = "alert_fired"

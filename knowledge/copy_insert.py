@@ -13,8 +13,12 @@ small for COPY to pay off, use ``bulk_create``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import datetime
+
+import orjson
 from django.db import connection
-from django.db.models import Model
+from django.db.models import DateTimeField, ForeignKey, JSONField, Model
 
 #: Below this many rows ``bulk_create`` is as fast (COPY costs two round trips).
 MIN_ROWS = 20
@@ -32,6 +36,7 @@ def copy_insert(model: type[Model], objs: list[Model]) -> None:
     fields = [f for f in opts.concrete_fields if f is not pk]
     qn = connection.ops.quote_name
     columns = ", ".join(qn(f.column) for f in [pk, *fields])
+    preps = [_prep(f) for f in fields]
     # wrap_database_errors: a constraint failing inside COPY is Django's IntegrityError, as
     # it is from bulk_create (the broadcast pipeline retries an idempotency race on it).
     with connection.cursor() as cur, connection.wrap_database_errors:
@@ -44,10 +49,42 @@ def copy_insert(model: type[Model], objs: list[Model]) -> None:
         with raw.copy(f"COPY {qn(opts.db_table)} ({columns}) FROM STDIN") as copy:
             for obj, new_id in zip(objs, ids, strict=True):
                 setattr(obj, pk.attname, new_id)
-                copy.write_row(
-                    [new_id]
-                    + [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
-                )
+                copy.write_row([new_id, *(prep(obj) for prep in preps)])
     for obj in objs:
         obj._state.adding = False
         obj._state.db = connection.alias
+
+
+def _prep(field) -> Callable[[Model], object]:
+    """How to get ``field``'s database value from an object: Django's ``pre_save`` +
+    ``get_db_prep_save``, with shortcuts for the types whose generic path dominated the
+    profile (aware datetimes, foreign key ids, JSON as text; anything unusual still takes
+    Django's path)."""
+
+    def generic(obj):
+        return field.get_db_prep_save(field.pre_save(obj, True), connection)
+
+    if isinstance(field, ForeignKey):
+        return lambda obj: getattr(obj, field.attname)
+    if isinstance(field, DateTimeField) and not (field.auto_now or field.auto_now_add):
+
+        def moment(obj):
+            value = getattr(obj, field.attname)
+            if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
+                return value
+            return generic(obj)
+
+        return moment
+    if isinstance(field, JSONField) and field.encoder is None:
+
+        def document(obj):
+            value = getattr(obj, field.attname)
+            if value is None and field.null:
+                return None
+            try:
+                return orjson.dumps(value).decode()
+            except TypeError:  # beyond orjson (e.g. integers past 64 bits)
+                return generic(obj)
+
+        return document
+    return generic

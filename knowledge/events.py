@@ -124,8 +124,9 @@ def publish_event(
 
     Must be called inside ``transaction.atomic()``, as late in the transaction as possible:
     in lock mode, from here to commit, other publishers wait (in snapshot mode readers wait
-    for this transaction instead: its events and any later seq stay above their horizon). ``targets`` (or ``private``) makes the event
-    visible only to the workers named (and people): ``private`` with no targets, people only.
+    for this transaction instead: its events and any later seq stay above their horizon).
+    ``targets`` (or ``private``) makes the event visible only to the workers named (and
+    people): ``private`` with no targets, people only.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("publish_event must run inside transaction.atomic()")
@@ -151,7 +152,8 @@ def publish_event(
 def publish_events(specs: list[dict]) -> list[Event]:
     """Append several events in one INSERT (the batched bulk broadcast); same contract as
     ``publish_event``. Each spec holds ``kind``, ``data`` and optionally ``knowledge_type``,
-    ``source``, ``item_id``, ``targets``. Returns the events with their seq, in spec order."""
+    ``source``, ``item_id``, ``targets``, ``private``. Returns the events with their seq, in
+    spec order."""
     if not connection.in_atomic_block:
         raise RuntimeError("publish_events must run inside transaction.atomic()")
     if not specs:
@@ -162,7 +164,7 @@ def publish_events(specs: list[dict]) -> list[Event]:
             knowledge_type=spec.get("knowledge_type", ""),
             source=spec.get("source", ""),
             item_id=spec.get("item_id"),
-            is_targeted=bool(spec.get("targets")),
+            is_targeted=bool(spec.get("private")) or bool(spec.get("targets")),
             targets=list(spec.get("targets") or ()),
             data=spec["data"],
         )

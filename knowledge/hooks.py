@@ -6,18 +6,23 @@ receiver from its ``AppConfig.ready``::
 
     hooks.connect_items_stored(detect_conflicts)
 
-Contract of a receiver ``fn(batch: Sequence[StoredItem]) -> None``
------------------------------------------------------------------------
+Contract of a receiver ``fn(batch: Sequence[StoredItem]) -> list[dict] | None``
+-------------------------------------------------------------------------------
 
 When it runs. Once per batch of items that ``knowledge.actions`` stores together (one item
 for ``do_broadcast``; up to a run of a bulk request), inside the broadcast transaction,
 after the batch's rows are written and before their ``knowledge_broadcast`` events are
 published. The items of one batch have distinct (knowledge type, subject) and one source.
 
-What it may do. Read and write rows in the caller's transaction; publish events of its own
-(they get seqs before the batch's broadcast events); set ``stored.conflict_ids`` (they go
-into the broadcast's response and event); change an item's status (then reload it: the
-pipeline publishes the item as the receiver leaves it). In-process side effects must
+What it may do. Read and write rows in the caller's transaction; set
+``stored.conflict_ids`` (they go into the broadcast's response and event); change an item's
+status (then reload it: the pipeline publishes the item as the receiver leaves it).
+
+Its events. A receiver does not publish: it *returns* the specs of its events
+(``knowledge.events.publish_events`` specs), and the pipeline publishes them right after the
+batch's ``knowledge_broadcast`` events, in the same INSERT. So an item's broadcast always
+has a smaller seq than any event about what its storing caused (docs/api.md, "Event
+order"), and a receiver's event can show the state it left. In-process side effects must
 tolerate a rollback (the batch may still be rolled back); anything else goes through
 ``transaction.on_commit``.
 
@@ -72,7 +77,7 @@ class StoredItem:
     conflict_ids: list[int] = field(default_factory=list)  # set by receivers
 
 
-ItemsStoredReceiver = Callable[[Sequence[StoredItem]], None]
+ItemsStoredReceiver = Callable[[Sequence[StoredItem]], "list[dict] | None"]
 
 _receivers: list[ItemsStoredReceiver] = []
 
@@ -89,9 +94,13 @@ def disconnect_items_stored(receiver: ItemsStoredReceiver) -> None:
         _receivers.remove(receiver)
 
 
-def items_stored(batch: Sequence[StoredItem]) -> None:
-    """Run every receiver on ``batch``, in registration order (see the module docstring)."""
+def items_stored(batch: Sequence[StoredItem]) -> list[dict]:
+    """Run every receiver on ``batch``, in registration order (see the module docstring);
+    returns the event specs they returned, in that order, for the pipeline to publish after
+    the batch's ``knowledge_broadcast`` events."""
+    specs: list[dict] = []
     if not batch:
-        return
+        return specs
     for receiver in list(_receivers):
-        receiver(batch)
+        specs.extend(receiver(batch) or ())
+    return specs

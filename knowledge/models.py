@@ -65,14 +65,21 @@ def _seconds(value: float) -> timedelta:
 class KnowledgeItem(models.Model):
     """One piece of knowledge broadcast by a worker.
 
-    ``subject`` and ``claim`` are derived from the payload by the type registry. Freshness is
-    never stored: it is computed from ``observed_at`` and the type's decay at read time.
+    ``subject`` and ``claim`` are derived from the payload by the type registry. ``subject`` is
+    the normalised form (lowercase, whitespace collapsed) that every match uses (refresh,
+    conflict detection, the ``subject`` filter); ``subject_text`` keeps the case it was sent
+    in, and is what clients are shown as ``subject`` (items stored before it existed show the
+    normalised form). Freshness is never stored: it is computed from ``observed_at`` and the
+    type's decay at read time.
     Items are never deleted by the product: losers of a conflict are ``superseded``.
     """
 
     knowledge_type = models.CharField(max_length=64)
     source = models.ForeignKey(Worker, on_delete=models.PROTECT, related_name="items")
     subject = models.CharField(max_length=255)
+    subject_text = models.CharField(
+        max_length=255, blank=True, default="", help_text="the subject as sent (case kept)"
+    )
     claim = models.CharField(max_length=255)
     payload = models.JSONField()
     confidence = models.FloatField()
@@ -144,7 +151,7 @@ class KnowledgeItem(models.Model):
             "id": self.pk,
             "knowledge_type": self.knowledge_type,
             "source": self.source.name,
-            "subject": self.subject,
+            "subject": self.subject_text or self.subject,
             "claim": self.claim,
             "payload": self.payload,
             "confidence": self.confidence,

@@ -27,7 +27,7 @@ from knowledge import cache as knowledge_cache
 from knowledge import item_hooks
 from knowledge.choices import ItemStatus
 from knowledge.models import KnowledgeItem, KnowledgeTarget
-from knowledge.registry import registry
+from knowledge.registry import normalise, registry
 from knowledge.scopes import read_types
 
 SORTS = {
@@ -182,7 +182,8 @@ def build_queryset(
             pk__in=KnowledgeTarget.objects.filter(worker__name=query.target).values("item_id")
         )
     if query.subject:
-        qs = qs.filter(subject=query.subject)
+        # Case-insensitive: the normalised subject, whatever case the item was sent in.
+        qs = qs.filter(subject=normalise(query.subject))
     if query.q:
         # PostgreSQL: served by the pg_trgm GIN index on UPPER(subject) (migration 0002).
         qs = qs.filter(subject__icontains=query.q)

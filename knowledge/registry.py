@@ -39,13 +39,18 @@ def _schema(required: dict, optional: dict | None = None) -> dict:
     }
 
 
-def normalise(value: object) -> str:
-    """Normalise a payload value for subject/claim comparison."""
+def as_text(value: object) -> str:
+    """A payload value as text, whitespace collapsed, case kept (the subject as sent)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:.6g}"
-    return " ".join(str(value).split()).lower()
+    return " ".join(str(value).split())
+
+
+def normalise(value: object) -> str:
+    """Normalise a payload value for subject/claim comparison (``as_text``, lowercased)."""
+    return as_text(value).lower()
 
 
 class PayloadError(ValueError):
@@ -101,7 +106,12 @@ class KnowledgeType:
             raise PayloadError(errors)
 
     def subject_of(self, payload: dict) -> str:
+        """The normalised subject: what matching compares (refresh, conflicts, ``subject=``)."""
         return " | ".join(normalise(payload[f]) for f in self.subject_fields)[:255]
+
+    def subject_as_sent(self, payload: dict) -> str:
+        """The subject with the case it was sent in (what clients are shown)."""
+        return " | ".join(as_text(payload[f]) for f in self.subject_fields)[:255]
 
     def claim_of(self, payload: dict) -> str:
         if self.claim_fn is not None:

@@ -13,6 +13,15 @@ browser client, which only obey what the server says (docs/realtime.md, "Resumin
   is not replayed at all: the client reloads its state from the REST API (which reflects every
   event up to that top) and continues from ``position``. Replaying "what is left" would apply
   part of history twice on top of the reload and still leave the hole.
+
+A durable consumer that has no position yet (a worker's first inbox read) gets one from
+``first_position``, then follows the rule above like any other:
+
+- ``start="now"`` (the default): the log's position when the worker was created. A new worker
+  does not receive the history that came before it, yet loses nothing sent after it existed
+  (an item targeted at it before its first read is in its inbox).
+- ``start="beginning"``: the oldest position the log still holds (the prune horizon), so it
+  receives every event the log has that it may see.
 """
 
 from __future__ import annotations
@@ -46,6 +55,17 @@ def is_recoverable(since: int, epoch: str | None, log: LogPosition) -> bool:
     if since > log.top:
         return False  # from the future: a log that was reset or restored from a backup
     return since >= log.pruned_through
+
+
+INBOX_STARTS = ("now", "beginning")
+
+
+def first_position(start: str, log: LogPosition, at_creation: int) -> int:
+    """Where a new durable consumer starts: ``now`` -> ``at_creation`` (the log's position
+    when the consumer was created), ``beginning`` -> the prune horizon (see above)."""
+    if start not in INBOX_STARTS:
+        raise ValueError(f"start must be one of {', '.join(INBOX_STARTS)}")
+    return log.pruned_through if start == "beginning" else at_creation
 
 
 def resume(since: int | None, epoch: str | None, log: LogPosition) -> Resume:

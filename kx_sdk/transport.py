@@ -114,7 +114,10 @@ class HttpTransport(Transport):
     answer 5xx/429 are retried up to ``retries`` times, waiting ``backoff * 2**n`` seconds
     (with jitter, at most ``max_backoff``, or the server's ``Retry-After``), and never past
     ``retry_deadline`` seconds after the first attempt (``None``: ``retries`` alone bounds
-    them; see also :meth:`Transport.deadline`). Standard library only.
+    them; see also :meth:`Transport.deadline`). Standard library only. ``inbox_start`` is
+    where the worker's inbox starts on its very first read: ``"now"`` (the server's default:
+    from the worker's creation) or ``"beginning"`` (every event the log still holds); it
+    changes nothing once the inbox has a position (docs/api.md, "Inbox start").
     """
 
     def __init__(
@@ -129,8 +132,10 @@ class HttpTransport(Transport):
         max_backoff: float = 8.0,
         retry_deadline: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        inbox_start: str = "now",
     ):
         self.base = url.rstrip("/")
+        self.inbox_start = inbox_start
         self.token = token
         self.timeout = timeout
         self.retries = retries
@@ -228,9 +233,10 @@ class HttpTransport(Transport):
         return self._request("POST", "/api/knowledge/query", filters)
 
     def receive(self, limit: int = 100) -> dict:
-        return self._request(
-            "GET", f"/api/knowledge/receive/{self.worker_name}", params={"limit": limit}
-        )
+        params: dict = {"limit": limit}
+        if self.inbox_start != "now":
+            params["start"] = self.inbox_start
+        return self._request("GET", f"/api/knowledge/receive/{self.worker_name}", params=params)
 
     def ack(self, seq: int) -> dict:
         return self._request("POST", f"/api/knowledge/receive/{self.worker_name}/ack", {"seq": seq})

@@ -41,7 +41,8 @@ ROUTES: Mapping[str, str] = {
     "knowledge_retrieval": "update_context_retrieval",
 }
 HOOKS = frozenset(ROUTES.values())
-CONFLICT_EVENTS = ("conflict_detected", "knowledge_resolved")
+#: Every conflict transition (docs/api.md, "Conflict events"): opened, updated, decided.
+CONFLICT_EVENTS = ("conflict_detected", "conflict_updated", "knowledge_resolved")
 PAGE_SIZE = 500
 
 
@@ -764,8 +765,10 @@ class BaseWorker:
     def receive(self, *, limit: int = PAGE_SIZE, max_pages: int = 1000) -> list[dict]:
         """Drain the inbox: process each page's knowledge, then ack it (at-least-once).
 
-        Returns the knowledge items received. Conflict events go to :meth:`on_conflict_event`.
-        With exchange off nothing is read.
+        Returns the knowledge items received. Conflict events go to :meth:`on_conflict_event`,
+        in log order with the items: the items that came before a conflict event (in runs, one
+        ``process_received_knowledge`` call per run) are processed before it. With exchange
+        off nothing is read.
         """
         if not self.exchange:
             return []
@@ -780,18 +783,20 @@ class BaseWorker:
                 return received
             for _ in range(max_pages):
                 page = self.transport.receive(limit)
-                items = []
+                items: list[dict] = []
                 for event in page["results"]:
                     kind = event.get("event")
                     data = event.get("data") or {}
                     if kind == "knowledge_broadcast" and isinstance(data.get("item"), dict):
                         items.append(data["item"])
                     elif kind in CONFLICT_EVENTS:
+                        # In log order: the items before it (the broadcast that caused it
+                        # among them) are processed first, in one batch.
+                        received.extend(self._process_batch(items))
+                        items = []
                         self.stats.conflict_events += 1
                         self.on_conflict_event(event)
-                if items:
-                    self.process_received_knowledge(items)
-                    received.extend(items)
+                received.extend(self._process_batch(items))
                 if page["ack"] > page.get("position", -1):
                     self.transport.ack(page["ack"])
                 if page.get("next") is None or page["ack"] <= page.get("position", -1):
@@ -801,8 +806,20 @@ class BaseWorker:
             self.stats.reception_seconds += time.perf_counter() - started
         return received
 
+    def _process_batch(self, items: list[dict]) -> list[dict]:
+        if items:
+            self.process_received_knowledge(items)
+        return items
+
     def on_conflict_event(self, event: dict) -> None:
-        """A conflict involving this worker was detected or resolved; override to react.
+        """A conflict involving this worker changed; override to react.
+
+        ``event`` is the event message: ``event["event"]`` is ``conflict_detected`` (opened),
+        ``conflict_updated`` (moved to review, proposal or items changed) or
+        ``knowledge_resolved`` (resolved or dismissed); ``event["data"]["transition"]`` names
+        the transition and ``event["data"]["conflict"]`` carries the conflict's state (status,
+        proposal, probability, version). It arrives after the broadcast of the item that caused
+        it (docs/api.md, "Event order").
 
         The default keeps the event in ``conflict_log`` and forgets what it last sent, so the
         next cycle re-asserts claims that lost (if the worker still holds them).
@@ -813,7 +830,9 @@ class BaseWorker:
 
     def process_received_knowledge(self, knowledge: list[dict]) -> None:
         """Route the received items to the models they update (ORIGINAL_PLAN.md Day 1), in
-        batches: each hook is called once per page with all of its items, in arrival order."""
+        batches: each hook is called once per call with all of its items, in arrival order
+        (``receive`` calls it once per page, or once per run of items between two conflict
+        events, so that a conflict event is handled after the broadcast that caused it)."""
         batches: dict[str, list[dict]] = {}
         for item in knowledge:
             knowledge_type = str(item.get("knowledge_type"))

@@ -41,9 +41,17 @@ class InProcessTransport(Transport):
     ``worker`` is a :class:`identity.models.Worker` or its name. ``lock_retries`` bounds the
     retries of a call that failed with SQLite's ``database is locked`` (each call is one or a
     few short transactions, and idempotency keys make a retried broadcast harmless).
+    ``inbox_start`` as for ``kx_sdk.HttpTransport``.
     """
 
-    def __init__(self, worker: Any, *, lock_retries: int = 8, lock_backoff: float = 0.05):
+    def __init__(
+        self,
+        worker: Any,
+        *,
+        lock_retries: int = 8,
+        lock_backoff: float = 0.05,
+        inbox_start: str = "now",
+    ):
         from identity.models import Worker
 
         if isinstance(worker, str):
@@ -56,6 +64,7 @@ class InProcessTransport(Transport):
         self.lock_retries = lock_retries
         self.lock_backoff = lock_backoff
         self.lock_retries_done = 0
+        self.inbox_start = inbox_start  # first read only: "now" or "beginning" (docs/api.md)
 
     def _call(self, fn: Callable[[], Any]) -> Any:
         from knowledge.errors import ActionError
@@ -115,7 +124,9 @@ class InProcessTransport(Transport):
         from knowledge.actions import read_inbox
         from knowledge.api.presenters import inbox_page
 
-        return self._call(lambda: inbox_page(read_inbox(self.worker, limit)))
+        return self._call(
+            lambda: inbox_page(read_inbox(self.worker, limit, start=self.inbox_start))
+        )
 
     def inbox_may_have_news(self, skip_after: int = 500) -> bool:
         """A cheap look before ``receive``: False when no event after the worker's cursor can

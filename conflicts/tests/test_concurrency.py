@@ -48,7 +48,8 @@ def run_together(*fns):
     return results
 
 
-def test_two_concurrent_contradicting_broadcasts_make_exactly_one_conflict(db):
+def test_two_concurrent_contradicting_broadcasts_make_exactly_one_conflict(db, event_ordering):
+    """Both orderings: the tail lock, or (snapshot) the subject's lock, then the tail."""
     a, b, c = Persona("a"), Persona("b"), Persona("c")
     for round_ in range(6):
         pattern = f"race {round_}"
@@ -206,9 +207,10 @@ def test_locked_competing_item_defers_auto_resolution_instead_of_blocking(db):
 
 
 @pytest.mark.skipif(not settings.IS_POSTGRES, reason="observes lock waits in pg_stat_activity")
-def test_two_concurrent_contradicting_bulks_on_a_new_subject_make_one_conflict(db):
-    """A bulk's detection takes the tail lock before it looks for busy subjects: a bulk
-    that stored a contradicting item and has not committed yet is seen once it commits.
+def test_two_concurrent_contradicting_bulks_on_a_new_subject_make_one_conflict(db, event_ordering):
+    """A bulk's detection takes the tail lock (snapshot ordering: its subjects' locks) before
+    it looks for busy subjects: a bulk that stored a contradicting item and has not committed
+    yet is seen once it commits.
     (Before the pipeline, the batch path looked without the lock and both missed it.)"""
     a, b = Persona("a"), Persona("b")
     stored, release = threading.Event(), threading.Event()

@@ -220,3 +220,36 @@ def test_the_worker_list_does_not_count_others_private_items(secret, think, anal
     assert rows["think"]["broadcast_count"] == 0
     staff_rows = {w["name"]: w for w in staff_client.get("/api/workers/").json()["results"]}
     assert staff_rows["analysis"]["broadcast_count"] == 1
+
+
+def test_every_transition_of_a_private_conflict_stays_with_its_audience(
+    private_conflict, think, learning, analysis, staff_client
+):
+    """The conflict events of issue 15 (opened, pending_review on request, dismissed) carry
+    the conflict's audience like the others: its workers see each one, think none."""
+    from knowledge.models import Event
+
+    cid = private_conflict["id"]
+    r = learning.client.post(
+        f"/api/knowledge/conflicts/{cid}/request-resolution", {}, format="json"
+    )
+    assert r.status_code == 200, r.json()
+    r = staff_client.post(
+        "/api/knowledge/resolve", {"conflict": cid, "decision": "dismiss"}, format="json"
+    )
+    assert r.status_code == 200, r.json()
+    rows = Event.objects.filter(
+        kind__in=["conflict_detected", "conflict_updated", "knowledge_resolved"]
+    )
+    assert rows.count() >= 2
+    for row in rows:
+        assert row.is_targeted and sorted(row.targets) == ["analysis", "learning"], row.data
+    for persona in (learning, analysis):
+        transitions = [
+            e["data"]["transition"]
+            for e in events_seen_by(persona)
+            if e["event"] != "knowledge_broadcast"
+        ]
+        assert transitions[0] == "opened" and transitions[-1] == "dismissed"
+    assert events_seen_by(think) == []
+    assert "high" not in json.dumps(events_seen_by(think))

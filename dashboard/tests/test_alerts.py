@@ -217,3 +217,32 @@ def test_broadcast_and_inbox_counters_count_at_the_source(
     after = client.get("/metrics").content.decode()
     assert value(after, label) == value(before, label) + 1
     assert value(after, received) == value(before, received) + 1
+
+
+def test_the_admin_edits_thresholds_and_never_the_checkers_state(staff_client):
+    rule_row = rule("api_latency")
+    AlertRule.objects.filter(pk=rule_row.pk).update(state="firing", message="checker's")
+    form = {
+        "description": rule_row.description,
+        "level": "critical",
+        "threshold": "250",
+        "unit": "ms",
+        "min_samples": "50",
+        "for_seconds": "120",
+        "enabled": "on",
+    }
+    r = staff_client.post(f"/admin/dashboard/alertrule/{rule_row.pk}/change/", form)
+    assert r.status_code == 302, r.content.decode()[:2000]
+    after = rule("api_latency")
+    assert (after.threshold, after.min_samples, after.for_seconds, after.level) == (
+        250,
+        50,
+        120,
+        "critical",
+    )
+    assert after.state == "firing" and after.message == "checker's"  # left as the checker wrote
+    do_check_alerts()
+    flip = AlertFlip.objects.filter(rule__name="api_latency").first()
+    assert flip is not None and flip.threshold == 250  # the next pass uses the new threshold
+    page = staff_client.get(f"/admin/dashboard/alertflip/{flip.pk}/change/").content.decode()
+    assert 'name="_save"' not in page

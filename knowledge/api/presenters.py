@@ -133,7 +133,8 @@ def worker_state(worker: Worker) -> dict:
     """``GET/PUT state/<worker>``: the worker, its reported state, inbox and subscription."""
     pos = log_position()
     cursor = InboxCursor.objects.filter(worker=worker).first()
-    position = cursor.position if cursor else 0
+    # No cursor yet: where its first read will start (from its creation by default).
+    position = cursor.position if cursor else actions.inbox_start(worker)[0]
     by_type = dict(
         KnowledgeItem.objects.filter(source=worker, status=ItemStatus.ACTIVE)
         .values_list("knowledge_type")

@@ -42,7 +42,7 @@ class ItemSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     knowledge_type = serializers.CharField()
     source = serializers.CharField()
-    subject = serializers.CharField()
+    subject = serializers.CharField(help_text="as sent (case kept); matched case-insensitively")
     claim = serializers.CharField()
     payload = serializers.JSONField()
     confidence = serializers.FloatField()
@@ -229,7 +229,9 @@ class QuerySerializer(serializers.Serializer):
     created_after = serializers.DateTimeField(required=False)
     created_before = serializers.DateTimeField(required=False)
     target = serializers.CharField(max_length=64, required=False)
-    subject = serializers.CharField(max_length=255, required=False)
+    subject = serializers.CharField(
+        max_length=255, required=False, help_text="exact subject, case-insensitive"
+    )
     q = serializers.CharField(max_length=200, required=False, help_text="text contained in subject")
     contested = serializers.BooleanField(
         required=False,

@@ -46,7 +46,7 @@ from knowledge.long_poll import LongPoll, as_async_view, parked
 from knowledge.models import KnowledgeItem
 from knowledge.query import run_query_cached
 from knowledge.registry import registry
-from knowledge.resume import resume
+from knowledge.resume import INBOX_STARTS, resume
 from knowledge.scopes import read_types
 from knowledge.stats import collect_stats
 
@@ -130,7 +130,7 @@ QUERY_PARAMETERS = [
         ("created_after", "ISO 8601, inclusive"),
         ("created_before", "ISO 8601, exclusive"),
         ("target", "items targeted at this worker"),
-        ("subject", "exact subject"),
+        ("subject", "exact subject, case-insensitive (as sent finds it, other case too)"),
         ("q", "text contained in the subject (case-insensitive)"),
         ("sort", "freshness, created_at, observed_at, confidence, urgency; '-' = descending"),
         ("limit", "page size, default 50"),
@@ -197,18 +197,31 @@ class ReceiveView(APIView):
     """The next events of a worker's inbox after its durable cursor."""
 
     @extend_schema(
-        parameters=[OpenApiParameter("limit", OpenApiTypes.INT, description="1..500, default 100")],
+        parameters=[
+            OpenApiParameter("limit", OpenApiTypes.INT, description="1..500, default 100"),
+            OpenApiParameter(
+                "start",
+                OpenApiTypes.STR,
+                enum=list(INBOX_STARTS),
+                description="first read only: 'now' (default, from the worker's creation) "
+                "or 'beginning' (every event the log holds); ignored once the inbox has a "
+                "position",
+            ),
+        ],
         responses={200: InboxResponseSerializer},
     )
     def get(self, request, worker: str):
         target = access_worker(request, worker)
+        start = request.query_params.get("start", "now")
+        if start not in INBOX_STARTS:
+            raise ActionError(f"must be one of {', '.join(INBOX_STARTS)}", "start")
         try:
             limit = int(request.query_params.get("limit", 100))
         except ValueError:
             raise ActionError("must be an integer", "limit") from None
         if not 1 <= limit <= 500:
             raise ActionError("must be between 1 and 500", "limit")
-        return Response(presenters.inbox_page(actions.read_inbox(target, limit)))
+        return Response(presenters.inbox_page(actions.read_inbox(target, limit, start=start)))
 
 
 class AckView(APIView):

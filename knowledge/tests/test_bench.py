@@ -89,3 +89,70 @@ def test_bench_prints_the_table_and_drops_its_database():
             conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
             is None
         )
+
+
+def _dropped(pg_url: str, dbname: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(pg_url + "/postgres") as conn:
+        return (
+            conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [dbname]).fetchone()
+            is None
+        )
+
+
+def _pg_url() -> str:
+    db = settings.DATABASES["default"]
+    return f"postgres://{db['USER'] or 'root'}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}"
+
+
+def _bench_env() -> dict:
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE", "KE_EVENT_ORDERING")
+    }
+
+
+def test_lock_curve_compares_both_orderings_and_drops_its_database():
+    """``make bench-lock`` at a tiny size: a row per client count with both modes."""
+    pg_url = _pg_url()
+    args = ["--clients", "1,2", "--total", "4", "--reps", "1", "--pg-url", pg_url + "/postgres"]
+    out = subprocess.run(
+        [sys.executable, "bench/lock_curve.py", *args],
+        cwd=ROOT,
+        env=_bench_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = [line for line in out.stdout.splitlines() if re.match(r"\s+[12] \|", line)]
+    assert len(rows) == 2 and all(line.rstrip().endswith("x") for line in rows), out.stdout
+    assert _dropped(pg_url, re.search(r"database (kx_lockbench_\d+)", out.stdout).group(1))
+
+
+def test_server_choice_measures_daphne_and_uvicorn_and_drops_its_database():
+    """``make bench-servers`` at a tiny size: every operation on both servers, no errors."""
+    pg_url = _pg_url()
+    port = 8490 + os.getpid() % 8 * 20
+    out = subprocess.run(
+        [
+            sys.executable,
+            "bench/server_choice.py",
+            *("--rows", "200", "--clients", "2", "--servers", "1", "--requests", "2"),
+            *("--reps", "1", "--port", str(port), "--pg-url", pg_url),
+            *("--redis-url", settings.REDIS_URL),
+        ],
+        cwd=ROOT,
+        env=_bench_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    assert "errors" not in out.stdout
+    for op in ("query: one type + freshness", "broadcast (single)", "GET types"):
+        row = next(line for line in out.stdout.splitlines() if line.startswith(op))
+        assert len(re.findall(r"\d+\.\d+", row)) == 5, row  # 2 x (P50, P95) and the ratio
+    assert _dropped(pg_url, re.search(r"database (kx_servers_\d+)", out.stdout).group(1))

@@ -120,19 +120,11 @@ def test_long_poll_times_out_empty(think):
     assert poll.response.status_code == 200 and poll.response.json()["results"] == []
 
 
-@pytest.fixture(params=["lock", "snapshot"])
-def ordering(request, settings):
-    """Both ways of keeping seq order safe for readers (knowledge/events.py)."""
-    settings.KNOWLEDGE_EXCHANGE = {
-        **settings.KNOWLEDGE_EXCHANGE,
-        "event_ordering": request.param,
-    }
-    return request.param
-
-
 @pytest.mark.skipif(not settings.IS_POSTGRES, reason="real concurrent transactions need PostgreSQL")
 @pytest.mark.django_db(transaction=True)
-def test_reader_following_since_never_misses_with_concurrent_publishers(ordering, analysis, think):
+def test_reader_following_since_never_misses_with_concurrent_publishers(
+    event_ordering, analysis, think
+):
     """Two publishers whose transactions stay open a random while after writing their event
     (the trap: seq drawn at insert, commits in another order). A reader that follows
     ``since`` concurrently must see every event exactly once, in seq order. Both orderings:
@@ -202,7 +194,7 @@ def _publish(persona, location):
 @pytest.mark.skipif(not settings.IS_POSTGRES, reason="real concurrent transactions need PostgreSQL")
 @pytest.mark.django_db(transaction=True)
 def test_reader_never_sees_a_later_seq_while_an_earlier_one_is_uncommitted(
-    ordering, analysis, think
+    event_ordering, analysis, think
 ):
     """Publisher A writes seq N and keeps its transaction open; publisher B then publishes
     and commits (snapshot mode: seq N+1 at once; lock mode: B waits for A's tail lock). While
@@ -237,7 +229,7 @@ def test_reader_never_sees_a_later_seq_while_an_earlier_one_is_uncommitted(
     assert a_wrote.wait(30) and not errors
     tb = threading.Thread(target=publisher_b)
     tb.start()
-    if ordering == "snapshot":  # B has committed
+    if event_ordering == "snapshot":  # B has committed
         assert b_done.wait(30) and not errors, errors
         assert Event.objects.count() == 1  # B's event is committed, A's is not
     else:  # B is queued behind A's tail lock
