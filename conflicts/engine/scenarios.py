@@ -456,7 +456,6 @@ def generate(cfg: ScenarioConfig | None = None) -> Scenario:
         return _generate_truth(cfg)
     rng = random.Random(cfg.seed)
     horizon = cfg.horizon_days * DAY
-    spread = cfg.episode_spread_hours * HOUR
     profiles = _profiles(cfg, rng)
     pattern_pool = [
         f"{a}-{n}-{i}" for i, (a, n) in enumerate((a, n) for a in _ADJECTIVES for n in _NOUNS)
@@ -470,18 +469,7 @@ def generate(cfg: ScenarioConfig | None = None) -> Scenario:
     for ktype in cfg.types:
         spec = TYPE_SPECS[ktype]
         profs = [p for p in profiles if p.knowledge_type == ktype]
-        # Pattern names: risk_pattern takes fresh ones; learned_pattern reuses some of them.
-        patterns: list[str] = []
-        for i in range(cfg.subjects_per_type):
-            if (
-                ktype == "learned_pattern"
-                and risk_patterns
-                and (rng.random() < cfg.shared_subject_fraction)
-            ):
-                patterns.append(rng.choice(risk_patterns))
-            else:
-                name = pattern_pool[i % len(pattern_pool)]
-                patterns.append(f"{name}-{ktype[0]}{i}")
+        patterns = _pattern_names(cfg, rng, ktype, pattern_pool, risk_patterns)
         if ktype == "risk_pattern":
             risk_patterns = patterns[:]
         used: set[str] = set()
@@ -496,74 +484,143 @@ def generate(cfg: ScenarioConfig | None = None) -> Scenario:
             is_ambiguous = rng.random() < cfg.ambiguous_fraction
             if is_ambiguous:
                 ambiguous.add(key)
-            value = rng.choice(spec.claims)
-            decoy = rng.choice([c for c in spec.claims if c != value])
-            timeline = [(0.0, value)]
-            n_episodes = min(cfg.max_episodes, 1 + _poisson(rng, cfg.mean_extra_episodes))
-            starts = sorted(rng.uniform(0, horizon - spread) for _ in range(n_episodes))
-            for ep, start in enumerate(starts):
-                if ep > 0 and rng.random() < cfg.change_probability:
-                    decoy, value = value, rng.choice([c for c in spec.claims if c != value])
-                    timeline.append((start, value))
-                reporters = [p for p in profs if rng.random() < p.report_rate]
-                if not reporters:
-                    reporters = [rng.choice(profs)]
-                episode_events: dict[str, int] = {}
-                for prof in reporters:
-                    claim, conf = _observe(cfg, rng, prof, spec.claims, value, decoy, is_ambiguous)
-                    t = start + rng.uniform(0, spread)
-                    labels = {
-                        "profile": "reliable" if prof.reliable else "unreliable",
-                        "episode": ep,
-                        "ambiguous": is_ambiguous,
-                    }
-                    episode_events[prof.source] = len(raw)
-                    raw.append(
-                        _Raw(ktype, subject, parts, claim, prof.source, conf, t, value, labels)
-                    )
-                    if rng.random() < cfg.duplicate_probability:
-                        raw.append(
-                            _Raw(
-                                ktype,
-                                subject,
-                                parts,
-                                claim,
-                                prof.source,
-                                _clip(conf + rng.gauss(0, 0.02), 0, 1),
-                                t + rng.uniform(10 * 60, 2 * HOUR),
-                                value,
-                                {**labels, "duplicate": True},
-                            )
-                        )
-                for prof in profs:
-                    if prof.copies is None or prof.source in episode_events:
-                        continue
-                    lead = episode_events.get(prof.copies)
-                    if lead is None or rng.random() >= prof.copy_probability:
-                        continue
-                    orig = raw[lead]
-                    lag = rng.expovariate(1.0 / (cfg.copy_lag_minutes * 60))
-                    raw.append(
-                        _Raw(
-                            ktype,
-                            subject,
-                            parts,
-                            orig.claim,
-                            prof.source,
-                            _clip(orig.confidence + rng.gauss(0, 0.03), 0.05, 0.99),
-                            orig.t + lag,
-                            value,
-                            {
-                                "profile": "copier",
-                                "episode": ep,
-                                "ambiguous": is_ambiguous,
-                                "leader": prof.copies,
-                            },
-                            copied_from=lead,
-                        )
-                    )
-            truth[key] = tuple(timeline)
+            subject_raw = _RawSubject(ktype, subject, parts, is_ambiguous)
+            truth[key] = _subject_episodes(cfg, rng, spec, profs, subject_raw, raw)
 
+    return Scenario(
+        config=cfg,
+        events=tuple(_ordered_events(raw, truth, rng)),
+        truth=truth,
+        profiles=tuple(profiles),
+        ambiguous=frozenset(ambiguous),
+        horizon=horizon,
+        warmup_end=cfg.warmup_fraction * horizon,
+    )
+
+
+def _pattern_names(
+    cfg: ScenarioConfig, rng: random.Random, ktype: str, pool: list[str], risk: list[str]
+) -> list[str]:
+    """Pattern names for ``ktype``'s subjects: risk_pattern takes fresh ones; learned_pattern
+    reuses some of risk_pattern's (``shared_subject_fraction``)."""
+    patterns: list[str] = []
+    for i in range(cfg.subjects_per_type):
+        if ktype == "learned_pattern" and risk and (rng.random() < cfg.shared_subject_fraction):
+            patterns.append(rng.choice(risk))
+        else:
+            patterns.append(f"{pool[i % len(pool)]}-{ktype[0]}{i}")
+    return patterns
+
+
+@dataclass(frozen=True)
+class _RawSubject:
+    ktype: str
+    subject: str
+    parts: dict[str, str]
+    ambiguous: bool
+
+
+def _subject_episodes(
+    cfg: ScenarioConfig,
+    rng: random.Random,
+    spec: Any,
+    profs: list[SourceProfile],
+    subj: _RawSubject,
+    raw: list[_Raw],
+) -> tuple[tuple[float, str], ...]:
+    """One subject's episodes: its true value over time (returned) and the reports, duplicates
+    and copies of each episode (appended to ``raw``)."""
+    horizon = cfg.horizon_days * DAY
+    spread = cfg.episode_spread_hours * HOUR
+    value = rng.choice(spec.claims)
+    decoy = rng.choice([c for c in spec.claims if c != value])
+    timeline = [(0.0, value)]
+    n_episodes = min(cfg.max_episodes, 1 + _poisson(rng, cfg.mean_extra_episodes))
+    starts = sorted(rng.uniform(0, horizon - spread) for _ in range(n_episodes))
+    for ep, start in enumerate(starts):
+        if ep > 0 and rng.random() < cfg.change_probability:
+            decoy, value = value, rng.choice([c for c in spec.claims if c != value])
+            timeline.append((start, value))
+        reporters = [p for p in profs if rng.random() < p.report_rate]
+        if not reporters:
+            reporters = [rng.choice(profs)]
+        episode_events: dict[str, int] = {}
+        for prof in reporters:
+            claim, conf = _observe(cfg, rng, prof, spec.claims, value, decoy, subj.ambiguous)
+            t = start + rng.uniform(0, spread)
+            labels = {
+                "profile": "reliable" if prof.reliable else "unreliable",
+                "episode": ep,
+                "ambiguous": subj.ambiguous,
+            }
+            episode_events[prof.source] = len(raw)
+            raw.append(
+                _Raw(
+                    subj.ktype, subj.subject, subj.parts, claim, prof.source, conf, t, value, labels
+                )
+            )
+            if rng.random() < cfg.duplicate_probability:
+                raw.append(
+                    _Raw(
+                        subj.ktype,
+                        subj.subject,
+                        subj.parts,
+                        claim,
+                        prof.source,
+                        _clip(conf + rng.gauss(0, 0.02), 0, 1),
+                        t + rng.uniform(10 * 60, 2 * HOUR),
+                        value,
+                        {**labels, "duplicate": True},
+                    )
+                )
+        _episode_copies(cfg, rng, profs, subj, ep, value, episode_events, raw)
+    return tuple(timeline)
+
+
+def _episode_copies(
+    cfg: ScenarioConfig,
+    rng: random.Random,
+    profs: list[SourceProfile],
+    subj: _RawSubject,
+    ep: int,
+    value: str,
+    episode_events: dict[str, int],
+    raw: list[_Raw],
+) -> None:
+    """Copiers that did not report this episode themselves repeat their leader's report."""
+    for prof in profs:
+        if prof.copies is None or prof.source in episode_events:
+            continue
+        lead = episode_events.get(prof.copies)
+        if lead is None or rng.random() >= prof.copy_probability:
+            continue
+        orig = raw[lead]
+        lag = rng.expovariate(1.0 / (cfg.copy_lag_minutes * 60))
+        raw.append(
+            _Raw(
+                subj.ktype,
+                subj.subject,
+                subj.parts,
+                orig.claim,
+                prof.source,
+                _clip(orig.confidence + rng.gauss(0, 0.03), 0.05, 0.99),
+                orig.t + lag,
+                value,
+                {
+                    "profile": "copier",
+                    "episode": ep,
+                    "ambiguous": subj.ambiguous,
+                    "leader": prof.copies,
+                },
+                copied_from=lead,
+            )
+        )
+
+
+def _ordered_events(
+    raw: list[_Raw], truth: dict[SubjectKey, tuple[tuple[float, str], ...]], rng: random.Random
+) -> list[BroadcastEvent]:
+    """The raw reports as broadcast events in time order, each with the truth at its time."""
     order = sorted(
         range(len(raw)), key=lambda i: (raw[i].t, raw[i].ktype, raw[i].subject, raw[i].source, i)
     )
@@ -591,15 +648,7 @@ def generate(cfg: ScenarioConfig | None = None) -> Scenario:
                 labels=labels,
             )
         )
-    return Scenario(
-        config=cfg,
-        events=tuple(events),
-        truth=truth,
-        profiles=tuple(profiles),
-        ambiguous=frozenset(ambiguous),
-        horizon=horizon,
-        warmup_end=cfg.warmup_fraction * horizon,
-    )
+    return events
 
 
 def truth_family(seed: int = 1, subjects: int = 200, **overrides: Any) -> ScenarioConfig:
@@ -642,32 +691,9 @@ def _generate_truth(cfg: ScenarioConfig) -> Scenario:
     spec = TYPE_SPECS[ktype]
     horizon = cfg.horizon_days * DAY
     spread = cfg.episode_spread_hours * HOUR
-    fleet = [f"{_ROLES[i % len(_ROLES)]}-{i // len(_ROLES) + 1}" for i in range(cfg.fleet_size)]
-    sources = sorted(rng.sample(fleet, cfg.sources_per_type))
-    order = sources[:]
-    rng.shuffle(order)
-    unreliable = order[: round(cfg.unreliable_fraction * len(sources))]
-    # Two unreliable sources copy each other's claims (the second repeats the first).
-    leader, follower = (unreliable[0], unreliable[1]) if len(unreliable) >= 2 else (None, None)
-    profiles = [
-        SourceProfile(
-            source=src,
-            knowledge_type=ktype,
-            reliable=src not in unreliable,
-            accuracy=round(
-                rng.uniform(
-                    *(cfg.unreliable_accuracy if src in unreliable else cfg.reliable_accuracy)
-                ),
-                4,
-            ),
-            overconfident=src in unreliable,
-            report_rate=cfg.claims_per_subject / len(sources),
-            copies=leader if src == follower else None,
-            copy_probability=cfg.copy_probability[0] if src == follower else 0.0,
-        )
-        for src in sources
-    ]
+    profiles, leader, follower = _truth_profiles(cfg, rng, ktype)
     by_source = {p.source: p for p in profiles}
+    sources = [p.source for p in profiles]
     starts = sorted(rng.uniform(0, horizon - spread) for _ in range(cfg.subjects_per_type))
     raw: list[tuple[float, str, dict[str, str], str, str, float, str, dict[str, Any]]] = []
     truth: dict[SubjectKey, tuple[tuple[float, str], ...]] = {}
@@ -677,18 +703,7 @@ def _generate_truth(cfg: ScenarioConfig) -> Scenario:
         value = rng.choice(spec.claims)
         decoy = rng.choice([c for c in spec.claims if c != value])
         truth[(ktype, subject)] = ((0.0, value),)
-        reporters = sorted(rng.sample(sources, cfg.claims_per_subject))
-        said: dict[str, tuple[str, float]] = {}
-        for src in reporters:
-            prof = by_source[src]
-            t = start + rng.uniform(0, spread)
-            if rng.random() < prof.accuracy:
-                claim = value
-            elif not prof.reliable and rng.random() < cfg.decoy_share:
-                claim = decoy
-            else:
-                claim = rng.choice([c for c in spec.claims if c != value])
-            said[src] = (claim, t)
+        said = _truth_reports(cfg, rng, spec, sources, by_source, start, value, decoy)
         labels: dict[str, Any] = {}
         if leader in said and follower in said and rng.random() < cfg.copy_probability[0]:
             claim, t = said[leader]
@@ -737,6 +752,65 @@ def _generate_truth(cfg: ScenarioConfig) -> Scenario:
         horizon=horizon,
         warmup_end=cut,
     )
+
+
+def _truth_profiles(
+    cfg: ScenarioConfig, rng: random.Random, ktype: str
+) -> tuple[list[SourceProfile], str | None, str | None]:
+    """The truth family's sources: ``unreliable_fraction`` of them unreliable, two of those a
+    copying pair (the follower repeats the leader). Returns (profiles, leader, follower)."""
+    fleet = [f"{_ROLES[i % len(_ROLES)]}-{i // len(_ROLES) + 1}" for i in range(cfg.fleet_size)]
+    sources = sorted(rng.sample(fleet, cfg.sources_per_type))
+    order = sources[:]
+    rng.shuffle(order)
+    unreliable = order[: round(cfg.unreliable_fraction * len(sources))]
+    leader, follower = (unreliable[0], unreliable[1]) if len(unreliable) >= 2 else (None, None)
+    profiles = [
+        SourceProfile(
+            source=src,
+            knowledge_type=ktype,
+            reliable=src not in unreliable,
+            accuracy=round(
+                rng.uniform(
+                    *(cfg.unreliable_accuracy if src in unreliable else cfg.reliable_accuracy)
+                ),
+                4,
+            ),
+            overconfident=src in unreliable,
+            report_rate=cfg.claims_per_subject / len(sources),
+            copies=leader if src == follower else None,
+            copy_probability=cfg.copy_probability[0] if src == follower else 0.0,
+        )
+        for src in sources
+    ]
+    return profiles, leader, follower
+
+
+def _truth_reports(
+    cfg: ScenarioConfig,
+    rng: random.Random,
+    spec: Any,
+    sources: list[str],
+    by_source: dict[str, SourceProfile],
+    start: float,
+    value: str,
+    decoy: str,
+) -> dict[str, tuple[str, float]]:
+    """Who reports one subject and what each says (claim, time): right with its accuracy,
+    else an unreliable source prefers the shared decoy."""
+    reporters = sorted(rng.sample(sources, cfg.claims_per_subject))
+    said: dict[str, tuple[str, float]] = {}
+    for src in reporters:
+        prof = by_source[src]
+        t = start + rng.uniform(0, cfg.episode_spread_hours * HOUR)
+        if rng.random() < prof.accuracy:
+            claim = value
+        elif not prof.reliable and rng.random() < cfg.decoy_share:
+            claim = decoy
+        else:
+            claim = rng.choice([c for c in spec.claims if c != value])
+        said[src] = (claim, t)
+    return said
 
 
 def _truth_at(timeline: Sequence[tuple[float, str]], at: float) -> str:

@@ -56,9 +56,6 @@ def replay_history(
         view, exchange=exchange, on_analysed=lambda sha: do_mark_analysed(project, sha)
     )
     history = view.commits(commits)
-    records: list[tuple[float, int, int]] = []  # (predicted, observed, commit index)
-    conflicts: set[int] = set()
-    failed_cycles = 0
 
     iterator: Any = history
     if progress:
@@ -71,40 +68,14 @@ def replay_history(
             file=sys.stderr,
         )
     think, learning = workers["think"], workers["learning"]
-    for index, commit in enumerate(iterator):
-        predictions = dict(think.predictions)  # made at the previous commit
-        for name in PIPELINE_ORDER:
-            failed_cycles += not workers[name].run_cycle(commit=commit)
-        records.extend((p, o, index) for p, o in _pairs(learning.outcomes, predictions))
-    for worker in workers.values():  # deliver what the last commit produced
-        worker.receive()
-        conflicts.update(c for e in worker.conflict_log for c in _conflict_ids(e))
+    failed_cycles, records, conflicts = _run_pipeline(workers, iterator)
 
     from conflicts import models as conflict_models
 
     conflict_model = getattr(conflict_models, "Conflict", None)
-    per_worker = {}
-    total_cycle = total_reception = 0.0
-    for name, worker in workers.items():
-        stats = worker.stats
-        total_cycle += stats.cycle_seconds
-        total_reception += stats.reception_seconds
-        per_worker[name] = {
-            "cycles": stats.cycles,
-            "errors": stats.errors,
-            "last_error": stats.last_error,
-            "broadcast": stats.broadcast,
-            "broadcast_by_type": dict(sorted(stats.broadcast_by_type.items())),
-            "unchanged_skipped": stats.unchanged_skipped,
-            "received": stats.received,
-            "received_by_type": dict(sorted(stats.received_by_type.items())),
-            "conflict_events": stats.conflict_events,
-            "cycle_seconds": round(stats.cycle_seconds, 3),
-            "reception_seconds": round(stats.reception_seconds, 3),
-            "query_seconds": round(stats.query_seconds, 3),
-            "broadcast_seconds": round(stats.broadcast_seconds, 3),
-            "reception_overhead": round(stats.reception_overhead, 4),
-        }
+    per_worker = {name: _worker_report(worker.stats) for name, worker in workers.items()}
+    total_cycle = sum(worker.stats.cycle_seconds for worker in workers.values())
+    total_reception = sum(worker.stats.reception_seconds for worker in workers.values())
     elapsed = time.perf_counter() - started
     return {
         "repo": view.path,
@@ -129,6 +100,45 @@ def replay_history(
         },
         "seconds": round(elapsed, 2),
         "ms_per_commit": round(1000 * elapsed / max(len(history), 1), 1),
+    }
+
+
+def _run_pipeline(workers: dict, commits) -> tuple[int, list[tuple[float, int, int]], set[int]]:
+    """Every worker's cycle at each commit, in pipeline order. Returns the failed cycles, Think's
+    (predicted, observed, commit index) pairs as Learning saw the outcomes, and the conflicts
+    the workers were told about."""
+    think, learning = workers["think"], workers["learning"]
+    records: list[tuple[float, int, int]] = []
+    failed_cycles = 0
+    for index, commit in enumerate(commits):
+        predictions = dict(think.predictions)  # made at the previous commit
+        for name in PIPELINE_ORDER:
+            failed_cycles += not workers[name].run_cycle(commit=commit)
+        records.extend((p, o, index) for p, o in _pairs(learning.outcomes, predictions))
+    conflicts: set[int] = set()
+    for worker in workers.values():  # deliver what the last commit produced
+        worker.receive()
+        conflicts.update(c for e in worker.conflict_log for c in _conflict_ids(e))
+    return failed_cycles, records, conflicts
+
+
+def _worker_report(stats) -> dict[str, Any]:
+    """One worker's line of the replay report."""
+    return {
+        "cycles": stats.cycles,
+        "errors": stats.errors,
+        "last_error": stats.last_error,
+        "broadcast": stats.broadcast,
+        "broadcast_by_type": dict(sorted(stats.broadcast_by_type.items())),
+        "unchanged_skipped": stats.unchanged_skipped,
+        "received": stats.received,
+        "received_by_type": dict(sorted(stats.received_by_type.items())),
+        "conflict_events": stats.conflict_events,
+        "cycle_seconds": round(stats.cycle_seconds, 3),
+        "reception_seconds": round(stats.reception_seconds, 3),
+        "query_seconds": round(stats.query_seconds, 3),
+        "broadcast_seconds": round(stats.broadcast_seconds, 3),
+        "reception_overhead": round(stats.reception_overhead, 4),
     }
 
 

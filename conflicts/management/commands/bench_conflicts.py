@@ -31,7 +31,6 @@ from django.db import connections
 from config.product import product_settings
 from conflicts.engine.bench import STRATEGY_ORDER, format_end_states, format_table, pool
 from conflicts.engine.calibration import (
-    EndState,
     calibration_pairs,
     end_state,
     format_diagram,
@@ -169,18 +168,74 @@ class Command(BaseCommand):
             test["NAME"] = saved_test_name
 
     def _run(self, seeds, strategies, scen_cfg, threshold, settle, opts):
+        runs = self._replay_seeds(seeds, strategies, scen_cfg, threshold, settle, opts)
+        truth_family_run = opts["family"] == "truth"
+        metrics = {name: pool(r) for name, r in runs["real"].items()}
+        ceiling = _pooled_ceiling(runs["ceilings"])
+        self.stdout.write(f"\nreal broadcast path ({runs['events']} events):")
+        self.stdout.write(format_table(metrics, ceiling))
+        mem_metrics = None
+        if opts["memory"]:
+            mem_metrics = {name: pool(r) for name, r in runs["memory"].items()}
+            self.stdout.write("\nin-memory simulation of the same scenarios (conflicts.engine):")
+            self.stdout.write(format_table(mem_metrics))
+        ends = runs["ends"]
+        if truth_family_run:
+            self.stdout.write("\nend state of the test-phase subjects (no reviewer):")
+            self.stdout.write(format_end_states(ends))
+        diagrams = {}
+        for name in strategies:
+            if name == "majority" or not runs["pairs"][name]:
+                continue
+            bins, ece = reliability_diagram(runs["pairs"][name])
+            diagrams[name] = {"bins": [asdict(b) for b in bins], "ece": ece}
+            self.stdout.write(f"\nreliability diagram, {name} (winner probability at close):")
+            self.stdout.write(format_diagram(bins, ece))
+        if opts["png"] and diagrams:
+            self._png(opts["png"], diagrams)
+        checks = self._check(metrics, ends if truth_family_run else {})
+        if opts["json"]:
+            report = {
+                "scenario": {
+                    "seeds": seeds,
+                    "subjects": opts["subjects"],
+                    "unreliable": opts["unreliable"],
+                },
+                "threshold": threshold,
+                "settle_seconds": settle,
+                "real": {n: asdict(m) for n, m in metrics.items()},
+                "memory": {n: asdict(m) for n, m in mem_metrics.items()} if mem_metrics else None,
+                "oracle": asdict(ceiling) if ceiling else None,
+                "family": opts["family"],
+                "end_state": {
+                    n: asdict(e) | {"accuracy": e.accuracy, "majority": e.majority_accuracy}
+                    for n, e in ends.items()
+                },
+                "reliability": diagrams,
+            }
+            with open(opts["json"], "w", encoding="utf-8") as fh:
+                json.dump(report, fh, indent=2)
+        if opts["check"] and not all(ok for _, ok in checks):
+            raise CommandError("a product target is missed")
+
+    def _replay_seeds(self, seeds, strategies, scen_cfg, threshold, settle, opts) -> dict:
+        """Every strategy replayed over every seed's scenario through the real broadcast path
+        (and, with ``--memory``, the in-memory simulation): the scores, end states,
+        calibration pairs and oracle ceilings, per strategy."""
         from conflicts.replay import ReplayConfig, replay
 
-        real = {name: [] for name in strategies}
-        memory = {name: [] for name in strategies}
-        ends: dict[str, EndState] = {}
-        pairs: dict[str, list] = {name: [] for name in strategies}
         truth_family_run = opts["family"] == "truth"
-        ceilings = []
-        events = 0
+        runs: dict = {
+            "real": {name: [] for name in strategies},
+            "memory": {name: [] for name in strategies},
+            "pairs": {name: [] for name in strategies},
+            "ends": {},
+            "ceilings": [],
+            "events": 0,
+        }
         for seed in seeds:
             scenario = generate(replace(scen_cfg, seed=seed))
-            events += len(scenario.events)
+            runs["events"] += len(scenario.events)
             for name in strategies:
                 started = time.monotonic()
                 cfg = ReplayConfig(
@@ -196,12 +251,13 @@ class Command(BaseCommand):
                     sweep_seconds=opts["sweep_hours"] * HOUR,
                 )
                 outcome = replay(scenario, cfg)
-                real[name].append(score(scenario, outcome))
-                pairs[name].extend(calibration_pairs(scenario, outcome))
+                runs["real"][name].append(score(scenario, outcome))
+                runs["pairs"][name].extend(calibration_pairs(scenario, outcome))
                 end = end_state(scenario, outcome)
+                ends = runs["ends"]
                 ends[name] = ends[name] + end if name in ends else end
                 if name == "hybrid":
-                    ceilings.append(oracle_ceiling(scenario, outcome))
+                    runs["ceilings"].append(oracle_ceiling(scenario, outcome))
                 self.stderr.write(
                     f"  seed {seed} {name}: {len(scenario.events)} broadcasts in {time.monotonic() - started:.1f} s"
                 )
@@ -216,44 +272,17 @@ class Command(BaseCommand):
                         copy_detection=cfg.copy_detection,
                         seed=seed,
                     )
-                    memory[name].append(score(scenario, simulate(scenario, sim)))
-        metrics = {name: pool(runs) for name, runs in real.items()}
-        ceiling = None
-        if ceilings:
-            n = sum(c.conflicts for c in ceilings) or 1
-            ceiling = Ceiling(
-                conflicts=sum(c.conflicts for c in ceilings),
-                accuracy=sum(c.accuracy * c.conflicts for c in ceilings) / n,
-                coverage=ceilings[0].coverage,
-                accuracy_at_coverage=sum(c.accuracy_at_coverage * c.conflicts for c in ceilings)
-                / n,
-            )
-        self.stdout.write(f"\nreal broadcast path ({events} events):")
-        self.stdout.write(format_table(metrics, ceiling))
-        mem_metrics = None
-        if opts["memory"]:
-            mem_metrics = {name: pool(runs) for name, runs in memory.items()}
-            self.stdout.write("\nin-memory simulation of the same scenarios (conflicts.engine):")
-            self.stdout.write(format_table(mem_metrics))
-        if truth_family_run:
-            self.stdout.write("\nend state of the test-phase subjects (no reviewer):")
-            self.stdout.write(format_end_states(ends))
-        diagrams = {}
-        for name in strategies:
-            if name == "majority" or not pairs[name]:
-                continue
-            bins, ece = reliability_diagram(pairs[name])
-            diagrams[name] = {"bins": [asdict(b) for b in bins], "ece": ece}
-            self.stdout.write(f"\nreliability diagram, {name} (winner probability at close):")
-            self.stdout.write(format_diagram(bins, ece))
-        if opts["png"] and diagrams:
-            self._png(opts["png"], diagrams)
+                    runs["memory"][name].append(score(scenario, simulate(scenario, sim)))
+        return runs
+
+    def _check(self, metrics, ends) -> list:
+        """The product targets (and, for the truth family, the end-state ones), printed."""
         checks = check_targets(metrics)
         self.stdout.write("\ntargets (real path):")
         for target, ok in checks:
             value = getattr(metrics[target.strategy], target.metric)
             self.stdout.write(f"  [{'ok' if ok else 'MISS'}] {target.describe():40s} {value:.2%}")
-        for name, e in ends.items() if truth_family_run else ():
+        for name, e in ends.items():
             wrongful = metrics[name].wrongful_supersession
             for label, ok, value in (
                 ("end-state right >= 0.95", e.accuracy >= 0.95, e.accuracy),
@@ -262,34 +291,7 @@ class Command(BaseCommand):
             ):
                 checks.append((label, ok))
                 self.stdout.write(f"  [{'ok' if ok else 'MISS'}] {name}.{label:34s} {value:.2%}")
-        if opts["json"]:
-            with open(opts["json"], "w", encoding="utf-8") as fh:
-                json.dump(
-                    {
-                        "scenario": {
-                            "seeds": seeds,
-                            "subjects": opts["subjects"],
-                            "unreliable": opts["unreliable"],
-                        },
-                        "threshold": threshold,
-                        "settle_seconds": settle,
-                        "real": {n: asdict(m) for n, m in metrics.items()},
-                        "memory": {n: asdict(m) for n, m in mem_metrics.items()}
-                        if mem_metrics
-                        else None,
-                        "oracle": asdict(ceiling) if ceiling else None,
-                        "family": opts["family"],
-                        "end_state": {
-                            n: asdict(e) | {"accuracy": e.accuracy, "majority": e.majority_accuracy}
-                            for n, e in ends.items()
-                        },
-                        "reliability": diagrams,
-                    },
-                    fh,
-                    indent=2,
-                )
-        if opts["check"] and not all(ok for _, ok in checks):
-            raise CommandError("a product target is missed")
+        return checks
 
     def _png(self, path, diagrams) -> None:
         try:
@@ -317,3 +319,16 @@ class Command(BaseCommand):
         ax.legend()
         fig.savefig(path, dpi=100)
         self.stdout.write(f"wrote {path}")
+
+
+def _pooled_ceiling(ceilings: list) -> Ceiling | None:
+    """The oracle ceilings of several seeds pooled, weighted by their conflicts."""
+    if not ceilings:
+        return None
+    n = sum(c.conflicts for c in ceilings) or 1
+    return Ceiling(
+        conflicts=sum(c.conflicts for c in ceilings),
+        accuracy=sum(c.accuracy * c.conflicts for c in ceilings) / n,
+        coverage=ceilings[0].coverage,
+        accuracy_at_coverage=sum(c.accuracy_at_coverage * c.conflicts for c in ceilings) / n,
+    )
