@@ -37,7 +37,7 @@ run: setup
 # The whole suite on the embedded defaults, again on PostgreSQL + Redis, then the browser
 # tests. In CI (CI=true) a missing PostgreSQL or Redis fails the run.
 test: $(VENV)/.installed
-	@scripts/ensure-chromium.sh
+	@scripts/ensure-test-tools.sh
 	@$(MAKE) --no-print-directory test-embedded
 	@$(MAKE) --no-print-directory test-services
 	@$(MAKE) --no-print-directory test-browser
