@@ -77,8 +77,14 @@ class KnowledgeItem(models.Model):
     knowledge_type = models.CharField(max_length=64)
     source = models.ForeignKey(Worker, on_delete=models.PROTECT, related_name="items")
     subject = models.CharField(max_length=255)
+    # ``db_default`` too: rows written outside the ORM (the bench's COPY seeding, a restore of
+    # an older dump) get "" rather than failing NOT NULL.
     subject_text = models.CharField(
-        max_length=255, blank=True, default="", help_text="the subject as sent (case kept)"
+        max_length=255,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="the subject as sent (case kept)",
     )
     claim = models.CharField(max_length=255)
     payload = models.JSONField()
