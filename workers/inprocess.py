@@ -109,14 +109,19 @@ class InProcessTransport(Transport):
         return self._call(lambda: bulk_answer(do_broadcast_many(self.worker, entries)))["results"]
 
     def query(self, filters: dict) -> dict:
-        from knowledge.api.serializers import QuerySerializer
+        from rest_framework.exceptions import ValidationError
+
+        from knowledge.api.presenters import parse_query
+        from knowledge.errors import ActionError
         from knowledge.query import run_query_cached
 
-        ser = QuerySerializer(data=filters)
-        if not ser.is_valid():
-            message, name = _flatten_errors(ser.errors)
-            raise SDKError(message, status=400, field=name)
-        query = ser.to_query()
+        try:
+            query = parse_query(filters)
+        except ValidationError as exc:
+            message, name = _flatten_errors(exc.detail)
+            raise SDKError(message, status=400, field=name) from exc
+        except ActionError as exc:
+            raise SDKError.from_status(exc.message, exc.status, exc.field) from exc
         result, hit = self._call(lambda: run_query_cached(query, self.worker))
         return {**result, "cached": hit}
 

@@ -8,6 +8,7 @@ view keeps only what is HTTP's: parsing the request, who the caller is, the stat
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 from django.db.models import Count
@@ -17,11 +18,12 @@ from identity.models import Worker
 from knowledge import actions
 from knowledge.actions import BroadcastInput, BroadcastResult
 from knowledge.api.errors import _flatten
-from knowledge.api.serializers import BroadcastSerializer
+from knowledge.api.serializers import BroadcastSerializer, QuerySerializer
 from knowledge.choices import ItemStatus, Urgency
 from knowledge.errors import ActionError
 from knowledge.events import log_position
 from knowledge.models import Event, InboxCursor, KnowledgeItem
+from knowledge.query import KnowledgeQuery
 from knowledge.scopes import write_refusal
 
 BEHIND_CAP = 100_000
@@ -68,6 +70,27 @@ def broadcast_entries(worker: Worker, raw_items: Iterable) -> list[BroadcastInpu
             continue
         entries.append(BroadcastSerializer.input_from(attrs))
     return entries
+
+
+@functools.cache
+def _query_validator() -> QuerySerializer:
+    return QuerySerializer()
+
+
+@functools.cache
+def _query_fields() -> frozenset[str]:
+    return frozenset(_query_validator().fields)
+
+
+def parse_query(data: dict) -> KnowledgeQuery:
+    """The query a request's filters ask for. Unknown filters are an ``ActionError``, invalid
+    values DRF's ``ValidationError`` (both 400 in the API's error shape). One serializer
+    validates every query: building a DRF serializer's fields (a deep copy of each declared
+    field) cost ~2 ms a request, a quarter of a cached hit (docs/performance.md)."""
+    unknown = sorted(set(data) - _query_fields())
+    if unknown:
+        raise ActionError(f"unknown filter(s): {', '.join(unknown)}", unknown[0])
+    return QuerySerializer.query_from(_query_validator().run_validation(data))
 
 
 def bulk_row(index: int, result: BroadcastResult | ActionError, lean: bool = False) -> dict:

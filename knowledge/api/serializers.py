@@ -267,7 +267,11 @@ class QuerySerializer(serializers.Serializer):
         return attrs
 
     def to_query(self) -> KnowledgeQuery:
-        d = self.validated_data
+        return self.query_from(self.validated_data)
+
+    @staticmethod
+    def query_from(d: dict) -> KnowledgeQuery:
+        """The query for validated data ``d``."""
         statuses = d.get("status") or [ItemStatus.ACTIVE.value]
         if "any" in statuses:
             statuses = []
