@@ -45,6 +45,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from config.product import product_settings
+from conflicts import contested
 from conflicts.choices import Actor, Classification, ConflictStatus, Decision, ItemRole
 from conflicts.engine.candidates import Candidate, Proposal, Trust
 from conflicts.engine.detection import ConflictKind, classify
@@ -437,6 +438,11 @@ def _note(conflict: Conflict, transition: str, source: str = ENGINE_ACTOR, **ext
     if recorder is None:
         raise RuntimeError("a conflict changed outside an action that publishes its events")
     recorder.note(conflict, transition, source, extra)
+    # Which types have unsettled conflicts may have changed (conflicts/contested.py): forget
+    # it now (this transaction's own reads) and again at commit (a reader that recomputed it
+    # in between saw the state before this change).
+    contested.forget_unsettled_types()
+    transaction.on_commit(contested.forget_unsettled_types)
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,10 @@ Read paths (query results, the item detail) add to each item dict ``contested`` 
 ``conflict_id`` (the unsettled conflict, or None) and ``claim_probability`` (the engine's
 current probability that the item's claim is the true one: its claim's score in the
 conflict's latest proposal; None when not contested). It is added after the query cache,
-so it is always current; one indexed query per page.
+so it is always current: one indexed query per page, and none when no item of the page has a
+type with an unsettled conflict (the set of such types is cached for ``TYPES_TTL`` seconds and
+forgotten whenever a conflict changes; conflicts are rare beside items, so most pages, cached
+hits included, make no database query at all).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import functools
 import json
 from collections.abc import Iterable
 
+from django.core.cache import cache
 from django.db import connection
 
 from conflicts.choices import UNSETTLED
@@ -24,6 +28,29 @@ def contested_item_ids():
     return ConflictItem.objects.filter(
         conflict__in=Conflict.objects.unsettled().values("pk")
     ).values("item_id")
+
+
+TYPES_KEY = "kx:contested-types"
+# Staleness bound when a process misses the invalidation (the embedded local-memory cache is
+# per process, so a conflict opened by the workers' process reaches the web process's pages
+# within this; with Redis the delete reaches every process at once).
+TYPES_TTL = 2
+
+
+def unsettled_types() -> frozenset[str]:
+    """The knowledge types that have an unsettled conflict (cached, see the module doc)."""
+    types = cache.get(TYPES_KEY)
+    if types is None:
+        types = sorted(
+            set(Conflict.objects.unsettled().values_list("knowledge_type", flat=True).distinct())
+        )
+        cache.set(TYPES_KEY, types, TYPES_TTL)
+    return frozenset(types)
+
+
+def forget_unsettled_types() -> None:
+    """A conflict changed: the next page recomputes ``unsettled_types``."""
+    cache.delete(TYPES_KEY)
 
 
 def contested_info(item_ids: Iterable[int]) -> dict[int, tuple[int, dict]]:
@@ -65,7 +92,8 @@ def _contested_sql(n: int) -> str:
 
 def mark_contested(items: list[dict]) -> list[dict]:
     """``items`` (as_dict shapes) with ``contested``, ``conflict_id``, ``claim_probability``."""
-    info = contested_info(i["id"] for i in items)
+    live = unsettled_types() if items else frozenset()
+    info = contested_info(i["id"] for i in items if i["knowledge_type"] in live)
     out = []
     for item in items:
         conflict_id, scores = info.get(item["id"], (None, {}))

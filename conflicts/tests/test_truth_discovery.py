@@ -143,3 +143,22 @@ def test_query_marks_contested_items_and_filters_on_it(think, analysis, recall, 
     actions.do_resolve(cid, Decision.PICK, user=alice, winner_item_id=a["id"])
     rows = think.client.get("/api/knowledge/query?types=risk_pattern").json()["results"]
     assert {r["id"]: r["contested"] for r in rows}[a["id"]] is False
+
+
+def test_a_cached_page_with_no_contested_type_makes_no_query_and_a_new_conflict_shows_at_once(
+    think, analysis, django_assert_num_queries
+):
+    """Contested marks cost a query only for pages whose types have an unsettled conflict
+    (conflicts/contested.py); opening one is seen by the very next page, cached or not."""
+    first = think.broadcast("risk_pattern", risk_payload(level="high"), 0.8).json()["item"]
+    url = "/api/knowledge/query?types=risk_pattern"
+    assert think.client.get(url).json()["cached"] is False
+    with django_assert_num_queries(0):
+        page = think.client.get(url).json()
+    assert page["cached"] is True and page["results"][0]["contested"] is False
+
+    with truth_engine():
+        b = analysis.broadcast("risk_pattern", risk_payload(level="low"), 0.7).json()
+    cid = b["conflicts"][0]
+    rows = {r["id"]: r for r in think.client.get(url).json()["results"]}
+    assert rows[first["id"]]["contested"] is True and rows[first["id"]]["conflict_id"] == cid
