@@ -437,12 +437,13 @@ def _note(conflict: Conflict, transition: str, source: str = ENGINE_ACTOR, **ext
     recorder = _recording.get()
     if recorder is None:
         raise RuntimeError("a conflict changed outside an action that publishes its events")
+    if not recorder.noted:
+        # Which types have unsettled conflicts may change (conflicts/contested.py): forget it
+        # now (this transaction's own reads) and again at commit (a reader that recomputed it
+        # in between saw the state before this action). Once per action.
+        contested.forget_unsettled_types()
+        transaction.on_commit(contested.forget_unsettled_types)
     recorder.note(conflict, transition, source, extra)
-    # Which types have unsettled conflicts may have changed (conflicts/contested.py): forget
-    # it now (this transaction's own reads) and again at commit (a reader that recomputed it
-    # in between saw the state before this change).
-    contested.forget_unsettled_types()
-    transaction.on_commit(contested.forget_unsettled_types)
 
 
 @dataclass(frozen=True)
