@@ -15,6 +15,8 @@ import os
 import statistics
 import time
 
+from bench.private_db import private_database
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -25,18 +27,11 @@ def main() -> None:
     p.add_argument("--bulks", type=int, default=8)
     args = p.parse_args()
 
-    import psycopg
-
-    db = f"kx_broadcast_{os.getpid()}"
-    admin = psycopg.connect(f"{args.pg_url}/postgres", autocommit=True)
-    admin.execute(f'CREATE DATABASE "{db}"')
-    os.environ["DATABASE_URL"] = f"{args.pg_url}/{db}"
-    os.environ.pop("REDIS_URL", None)
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
-    try:
+    with private_database(args.pg_url, "kx_broadcast") as url:
+        os.environ["DATABASE_URL"] = url
+        os.environ.pop("REDIS_URL", None)
+        os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
         print(json.dumps(_measure(args.singles, args.bulks)))
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
 
 def _measure(singles: int, bulks: int) -> dict:

@@ -24,16 +24,14 @@ import statistics
 import sys
 import time
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.private_db import private_database  # noqa: E402
+
 CLIENTS = [1, 2, 4, 8, 16]
 MODES = ["lock", "snapshot"]
-
-
-def _pg_url(base: str, dbname: str) -> str:
-    parts = urlsplit(base)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, ""))
 
 
 def _child(index: int, pipe) -> None:
@@ -107,60 +105,49 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     counts = [int(c) for c in args.clients.split(",")]
 
-    import psycopg
+    with private_database(args.pg_url, "kx_lockbench", announce=True) as url:
+        os.environ["DATABASE_URL"] = url
+        os.environ.pop("REDIS_URL", None)
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+        procs = []
+        try:
+            import django
 
-    dbname = f"kx_lockbench_{os.getpid()}"
-    print(f"database {dbname}", flush=True)
-    with psycopg.connect(args.pg_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{dbname}"')
-    os.environ["DATABASE_URL"] = _pg_url(args.pg_url, dbname)
-    os.environ.pop("REDIS_URL", None)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    sys.path.insert(0, str(ROOT))
-    procs = []
-    try:
-        import django
+            django.setup()
+            from django.core.management import call_command
+            from django.db import connections
 
-        django.setup()
-        from django.core.management import call_command
-        from django.db import connections
+            from identity.actions import do_create_worker
 
-        from identity.actions import do_create_worker
-
-        call_command("migrate", verbosity=0, interactive=False)
-        for i in range(max(counts)):
-            do_create_worker(f"lockbench{i}")
-        connections.close_all()
-        ctx = mp.get_context("spawn")  # a fork would share the parent's connection pool
-        pipes = []
-        for i in range(max(counts)):
-            parent, child = ctx.Pipe()
-            proc = ctx.Process(target=_child, args=(i, child), daemon=True)
-            proc.start()
-            procs.append(proc)
-            pipes.append(parent)
-        _round(pipes, max(counts), "lock", max(counts) * 2)  # warm every process up
-        rounds: dict[tuple[int, str], list[dict]] = {}
-        for clients in counts:
-            for rep in range(args.reps):
-                order = MODES if rep % 2 == 0 else MODES[::-1]
-                for mode in order:
-                    rounds.setdefault((clients, mode), []).append(
-                        _round(pipes, clients, mode, args.total)
-                    )
-        for pipe in pipes:
-            pipe.send(None)
-        for proc in procs:
-            proc.join(10)
-    finally:
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
-        from django.db import connections
-
-        connections.close_all()
-        with psycopg.connect(args.pg_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
+            call_command("migrate", verbosity=0, interactive=False)
+            for i in range(max(counts)):
+                do_create_worker(f"lockbench{i}")
+            connections.close_all()
+            ctx = mp.get_context("spawn")  # a fork would share the parent's connection pool
+            pipes = []
+            for i in range(max(counts)):
+                parent, child = ctx.Pipe()
+                proc = ctx.Process(target=_child, args=(i, child), daemon=True)
+                proc.start()
+                procs.append(proc)
+                pipes.append(parent)
+            _round(pipes, max(counts), "lock", max(counts) * 2)  # warm every process up
+            rounds: dict[tuple[int, str], list[dict]] = {}
+            for clients in counts:
+                for rep in range(args.reps):
+                    order = MODES if rep % 2 == 0 else MODES[::-1]
+                    for mode in order:
+                        rounds.setdefault((clients, mode), []).append(
+                            _round(pipes, clients, mode, args.total)
+                        )
+            for pipe in pipes:
+                pipe.send(None)
+            for proc in procs:
+                proc.join(10)
+        finally:
+            for proc in procs:
+                if proc.is_alive():
+                    proc.kill()
 
     rows = []
     for clients in counts:

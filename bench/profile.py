@@ -25,7 +25,8 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.runner import BUILTIN, _pg_url
+from bench.private_db import private_database
+from bench.runner import BUILTIN, clear_run_cache
 
 OPS = ("hit", "query", "broadcast", "bulk", "bulklean", "inbox")
 
@@ -45,41 +46,24 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    import psycopg2
-
-    dbname = f"kx_prof_{os.getpid()}"
-    admin = psycopg2.connect(_pg_url(args.pg_url, "postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{dbname}"')
-    os.environ.update(
-        {
-            "DATABASE_URL": _pg_url(args.pg_url, dbname),
-            "REDIS_URL": args.redis_url,
-            "KE_INSTANCE": f"prof{os.getpid()}",
-            "DJANGO_SETTINGS_MODULE": "config.settings",
-            "DJANGO_DEBUG": "false",
-        }
-    )
-    try:
-        import django
-
-        django.setup()
-        _run(args, _pg_url(args.pg_url, dbname))
-        return 0
-    finally:
+    with private_database(args.pg_url, "kx_prof") as url:
+        os.environ.update(
+            {
+                "DATABASE_URL": url,
+                "REDIS_URL": args.redis_url,
+                "KE_INSTANCE": f"prof{os.getpid()}",
+                "DJANGO_SETTINGS_MODULE": "config.settings",
+                "DJANGO_DEBUG": "false",
+            }
+        )
         try:
-            from django.core.cache import cache
-            from django.db import connections
+            import django
 
-            if hasattr(cache, "delete_pattern"):
-                cache.delete_pattern("*")
-            connections.close_all()
-        except Exception:
-            pass
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        admin.close()
+            django.setup()
+            _run(args, url)
+            return 0
+        finally:
+            clear_run_cache()
 
 
 def _run(args, dsn: str) -> None:

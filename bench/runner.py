@@ -27,7 +27,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode
+
+from bench.private_db import private_database
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILTIN = ["think", "analysis", "learning", "dream", "recall"]
@@ -175,11 +177,6 @@ def measure(
 # --- Orchestration -----------------------------------------------------------------------
 
 
-def _pg_url(base: str, dbname: str) -> str:
-    parts = urlsplit(base)
-    return urlunsplit((parts.scheme, parts.netloc, "/" + dbname, parts.query, ""))
-
-
 def server_command(server: str, port: int, app: str = "config.asgi:application") -> list[str]:
     """The command line of one ASGI server process: daphne (the product's) or uvicorn
     (httptools + websockets, the comparison of docs/performance.md, "Server choice").
@@ -304,17 +301,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
 
-    import psycopg2
+    with private_database(args.pg_url, "kx_bench", keep=args.keep_db) as url:
+        return _in_database(args, url)
 
+
+def _in_database(args, url: str) -> int:
+    """Seed, serve and measure against the private database at ``url``."""
     pid = os.getpid()
-    dbname = f"kx_bench_{pid}"
-    admin = psycopg2.connect(_pg_url(args.pg_url, "postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{dbname}"')
     env = {
         **os.environ,
-        "DATABASE_URL": _pg_url(args.pg_url, dbname),
+        "DATABASE_URL": url,
         "REDIS_URL": args.redis_url,
         "KE_INSTANCE": f"bench{pid}",
         "DJANGO_SETTINGS_MODULE": "bench.settings",
@@ -341,21 +337,18 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     finally:
         servers.stop()
-        try:
-            from django.core.cache import cache
-            from django.db import connections
+        clear_run_cache()
 
-            if hasattr(cache, "delete_pattern"):
-                cache.delete_pattern("*")  # only this run's prefix
-            connections.close_all()
-        except Exception:
-            pass
-        if not args.keep_db:
-            with admin.cursor() as cur:
-                cur.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        else:
-            print(f"kept database {dbname}")
-        admin.close()
+
+def clear_run_cache() -> None:
+    """Delete this run's keys from the cache (its own ``KE_INSTANCE`` prefix), if any."""
+    try:
+        from django.core.cache import cache
+
+        if hasattr(cache, "delete_pattern"):
+            cache.delete_pattern("*")  # only this run's prefix
+    except Exception:
+        pass
 
 
 def _run(args, servers: Servers, env: dict):

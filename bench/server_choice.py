@@ -23,7 +23,8 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.runner import BUILTIN, Http, Servers, _pg_url, measure  # noqa: E402
+from bench.private_db import private_database  # noqa: E402
+from bench.runner import BUILTIN, Http, Servers, measure  # noqa: E402
 
 SERVERS = ["daphne", "uvicorn"]
 
@@ -44,17 +45,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    import psycopg2
+    with private_database(args.pg_url, "kx_servers", announce=True) as url:
+        rows = _in_database(args, url)
+    print(
+        f"server choice: {args.rows} items, {args.clients} clients, {args.servers} processes "
+        f"each, medians of {args.reps} rounds, {os.cpu_count()} CPUs (client ms)"
+    )
+    print(
+        f"{'operation':<28} | {'daphne p50':>10} {'p95':>7} | {'uvicorn p50':>11} {'p95':>7} | uv/da p50"
+    )
+    for op, r in rows.items():
+        d, u = r["daphne"], r["uvicorn"]
+        print(
+            f"{op:<28} | {d['p50']:>10.1f} {d['p95']:>7.1f} | {u['p50']:>11.1f} {u['p95']:>7.1f} "
+            f"| {r['ratio']:.2f}x"
+        )
+    return 0
 
-    dbname = f"kx_servers_{os.getpid()}"
-    print(f"database {dbname}", flush=True)
-    admin = psycopg2.connect(_pg_url(args.pg_url, "postgres"))
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'CREATE DATABASE "{dbname}"')
+
+def _in_database(args, url: str) -> dict:
+    """Both fleets against the private database at ``url``: the rows of the table."""
     env = {
         **os.environ,
-        "DATABASE_URL": _pg_url(args.pg_url, dbname),
+        "DATABASE_URL": url,
         "REDIS_URL": args.redis_url,
         "KE_INSTANCE": f"servers{os.getpid()}",
         "DJANGO_SETTINGS_MODULE": "bench.settings",
@@ -75,30 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         import django
 
         django.setup()
-        rows = _run(args, fleets, env)
+        return _run(args, fleets, env)
     finally:
         for fleet in fleets.values():
             fleet.stop()
-        from django.db import connections
-
-        connections.close_all()
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
-        admin.close()
-    print(
-        f"server choice: {args.rows} items, {args.clients} clients, {args.servers} processes "
-        f"each, medians of {args.reps} rounds, {os.cpu_count()} CPUs (client ms)"
-    )
-    print(
-        f"{'operation':<28} | {'daphne p50':>10} {'p95':>7} | {'uvicorn p50':>11} {'p95':>7} | uv/da p50"
-    )
-    for op, r in rows.items():
-        d, u = r["daphne"], r["uvicorn"]
-        print(
-            f"{op:<28} | {d['p50']:>10.1f} {d['p95']:>7.1f} | {u['p50']:>11.1f} {u['p95']:>7.1f} "
-            f"| {r['ratio']:.2f}x"
-        )
-    return 0
 
 
 def _run(args, fleets: dict, env: dict) -> dict:
