@@ -190,6 +190,7 @@ class BaseWorker:
         self.live_status = "off"  # off | connecting | live | polling | reconnecting | stopped
         self._stop = threading.Event()
         self._wake = threading.Event()  # set by stop() and by live events
+        self._want_live = False  # run() with ``live``: start the feed after setup()
         self._ready = False
         self._rng = random.Random(seed)
         self._last_sent: dict[tuple[str, str], str] = {}  # (type, subject) -> body digest
@@ -230,6 +231,8 @@ class BaseWorker:
                     if not self._ready:
                         self.setup()
                         self._ready = True
+                    if self._want_live and self._live is None:
+                        self._live = _LiveThread.start(self)
                     self.replay_spool()
                     self._receive_unless_offline()
                 except SDKError as exc:
@@ -278,8 +281,10 @@ class BaseWorker:
         between cycles early (at most one cycle per ``live_min_gap`` seconds).
         """
         self.log.info("%s: started (interval %.1fs)", self.name, self.interval)
-        if self.live and not once:
-            self._live = _LiveThread.start(self)
+        # The feed starts in the first cycle, once ``setup`` has subscribed to ``interests``: a
+        # feed that subscribed before would follow the old subscription until the server
+        # refreshes it, and miss what the new one brings.
+        self._want_live = self.live and not once
         try:
             while not self._stop.is_set():
                 self.run_cycle()
