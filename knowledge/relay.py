@@ -499,7 +499,7 @@ class Relay:
                 if top < self.position:
                     # The log was reset (new epoch): restart from its top; connections
                     # resubscribe when they see the new epoch.
-                    await self._reset_position()
+                    self._reset_position(top, epoch)
                 return
             events, scanned = await db_read(self.position, ALL, 1000)
             self._fan_out(events, scanned)
@@ -537,12 +537,15 @@ class Relay:
                 )
             )
 
-    async def _reset_position(self) -> None:
-        pos = await db_position()
-        log.warning("event log moved back (%s -> %s): resetting the relay", self.position, pos.top)
-        self.position, self.epoch = pos.top, pos.epoch
+    def _reset_position(self, top: int, epoch: str) -> None:
+        """Restart from ``top``, the top read in the same pass as the reset was seen. Reading
+        the top again here would skip what committed in between (a client that resumed at
+        once after being told of a restore): those events would sit at or below the new
+        position and never be fanned out."""
+        log.warning("event log moved back (%s -> %s): resetting the relay", self.position, top)
+        self.position, self.epoch = top, epoch
         for conn in list(self.connections):
-            conn.pos = min(conn.pos, pos.top)
+            conn.pos = min(conn.pos, top)
 
     def _fan_out(self, events: list, scanned: int) -> None:
         """Synchronous on purpose: no connection can change state in the middle."""
