@@ -437,7 +437,9 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
         valid_until = entry.get("valid_until")
         return valid_until is None or timezone.now().timestamp() < valid_until
 
-    entry, hit = knowledge_cache.cached_query(params, query.types or None, compute, still_valid)
+    entry, hit, cached = knowledge_cache.cached_query_reading(
+        params, query.types or None, compute, still_valid, item_hooks.cache_keys()
+    )
     if computed:
         result = computed[0]
     else:
@@ -447,7 +449,7 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
         for item, (observed_ts, decay) in zip(result["results"], entry["clock"], strict=True):
             item["freshness"] = round(math.exp(-max(now_ts - observed_ts, 0.0) / decay), 6)
     # Marks from other apps (contested items): current, not cached, as conflicts move.
-    result["results"] = item_hooks.mark_items(result["results"])
+    result["results"] = item_hooks.mark_items(result["results"], cached)
     return result, hit
 
 
