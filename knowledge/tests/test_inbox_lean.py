@@ -11,6 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from conftest import issue_payload
 from identity.models import Worker
 from knowledge.actions import do_ack, read_inbox
+from knowledge.events import log_position
+from knowledge.inbox import inbox_state
 from knowledge.models import InboxCursor, Subscription
 
 pytestmark = pytest.mark.django_db
@@ -103,6 +105,15 @@ def test_an_ack_on_read_moves_the_cursor_once(analysis, think):
     assert [e.seq for e in again.events] == [e.seq for e in second.events]
     assert InboxCursor.objects.get(worker=think.worker).position == first.ack
     assert received(think) == 4  # each event counted once, however often it was offered
+
+
+@pytest.mark.django_db(transaction=True)  # the snapshot horizon needs committed events
+def test_the_state_statement_reads_the_log_position(analysis, think, event_ordering):
+    for i in range(3):
+        analysis.broadcast("issue_pattern", issue_payload(location=f"m{i}.py::f"))
+    assert inbox_state(think.worker).log == log_position()
+    page = read_inbox(think.worker)
+    assert len(page.events) == 3 and page.ack == page.top == log_position().top
 
 
 def test_an_explicit_ack_is_one_statement_after_the_log_position(analysis, think):
