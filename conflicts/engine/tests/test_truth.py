@@ -213,3 +213,76 @@ def test_params_are_checked():
         TruthParams(effective_claims=1)
     with pytest.raises(ValueError):
         TruthParams(p_max=1.0)
+
+
+# --- how fast a type's truth changes: learned, not assumed ----------------------------------
+
+DAY = 86400.0
+DECAY = 7 * DAY  # risk_pattern's
+
+
+def two_rounds(seed: int, change: float, subjects: int = 200):
+    """Each subject reported by three of six sources ten days ago and by three now (each
+    right 85 % of the time over four claims; a source reporting in both rounds keeps only
+    its newer item, as the product revises it); between the rounds its true claim changes
+    with probability ``change``. Freshness as the product computes it (7 d decay)."""
+    rng = random.Random(seed)
+    claims = ["low", "medium", "high", "critical"]
+    cands, n = [], 0
+    for s in range(subjects):
+        truth = rng.choice(claims)
+        latest = {}
+        for age_days in (10.0, 0.0):
+            if age_days == 0.0 and rng.random() < change:
+                truth = rng.choice([c for c in claims if c != truth])
+            for src in rng.sample("abcdef", 3):
+                n += 1
+                said = (
+                    truth if rng.random() < 0.85 else rng.choice([c for c in claims if c != truth])
+                )
+                fresh = pow(2.718281828459045, -age_days * DAY / DECAY)
+                t = -age_days * DAY + rng.uniform(0, 3600)
+                latest[src] = cand(n, src, said, freshness=fresh, observed_at=t, subject=f"s{s}")
+        cands.extend(latest.values())
+    return cands
+
+
+def test_em_learns_that_a_type_whose_truth_holds_need_not_forget():
+    est = estimate_trust(two_rounds(1, change=0.0))
+    assert {t.forgetting for t in est.trusts.values()} == {0.0}
+
+
+def test_em_learns_to_forget_when_the_truth_does_change():
+    learned = [estimate_trust(two_rounds(2, change=c)).trusts["a"].forgetting for c in (0.25, 0.75)]
+    # The more often it changes, the faster old claims are forgotten (the truth's redraw
+    # rate after ten days is 1/3 and 1: forgetting about 0.3 and unbounded).
+    assert 0.0 < learned[0] < 1.0 <= learned[1]
+
+
+def test_learned_forgetting_lets_old_agreement_settle_a_new_dissent():
+    """Three sources agreed ten days ago, one says otherwise now. On a type whose claims
+    have never been seen to change, the old agreement still counts and the conflict is
+    applied; with the assumed decay (or on a type that does change) it waits for review."""
+    stable = estimate_trust(two_rounds(1, change=0.0)).trusts
+    changing = estimate_trust(two_rounds(2, change=0.75)).trusts
+    old = pow(2.718281828459045, -10 * DAY / DECAY)
+
+    def margin(trusts):
+        return (
+            get_strategy("truth")
+            .propose(
+                [
+                    cand(1, "a", "high", freshness=old, observed_at=-10 * DAY, trust=trusts["a"]),
+                    cand(2, "b", "high", freshness=old, observed_at=-10 * DAY, trust=trusts["b"]),
+                    cand(3, "c", "high", freshness=old, observed_at=-10 * DAY, trust=trusts["c"]),
+                    cand(4, "d", "low", freshness=1.0, observed_at=0.0, trust=trusts["d"]),
+                ]
+            )
+            .margin
+        )
+
+    unlearned = {s: replace(t, forgetting=None) for s, t in stable.items()}
+    assert margin(stable) >= 0.95 > margin(unlearned)
+    assert margin(changing) < 0.95
+    with pytest.raises(ValueError):
+        Trust(forgetting=-1.0)
