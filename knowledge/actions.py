@@ -91,10 +91,17 @@ class BroadcastResult:
     outcome: str  # created | refreshed | revised
     conflict_ids: list[int]
     replayed: bool = False  # an idempotent retry answered from the first result
+    # The item as its knowledge_broadcast event rendered it (``_publish``): the answer
+    # reuses it, with the freshness of its own moment, instead of rendering it again.
+    rendered: dict | None = field(default=None, repr=False, compare=False)
 
     def as_dict(self, now: datetime | None = None) -> dict:
+        if self.rendered is None:
+            item = self.item.as_dict(now)
+        else:
+            item = {**self.rendered, "freshness": round(self.item.freshness(now), 6)}
         return {
-            "item": self.item.as_dict(now),
+            "item": item,
             "outcome": self.outcome,
             "conflicts": self.conflict_ids,
             "replayed": self.replayed,
@@ -164,6 +171,7 @@ class _Step:
     entry: _Entry
     stored: StoredItem
     target_names: list[str]
+    rendered: dict | None = None  # the item as its event shows it (set by ``_publish``)
 
 
 def _validate(entry: BroadcastInput | ActionError) -> _Entry | ActionError:
@@ -281,7 +289,7 @@ def _store_run(worker: Worker, run: list[_Entry]) -> list[Outcome]:
         transaction.on_commit(lambda: metrics.count_broadcasts(stored))
         for (index, _), step in zip(todo, steps, strict=True):
             s = step.stored
-            out[index] = BroadcastResult(s.item, s.outcome, s.conflict_ids)
+            out[index] = BroadcastResult(s.item, s.outcome, s.conflict_ids, rendered=step.rendered)
     return [out[index] for index in range(len(run))]
 
 
@@ -448,11 +456,12 @@ def _publish(worker: Worker, steps: list[_Step], now: datetime, caused: list[dic
     specs = []
     for step in steps:
         s = step.stored
+        step.rendered = s.item.as_dict(now)
         specs.append(
             {
                 "kind": EventKind.KNOWLEDGE_BROADCAST,
                 "data": {
-                    "item": s.item.as_dict(now),
+                    "item": step.rendered,
                     "outcome": s.outcome,
                     "conflicts": s.conflict_ids,
                     "supersedes": s.previous.pk if s.outcome == "revised" else None,

@@ -25,7 +25,9 @@ MIN_ROWS = 20
 
 
 def copy_insert(model: type[Model], objs: list[Model]) -> None:
-    """Insert ``objs`` (new instances of ``model``) and set their primary keys."""
+    """Insert ``objs`` (new instances of ``model``) and set their primary keys. Objects that
+    all have their primary key set already (the event log's snapshot mode draws its seqs
+    itself) are written with those keys, and no key is drawn."""
     if not objs:
         return
     if connection.vendor != "postgresql" or len(objs) < MIN_ROWS:
@@ -40,11 +42,13 @@ def copy_insert(model: type[Model], objs: list[Model]) -> None:
     # wrap_database_errors: a constraint failing inside COPY is Django's IntegrityError, as
     # it is from bulk_create (the broadcast pipeline retries an idempotency race on it).
     with connection.cursor() as cur, connection.wrap_database_errors:
-        cur.execute(
-            "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-            [qn(opts.db_table), pk.column, len(objs)],
-        )
-        ids = [row[0] for row in cur.fetchall()]
+        ids = [getattr(obj, pk.attname) for obj in objs]
+        if None in ids:
+            cur.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [qn(opts.db_table), pk.column, len(objs)],
+            )
+            ids = [row[0] for row in cur.fetchall()]
         raw = cur.cursor  # psycopg 3's own cursor: Django's wrapper has no copy()
         with raw.copy(f"COPY {qn(opts.db_table)} ({columns}) FROM STDIN") as copy:
             for obj, new_id in zip(objs, ids, strict=True):
