@@ -296,12 +296,6 @@ class SourceTrust(models.Model):
         blank=True,
         help_text="Learned error spread (>= 2): claims the source's wrong reports spread over.",
     )
-    forgetting = models.FloatField(
-        null=True,
-        blank=True,
-        help_text="Learned change rate of the type's subjects, as a multiple of its decay "
-        "(the same on every row of the type; 0: a subject's truth is not seen to change).",
-    )
     wins = models.PositiveIntegerField(default=0)
     losses = models.PositiveIntegerField(default=0)
     updated_at = models.DateTimeField(default=timezone.now)
@@ -318,13 +312,7 @@ class SourceTrust(models.Model):
 
     def as_trust(self, worker_pin: float | None = None) -> Trust:
         pin = worker_pin if worker_pin is not None else self.pinned
-        return Trust(
-            alpha=self.alpha,
-            beta=self.beta,
-            pinned=pin,
-            spread=self.spread,
-            forgetting=self.forgetting,
-        )
+        return Trust(alpha=self.alpha, beta=self.beta, pinned=pin, spread=self.spread)
 
     @property
     def mean(self) -> float:

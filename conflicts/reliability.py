@@ -93,14 +93,13 @@ def refresh_trust(knowledge_type: str, now: datetime | None = None) -> Estimate 
         }
         for name, trust in estimate.trusts.items():
             row = rows[ids[name]]
-            row.alpha, row.beta, row.spread, row.forgetting, row.updated_at = (
+            row.alpha, row.beta, row.spread, row.updated_at = (
                 trust.alpha,
                 trust.beta,
                 trust.spread,
-                trust.forgetting,
                 now,
             )
-            row.save(update_fields=["alpha", "beta", "spread", "forgetting", "updated_at"])
+            row.save(update_fields=["alpha", "beta", "spread", "updated_at"])
     return estimate
 
 

@@ -59,26 +59,18 @@ class Trust:
     1 + 1 / how often its wrong reports agree with other sources' wrong reports). A source
     whose errors are scattered has a large spread, so two such sources agreeing is strong
     evidence; a source whose errors coincide with others' (a shared decoy) has spread 2.
-    ``forgetting`` (>= 0, None = the strategy's default) is learned per knowledge type (every
-    source of the type carries the same value): how fast a subject's true claim is believed to
-    change, as a multiple of the type's decay (0: it never changes, older claims of a subject
-    count as much as newer ones; 1: the type's decay; ``truth.estimate_trust`` picks the value
-    under which the type's claims are most likely).
     """
 
     alpha: float = 2.0
     beta: float = 2.0
     pinned: float | None = None
     spread: float | None = None
-    forgetting: float | None = None
 
     def __post_init__(self) -> None:
         if not (self.alpha > 0 and self.beta > 0):
             raise ValueError("Trust alpha and beta must be > 0")
         if self.spread is not None and not self.spread >= 2.0:
             raise ValueError("Trust spread must be >= 2")
-        if self.forgetting is not None and not self.forgetting >= 0.0:
-            raise ValueError("Trust forgetting must be >= 0")
         if self.pinned is not None:
             check_unit("pinned trust", self.pinned)
 
@@ -104,7 +96,6 @@ class Trust:
             "pinned": self.pinned,
             "mean": round(self.mean, 6),
             "spread": None if self.spread is None else round(self.spread, 6),
-            "forgetting": self.forgetting,
         }
 
 

@@ -191,7 +191,6 @@ def posterior(
     p_max: float,
     forgetting: float,
     spread: Callable[[Candidate], float | None] | None = None,
-    log_evidence: list[float] | None = None,
 ) -> tuple[dict[str, float], float, int]:
     """Naive-Bayes belief over the claims, processing ``ordered`` observations in turn.
 
@@ -202,11 +201,7 @@ def posterior(
     p is clamped to [1/k_i, p_max]: an unreliable source is uninformative, never evidence
     against what it says, and no single vote is certain. With ``forgetting`` > 0 the belief
     is first pulled toward the prior by the carry factor between consecutive observations.
-    Returns (belief per seen claim, belief mass of the k - n unseen claims, k). With
-    ``log_evidence``, the log of each observation's predictive weight (sum over claims of
-    belief x likelihood) is appended to it: their sum is the log-likelihood of the
-    observations under the model, up to a term that depends on neither the belief nor
-    ``forgetting`` (so it compares values of ``forgetting`` on the same observations).
+    Returns (belief per seen claim, belief mass of the k - n unseen claims, k).
     """
     claims = sorted({c.claim for c in ordered})
     spreads = {id(c): spread(c) for c in ordered} if spread is not None else {}
@@ -229,8 +224,6 @@ def posterior(
         belief = {x: b * (hit if x == cand.claim else miss) for x, b in belief.items()}
         unseen *= miss
         total = sum(belief.values()) + unseen
-        if log_evidence is not None:
-            log_evidence.append(math.log(total) if total > 0 else -math.inf)
         belief = {x: b / total for x, b in belief.items()}
         unseen /= total
         previous = cand

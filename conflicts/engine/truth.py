@@ -37,7 +37,7 @@ Pure Python (no Django). Two parts:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from .candidates import Candidate, ItemId, Trust
@@ -63,12 +63,8 @@ class TruthParams:
     spread_prior_pairs: float = 10.0
     #: No single claim is certain.
     p_max: float = 0.99
-    #: Evidence older than a subject's newest observation is forgotten at the type's decay
-    #: times this, until ``estimate_trust`` has learned the type's own value (``Trust.forgetting``).
+    #: Evidence older than a subject's newest observation is forgotten at the type's decay.
     forgetting: float = 1.0
-    #: The values ``estimate_trust`` chooses the type's forgetting from (by likelihood); empty:
-    #: never learned, ``forgetting`` always.
-    forgetting_grid: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
     iterations: int = 50
     tolerance: float = 1e-5
     #: alpha + beta never exceed this (older evidence is scaled down: drift is noticed).
@@ -79,8 +75,6 @@ class TruthParams:
             raise ValueError("confidence_strength must be >= 0 and human_weight > 0")
         if self.effective_claims < 2 or not 0.5 < self.p_max < 1:
             raise ValueError("effective_claims must be >= 2 and p_max within (0.5, 1)")
-        if self.forgetting < 0 or any(f < 0 for f in self.forgetting_grid):
-            raise ValueError("forgetting values must be >= 0")
 
 
 DEFAULT_TRUTH = TruthParams()
@@ -98,18 +92,8 @@ def item_reliability(trust: Trust, confidence: float, params: TruthParams = DEFA
     return (n0 * confidence + won) / (n0 + won + lost)
 
 
-def learned_forgetting(trusts: Sequence[Trust], params: TruthParams = DEFAULT_TRUTH) -> float:
-    """The type's forgetting as learned by ``estimate_trust`` (carried by every source's trust;
-    the largest if they differ, e.g. a source not re-estimated since), else the default."""
-    learned = [t.forgetting for t in trusts if t.forgetting is not None]
-    return max(learned) if learned else params.forgetting
-
-
 def _belief(
-    cands: Sequence[Candidate],
-    params: TruthParams,
-    trusts: Mapping[str, Trust] | None = None,
-    log_evidence: list[float] | None = None,
+    cands: Sequence[Candidate], params: TruthParams, trusts: Mapping[str, Trust] | None = None
 ) -> tuple[dict[str, float], float, int]:
     ordered = sorted(cands, key=lambda c: (c.freshness, c.observed_ts, str(c.item_id)))
 
@@ -122,10 +106,7 @@ def _belief(
     def spread(c: Candidate) -> float | None:
         return trust_of(c).spread
 
-    forgetting = learned_forgetting([trust_of(c) for c in ordered], params)
-    return posterior(
-        ordered, params.effective_claims, rel, params.p_max, forgetting, spread, log_evidence
-    )
+    return posterior(ordered, params.effective_claims, rel, params.p_max, params.forgetting, spread)
 
 
 def claim_probabilities(
@@ -171,60 +152,21 @@ def estimate_trust(
     # The type's vocabulary as far as the evidence shows it: no spread exceeds it.
     vocabulary = max(params.effective_claims, len({c.claim for c in candidates}))
     current = {s: Trust(params.prior_alpha, params.prior_beta, pins.get(s)) for s in sources}
-    fit = _Fit(tasks, labels, pins, sources, vocabulary)
-    current, q, iterations, converged = fit.run(current, params)
-    if params.forgetting_grid and current:
-        # The type's change rate: the forgetting under which its claims are most likely.
-        forgetting = _likeliest_forgetting(tasks, current, params)
-        learned = replace(params, forgetting=forgetting)
-        if forgetting != params.forgetting:
-            current, q, more, converged = fit.run(current, learned)
-            iterations += more
-        current = {s: replace(t, forgetting=forgetting) for s, t in current.items()}
-    return Estimate(current, iterations, converged, q)
-
-
-@dataclass
-class _Fit:
-    """The EM's fixed inputs (subjects, labels, pins, sources, vocabulary)."""
-
-    tasks: dict[tuple[str, str], list[Candidate]]
-    labels: Mapping[ItemId, bool]
-    pins: dict[str, float]
-    sources: list[str]
-    vocabulary: int
-
-    def run(self, current: dict[str, Trust], params: TruthParams):
-        """EM iterations from ``current``: (trusts, q, iterations, converged)."""
-        q: dict[ItemId, float] = {}
-        for iteration in range(1, params.iterations + 1):
-            q = _expectation(self.tasks, self.labels, current, params)
-            new = _maximisation(
-                self.tasks, self.labels, q, self.pins, self.sources, params, self.vocabulary
-            )
-            change = max(
-                (abs(new[s].learned_mean - current[s].learned_mean) for s in self.sources),
-                default=0.0,
-            )
-            current = new
-            if change < params.tolerance:
-                return current, q, iteration, True
-        return current, q, params.iterations, False
-
-
-def _likeliest_forgetting(tasks, trusts: dict[str, Trust], params: TruthParams) -> float:
-    """The value of ``params.forgetting_grid`` (or the default ``params.forgetting``) under
-    which the subjects' claims, in their order, are most likely with ``trusts``; the default
-    unless another value is strictly likelier (claims without timing say nothing)."""
-    scores = {}
-    for forgetting in {params.forgetting, *params.forgetting_grid}:
-        trial = {s: replace(t, forgetting=forgetting) for s, t in trusts.items()}
-        log_evidence: list[float] = []
-        for cands in tasks.values():
-            _belief(cands, params, trial, log_evidence)
-        scores[forgetting] = sum(log_evidence)
-    best = max(sorted(scores), key=lambda f: scores[f])
-    return best if scores[best] > scores[params.forgetting] + 1e-9 else params.forgetting
+    q: dict[ItemId, float] = {}
+    converged = False
+    iteration = 0
+    while iteration < params.iterations:
+        iteration += 1
+        q = _expectation(tasks, labels, current, params)
+        new = _maximisation(tasks, labels, q, pins, sources, params, vocabulary)
+        change = max(
+            (abs(new[s].learned_mean - current[s].learned_mean) for s in sources), default=0.0
+        )
+        current = new
+        if change < params.tolerance:
+            converged = True
+            break
+    return Estimate(current, iteration, converged, q)
 
 
 def _expectation(tasks, labels, trusts, params) -> dict[ItemId, float]:
@@ -305,7 +247,6 @@ class TruthStrategy(Strategy):
                 for c in cands
             },
             "knowledge_type": cands[0].knowledge_type,
-            "forgetting": learned_forgetting([c.trust for c in cands], self.truth_params),
             "effective_claims": k,
             "unseen_claims_mass": unseen,
             "reliability": {

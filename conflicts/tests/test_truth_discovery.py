@@ -3,8 +3,6 @@ that re-estimates trust from all the evidence and settles yesterday's pending co
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 import pytest
 from django.conf import settings
 from django.test import override_settings
@@ -164,36 +162,3 @@ def test_a_cached_page_with_no_contested_type_makes_no_query_and_a_new_conflict_
     cid = b["conflicts"][0]
     rows = {r["id"]: r for r in think.client.get(url).json()["results"]}
     assert rows[first["id"]]["contested"] is True and rows[first["id"]]["conflict_id"] == cid
-
-
-def test_sweep_learns_that_old_agreement_still_holds_and_settles_a_new_dissent():
-    """Three sources agreed on a subject ten days ago; a fourth says otherwise today. With the
-    assumed 7-day decay their agreement is mostly forgotten and the conflict waits. The type's
-    history shows that old claims keep agreeing with new ones (its subjects do not change), so
-    the sweep learns not to forget them, and yesterday's pending conflict settles itself."""
-    import time_machine
-    from django.utils import timezone
-
-    now = timezone.now()
-    a, b, c, d = (Persona(n) for n in ("src-a", "src-b", "src-c", "src-d"))
-    with truth_engine():
-        for hours, p in ((0, a), (2, b), (4, c)):  # hours apart: not copies of each other
-            with time_machine.travel(now - timedelta(days=10, hours=-hours), tick=False):
-                for i in range(12):
-                    p.broadcast("risk_pattern", risk_payload(f"stable-{i}", "high"), 0.8)
-                p.broadcast("risk_pattern", risk_payload("disputed", "high"), 0.8)
-        with time_machine.travel(now, tick=False):
-            for i in range(12):
-                d.broadcast("risk_pattern", risk_payload(f"stable-{i}", "high"), 0.8)
-            body = d.broadcast("risk_pattern", risk_payload("disputed", "low"), 0.8).json()
-            conflict = Conflict.objects.get(pk=body["conflicts"][0])
-            assert conflict.status == ConflictStatus.PENDING_REVIEW
-            reliability.sweep()
-    rows = SourceTrust.objects.filter(knowledge_type="risk_pattern")
-    assert {r.forgetting for r in rows} == {0.0}
-    conflict.refresh_from_db()
-    assert conflict.status == ConflictStatus.AUTO_RESOLVED
-    assert conflict.decided_claim == "high" and conflict.margin >= 0.95
-    assert conflict.proposal["inputs"]["forgetting"] == 0.0
-    dissent = KnowledgeItem.objects.get(pk=body["item"]["id"])
-    assert dissent.status == ItemStatus.SUPERSEDED  # superseded, not deleted
