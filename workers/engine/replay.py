@@ -28,7 +28,14 @@ from .calibration import brier_improvement, forecast_report
 from .dream import proposal_qualities, propose
 from .gitrepo import FileStats, GitRepo
 from .knowledge import Draft, subject_of
-from .learning import FixRates, observe, pair_outcomes, pattern_evolutions, successful_fixes
+from .learning import (
+    FixRates,
+    ObservedRisk,
+    observe,
+    pair_outcomes,
+    pattern_evolutions,
+    successful_fixes,
+)
 from .recall import churn_bucket, context_enrichments, knowledge_retrievals, recall
 from .rules import Rules
 from .think import assess, decision_outcomes, risk_patterns
@@ -154,6 +161,7 @@ def replay(
     store = KnowledgeStore(exchange=exchange)
     report = ReplayReport(exchange=exchange, commits=len(commits))
     rates = FixRates()
+    risk = ObservedRisk()
     history: list[dict[str, int]] = []
     parsed_before = analyzer.stats["parsed"]
 
@@ -186,10 +194,12 @@ def replay(
             base[0] += sum(o for _, o in scored)  # Think observes its own outcomes
             base[1] += len(scored)
             rates.add(outcomes)
+            risk.add(outcomes)
             store.publish("learning", successful_fixes(outcomes))
         history.append(rule_counts(snap))
         store.publish("learning", rates.learned_patterns())
         store.publish("learning", pattern_evolutions(history))
+        store.publish("learning", risk.risk_patterns())
 
         own = store.for_worker("analysis", ["issue_pattern"])
         store.publish("analysis", issue_patterns(snap, known=own))
