@@ -6,6 +6,10 @@ authentication, throttles) through ``django.test.Client`` for each operation:
 
 - ``hit``: a cached query hit (``GET query?types=<t>&min_freshness=0.5``, cache on);
 - ``query``: an uncached typical query (three types by freshness, cache off);
+- ``q1``..``q5``: the bench's five typical queries, uncached (``python -m bench``'s Q1-Q5:
+  one type + ``min_freshness``, three types by freshness, source + urgency, free text on the
+  subject, a worker's relevant knowledge with its token), each request a different type,
+  source or search term as in the bench;
 - ``broadcast``: one ``POST broadcast``;
 - ``bulk``: one ``POST broadcast/bulk`` of 500 items; ``bulklean``: the same with ``lean``;
 - ``inbox``: ``GET receive/<worker>`` (a 100-event page) with its ack.
@@ -20,6 +24,7 @@ show where the CPU goes, and compare two checkouts run back to back on the same 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import time
@@ -29,6 +34,7 @@ from bench.private_db import private_database
 from bench.runner import BUILTIN, clear_run_cache
 
 OPS = ("hit", "query", "broadcast", "bulk", "bulklean", "inbox")
+TYPICAL = ("q1", "q2", "q3", "q4", "q5")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,6 +77,7 @@ def _run(args, dsn: str) -> None:
     from django.core.management import call_command
     from django.test import Client, override_settings
 
+    from bench.runner import typical_query
     from bench.seed import payload_for, seed_items
     from identity.actions import do_create_worker
     from knowledge.actions import do_subscribe
@@ -84,6 +91,9 @@ def _run(args, dsn: str) -> None:
     raw = psycopg2.connect(dsn)
     seed_items(raw, args.rows, [w.pk for w in workers.values()])
     raw.close()
+
+    def query_params(kind, i, j):
+        return typical_query(kind, i, j, registry.names())
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,6 +160,17 @@ def _run(args, dsn: str) -> None:
             KNOWLEDGE_EXCHANGE=settings.KNOWLEDGE_EXCHANGE.replace(cache_enabled=on)
         )
 
+    typical_count = [0]
+
+    def typical(kind):
+        from urllib.parse import urlencode
+
+        typical_count[0] += 1
+        params, _, who = query_params(kind, typical_count[0] % 8, typical_count[0] // 8)
+        token = {"HTTP_AUTHORIZATION": f"Token {tokens[who or 'think']}"}
+        r = client.get("/api/knowledge/query?" + urlencode(params), **token)
+        assert r.status_code == 200, r.content[:300]
+
     fns = {
         "hit": hit,
         "query": query,
@@ -157,6 +178,7 @@ def _run(args, dsn: str) -> None:
         "bulk": bulk,
         "bulklean": lambda: bulk(lean=True),
         "inbox": inbox,
+        **{kind: functools.partial(typical, kind) for kind in TYPICAL},
     }
     if "inbox" in ops:
         # events for the inbox to read: 100 per page

@@ -412,34 +412,7 @@ def _run(args, servers: Servers, env: dict):
     c, n = args.clients, args.requests
 
     def query_params(kind: str, i: int, j: int) -> tuple[dict, dict, str | None]:
-        k = i * 1000 + j
-        if kind == "q1":
-            t = types[k % len(types)]
-            return (
-                {"types": t, "min_freshness": 0.5},
-                {"knowledge_type": t, "min_freshness": 0.5},
-                None,
-            )
-        if kind == "q2":
-            ts = ",".join(sorted({types[k % 10], types[(k + 3) % 10], types[(k + 6) % 10]}))
-            return {"types": ts}, {"knowledge_type": ts, "ordering": "-freshness"}, None
-        if kind == "q3":
-            s = BUILTIN[k % 5]
-            return (
-                {"sources": s, "urgency": "high"},
-                {"source": s, "urgency": 3, "ordering": "-freshness"},
-                None,
-            )
-        if kind == "q4":
-            term = f"mod{(k * 37) % 5000:04d}"
-            return {"q": term}, {"q": term, "ordering": "-freshness"}, None
-        name = BUILTIN[i % 5]
-        ts = ",".join(sorted(registry.interests_of(name)))
-        return (
-            {"types": ts, "min_freshness": 0.3},
-            {"knowledge_type": ts, "min_freshness": 0.3},
-            name,
-        )
+        return typical_query(kind, i, j, types)
 
     def ours(kind):
         def fn(i, j):
@@ -624,6 +597,41 @@ def _run(args, servers: Servers, env: dict):
     return results, meta
 
 
+def typical_query(kind: str, i: int, j: int, types: list[str]) -> tuple[dict, dict, str | None]:
+    """Request ``j`` of client ``i`` for the typical query ``kind`` (q1..q5): our query
+    string, the naive baseline's, and the worker whose token asks (None: think)."""
+    from knowledge.registry import registry
+
+    k = i * 1000 + j
+    if kind == "q1":
+        t = types[k % len(types)]
+        return (
+            {"types": t, "min_freshness": 0.5},
+            {"knowledge_type": t, "min_freshness": 0.5},
+            None,
+        )
+    if kind == "q2":
+        ts = ",".join(sorted({types[k % 10], types[(k + 3) % 10], types[(k + 6) % 10]}))
+        return {"types": ts}, {"knowledge_type": ts, "ordering": "-freshness"}, None
+    if kind == "q3":
+        s = BUILTIN[k % 5]
+        return (
+            {"sources": s, "urgency": "high"},
+            {"source": s, "urgency": 3, "ordering": "-freshness"},
+            None,
+        )
+    if kind == "q4":
+        term = f"mod{(k * 37) % 5000:04d}"
+        return {"q": term}, {"q": term, "ordering": "-freshness"}, None
+    name = BUILTIN[i % 5]
+    ts = ",".join(sorted(registry.interests_of(name)))
+    return (
+        {"types": ts, "min_freshness": 0.3},
+        {"knowledge_type": ts, "min_freshness": 0.3},
+        name,
+    )
+
+
 def _raw(kind, clients, per_client, dsn, query_params, workers, registry) -> Result:
     """The same query as hand-written SQL through psycopg2: the floor."""
     import psycopg2
@@ -661,6 +669,8 @@ JOIN = "JOIN workers_worker w ON w.id = i.source_id"
 
 
 def _raw_sql(kind: str, params: dict, workers: dict, who: str | None, registry) -> tuple[str, list]:
+    from knowledge.search import longest_run, words_sql
+
     as_of = time.time()
     if kind == "q1":
         t = params["types"]
@@ -671,11 +681,14 @@ def _raw_sql(kind: str, params: dict, workers: dict, who: str | None, registry) 
         )
     if kind == "q4":
         case = " ".join(f"WHEN '{t}' THEN {1 / registry.decay_of(t)!r}" for t in registry.names())
+        # The product's search (knowledge/search.py): the subject's words, then the exact test.
         return (
-            f"SELECT i.*, w.name FROM {ITEM} i {JOIN} WHERE UPPER(i.subject::text) LIKE UPPER(%s) "
+            f"SELECT i.*, w.name FROM {ITEM} i {JOIN} WHERE {words_sql('i')} && ARRAY("
+            "SELECT word FROM knowledge_subjectword WHERE word LIKE %s) "
+            "AND STRPOS(UPPER(i.subject::text), UPPER(%s)) > 0 "
             f"AND i.status = 'active' ORDER BY (i.observed_ts - %s) * (CASE i.knowledge_type {case} END) DESC, "
             "i.id DESC LIMIT 51",
-            [f"%{params['q']}%", as_of],
+            [f"%{longest_run(params['q']).upper()}%", params["q"], as_of],
         )
     extra, extra_args, fresh = "", [], params.get("min_freshness")
     types = params.get("types", "").split(",") if params.get("types") else registry.names()

@@ -37,9 +37,10 @@ TYPES_KEY = "kx:contested-types"
 TYPES_TTL = 2
 
 
-def unsettled_types() -> frozenset[str]:
-    """The knowledge types that have an unsettled conflict (cached, see the module doc)."""
-    types = cache.get(TYPES_KEY)
+def unsettled_types(cached: dict | None = None) -> frozenset[str]:
+    """The knowledge types that have an unsettled conflict (cached, see the module doc;
+    ``cached``: the cache entries already read for this page, see ``mark_contested``)."""
+    types = cached.get(TYPES_KEY) if cached is not None else cache.get(TYPES_KEY)
     if types is None:
         types = sorted(
             set(Conflict.objects.unsettled().values_list("knowledge_type", flat=True).distinct())
@@ -90,9 +91,11 @@ def _contested_sql(n: int) -> str:
     )
 
 
-def mark_contested(items: list[dict]) -> list[dict]:
-    """``items`` (as_dict shapes) with ``contested``, ``conflict_id``, ``claim_probability``."""
-    live = unsettled_types() if items else frozenset()
+def mark_contested(items: list[dict], cached: dict | None = None) -> list[dict]:
+    """``items`` (as_dict shapes) with ``contested``, ``conflict_id``, ``claim_probability``.
+    ``cached``: None, or the found values of the cache keys registered with the marks
+    (``TYPES_KEY``), read by the query cache with its type tokens (one round trip)."""
+    live = unsettled_types(cached) if items else frozenset()
     info = contested_info(i["id"] for i in items if i["knowledge_type"] in live)
     out = []
     for item in items:

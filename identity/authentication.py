@@ -6,21 +6,30 @@ from django.core.cache import cache
 from rest_framework import authentication, exceptions
 
 from identity.actions import touch_last_seen
-from identity.models import Worker, hash_token, token_cache_key
+from identity.models import Worker, hash_token, remember_scope, token_cache_key
 
 # A token lookup is one query per request; cached a few seconds it is none, which is what
-# makes a cached query answer without touching the database. Rotating a token or saving the
-# worker (deactivation) drops the entry at once (Worker.save).
+# makes a cached query answer without touching the database. The entry is the worker with its
+# scope lists (one lookup for both). Rotating a token or saving the worker (deactivation) drops
+# the entry at once (Worker.save), and so does saving or deleting its scope (WorkerScope.save).
 TOKEN_CACHE_SECONDS = 10
 
+#: The request attribute where knowledge/limits.py's one round trip leaves the token entry
+#: it read: ``(cache key, worker or None)``.
+PREFETCHED_TOKEN = "_kx_token_entry"
 
-def worker_for_token(token: str) -> Worker | None:
+
+def worker_for_token(
+    token: str, prefetched: tuple[str, Worker | None] | None = None
+) -> Worker | None:
+    """The active worker of ``token``, from the token cache (or ``prefetched``, the entry
+    already read for this request) else the database."""
     key = token_cache_key(hash_token(token))
-    worker = cache.get(key)
+    worker = prefetched[1] if prefetched is not None and prefetched[0] == key else cache.get(key)
     if worker is None:
         worker = Worker.objects.for_token(token)
         if worker is not None:
-            cache.set(key, worker, TOKEN_CACHE_SECONDS)
+            cache.set(key, remember_scope(worker), TOKEN_CACHE_SECONDS)
     return worker
 
 
@@ -54,7 +63,7 @@ class WorkerTokenAuthentication(authentication.BaseAuthentication):
             token = header[1].decode()
         except UnicodeError:
             raise exceptions.AuthenticationFailed("Token contains invalid characters.") from None
-        worker = worker_for_token(token)
+        worker = worker_for_token(token, getattr(request._request, PREFETCHED_TOKEN, None))
         if worker is None:
             raise exceptions.AuthenticationFailed("Invalid or inactive worker token.")
         if touch_last_seen(worker):

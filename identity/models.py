@@ -19,6 +19,19 @@ def token_cache_key(token_hash: str) -> str:
     return f"kx:tok:{token_hash}"
 
 
+# The admin's scope lists of a worker, ``(write_types, read_types)``, remembered on the Worker
+# object: set when authentication caches the worker (so a request reads its worker and its
+# read scope in one cache lookup), read by knowledge/scopes.py.
+SCOPE_MEMO = "_kx_scope"
+
+
+def remember_scope(worker: Worker) -> Worker:
+    """``worker`` with its scope lists (None where no admin set one) remembered on it."""
+    row = WorkerScope.objects.filter(worker_id=worker.pk).first()
+    setattr(worker, SCOPE_MEMO, (row.write_types, row.read_types) if row else (None, None))
+    return worker
+
+
 def new_token() -> str:
     return "kx_" + secrets.token_urlsafe(32)
 
@@ -118,15 +131,21 @@ class WorkerScope(models.Model):
 
     def save(self, *args, **kwargs):
         super().save(*args, **kwargs)
-        from django.core.cache import cache
-
-        cache.delete(scope_cache_key(self.worker_id))
+        self._forget()
 
     def delete(self, *args, **kwargs):
+        self._forget()
+        return super().delete(*args, **kwargs)
+
+    def _forget(self) -> None:
+        """Drop the cached copies of these lists: the scope entry, and the worker's token
+        entry, which carries them (identity/authentication.py)."""
         from django.core.cache import cache
 
-        cache.delete(scope_cache_key(self.worker_id))
-        return super().delete(*args, **kwargs)
+        stale = [scope_cache_key(self.worker_id)]
+        token_hash = Worker.objects.filter(pk=self.worker_id).values_list("token_hash", flat=True)
+        stale += [token_cache_key(h) for h in token_hash]
+        cache.delete_many(stale)
 
     def clean(self):
         from django.core.exceptions import ValidationError

@@ -58,9 +58,13 @@ def _new_token() -> str:
     return secrets.token_hex(8)
 
 
-def _tokens(types: list[str]) -> list[str]:
+def _tokens(types: list[str], also_read: Iterable[str] = ()) -> tuple[list[str], dict]:
+    """The types' tokens, and the values of the keys ``also_read`` (those found), read in the
+    same round trip."""
     keys = [TOKEN_KEY.format(t) for t in types]
-    found = cache.get_many(keys)
+    extra = [k for k in also_read if k not in keys]
+    found = cache.get_many(keys + extra)
+    others = {k: found.pop(k) for k in extra if k in found}
     for key in keys:
         if key not in found:
             # First use, evicted, or cache restarted: a fresh token (never an old one).
@@ -68,7 +72,7 @@ def _tokens(types: list[str]) -> list[str]:
             if not cache.add(key, token, timeout=None):
                 token = cache.get(key) or token
             found[key] = token
-    return [found[k] for k in keys]
+    return [found[k] for k in keys], others
 
 
 def invalidate(types: Iterable[str]) -> None:
@@ -88,11 +92,16 @@ def invalidate_after_commit(types: Iterable[str]) -> None:
 
 
 def result_key(params: dict, types: Iterable[str] | None) -> str:
+    return _result_key(params, types)[0]
+
+
+def _result_key(params: dict, types: Iterable[str] | None, also_read: Iterable[str] = ()):
     names = sorted(types) if types else registry.names()
+    tokens, others = _tokens(names, also_read)
     digest = hashlib.sha256(
-        json.dumps([params, names, _tokens(names)], sort_keys=True, default=str).encode()
+        json.dumps([params, names, tokens], sort_keys=True, default=str).encode()
     ).hexdigest()
-    return RESULT_KEY.format(digest)
+    return RESULT_KEY.format(digest), others
 
 
 def cached_query(
@@ -103,17 +112,30 @@ def cached_query(
 ) -> tuple[dict, bool]:
     """Return (result, hit). ``params`` must fully describe the query (normalised).
     A cached result that ``still_valid`` rejects counts as a miss and is replaced."""
+    result, hit, _ = cached_query_reading(params, types, compute, still_valid)
+    return result, hit
+
+
+def cached_query_reading(
+    params: dict,
+    types: Iterable[str] | None,
+    compute: Callable[[], dict],
+    still_valid: Callable[[dict], bool] | None = None,
+    also_read: Iterable[str] = (),
+) -> tuple[dict, bool, dict | None]:
+    """``cached_query``, also reading the cache keys ``also_read`` in the round trip of the
+    type tokens: (result, hit, {key: value} of those found, or None with the cache off)."""
     if not enabled():
-        return compute(), False
-    key = result_key(params, types)
+        return compute(), False, None
+    key, others = _result_key(params, types, also_read)
     result = cache.get(key)
     if result is not None and (still_valid is None or still_valid(result)):
         _count("hits")
-        return result, True
+        return result, True, others
     _count("misses")
     result = compute()
     cache.set(key, result, timeout=ttl())
-    return result, False
+    return result, False, others
 
 
 # --- Statistics ----------------------------------------------------------------------------

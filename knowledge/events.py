@@ -39,6 +39,7 @@ from django.db import connection, transaction
 from django.db.models import Max, Q
 
 from config.product import product_settings
+from knowledge.copy_insert import copy_insert
 from knowledge.models import Event, LogState
 
 log = logging.getLogger(__name__)
@@ -95,9 +96,9 @@ def _subject_key(knowledge_type: str, subject: str) -> int:
 def _insert_unlocked(events: list[Event]) -> list[Event]:
     """Snapshot mode: give ``events`` their seqs and insert them (see the module docstring).
 
-    In a savepoint (its xid is assigned by the INSERT, after every seq is drawn): the
-    transaction's own xid first (``pg_current_xact_id``, in the subquery, before ``nextval``),
-    then the seqs, then the rows with those seqs."""
+    In a savepoint (its xid is assigned by the INSERT or COPY, the savepoint's first write,
+    after every seq is drawn): the transaction's own xid first (``pg_current_xact_id``, in the
+    subquery, before ``nextval``), then the seqs, then the rows with those seqs."""
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'seq')) "
@@ -107,7 +108,8 @@ def _insert_unlocked(events: list[Event]) -> list[Event]:
         seqs = sorted(row[0] for row in cur.fetchall())
         for event, seq in zip(events, seqs, strict=True):
             event.seq = seq
-        return Event.objects.bulk_create(events)
+        copy_insert(Event, events)  # with the seqs just drawn
+        return events
 
 
 def publish_event(
@@ -150,7 +152,8 @@ def publish_event(
 
 
 def publish_events(specs: list[dict]) -> list[Event]:
-    """Append several events in one INSERT (the batched bulk broadcast); same contract as
+    """Append several events in one COPY (PostgreSQL, 20 events or more; else one INSERT:
+    knowledge/copy_insert.py), for the batched bulk broadcast; same contract as
     ``publish_event``. Each spec holds ``kind``, ``data`` and optionally ``knowledge_type``,
     ``source``, ``item_id``, ``targets``, ``private``. Returns the events with their seq, in
     spec order."""
@@ -174,7 +177,7 @@ def publish_events(specs: list[dict]) -> list[Event]:
         events = _insert_unlocked(events)
     else:
         lock_log_tail()
-        events = Event.objects.bulk_create(events)
+        copy_insert(Event, events)  # COPY from 20 events (seqs drawn under the tail lock)
     top = max(e.seq for e in events)
     transaction.on_commit(lambda: wake_readers(top))
     return events
@@ -274,6 +277,14 @@ def log_horizon() -> int:
         cur.execute(_HORIZON_SQL.format(table=_table()))  # no params: "%" is the operator
         row = cur.fetchone()
     return row[0] if row else 0
+
+
+def top_sql() -> str:
+    """``log_horizon`` as a scalar SQL expression, to read the top inside another statement
+    (with parameters: ``%`` is escaped)."""
+    if not snapshot_ordering():
+        return f"(SELECT MAX(seq) FROM {_table()})"
+    return "(" + _HORIZON_SQL.format(table=_table()).replace("%", "%%") + ")"
 
 
 def log_position() -> LogPosition:

@@ -16,6 +16,13 @@ outage must not take the API down (the cache is configured to ignore its errors)
   needs, the counter is the cheaper and exact one. The cost is that a client may send up to
   twice the rate across a window boundary.
 - ``long_poll_slot`` caps the long polls (``GET events?wait>0``) one token has in flight.
+- One round trip per request (``count_request``, called by the address middleware): every
+  counter the request is subject to (address; for a worker token, the per-token and the
+  route's scope counters) and the token's cache entry (the worker with its scopes) are sent
+  to Redis as one pipeline; the throttles and the authentication then use what it brought
+  back instead of a round trip each. Per-token counters are keyed by the token (its hash),
+  which is known before authentication; so a request with a token that fails
+  authentication or permission counts against that token's (unused) counters too.
 """
 
 from __future__ import annotations
@@ -28,12 +35,18 @@ from django import forms
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
+from django.urls import Resolver404, resolve
 from rest_framework.exceptions import Throttled
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
 from config.product import product_settings
+from identity.authentication import PREFETCHED_TOKEN
+from identity.models import hash_token, token_cache_key
 from identity.permissions import request_worker
+
+#: The request attribute where ``count_request`` leaves its counts: (name, seconds) -> count.
+PREFETCHED_COUNTS = "_kx_counts"
 
 
 def limit(name: str, default=None):
@@ -71,11 +84,26 @@ def client_ident(request) -> str | None:
     return None
 
 
+def token_ident(token_hash: str) -> str:
+    """Who a worker-token request counts against on the rate limits: its token (known before
+    authentication, so ``count_request`` can count it)."""
+    return f"t{token_hash[:32]}"
+
+
+def rate_ident(request) -> str | None:
+    """``client_ident`` for the rate limits: a worker by its token (``token_ident``)."""
+    worker = request_worker(request)
+    return token_ident(worker.token_hash) if worker is not None else client_ident(request)
+
+
+def _window_key(key: str, duration: int) -> str:
+    return f"kx:limit:{key}:{int(time.time() // duration)}"
+
+
 def count_in_window(key: str, duration: int) -> int | None:
     """Add one to ``key``'s counter for the current ``duration``-second window and return
     the new count (None if the cache is unreachable)."""
-    window = int(time.time() // duration)
-    full_key = f"kx:limit:{key}:{window}"
+    full_key = _window_key(key, duration)
     try:
         return cache.incr(full_key)
     except ValueError:  # the window's first request
@@ -121,7 +149,12 @@ class CounterThrottle(SimpleRateThrottle):
         if ident is None:
             return True
         num, duration = parse_rate(rate)
-        count = count_in_window(f"{scope}:{ident}", duration)
+        counts = getattr(request, PREFETCHED_COUNTS, None) or {}
+        name = f"{scope}:{ident}"
+        if (name, duration) in counts:  # counted by this request's one round trip
+            count = counts.pop((name, duration))
+        else:
+            count = count_in_window(name, duration)
         if count is None or count <= num:
             return True
         raise Throttled(
@@ -134,6 +167,15 @@ class CounterThrottle(SimpleRateThrottle):
 
     def wait(self):
         return None
+
+    def counter_for(self, scope: str | None, ident: str) -> tuple[str, int] | None:
+        """(counter name, window seconds) this throttle counts ``ident`` on in ``scope``;
+        None without a limit."""
+        if scope is None:
+            return None
+        self.scope = scope
+        rate = self.get_rate()
+        return (f"{scope}:{ident}", parse_rate(rate)[1]) if rate else None
 
 
 class AddressRateThrottle(CounterThrottle):
@@ -152,7 +194,7 @@ class ClientRateThrottle(CounterThrottle):
     scope = "client"
 
     def get_ident_for(self, request, view) -> str | None:
-        return client_ident(request)
+        return rate_ident(request)
 
 
 # Routes (URL names) that have their own scope when their view does not set one.
@@ -164,11 +206,90 @@ class ScopedClientThrottle(ClientRateThrottle):
     route's (``SCOPE_BY_ROUTE``); per worker token (or person)."""
 
     def get_scope(self, request, view) -> str | None:
+        return self.scope_of(view, getattr(request, "resolver_match", None))
+
+    @staticmethod
+    def scope_of(view, match) -> str | None:
         scope = getattr(view, "throttle_scope", None)
         if scope is None:
-            match = getattr(request, "resolver_match", None)
             scope = SCOPE_BY_ROUTE.get(match.url_name) if match else None
         return scope
+
+
+# --- One round trip per request --------------------------------------------------------
+
+
+def _request_token(request) -> str | None:
+    """The token of a well-formed ``Authorization: Token <key>`` header, else None (what
+    ``WorkerTokenAuthentication`` reads; anything else it refuses or leaves to others)."""
+    header = request.META.get("HTTP_AUTHORIZATION", "").split()
+    if len(header) != 2 or header[0].lower() != "token":
+        return None
+    return header[1]
+
+
+def _token_counters(request, token_hash: str) -> list[tuple[str, int]]:
+    """The per-token counters the view of ``request`` will check (its DRF throttles)."""
+    try:
+        match = resolve(request.path_info, getattr(request, "urlconf", None))
+    except Resolver404:
+        return []
+    view = getattr(match.func, "cls", None)  # a DRF APIView's class
+    out = []
+    for throttle_class in getattr(view, "throttle_classes", ()):
+        if issubclass(throttle_class, ClientRateThrottle):
+            throttle = throttle_class()
+            scope = (
+                throttle.scope_of(view, match)
+                if isinstance(throttle, ScopedClientThrottle)
+                else throttle.scope
+            )
+            counter = throttle.counter_for(scope, token_ident(token_hash))
+            if counter is not None:
+                out.append(counter)
+    return out
+
+
+def count_request(request) -> None:
+    """Count ``request`` on every counter it is subject to and read its token's cache entry,
+    in one round trip (see the module doc); leaves the results on the request."""
+    counters = []
+    address = AddressRateThrottle().counter_for("address", client_address(request))
+    if address is not None:
+        counters.append(address)
+    token = _request_token(request)
+    token_key = None
+    if token is not None:
+        token_hash = hash_token(token)
+        token_key = token_cache_key(token_hash)
+        counters += _token_counters(request, token_hash)
+    counts, values = _count_and_get(counters, [token_key] if token_key else [])
+    setattr(request, PREFETCHED_COUNTS, dict(zip(counters, counts, strict=True)))
+    if token_key is not None:
+        setattr(request, PREFETCHED_TOKEN, (token_key, values.get(token_key)))
+
+
+def _count_and_get(counters: list[tuple[str, int]], keys: list[str]) -> tuple[list, dict]:
+    """Count each (name, window seconds) counter and read ``keys``: one pipeline on Redis;
+    other backends (the in-process memory cache) one call each. Fails open (None counts,
+    nothing read) if the cache is unreachable."""
+    client = getattr(cache, "client", None)
+    if not hasattr(client, "get_client"):  # not django-redis
+        return [count_in_window(n, d) for n, d in counters], cache.get_many(keys)
+    try:
+        pipe = client.get_client(write=True).pipeline(transaction=False)
+        for name, duration in counters:
+            key = cache.make_key(_window_key(name, duration))
+            pipe.incr(key)
+            pipe.expire(key, duration + 1, nx=True)
+        for key in keys:
+            pipe.get(cache.make_key(key))
+        replies = pipe.execute()
+    except Exception:  # the cache is down: fail open, as count_in_window does
+        return [None] * len(counters), {}
+    found = replies[2 * len(counters) :]
+    values = {k: client.decode(v) for k, v in zip(keys, found, strict=True) if v is not None}
+    return replies[: 2 * len(counters) : 2], values
 
 
 # --- Long polls in flight --------------------------------------------------------------

@@ -7,7 +7,7 @@ from rest_framework.exceptions import Throttled
 from config.http import RefusingMiddleware
 from config.product import product_settings
 from knowledge.api.errors import too_large_response
-from knowledge.limits import AddressRateThrottle
+from knowledge.limits import AddressRateThrottle, count_request
 
 
 class BodySizeLimitMiddleware(RefusingMiddleware):
@@ -37,7 +37,9 @@ class BodySizeLimitMiddleware(RefusingMiddleware):
 
 class AddressThrottleMiddleware(RefusingMiddleware):
     """Per client address limit on every /api/ request (``throttle_rate_address``), before
-    authentication, so requests with a bad token are counted too (knowledge/limits.py)."""
+    authentication, so requests with a bad token are counted too (knowledge/limits.py).
+    Counts the request's per-token counters and reads its token entry in the same round
+    trip (``count_request``)."""
 
     def __init__(self, get_response):
         super().__init__(get_response)
@@ -45,6 +47,7 @@ class AddressThrottleMiddleware(RefusingMiddleware):
 
     def _refuse(self, request):
         if request.path.startswith("/api/"):
+            count_request(request)
             try:
                 self.throttle.allow_request(request, None)
             except Throttled as exc:

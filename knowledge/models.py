@@ -3,6 +3,7 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime, timedelta
+from operator import attrgetter
 
 from django.conf import settings
 from django.db import models
@@ -145,33 +146,74 @@ class KnowledgeItem(models.Model):
 
     def freshness(self, now: datetime | None = None) -> float:
         now = now or timezone.now()
-        age = (now - self.observed_at).total_seconds()
-        kt = registry.get(self.knowledge_type)
-        if kt is None:
-            return math.exp(-max(age, 0) / DEFAULT_DECAY_SECONDS)
-        return kt.freshness(age)
+        return _freshness(self.knowledge_type, (now - self.observed_at).total_seconds())
 
     def as_dict(self, now: datetime | None = None) -> dict:
         """The item as every API, inbox and event shows it (``source`` must be loaded)."""
-        return {
-            "id": self.pk,
-            "knowledge_type": self.knowledge_type,
-            "source": self.source.name,
-            "subject": self.subject_text or self.subject,
-            "claim": self.claim,
-            "payload": self.payload,
-            "confidence": self.confidence,
-            "urgency": self.urgency_label,
-            "targets": list(self.target_names),
-            "status": self.status,
-            "validation_status": self.validation_status,
-            "superseded_by": self.superseded_by_id,
-            "created_at": self.created_at.isoformat(),
-            "observed_at": self.observed_at.isoformat(),
-            "refreshed_at": self.refreshed_at.isoformat() if self.refreshed_at else None,
-            "refresh_count": self.refresh_count,
-            "freshness": round(self.freshness(now), 6),
-        }
+        return item_dict(_item_values(self), now or timezone.now())
+
+
+# What an item's dict is built from (``item_dict``), in this order: the read paths that need
+# only the dict load these columns as tuples instead of model instances (knowledge/query.py).
+ITEM_COLUMNS = tuple(
+    "id knowledge_type source__name subject subject_text claim payload confidence urgency "
+    "target_names status validation_status superseded_by_id created_at observed_at "
+    "refreshed_at refresh_count".split()
+)
+_item_values = attrgetter(*(column.replace("__", ".") for column in ITEM_COLUMNS))
+_URGENCY_LABELS = {value: label for value, label in Urgency.choices}
+
+
+def _freshness(knowledge_type: str, age_seconds: float) -> float:
+    kt = registry.get(knowledge_type)
+    if kt is None:
+        return math.exp(-max(age_seconds, 0) / DEFAULT_DECAY_SECONDS)
+    return kt.freshness(age_seconds)
+
+
+def item_dict(row: tuple, now: datetime) -> dict:
+    """An item as every API, inbox and event shows it, from its ``ITEM_COLUMNS`` values:
+    ``KnowledgeItem.as_dict`` and the lean query path build it here, so both give the same
+    bytes."""
+    (
+        pk,
+        knowledge_type,
+        source_name,
+        subject,
+        subject_text,
+        claim,
+        payload,
+        confidence,
+        urgency,
+        target_names,
+        status,
+        validation_status,
+        superseded_by_id,
+        created_at,
+        observed_at,
+        refreshed_at,
+        refresh_count,
+    ) = row
+    label = _URGENCY_LABELS.get(urgency)
+    return {
+        "id": pk,
+        "knowledge_type": knowledge_type,
+        "source": source_name,
+        "subject": subject_text or subject,
+        "claim": claim,
+        "payload": payload,
+        "confidence": confidence,
+        "urgency": label if label is not None else Urgency(urgency).label,
+        "targets": list(target_names),
+        "status": status,
+        "validation_status": validation_status,
+        "superseded_by": superseded_by_id,
+        "created_at": created_at.isoformat(),
+        "observed_at": observed_at.isoformat(),
+        "refreshed_at": refreshed_at.isoformat() if refreshed_at else None,
+        "refresh_count": refresh_count,
+        "freshness": round(_freshness(knowledge_type, (now - observed_at).total_seconds()), 6),
+    }
 
 
 class KnowledgeTarget(models.Model):

@@ -24,9 +24,9 @@ from django.utils import timezone
 
 from identity.models import Worker
 from knowledge import cache as knowledge_cache
-from knowledge import item_hooks
+from knowledge import item_hooks, search
 from knowledge.choices import ItemStatus
-from knowledge.models import KnowledgeItem, KnowledgeTarget
+from knowledge.models import ITEM_COLUMNS, KnowledgeItem, KnowledgeTarget, item_dict
 from knowledge.registry import normalise, registry
 from knowledge.scopes import read_types
 
@@ -185,8 +185,8 @@ def build_queryset(
         # Case-insensitive: the normalised subject, whatever case the item was sent in.
         qs = qs.filter(subject=normalise(query.subject))
     if query.q:
-        # PostgreSQL: served by the pg_trgm GIN index on UPPER(subject) (migration 0002).
-        qs = qs.filter(subject__icontains=query.q)
+        # PostgreSQL: the subject's words first, then the exact test (knowledge/search.py).
+        qs = search.subject_contains(qs, query.q)
     if query.contested is not None:
         ids = item_hooks.contested_ids()
         if ids is None:
@@ -300,20 +300,48 @@ def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, 
             f"ORDER BY {ts} {direction}, {pk} {direction} LIMIT %s)"
         )
         params += [as_of_ts, inv, *args, query.limit + 1]
+    # The page's rows in the same statement (joined back to the items and their source),
+    # as ``ITEM_COLUMNS`` tuples plus the key: no model instances, no second round trip.
+    workers = qn(Worker._meta.db_table)
+    columns = ", ".join(_lean_columns(table, workers))
     sql = (
-        f"SELECT id, k FROM ({' UNION ALL '.join(branches)}) AS branches "
-        f"ORDER BY k {direction}, id {direction} LIMIT %s"
+        f"SELECT {columns}, page.k FROM (SELECT id, k FROM ({' UNION ALL '.join(branches)}) "
+        f"AS branches ORDER BY k {direction}, id {direction} LIMIT %s) AS page "
+        f"JOIN {table} ON {pk} = page.id JOIN {workers} ON {workers}.{qn('id')} = "
+        f"{table}.{qn('source_id')} ORDER BY page.k {direction}, page.id {direction}"
     )
     with connection.cursor() as cur:
         cur.execute(sql, [*params, query.limit + 1])
-        top = cur.fetchall()
-    by_id = KnowledgeItem.objects.select_related("source").in_bulk([row[0] for row in top])
-    rows = []
-    for row_id, key in top:
-        row = by_id[row_id]
-        row._key = key
-        rows.append(row)
-    return rows
+        return [_decode_json(row) for row in cur.fetchall()]
+
+
+def _lean_columns(table: str, workers: str) -> list[str]:
+    qn = connection.ops.quote_name
+    out = []
+    for name in ITEM_COLUMNS:
+        if name == "source__name":
+            out.append(f"{workers}.{qn('name')}")
+        else:
+            out.append(f"{table}.{qn(name)}")
+    return out
+
+
+_PAYLOAD, _TARGETS = ITEM_COLUMNS.index("payload"), ITEM_COLUMNS.index("target_names")
+_JSON_FIELD = KnowledgeItem._meta.get_field("payload")
+
+
+def _decode_json(row: tuple) -> list:
+    """The JSON columns decoded as ``JSONField.from_db_value`` decodes them (the payload by
+    the field itself: orjson would turn an integer beyond 64 bits into a float)."""
+    row = list(row)
+    payload, targets = row[_PAYLOAD], row[_TARGETS]
+    if isinstance(payload, str):
+        row[_PAYLOAD] = _JSON_FIELD.from_db_value(payload, None, connection)
+    if targets == "[]":
+        row[_TARGETS] = []
+    elif isinstance(targets, str):
+        row[_TARGETS] = _JSON_FIELD.from_db_value(targets, None, connection)
+    return row
 
 
 def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
@@ -337,8 +365,9 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
         # through its trigram index, so it also takes the single-statement path.
         key_name = "_key"
         rows = _merge_by_freshness(query, viewer, as_of, cursor, descending)
+        key_index = len(ITEM_COLUMNS)
     else:
-        qs = build_queryset(query, viewer, as_of).select_related("source")
+        qs = build_queryset(query, viewer, as_of)
         if sort_name == "freshness":
             if len(query.types) == 1:
                 key_name = "observed_ts"  # one decay: freshness order is observed order
@@ -352,18 +381,22 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
             bound = None if key_name == "_key" else (key_name, key_value)
             qs = _after_cursor(qs, key_name, key_value, cursor.id, descending, bound)
         order = [f"-{key_name}", "-id"] if descending else [key_name, "id"]
-        rows = list(qs.order_by(*order)[: query.limit + 1])
+        # Tuples of the columns the answer shows, not model instances (docs/performance.md).
+        extra = () if key_name in ITEM_COLUMNS else (key_name,)
+        key_index = ITEM_COLUMNS.index(key_name) if not extra else len(ITEM_COLUMNS)
+        rows = list(qs.order_by(*order).values_list(*ITEM_COLUMNS, *extra)[: query.limit + 1])
     has_more = len(rows) > query.limit
     rows = rows[: query.limit]
     next_cursor = None
     if has_more and rows:
         last = rows[-1]
-        key = getattr(last, key_name)
+        key = last[key_index]
         if isinstance(key, datetime):
             key = key.isoformat()
-        next_cursor = Cursor(key=key, id=last.pk, as_of=as_of.timestamp()).encode()
+        next_cursor = Cursor(key=key, id=last[0], as_of=as_of.timestamp()).encode()
+    width = len(ITEM_COLUMNS)
     return {
-        "results": [row.as_dict(now) for row in rows],
+        "results": [item_dict(row[:width], now) for row in rows],
         "next": next_cursor,
         "as_of": as_of.isoformat(),
     }
@@ -404,7 +437,9 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
         valid_until = entry.get("valid_until")
         return valid_until is None or timezone.now().timestamp() < valid_until
 
-    entry, hit = knowledge_cache.cached_query(params, query.types or None, compute, still_valid)
+    entry, hit, cached = knowledge_cache.cached_query_reading(
+        params, query.types or None, compute, still_valid, item_hooks.cache_keys()
+    )
     if computed:
         result = computed[0]
     else:
@@ -414,7 +449,7 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
         for item, (observed_ts, decay) in zip(result["results"], entry["clock"], strict=True):
             item["freshness"] = round(math.exp(-max(now_ts - observed_ts, 0.0) / decay), 6)
     # Marks from other apps (contested items): current, not cached, as conflicts move.
-    result["results"] = item_hooks.mark_items(result["results"])
+    result["results"] = item_hooks.mark_items(result["results"], cached)
     return result, hit
 
 

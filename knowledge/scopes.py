@@ -17,7 +17,7 @@ from __future__ import annotations
 from django.core.cache import cache
 
 from config.product import product_settings
-from identity.models import Worker, WorkerScope, scope_cache_key
+from identity.models import SCOPE_MEMO, Worker, WorkerScope, scope_cache_key
 from knowledge.registry import registry
 
 ALL = "*"
@@ -32,9 +32,10 @@ def scope_mode() -> str:
 
 
 def _override(worker: Worker) -> tuple[list | None, list | None]:
-    """The admin's (write, read) lists; from the shared cache (cleared when a scope is
-    saved), remembered on the worker object for the rest of the request."""
-    memo = getattr(worker, "_kx_scope", None)
+    """The admin's (write, read) lists; remembered on the worker object (a token-authenticated
+    worker comes with them from the token cache), else from the shared cache (cleared when
+    a scope is saved)."""
+    memo = getattr(worker, SCOPE_MEMO, None)
     if memo is not None:
         return memo
     key = scope_cache_key(worker.pk)
@@ -44,7 +45,7 @@ def _override(worker: Worker) -> tuple[list | None, list | None]:
         cached = (row.write_types, row.read_types) if row else _NONE
         cache.set(key, cached, _CACHE_SECONDS)
     memo = (None, None) if cached == _NONE else tuple(cached)
-    worker._kx_scope = memo
+    setattr(worker, SCOPE_MEMO, memo)
     return memo
 
 

@@ -38,8 +38,9 @@ def test_a_large_run_is_stored_whole_with_targets_events_and_idempotency(analysi
         body = post_bulk(analysis, {"items": items})
     assert body["stored"] == n
     draws = [q for q in ctx.captured_queries if "generate_series" in q["sql"]]
-    # PostgreSQL: ids drawn for COPY (items, targets, idempotency records); else bulk_create
-    assert len(draws) == (3 if connection.vendor == "postgresql" else 0)
+    # PostgreSQL: ids drawn for COPY (items, targets, events, idempotency records); else
+    # bulk_create
+    assert len(draws) == (4 if connection.vendor == "postgresql" else 0)
     ids = [r["result"]["item"]["id"] for r in body["results"]]
     assert len(set(ids)) == n
     stored = {i.pk: i for i in KnowledgeItem.objects.filter(pk__in=ids)}
@@ -107,3 +108,54 @@ def test_a_failing_row_fails_the_whole_copy(analysis):
     with pytest.raises(IntegrityError), transaction.atomic():
         copy_insert(KnowledgeItem, rows)
     assert KnowledgeItem.objects.count() == 0
+
+
+def without_freshness(item: dict) -> dict:
+    return {k: v for k, v in item.items() if k != "freshness"}
+
+
+@pytest.mark.parametrize("lean", [False, True])
+def test_a_copied_bulk_answers_and_logs_each_item_as_stored_and_nothing_of_a_bad_one(
+    analysis, think, lean
+):
+    """A bulk large enough for COPY (items, events, targets, idempotency records): every
+    stored item's event and answer show exactly the row that was stored; the bad item is a
+    4xx with nothing of it anywhere; a retry is answered from the keys, with no new event."""
+    n = MIN_ROWS * 2
+    items = [
+        issue(f"m{i}.py::f", idempotency_key=f"k{i}", **({"targets": ["think"]} if i % 3 else {}))
+        for i in range(n)
+    ]
+    items[7] = {"knowledge_type": "issue_pattern", "payload": {"rule": "x"}, "confidence": 0.7}
+    body = post_bulk(analysis, {"items": items, "lean": lean})
+    assert (body["stored"], body["rejected"]) == (n - 1, 1)
+    bad = body["results"][7]
+    assert bad["status"] == 400 and "payload.location" in bad["errors"]
+    stored = [r for r in body["results"] if r["index"] != 7]
+    ids = [r["id"] if lean else r["result"]["item"]["id"] for r in stored]
+    rows = {i.pk: i for i in KnowledgeItem.objects.select_related("source").filter(pk__in=ids)}
+    assert len(rows) == n - 1 == KnowledgeItem.objects.count()
+    events = list(Event.objects.filter(kind="knowledge_broadcast").order_by("seq"))
+    assert [e.item_id for e in events] == ids  # one each, in input order, none for the bad one
+    for answer, event in zip(stored, events, strict=True):
+        row = rows[event.item_id]
+        expected = without_freshness(row.as_dict())
+        assert without_freshness(event.data["item"]) == expected
+        assert event.data["outcome"] == "created" and event.data["supersedes"] is None
+        assert (event.knowledge_type, event.source) == ("issue_pattern", "analysis")
+        assert event.targets == (["think", "analysis"] if row.target_names else [])
+        assert event.is_targeted == bool(row.target_names)
+        if lean:
+            assert (answer["id"], answer["outcome"], answer["status"]) == (row.pk, "created", 201)
+        else:
+            assert without_freshness(answer["result"]["item"]) == expected
+            assert 0.99 < answer["result"]["item"]["freshness"] <= 1.0
+    assert IdempotencyRecord.objects.count() == n - 1
+    assert not IdempotencyRecord.objects.filter(key="k7").exists()
+    assert KnowledgeTarget.objects.count() == sum(1 for r in rows.values() if r.target_names)
+    # the same bulk again: every stored item replayed from its key, nothing written
+    again = post_bulk(analysis, {"items": items, "lean": lean})
+    replayed = [r for r in again["results"] if r["index"] != 7]
+    assert [r["id"] if lean else r["result"]["item"]["id"] for r in replayed] == ids
+    assert all((r if lean else r["result"])["replayed"] for r in replayed)
+    assert Event.objects.count() == len(events) and KnowledgeItem.objects.count() == n - 1

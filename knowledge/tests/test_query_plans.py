@@ -94,10 +94,22 @@ def test_typical_queries_use_indexes_on_the_knowledge_table(loaded):
             assert kinds & {"Index Scan", "Index Only Scan", "Bitmap Heap Scan"}, (name, kinds)
 
 
+def test_free_text_reads_the_words_index_not_the_trigram_posting_lists(loaded):
+    """``q=modNNNN``: every subject holds the trigrams of ``mod`` and of digit triples, so a
+    trigram scan decodes posting lists of most of the table; the words index reads only the
+    rows holding a word that contains the term (knowledge/search.py)."""
+    with CaptureQueriesContext(connection) as ctx:
+        result = run_query(KnowledgeQuery(q="mod0042"), None)
+    assert result["results"]
+    [sql] = [q["sql"] for q in ctx.captured_queries if TABLE in q["sql"]]
+    used = {n.get("Index Name") for n in explain(sql)}
+    assert "ki_subject_words" in used and "ki_subject_trgm" not in used, used
+
+
 def test_the_check_catches_a_sequential_scan(loaded):
     """Without its index, the free-text search scans the table, and the check sees it."""
     with connection.cursor() as cur:
-        cur.execute("DROP INDEX ki_subject_trgm")
+        cur.execute("DROP INDEX ki_subject_words")
     with CaptureQueriesContext(connection) as ctx:
         run_query(KnowledgeQuery(q="mod0042"), None)
     [sql] = [q["sql"] for q in ctx.captured_queries if TABLE in q["sql"]]

@@ -1,0 +1,81 @@
+"""Free-text search on the subject: ``q`` = text contained in the subject, case-insensitive.
+
+On PostgreSQL the search reads the subject's words first (migration 0009, docs/performance.md
+"Free text"): the longest run of ASCII letters and digits of the term lies inside one word of
+every subject that contains the term, so the items whose words include a vocabulary word
+containing that run are a superset of the matches, found through the ``ki_subject_words``
+index; the exact test ``STRPOS(UPPER(subject), UPPER(q)) > 0`` then keeps the matches. The
+result is what ``subject__icontains`` gives, only without scanning the trigram index's long
+posting lists. Terms without such a run of 3 or more characters, SQLite, and a database
+whose ``UPPER`` does not map ASCII letters to ASCII capitals (a Turkish locale) keep
+``subject__icontains``.
+"""
+
+from __future__ import annotations
+
+import re
+
+from django.db import connection
+from django.db.models import BooleanField, QuerySet, Value
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import StrIndex, Upper
+
+MIN_RUN = 3  # the vocabulary's trigram index needs three characters
+_RUN = re.compile(r"[A-Za-z0-9]+")
+_ASCII = "abcdefghijklmnopqrstuvwxyz0123456789"
+_upper_is_ascii: dict[str, bool] = {}
+
+
+def words_sql(table: str) -> str:
+    """The words of a subject: the ``[A-Z0-9]`` runs of ``UPPER(subject)`` (the expression
+    of the ``ki_subject_words`` index, which must match it character for character)."""
+    return f"regexp_split_to_array(upper({table}.subject::text), '[^A-Z0-9]+')"
+
+
+def longest_run(term: str) -> str | None:
+    """The longest run of ASCII letters and digits of ``term``, if it has ``MIN_RUN`` or more."""
+    runs = _RUN.findall(term)
+    best = max(runs, key=len, default="")
+    return best if len(best) >= MIN_RUN else None
+
+
+def _database_upper_is_ascii() -> bool:
+    """Whether the database's ``UPPER`` turns ASCII letters into ASCII capitals (asked once
+    per database): the pre-filter computes the run's capitals in Python."""
+    key = connection.settings_dict["NAME"]
+    if key not in _upper_is_ascii:
+        with connection.cursor() as cur:
+            cur.execute("SELECT upper(%s)", [_ASCII])
+            _upper_is_ascii[key] = cur.fetchone()[0] == _ASCII.upper()
+    return _upper_is_ascii[key]
+
+
+def subject_contains(qs: QuerySet, term: str) -> QuerySet:
+    """``qs`` narrowed to items whose subject contains ``term`` (case-insensitive)."""
+    run = longest_run(term)
+    if connection.vendor != "postgresql" or run is None or not _database_upper_is_ascii():
+        return qs.filter(subject__icontains=term)
+    table = connection.ops.quote_name(qs.model._meta.db_table)
+    has_word = RawSQL(
+        f"{words_sql(table)} && ARRAY(SELECT word FROM knowledge_subjectword WHERE word LIKE %s)",
+        [f"%{run.upper()}%"],
+        output_field=BooleanField(),
+    )
+    # STRPOS rather than LIKE: the same test, which the planner cannot send to the trigram
+    # index instead of the words.
+    return (
+        qs.filter(has_word)
+        .alias(_q_at=StrIndex(Upper("subject"), Upper(Value(term))))
+        .filter(_q_at__gt=0)
+    )
+
+
+def fill_vocabulary(cursor) -> None:
+    """Add the words of every item to the vocabulary: for rows written with triggers off
+    (the bench's COPY seeding under ``session_replication_role = replica``)."""
+    table = "knowledge_knowledgeitem"
+    cursor.execute(
+        "INSERT INTO knowledge_subjectword (word) SELECT DISTINCT w FROM "
+        f"{table}, unnest({words_sql(table)}) AS w WHERE w <> '' AND NOT EXISTS "
+        "(SELECT 1 FROM knowledge_subjectword v WHERE v.word = w)"
+    )
