@@ -100,6 +100,23 @@ clean:
 bench-ws: $(VENV)/.installed
 	$(PY) bench/ws/bench.py $(BENCH_WS_ARGS)
 
+# 10,000 sockets held by ONE daphne process, 20 events to each; clients spread over 4
+# processes and 4 source addresses (docs/performance.md, "10,000 connections"). Long: the
+# handshakes are ramped (10 in flight per client process) so none times out on a busy machine.
+BENCH_WS_10K_ARGS ?= --runs hold --hold 10000 --hold-events 20 --hold-rate 2 --client-procs 4 \
+	--source-addrs 4 --in-flight 10 --connect-timeout 900
+.PHONY: bench-ws-10k
+bench-ws-10k: $(VENV)/.installed
+	$(PY) bench/ws/bench.py $(BENCH_WS_10K_ARGS) $(BENCH_WS_ARGS)
+
+# Fan-out to 1,000 subscribers with the built-in worker fleet (every Procfile process but web)
+# running beside the server on the same database and Redis, as `make run` starts it.
+BENCH_WS_FLEET_ARGS ?= --runs fanout --clients 1000 --events 60 --rate 10 --client-procs 2 \
+	--in-flight 10 --fleet
+.PHONY: bench-ws-fleet
+bench-ws-fleet: $(VENV)/.installed
+	$(PY) bench/ws/bench.py $(BENCH_WS_FLEET_ARGS) $(BENCH_WS_ARGS)
+
 # Single-broadcast throughput with and without the event log's tail lock, 1-16 clients
 # (docs/performance.md, "Ordering without the global lock"). Needs PostgreSQL.
 .PHONY: bench-lock

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 
+import psycopg
 import pytest
 from django.conf import settings
 from django.core.cache import cache
@@ -168,3 +169,35 @@ class PollInThread:
     def done(self, timeout: float = 60.0) -> bool:
         self.thread.join(timeout)
         return not self.thread.is_alive()
+
+
+@pytest.fixture(autouse=True)
+def _hold_an_xid_open(request):
+    """``KE_TEST_HOLD_XID=1`` (PostgreSQL): during each test that runs inside one transaction
+    (the ``db`` fixture), another session of the test database holds a transaction with an
+    xid open. In snapshot ordering the log's horizon then stays below every event the test
+    writes, so a test that reads its own uncommitted events (which the snapshot design
+    deliberately never shows) fails every time instead of only when other traffic happens
+    to be running (docs/decisions/event-log-ordering.md, "Default")."""
+    marker = request.node.get_closest_marker("django_db")
+    names = request.fixturenames
+    one_transaction = (marker is not None or "db" in names) and not (
+        (marker is not None and marker.kwargs.get("transaction"))
+        or "transactional_db" in names
+        or "live_server" in names
+    )
+    if os.environ.get("KE_TEST_HOLD_XID") != "1" or not settings.IS_POSTGRES or not one_transaction:
+        yield
+        return
+    request.getfixturevalue("django_db_setup")
+    s = connection.settings_dict
+    other = psycopg.connect(
+        host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"],
+        password=s["PASSWORD"] or None, dbname=s["NAME"],
+    )  # fmt: skip
+    other.execute("SELECT pg_current_xact_id()")
+    try:
+        yield
+    finally:
+        other.rollback()
+        other.close()

@@ -22,11 +22,18 @@ from django.utils import timezone
 
 from identity.models import Worker
 from knowledge import cache as knowledge_cache
-from knowledge import metrics
+from knowledge import inbox, metrics
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
 from knowledge.copy_insert import copy_insert
 from knowledge.errors import ActionError, storage_error
-from knowledge.events import EventFilter, log_position, publish_event, publish_events, read_events
+from knowledge.events import (
+    EventFilter,
+    LogPosition,
+    log_position,
+    publish_event,
+    publish_events,
+    read_events,
+)
 from knowledge.hooks import StoredItem, items_stored
 from knowledge.models import (
     Event,
@@ -708,19 +715,22 @@ class InboxFilter(EventFilter):
 class InboxPage:
     epoch: str
     events: list[Event]
-    ack: int  # pass this to do_ack to consume the page
+    ack: int  # consume the page: pass it as the next read's ack, or to do_ack
     position: int  # the durable cursor before this page
     top: int
     recovered: bool
 
 
-def inbox_start(worker: Worker, start: str = "now") -> tuple[int, str]:
+def inbox_start(
+    worker: Worker, start: str = "now", pos: LogPosition | None = None
+) -> tuple[int, str]:
     """(position, epoch) where ``worker``'s inbox starts on its first read: ``now`` (the
     default) is the log's position when the worker was created, ``beginning`` the oldest
-    event the log holds (knowledge/resume.py, ``first_position``)."""
+    event the log holds (knowledge/resume.py, ``first_position``). ``pos``: the log's
+    position if the caller just read it."""
     if start not in INBOX_STARTS:
         raise ActionError(f"must be one of {', '.join(INBOX_STARTS)}", "start")
-    pos = log_position()
+    pos = pos or log_position()
     at_creation = (
         Event.objects.filter(created_at__lt=worker.created_at)
         .order_by("-seq")
@@ -730,8 +740,21 @@ def inbox_start(worker: Worker, start: str = "now") -> tuple[int, str]:
     return first_position(start, pos, at_creation or 0), pos.epoch
 
 
-def read_inbox(worker: Worker, limit: int = 100, *, start: str = "now") -> InboxPage:
-    """The next events of ``worker``'s inbox after its durable cursor (nothing is consumed).
+def read_inbox(
+    worker: Worker,
+    limit: int = 100,
+    *,
+    start: str = "now",
+    ack: int | None = None,
+    epoch: str | None = None,
+) -> InboxPage:
+    """The next events of ``worker``'s inbox after its durable cursor.
+
+    ``ack``: first acknowledge the page that offered it (the previous read's ``ack``; in
+    ``epoch`` if given), then read from there: a worker that acks each page on its next read
+    pays one call and at most one write per page. A crash before that read redelivers the
+    page (at-least-once). The ack is checked (``knowledge.inbox.check_ack``: 409 when stale,
+    from another epoch or beyond what was offered). Without ``ack`` nothing is consumed.
 
     A worker's first read creates its cursor where ``start`` says (``inbox_start``: ``now``
     by default, the position at the worker's creation; ``beginning``: the oldest event held);
@@ -741,101 +764,46 @@ def read_inbox(worker: Worker, limit: int = 100, *, start: str = "now") -> Inbox
     needs with a query).
 
     Lean on purpose (it is the worker fleet's reception overhead, docs/performance.md): one
-    query reads the cursor and the subscription, the log's position is read once, one query
-    reads the events, and at most one write records what moved (none when nothing did).
+    statement reads the cursor, the subscription and the log's position, one reads the
+    events (none when the log has nothing after the cursor), and at most one write records
+    what moved: the ack, the offered mark and the received count (none when nothing did).
     """
-    cursor, sub = _inbox_state(worker)
-    if cursor._state.adding:
-        # The first read: where the inbox starts (knowledge/resume.py, first_position).
-        cursor.position, cursor.epoch = inbox_start(worker, start)
-        cursor.delivered = cursor.position
-    cursor_epoch = str(cursor.epoch) if cursor.epoch else None
-    answer = resume(cursor.position, cursor_epoch, log_position())
+    state = inbox.inbox_state(worker)
+    if ack is not None:
+        inbox.check_ack(worker, state, ack, epoch)
+    if not state.exists:  # the first read: where the inbox starts
+        state.position, state.epoch = inbox_start(worker, start, state.log)
+        state.delivered = state.position
+    answer = resume(max(state.position, ack or 0), state.epoch, state.log)
     pos, position, recovered = answer.log, answer.position, answer.recovered
-    events, scanned_to = read_events(position, InboxFilter(worker, sub), limit, top=pos.top)
-    moved = not recovered or cursor_epoch != pos.epoch
-    new = [e for e in events if e.seq > cursor.delivered]
-    if cursor._state.adding:
-        # The first read ever: the cursor row is created (a concurrent first read wins).
-        InboxCursor.objects.bulk_create(
-            [
-                InboxCursor(
-                    worker=worker,
-                    position=position,
-                    epoch=pos.epoch,
-                    delivered=max((e.seq for e in new), default=cursor.delivered),
-                )
-            ],
-            ignore_conflicts=True,
+    events, scanned_to = read_events(position, InboxFilter(worker, state.sub), limit, top=pos.top)
+    moved = not recovered or state.epoch != pos.epoch
+    seen = position if moved else state.delivered  # events after it are delivered first now
+    new = sum(1 for e in events if e.seq > seen)
+    if not state.exists:
+        _create_cursor(worker, position, pos.epoch, max(scanned_to, position), new)
+    else:
+        change = inbox.Change(
+            position=ack if ack is not None and ack > state.position and not moved else None,
+            reset=(position, pos.epoch) if moved else None,
+            offered=scanned_to if moved or scanned_to > state.delivered else None,
+            count=new,
         )
-        if new:
-            Worker.objects.filter(pk=worker.pk).update(
-                received_count=F("received_count") + len(new)
-            )
-    elif moved or new:
-        _record_delivery(
-            worker,
-            (position, pos.epoch) if moved else None,
-            max(e.seq for e in new) if new else None,
-            len(new),
-        )
+        if change:
+            inbox.record(worker, change)
     if new:  # the /metrics counter, after the delivery is committed
-        transaction.on_commit(lambda: metrics.count_received(worker.name, len(new)))
+        transaction.on_commit(lambda: metrics.count_received(worker.name, new))
     return InboxPage(pos.epoch, events, scanned_to, position, pos.top, recovered)
 
 
-def _inbox_state(worker: Worker) -> tuple[InboxCursor, Subscription]:
-    """The worker's cursor and subscription in one query (unsaved defaults when missing:
-    reading an inbox creates no subscription)."""
-    row = (
-        Worker.objects.select_related("cursor", "subscription")
-        .only("id", "cursor", "subscription")
-        .get(pk=worker.pk)
+def _create_cursor(worker: Worker, position: int, epoch: str, offered: int, new: int) -> None:
+    """A worker's first read creates its cursor (a concurrent first read wins)."""
+    InboxCursor.objects.bulk_create(
+        [InboxCursor(worker=worker, position=position, epoch=epoch, delivered=offered)],
+        ignore_conflicts=True,
     )
-    cursor = getattr(row, "cursor", None)
-    if cursor is None:
-        cursor = InboxCursor(worker=worker)
-    sub = getattr(row, "subscription", None)
-    if sub is None:
-        sub = Subscription(worker=worker)
-    sub.worker = worker
-    return cursor, sub
-
-
-def _record_delivery(
-    worker: Worker, moved: tuple[int, str] | None, delivered: int | None, count: int
-) -> None:
-    """One write: the cursor's new position (``moved``, after a recovery) and its
-    delivered mark, and the worker's received count (PostgreSQL: one statement with a
-    data-modifying CTE; SQLite has none: two statements in one transaction)."""
-    cursor_table = connection.ops.quote_name(InboxCursor._meta.db_table)
-    sets, params = [], []
-    if moved is not None:
-        epoch = InboxCursor._meta.get_field("epoch").get_db_prep_value(
-            uuid.UUID(moved[1]), connection
-        )
-        sets += ["position = %s", "epoch = %s"]
-        params += [moved[0], epoch]
-    if delivered is not None:
-        sets.append("delivered = %s")
-        params.append(delivered)
-    update_cursor = f"UPDATE {cursor_table} SET {', '.join(sets)} WHERE worker_id = %s"
-    params.append(worker.pk)
-    if not count:
-        with connection.cursor() as cur:
-            cur.execute(update_cursor, params)
-        return
-    worker_table = connection.ops.quote_name(Worker._meta.db_table)
-    update_worker = f"UPDATE {worker_table} SET received_count = received_count + %s WHERE id = %s"
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cur:
-            cur.execute(f"WITH c AS ({update_cursor}) {update_worker}", [*params, count, worker.pk])
-        return
-    # SQLite: one transaction, so one commit (in autocommit each statement is a commit,
-    # and commits were most of the inbox's cost in the replay's profile).
-    with transaction.atomic(), connection.cursor() as cur:
-        cur.execute(update_cursor, params)
-        cur.execute(update_worker, [count, worker.pk])
+    if new:
+        Worker.objects.filter(pk=worker.pk).update(received_count=F("received_count") + new)
 
 
 def do_ack(worker: Worker, seq: int) -> InboxCursor:

@@ -42,6 +42,14 @@ _viewer = database_sync_to_async(live_auth.socket_viewer)
 
 
 class KnowledgeConsumer(AsyncWebsocketConsumer):
+    # No channel-layer channel per socket: the relay delivers (one wake subscription per
+    # process) and nothing ever sends to a socket's channel name. With the Redis pub/sub
+    # layer each socket otherwise costs a SUBSCRIBE on connect, an UNSUBSCRIBE on
+    # disconnect (both under the layer's one lock) and a receive task while it lives
+    # (docs/performance.md, "10,000 connections"). An alias that is not configured gives
+    # ``channel_layer = None`` (channels.layers.get_channel_layer).
+    channel_layer_alias = "ke-no-layer"
+
     async def connect(self):
         self.conn: Connection | None = None
         self._catchup: asyncio.Task | None = None

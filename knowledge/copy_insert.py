@@ -18,7 +18,27 @@ from datetime import datetime
 
 import orjson
 from django.db import connection
-from django.db.models import DateTimeField, ForeignKey, JSONField, Model
+from django.db.models import (
+    BooleanField,
+    CharField,
+    DateTimeField,
+    FloatField,
+    ForeignKey,
+    IntegerField,
+    JSONField,
+    Model,
+    TextField,
+)
+
+#: Field classes whose values of exactly these Python types are their database values
+#: (Django's preparation returns them unchanged): written as they are (``_prep``).
+PLAIN_TYPES = {
+    CharField: frozenset({str}),
+    TextField: frozenset({str}),
+    IntegerField: frozenset({int}),
+    FloatField: frozenset({float, int}),
+    BooleanField: frozenset({bool}),
+}
 
 #: Below this many rows ``bulk_create`` is as fast (COPY costs two round trips).
 MIN_ROWS = 20
@@ -70,10 +90,12 @@ def _prep(field) -> Callable[[Model], object]:
 
     if isinstance(field, ForeignKey):
         return lambda obj: getattr(obj, field.attname)
-    if isinstance(field, DateTimeField) and not (field.auto_now or field.auto_now_add):
+    if isinstance(field, DateTimeField):
+        stamped = field.auto_now or field.auto_now_add
 
         def moment(obj):
-            value = getattr(obj, field.attname)
+            # auto_now(_add): pre_save sets the object's value (now), as bulk_create does
+            value = field.pre_save(obj, True) if stamped else getattr(obj, field.attname)
             if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
                 return value
             return generic(obj)
@@ -91,4 +113,14 @@ def _prep(field) -> Callable[[Model], object]:
                 return generic(obj)
 
         return document
+    plain_types = next((t for cls, t in PLAIN_TYPES.items() if isinstance(field, cls)), None)
+    if plain_types is not None:
+
+        def plain(obj):
+            # anything else (an enum member, a float for an integer, a lazy string, None)
+            # takes Django's path
+            value = getattr(obj, field.attname)
+            return value if type(value) in plain_types else generic(obj)
+
+        return plain
     return generic

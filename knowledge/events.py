@@ -279,6 +279,14 @@ def log_horizon() -> int:
     return row[0] if row else 0
 
 
+def top_sql() -> str:
+    """``log_horizon`` as a scalar SQL expression, to read the top inside another statement
+    (with parameters: ``%`` is escaped)."""
+    if not snapshot_ordering():
+        return f"(SELECT MAX(seq) FROM {_table()})"
+    return "(" + _HORIZON_SQL.format(table=_table()).replace("%", "%%") + ")"
+
+
 def log_position() -> LogPosition:
     state = LogState.current()
     top = log_horizon()

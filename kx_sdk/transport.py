@@ -70,8 +70,18 @@ class Transport:
         """One page of a query: ``{"results": [...], "next": cursor | None}``."""
         raise NotImplementedError
 
-    def receive(self, limit: int = 100) -> dict:
-        """The next inbox page: ``{"results": [event messages], "ack": seq, "top", ...}``."""
+    # True when ``receive`` takes ``ack`` / ``epoch``: acknowledge the previous page and read
+    # the next in one call (BaseWorker then acks each page on its next read).
+    ack_on_read: bool = False
+
+    def receive(
+        self, limit: int = 100, *, ack: int | None = None, epoch: str | None = None
+    ) -> dict:
+        """The next inbox page: ``{"results": [event messages], "ack": seq, "top", ...}``.
+
+        With ``ack`` (transports with ``ack_on_read``): first acknowledge the page whose
+        ``ack`` (and ``epoch``) that is; a stale one, one beyond what was offered or one from
+        another epoch is refused (``SDKError``, status 409)."""
         raise NotImplementedError
 
     def ack(self, seq: int) -> dict:
@@ -232,10 +242,18 @@ class HttpTransport(Transport):
     def query(self, filters: dict) -> dict:
         return self._request("POST", "/api/knowledge/query", filters)
 
-    def receive(self, limit: int = 100) -> dict:
+    ack_on_read = True
+
+    def receive(
+        self, limit: int = 100, *, ack: int | None = None, epoch: str | None = None
+    ) -> dict:
         params: dict = {"limit": limit}
         if self.inbox_start != "now":
             params["start"] = self.inbox_start
+        if ack is not None:
+            params["ack"] = ack
+            if epoch is not None:
+                params["epoch"] = epoch
         return self._request("GET", f"/api/knowledge/receive/{self.worker_name}", params=params)
 
     def ack(self, seq: int) -> dict:

@@ -197,6 +197,8 @@ class BaseWorker:
         self._subject_of: dict[str, str] = {}  # body digest -> subject
         self._watermarks: dict[tuple[str, ...], datetime] = {}
         self._had_news = False  # the previous receive() brought knowledge
+        # (ack, epoch) of the last page processed, acked by the next read (or flush_ack())
+        self._pending_ack: tuple[int, str | None] | None = None
         self._live: _LiveThread | None = None
         self.spool = spool
         self._spool_retry = (spool_retry, spool_retry_max)
@@ -295,6 +297,7 @@ class BaseWorker:
             if self._live is not None:
                 self._live.stop()
                 self._live = None
+            self.flush_ack()
         self.heartbeat("stopped")
         self.log.info("%s: stopped after %d cycles", self.name, self.stats.cycles)
         return self.stats
@@ -768,12 +771,16 @@ class BaseWorker:
     # --- reception ------------------------------------------------------------------------------
 
     def receive(self, *, limit: int = PAGE_SIZE, max_pages: int = 1000) -> list[dict]:
-        """Drain the inbox: process each page's knowledge, then ack it (at-least-once).
+        """Drain the inbox: process each page's knowledge; a page is acked once processed
+        (at-least-once), by the next read when the transport can (``ack_on_read``: one call
+        per page), else at once.
 
         Returns the knowledge items received. Conflict events go to :meth:`on_conflict_event`,
         in log order with the items: the items that came before a conflict event (in runs, one
         ``process_received_knowledge`` call per run) are processed before it. With exchange
-        off nothing is read.
+        off nothing is read. A processed page not yet acked (the last one) is acked by the
+        next cycle's read or by :meth:`flush_ack` (``run`` calls it when the loop ends); a
+        crash before that redelivers it.
         """
         if not self.exchange:
             return []
@@ -783,11 +790,12 @@ class BaseWorker:
         # read that brought news, the next read is likely to bring news too: skip the look.
         peek = None if self._had_news else getattr(self.transport, "inbox_may_have_news", None)
         try:
-            if peek is not None and not peek():
+            after = self._pending_ack[0] if self._pending_ack else None
+            if peek is not None and not (peek() if after is None else peek(after=after)):
                 self._had_news = False
                 return received
             for _ in range(max_pages):
-                page = self.transport.receive(limit)
+                page = self._read_page(limit)
                 items: list[dict] = []
                 for event in page["results"]:
                     kind = event.get("event")
@@ -803,13 +811,50 @@ class BaseWorker:
                         self.on_conflict_event(event)
                 received.extend(self._process_batch(items))
                 if page["ack"] > page.get("position", -1):
-                    self.transport.ack(page["ack"])
+                    if getattr(self.transport, "ack_on_read", False):
+                        self._pending_ack = (page["ack"], page.get("epoch"))
+                    else:
+                        self.transport.ack(page["ack"])
                 if page.get("next") is None or page["ack"] <= page.get("position", -1):
                     break
             self._had_news = bool(received)
         finally:
             self.stats.reception_seconds += time.perf_counter() - started
         return received
+
+    def _read_page(self, limit: int) -> dict:
+        """The next page, acking the processed one in the same call when there is one."""
+        pending = self._pending_ack
+        if pending is None:
+            return self.transport.receive(limit)
+        try:
+            page = self.transport.receive(limit, ack=pending[0], epoch=pending[1])
+        except SDKError as exc:
+            if exc.status != 409:
+                raise
+            # The inbox moved on without this ack (its state was cleared, the log reset or
+            # restored): the page was processed; read from where the inbox stands.
+            self.log.info("%s: ack %s refused, reading on: %s", self.name, pending[0], exc)
+            self._pending_ack = None
+            return self.transport.receive(limit)
+        self._pending_ack = None
+        if page.get("position", pending[0]) < pending[0] and page.get("recovered", True):
+            # A server that ignores ``ack`` (older than the SDK): ack explicitly from now on.
+            self.transport.ack(pending[0])
+            self.transport.ack_on_read = False
+            return self.transport.receive(limit)
+        return page
+
+    def flush_ack(self) -> None:
+        """Ack the last processed page now (an explicit ``ack`` call) instead of on the next
+        read; a failure is logged (the page will be delivered again), never raised."""
+        pending, self._pending_ack = self._pending_ack, None
+        if pending is None:
+            return
+        try:
+            self.transport.ack(pending[0])
+        except Exception as exc:
+            self.log.warning("%s: ack failed: %s: %s", self.name, type(exc).__name__, exc)
 
     def _process_batch(self, items: list[dict]) -> list[dict]:
         if items:

@@ -59,7 +59,7 @@ def free_port(start: int = 8650, end: int = 8700) -> int:
     raise RuntimeError("no free port")
 
 
-def wait_port(port: int, timeout: float = 30) -> None:
+def wait_port(port: int, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -101,8 +101,15 @@ class Client:
     """One subscriber. Records every event it gets, raw (no dedupe), so the server's
     exactly-once is what is measured."""
 
-    def __init__(self, url: str, subscribe: dict | None, stall: tuple[int, float] | None = None):
+    def __init__(
+        self,
+        url: str,
+        subscribe: dict | None,
+        stall: tuple[int, float] | None = None,
+        local_addr: str | None = None,
+    ):
         self.url = url
+        self.local_addr = local_addr  # a source address 127.0.0.x (ephemeral ports per address)
         self.subscribe = subscribe  # None: the baseline consumer (no protocol)
         self.stall = stall  # (after n events, seconds) for the stall fault
         self.last: int | None = None
@@ -115,15 +122,20 @@ class Client:
 
     async def run(self, sem: asyncio.Semaphore, stop: asyncio.Event) -> None:
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
 
         attempt = 0
         while not stop.is_set():
             try:
                 sock = None
+                extra = {}
+                if self.local_addr and not self.stall:
+                    extra["local_addr"] = (self.local_addr, 0)
                 if self.stall:
                     sock = socket.socket()
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                    if self.local_addr:
+                        sock.bind((self.local_addr, 0))
                     host, port = self.url.split("//")[1].split("/")[0].split(":")
                     sock.connect((host, int(port)))
                 async with sem:
@@ -134,6 +146,7 @@ class Client:
                         close_timeout=1,
                         max_queue=4 if self.stall else 64,
                         sock=sock,
+                        **extra,
                     )
                 self.connects += 1
                 async with ws:
@@ -160,6 +173,8 @@ class Client:
                             self.subscribed.set()
             except ConnectionClosed as exc:
                 self.closes[exc.rcvd.code if exc.rcvd else "abnormal"] += 1
+            except InvalidStatus as exc:  # refused at the handshake: which status
+                self.closes[f"HTTP {exc.response.status_code}"] += 1
             except (OSError, TimeoutError) as exc:
                 self.closes[type(exc).__name__] += 1
             except Exception as exc:  # handshake refused while the server restarts, ...
@@ -168,6 +183,120 @@ class Client:
                 return
             await asyncio.sleep(random.uniform(0, min(3.0, 0.2 * 2**attempt)))
             attempt += 1
+
+    def result(self) -> dict:
+        return {
+            "seqs": self.seqs,
+            "latencies": self.latencies,
+            "repeated": self.repeated,
+            "closes": dict(self.closes),
+            "connects": self.connects,
+        }
+
+
+def source_address(i: int, n_addrs: int) -> str | None:
+    """Client i's source address: 127.0.0.1 for one, else spread over 127.0.0.2..n+1 (each
+    address has its own ephemeral port range towards the server's port)."""
+    return None if n_addrs <= 1 else f"127.0.0.{2 + i % n_addrs}"
+
+
+class ClientGroup:
+    """Clients driven by this process's event loop."""
+
+    def __init__(self, url, subscribe, indices, n_addrs, stall_first=False):
+        self.clients = [
+            Client(url, subscribe, local_addr=source_address(i, n_addrs)) for i in indices
+        ]
+        if stall_first and self.clients:
+            self.clients[0] = Client(url, subscribe, stall=(3, 15.0))
+        self.stop = asyncio.Event()
+        self.tasks = []
+
+    def start(self, in_flight: int = 100) -> None:
+        sem = asyncio.Semaphore(in_flight)
+        self.tasks = [asyncio.create_task(c.run(sem, self.stop)) for c in self.clients]
+
+    def subscribed(self) -> int:
+        return sum(c.subscribed.is_set() for c in self.clients)
+
+    async def finish(self, expected: set, settle: float) -> list[dict]:
+        """Wait until every client has every expected seq (or ``settle`` s), stop, results."""
+        deadline = time.monotonic() + settle
+        while time.monotonic() < deadline:
+            if all(set(c.seqs) >= expected for c in self.clients):
+                break
+            await asyncio.sleep(0.2)
+        self.stop.set()
+        for t in self.tasks:
+            t.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        return [c.result() for c in self.clients]
+
+
+def _child_main(pipe, url, subscribe, indices, n_addrs, in_flight) -> None:
+    """A client process: its share of the sockets; reports how many are subscribed, then
+    (told the published seqs) waits for them and sends every client's result back."""
+    raise_nofile()
+
+    async def run():
+        group = ClientGroup(url, subscribe, indices, n_addrs)
+        group.start(in_flight)
+        last = -1
+        while True:
+            n = group.subscribed()
+            if n != last:
+                pipe.send(("subscribed", n))
+                last = n
+            if pipe.poll():
+                break
+            await asyncio.sleep(0.2)
+        _, expected, settle = pipe.recv()
+        results = await group.finish(set(expected), settle)
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        pipe.send(("result", results, ru.ru_utime + ru.ru_stime))
+
+    asyncio.run(run())
+
+
+class RemoteGroup:
+    """The same as ``ClientGroup``, in a child process (one client process saturates a core
+    long before the server does at 10,000 sockets)."""
+
+    def __init__(self, url, subscribe, indices, n_addrs, in_flight):
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.proc = ctx.Process(
+            target=_child_main,
+            args=(child, url, subscribe, list(indices), n_addrs, in_flight),
+            daemon=True,
+        )
+        self.n_subscribed = 0
+        self.cpu = 0.0
+
+    def start(self, in_flight: int = 100) -> None:
+        self.proc.start()
+
+    def subscribed(self) -> int:
+        while self.pipe.poll():
+            msg = self.pipe.recv()
+            if msg[0] == "subscribed":
+                self.n_subscribed = msg[1]
+        return self.n_subscribed
+
+    async def finish(self, expected: set, settle: float) -> list[dict]:
+        self.pipe.send(("expect", sorted(expected), settle))
+
+        def wait():
+            while True:
+                msg = self.pipe.recv()
+                if msg[0] == "result":
+                    return msg
+
+        _, results, self.cpu = await asyncio.to_thread(wait)
+        await asyncio.to_thread(self.proc.join, 10)
+        return results
 
 
 # --- publishers ------------------------------------------------------------------------------
@@ -241,6 +370,7 @@ class Bench:
         self.redis_port = args.redis_port
         self.redis = None
         self.servers: list[Proc] = []
+        self.fleet: list[subprocess.Popen] = []
         self.env = {
             **os.environ,
             "SQLITE_PATH": str(self.tmp / "bench.sqlite3"),
@@ -254,9 +384,13 @@ class Bench:
         }
         if args.database_url:
             self.env["DATABASE_URL"] = args.database_url
+        if args.no_redis:  # embedded mode, as `make run` without REDIS_URL
+            self.env["REDIS_URL"] = ""
 
     # infrastructure
     def start_redis(self):
+        if self.args.no_redis:
+            return
         self.redis = Proc(
             [
                 "redis-server",
@@ -292,9 +426,39 @@ class Bench:
                 "bench.ws.asgi:application",
             ]
         proc = Proc(cmd, self.env, self.tmp / f"{self.args.server}-{port}.log").start()
+        self.servers.append(proc)  # stopped at the end even if it never listens
         wait_port(port)
-        self.servers.append(proc)
         return proc, port
+
+    def start_fleet(self, port: int) -> None:
+        """Every Procfile process but ``web`` (the built-in workers, alerts, pruner, sweep), as
+        `make run` starts them, on the bench's database and Redis, each in its own session."""
+        env = {**self.env, "KE_TIMESERIES_SCRAPE_URL": f"http://127.0.0.1:{port}/metrics"}
+        for line in (ROOT / "Procfile").read_text().splitlines():
+            name, _, cmd = line.partition(":")
+            if not cmd.strip() or name.strip() == "web":
+                continue
+            p = subprocess.Popen(
+                ["bash", "-c", "exec " + cmd.strip()],
+                cwd=ROOT,
+                env=env,
+                stdout=open(self.tmp / f"fleet-{name.strip()}.log", "ab"),
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self.fleet.append(p)
+        print(f"fleet: {len(self.fleet)} Procfile processes (logs in {self.tmp})", flush=True)
+
+    def stop_fleet(self) -> None:
+        for p in self.fleet:
+            if p.poll() is None:
+                os.killpg(p.pid, signal.SIGTERM)
+        for p in self.fleet:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+        self.fleet = []
 
     def setup_django(self):
         os.environ.update(self.env)
@@ -309,11 +473,15 @@ class Bench:
         _, self.token = do_create_worker("bench-client", None)
 
     def close(self):
+        self.stop_fleet()
         for s in self.servers:
             s.stop()
         if self.redis:
             self.redis.stop()
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if self.args.keep_logs:
+            print(f"logs kept in {self.tmp}")
+        else:
+            shutil.rmtree(self.tmp, ignore_errors=True)
 
     # a run
     async def run_clients(
@@ -330,19 +498,27 @@ class Bench:
         stall_client=False,
         settle=5.0,
     ):
-        sem = asyncio.Semaphore(100)
-        stop = asyncio.Event()
-        clients = [Client(url, subscribe) for _ in range(n)]
-        if stall_client:
-            clients[0] = Client(url, subscribe, stall=(3, 15.0))
+        groups = self.client_groups(url, n, subscribe, stall_client)
         t0 = time.monotonic()
-        tasks = [asyncio.create_task(c.run(sem, stop)) for c in clients]
-        while sum(c.subscribed.is_set() for c in clients) < n:
+        rss0 = self.server_rss()
+        for g in groups:
+            g.start(self.args.in_flight)
+        next_note = t0 + 5
+        while (subscribed := sum(g.subscribed() for g in groups)) < n:
             await asyncio.sleep(0.1)
-            if time.monotonic() - t0 > 300:
+            if time.monotonic() > next_note:
+                next_note += 5
+                print(
+                    f"   {subscribed}/{n} subscribed after {time.monotonic() - t0:.0f} s",
+                    flush=True,
+                )
+            if time.monotonic() - t0 > self.args.connect_timeout:
                 break
         connect_s = time.monotonic() - t0
+        subscribed = sum(g.subscribed() for g in groups)
         await asyncio.sleep(1.0)
+        rss1 = self.server_rss()
+        redis0 = self.redis_info()
         cpu0 = self.cpu()
         published: list[int] = []
         stop_flag = threading.Event()
@@ -358,26 +534,64 @@ class Bench:
             await fault()
         while th.is_alive():
             await asyncio.sleep(0.1)
-        # Wait until everyone has everything (or the settle time passes).
-        expected = set(published)
-        deadline = time.monotonic() + settle + (30 if fault or stall_client else 0)
-        while time.monotonic() < deadline:
-            if all(set(c.seqs) >= expected for c in clients):
-                break
-            await asyncio.sleep(0.2)
-        cpu = {k: round(v - cpu0.get(k, 0), 1) for k, v in self.cpu().items()}
+        await asyncio.sleep(0.5)
         server_stats = await asyncio.to_thread(self.server_stats, url) if subscribe else {}
-        stop.set()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        row = self.report(name, clients, published, connect_s)
+        # Wait until everyone has everything (or the settle time passes).
+        settle += 30 if fault or stall_client else 0
+        parts = await asyncio.gather(*(g.finish(set(published), settle) for g in groups))
+        cpu = {k: round(v - cpu0.get(k, 0), 1) for k, v in self.cpu().items()}
+        results = [r for part in parts for r in part]
+        remote_cpu = sum(getattr(g, "cpu", 0.0) for g in groups)
+        if remote_cpu:
+            cpu["client processes (whole run)"] = round(remote_cpu, 1)
+        row = self.report(name, results, published, connect_s)
+        row["subscribed"] = subscribed
+        # Redis work the server's sockets cause: pub/sub channels while they are connected.
+        row["redis_pubsub_channels"] = redis0.get("pubsub_channels")
         row["server_slow_closes_total"] = server_stats.get("slow_closes")
+        if rss0 and rss1:
+            row["server_rss_mb"] = [round(rss0 / 1024, 1), round(rss1 / 1024, 1)]
+            row["rss_kb_per_conn"] = round((rss1 - rss0) / max(n, 1), 1)
         print(
-            f"   cpu seconds during the run: {cpu}; server realtime stats: {server_stats}",
+            f"   cpu seconds during the run: {cpu}; server realtime stats: {server_stats}; "
+            f"server RSS MB before/after connecting: {row.get('server_rss_mb')}; "
+            f"Redis pub/sub channels while connected: {row['redis_pubsub_channels']}",
             flush=True,
         )
         return row
+
+    def client_groups(self, url, n, subscribe, stall_client):
+        """Split the n clients over --client-procs processes (the stall fault runs in this
+        process's loop, its stalled client first)."""
+        procs = max(1, min(self.args.client_procs, n))
+        if procs == 1 or stall_client:
+            return [ClientGroup(url, subscribe, range(n), self.args.source_addrs, stall_client)]
+        shares = [range(i, n, procs) for i in range(procs)]
+        groups = [
+            RemoteGroup(url, subscribe, share, self.args.source_addrs, self.args.in_flight)
+            for share in shares
+        ]
+        return groups
+
+    def redis_info(self) -> dict:
+        import redis
+
+        if self.args.no_redis:
+            return {}
+        try:
+            return redis.Redis(port=self.redis_port).info("stats")
+        except Exception:
+            return {}
+
+    def server_rss(self) -> int | None:
+        """VmRSS (KiB) of the first server process."""
+        try:
+            for line in Path(f"/proc/{self.servers[0].p.pid}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        except (OSError, IndexError):
+            return None
+        return None
 
     def server_stats(self, ws_url: str) -> dict:
         import urllib.request
@@ -404,23 +618,39 @@ class Bench:
                 out[f"server {s.p.pid}"] = (int(fields[11]) + int(fields[12])) / tick
             except (OSError, IndexError):
                 pass
+        if self.fleet:
+            out["fleet"] = self.fleet_cpu(tick)
         return out
 
-    def report(self, name, clients, published, connect_s):
+    def fleet_cpu(self, tick: int) -> float:
+        """CPU seconds of every live process in the fleet's sessions (worker children too)."""
+        sessions = {p.pid for p in self.fleet}
+        total = 0
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) in sessions:  # session id
+                total += int(fields[11]) + int(fields[12])
+        return total / tick
+
+    def report(self, name, results, published, connect_s):
         expected = set(published)
-        lat = [x for c in clients for x in c.latencies]
-        delivered = sum(len(c.seqs) for c in clients)
-        missing = sum(len(expected - set(c.seqs)) for c in clients)
-        repeated = sum(c.repeated for c in clients)
-        out_of_order = sum(1 for c in clients if c.seqs != sorted(c.seqs))
+        lat = [x for r in results for x in r["latencies"]]
+        delivered = sum(len(r["seqs"]) for r in results)
+        lost_per = [len(expected - set(r["seqs"])) for r in results]
+        missing = sum(lost_per)
+        repeated = sum(r["repeated"] for r in results)
+        out_of_order = sum(1 for r in results if r["seqs"] != sorted(r["seqs"]))
         closes = Counter()
-        for c in clients:
-            closes.update(c.closes)
+        for r in results:
+            closes.update(r["closes"])
         row = {
             "run": name,
-            "clients": len(clients),
+            "clients": len(results),
             "events": len(published),
-            "expected": len(published) * len(clients),
+            "expected": len(published) * len(results),
             "delivered": delivered,
             "missing": missing,
             "repeated": repeated,
@@ -430,7 +660,10 @@ class Bench:
             "p99_ms": round(percentile(lat, 99) * 1000, 1),
             "connect_s": round(connect_s, 1),
             "closes": dict(closes),
-            "reconnects": sum(max(c.connects - 1, 0) for c in clients),
+            "reconnects": sum(max(r["connects"] - 1, 0) for r in results),
+            "sockets_missing_any": sum(1 for x in lost_per if x),
+            "max_lost_per_socket": max(lost_per, default=0),
+            "sockets_with_repeats": sum(1 for r in results if r["repeated"]),
         }
         print(json.dumps(row), flush=True)
         return row
@@ -442,6 +675,9 @@ async def main_async(args, bench: Bench):
     sub = {"action": "subscribe", "sources": ["bench"]}
     proc, port = bench.start_server()
     url = f"ws://127.0.0.1:{port}/ws/knowledge/?token={bench.token}"
+    if args.fleet:
+        bench.start_fleet(port)
+        await asyncio.sleep(args.fleet_warmup)
 
     if "fanout" in runs:
         rows.append(
@@ -465,7 +701,14 @@ async def main_async(args, bench: Bench):
     if "hold" in runs:
         rows.append(
             await bench.run_clients(
-                f"hold {args.hold}", url, args.hold, sub, 5, 1.0, args.pad, settle=20
+                f"hold {args.hold}",
+                url,
+                args.hold,
+                sub,
+                args.hold_events,
+                args.hold_rate,
+                args.pad,
+                settle=20,
             )
         )
     if "kill" in runs:
@@ -549,6 +792,40 @@ def main():
     ap.add_argument("--rate", type=float, default=10.0, help="events per second")
     ap.add_argument("--pad", type=int, default=200, help="payload padding, bytes")
     ap.add_argument("--hold", type=int, default=5000)
+    ap.add_argument("--hold-events", type=int, default=5, help="events sent to the held sockets")
+    ap.add_argument("--hold-rate", type=float, default=1.0, help="their rate, events per second")
+    ap.add_argument(
+        "--client-procs",
+        type=int,
+        default=1,
+        help="client processes the sockets are spread over (1: this process; 10,000 sockets "
+        "need several: one client process saturates a core first)",
+    )
+    ap.add_argument(
+        "--source-addrs",
+        type=int,
+        default=1,
+        help="source addresses 127.0.0.2..N+1 for the client sockets (1: 127.0.0.1); each has "
+        "its own ~28,000 ephemeral ports towards the server",
+    )
+    ap.add_argument(
+        "--in-flight", type=int, default=100, help="handshakes in flight per client process"
+    )
+    ap.add_argument("--connect-timeout", type=float, default=300, help="seconds to subscribe all")
+    ap.add_argument(
+        "--fleet",
+        action="store_true",
+        help="also run every Procfile process but web (built-in workers, alerts, pruner, sweep) "
+        "on the bench's database and Redis, as `make run` does",
+    )
+    ap.add_argument(
+        "--no-redis",
+        action="store_true",
+        help="embedded mode (no REDIS_URL: local cache, in-memory layer), as `make run`; the "
+        "publisher is another process, so the relay learns of its commits by polling",
+    )
+    ap.add_argument("--keep-logs", action="store_true", help="keep the server/fleet logs")
+    ap.add_argument("--fleet-warmup", type=float, default=5.0, help="seconds before the runs")
     ap.add_argument("--fault-clients", type=int, default=200)
     ap.add_argument("--fault-events", type=int, default=200)
     ap.add_argument("--fault-rate", type=float, default=20.0)
@@ -565,6 +842,8 @@ def main():
     )
     args = ap.parse_args()
     print(f"open files limit: {raise_nofile()}", flush=True)
+    # SIGTERM (timeout, Ctrl-C from make) still stops Redis, the servers and the fleet.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     bench = Bench(args)
     try:
         bench.start_redis()

@@ -194,21 +194,48 @@ class ReceiveView(APIView):
                 "or 'beginning' (every event the log holds); ignored once the inbox has a "
                 "position",
             ),
+            OpenApiParameter(
+                "ack",
+                OpenApiTypes.INT,
+                description="acknowledge the previous page first (its 'ack'), then read: one "
+                "call per page instead of a read and an ack. 409 if stale (behind the "
+                "cursor), beyond what was offered, or from another epoch",
+            ),
+            OpenApiParameter(
+                "epoch",
+                OpenApiTypes.STR,
+                description="with 'ack': the epoch of the page it acknowledges (409 if the "
+                "log has another one now)",
+            ),
         ],
         responses={200: InboxResponseSerializer},
     )
     def get(self, request, worker: str):
         target = access_worker(request, worker)
-        start = request.query_params.get("start", "now")
+        params = request.query_params
+        start = params.get("start", "now")
         if start not in INBOX_STARTS:
             raise ActionError(f"must be one of {', '.join(INBOX_STARTS)}", "start")
-        try:
-            limit = int(request.query_params.get("limit", 100))
-        except ValueError:
-            raise ActionError("must be an integer", "limit") from None
+        limit = _int_param(params, "limit", 100)
         if not 1 <= limit <= 500:
             raise ActionError("must be between 1 and 500", "limit")
-        return Response(presenters.inbox_page(actions.read_inbox(target, limit, start=start)))
+        ack = _int_param(params, "ack", None)
+        page = actions.read_inbox(target, limit, start=start, ack=ack, epoch=params.get("epoch"))
+        return Response(presenters.inbox_page(page))
+
+
+def _int_param(params, name: str, default: int | None) -> int | None:
+    """A query parameter as an integer (a 64-bit one), ``default`` when absent; 400 if not."""
+    raw = params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ActionError("must be an integer", name) from None
+    if not -(2**63) <= value < 2**63:
+        raise ActionError("out of range", name)
+    return value
 
 
 class AckView(APIView):

@@ -293,3 +293,67 @@ def test_health_reports_a_broken_cache_as_degraded(anon_client, db, monkeypatch)
         "latency_ms": r.json()["checks"]["cache"]["latency_ms"],
         "error": "ConnectionError",
     }
+
+
+def test_a_read_can_ack_the_previous_page(analysis, think):
+    analysis.broadcast("issue_pattern", issue_payload(location="a.py::f"))
+    first = inbox(think)
+    analysis.broadcast("issue_pattern", issue_payload(location="b.py::f"))
+    second = inbox(think, ack=first["ack"], epoch=first["epoch"])
+    assert second["position"] == first["ack"]
+    assert [m["data"]["item"]["payload"]["location"] for m in second["results"]] == ["b.py::f"]
+    state = think.client.get("/api/knowledge/state/think").json()
+    assert state["inbox"]["position"] == first["ack"]
+    # not acked yet: the second page comes again on a read without ack
+    assert [m["seq"] for m in inbox(think)["results"]] == [m["seq"] for m in second["results"]]
+
+
+def refused(persona, **params):
+    r = persona.client.get(f"/api/knowledge/receive/{persona.name}", params)
+    body = r.json()
+    assert set(body) == {"detail", "errors"}, body
+    return r.status_code, body
+
+
+def test_a_stale_foreign_or_premature_ack_is_refused(analysis, think):
+    analysis.broadcast("issue_pattern", issue_payload(location="a.py::f"))
+    first = inbox(think)
+    analysis.broadcast("issue_pattern", issue_payload(location="b.py::f"))
+    top = Event.objects.order_by("-seq").first().seq
+    # beyond what was offered: the second broadcast was never in a page
+    status, body = refused(think, ack=top)
+    assert status == 409 and "beyond what think's inbox delivered" in body["errors"]["ack"][0]
+    second = inbox(think, ack=first["ack"])
+    # stale: behind the cursor (already acknowledged)
+    status, body = refused(think, ack=first["ack"] - 1)
+    assert status == 409 and "stale" in body["errors"]["ack"][0]
+    # foreign: a page of another epoch of the log
+    other = "00000000-0000-4000-8000-000000000000"
+    status, body = refused(think, ack=second["ack"], epoch=other)
+    assert status == 409 and other in body["errors"]["ack"][0]
+    assert refused(think, ack="x")[0] == 400
+    assert refused(think, ack=second["ack"], epoch="nope")[1]["errors"] == {
+        "epoch": ["not an epoch (a UUID)"]
+    }
+    assert think.client.get("/api/knowledge/receive/dream", {"ack": 1}).status_code == 403
+    # nothing moved: the second page is still there
+    cursor = InboxCursor.objects.get(worker=think.worker)
+    assert cursor.position == first["ack"]
+    assert [m["seq"] for m in inbox(think)["results"]] == [m["seq"] for m in second["results"]]
+
+
+def test_an_ack_after_a_log_reset_lets_the_read_recover(analysis, think):
+    from knowledge.actions import do_reset_event_log
+
+    analysis.broadcast("issue_pattern", issue_payload(location="a.py::f"))
+    page = inbox(think)
+    do_reset_event_log()
+    analysis.broadcast("issue_pattern", issue_payload(location="b.py::f"))
+    # the ack names the page's epoch, which the cursor is still in: accepted, then the
+    # resume rule says the log moved on
+    after = inbox(think, ack=page["ack"], epoch=page["epoch"])
+    assert after["recovered"] is False and after["epoch"] != page["epoch"]
+    assert after["position"] == after["top"]
+    # a later ack of the old epoch is foreign now
+    status, body = refused(think, ack=after["ack"], epoch=page["epoch"])
+    assert status == 409 and "epoch" in body["errors"]["ack"][0]

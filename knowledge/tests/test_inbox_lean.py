@@ -1,5 +1,6 @@
-"""The inbox read and ack are lean: a fixed handful of statements, whatever the page holds
-(issue 12's reception overhead; docs/performance.md, "Inbox receive")."""
+"""The inbox read and ack are lean: a fixed handful of statements and at most one commit per
+page, whatever the page holds (issue 12's reception overhead; docs/performance.md, "Inbox
+receive")."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from django.test.utils import CaptureQueriesContext
 from conftest import issue_payload
 from identity.models import Worker
 from knowledge.actions import do_ack, read_inbox
+from knowledge.events import log_position
+from knowledge.inbox import inbox_state
 from knowledge.models import InboxCursor, Subscription
 
 pytestmark = pytest.mark.django_db
@@ -18,38 +21,107 @@ pytestmark = pytest.mark.django_db
 def statements(fn):
     with CaptureQueriesContext(connection) as ctx:
         result = fn()
-    # savepoints (the test's own transaction around an atomic block) are not statements
-    sqls = [q["sql"] for q in ctx.captured_queries]
-    return result, [s for s in sqls if not s.upper().startswith(("SAVEPOINT", "RELEASE"))]
+    return result, [q["sql"] for q in ctx.captured_queries]
 
 
-def writes(sqls):
-    return [s for s in sqls if s.lstrip().upper().startswith(("UPDATE", "INSERT", "WITH"))]
+def is_write(sql: str) -> bool:
+    return sql.lstrip().upper().startswith(("UPDATE", "INSERT", "WITH"))
 
 
-def test_read_and_ack_take_a_fixed_number_of_statements(analysis, think):
+def commits(sqls) -> int:
+    """Write transactions: each write statement outside an atomic block commits alone (the
+    connection is in autocommit); an atomic block (a savepoint inside the test's transaction)
+    commits once, whatever it holds."""
+    n, depth, block_writes = 0, 0, False
+    for sql in sqls:
+        head = sql.lstrip().upper()
+        if head.startswith("SAVEPOINT"):
+            depth, block_writes = depth + 1, block_writes if depth else False
+        elif head.startswith("RELEASE"):
+            depth -= 1
+            n += depth == 0 and block_writes
+        elif is_write(sql):
+            if depth:
+                block_writes = True
+            else:
+                n += 1
+    return n
+
+
+def reads(sqls):
+    return [s for s in sqls if s.lstrip().upper().startswith("SELECT")]
+
+
+def received(persona) -> int:
+    return Worker.objects.get(pk=persona.worker.pk).received_count
+
+
+def test_a_read_is_two_statements_and_writes_nothing_new(analysis, think):
     for i in range(30):
         analysis.broadcast("issue_pattern", issue_payload(location=f"m{i}.py::f"))
     read_inbox(think.worker)  # the first read creates the cursor
     page, sqls = statements(lambda: read_inbox(think.worker, limit=100))
     assert len(page.events) == 30
-    # state (cursor + subscription), log position (2), events; nothing new was delivered
-    assert len(sqls) == 4, sqls
-    assert writes(sqls) == []
+    # one statement for cursor + subscription + log position, one for the events; the page
+    # was already offered: nothing to write
+    assert len(sqls) == 2 and commits(sqls) == 0, sqls
+    assert received(think) == 30
 
+
+def test_a_read_with_ack_acks_and_delivers_in_one_commit(analysis, think):
+    for i in range(3):
+        analysis.broadcast("issue_pattern", issue_payload(location=f"a{i}.py::f"))
+    first = read_inbox(think.worker)
+    for i in range(2):
+        analysis.broadcast("issue_pattern", issue_payload(location=f"b{i}.py::f"))
+    page, sqls = statements(lambda: read_inbox(think.worker, ack=first.ack, epoch=first.epoch))
+    assert [e.data["item"]["payload"]["location"] for e in page.events] == ["b0.py::f", "b1.py::f"]
+    assert page.position == first.ack
+    # state, events, and one write: the ack, the offered mark, the received count (one
+    # statement on PostgreSQL; two in one transaction on SQLite)
+    assert len(reads(sqls)) == 2 and commits(sqls) == 1, sqls
+    assert [is_write(s) for s in sqls].count(True) == (
+        1 if connection.vendor == "postgresql" else 2
+    )
+    cursor = InboxCursor.objects.get(worker=think.worker)
+    assert (cursor.position, cursor.delivered) == (first.ack, page.ack)
+    assert cursor.acked_at is not None
+    assert received(think) == 5
+
+    # the last page acked on a read that finds nothing: one statement, one commit
+    last, sqls = statements(lambda: read_inbox(think.worker, ack=page.ack, epoch=page.epoch))
+    assert last.events == [] and last.position == page.ack
+    assert len(sqls) == 2 and commits(sqls) == 1, sqls
+
+
+def test_an_ack_on_read_moves_the_cursor_once(analysis, think):
+    for i in range(4):
+        analysis.broadcast("issue_pattern", issue_payload(location=f"m{i}.py::f"))
+    first = read_inbox(think.worker, limit=2)
+    second = read_inbox(think.worker, limit=2, ack=first.ack)
+    # the same read again (a retry whose answer was lost): no write, the same page
+    again, sqls = statements(lambda: read_inbox(think.worker, limit=2, ack=first.ack))
+    assert commits(sqls) == 0, sqls
+    assert [e.seq for e in again.events] == [e.seq for e in second.events]
+    assert InboxCursor.objects.get(worker=think.worker).position == first.ack
+    assert received(think) == 4  # each event counted once, however often it was offered
+
+
+@pytest.mark.django_db(transaction=True)  # the snapshot horizon needs committed events
+def test_the_state_statement_reads_the_log_position(analysis, think, event_ordering):
+    for i in range(3):
+        analysis.broadcast("issue_pattern", issue_payload(location=f"m{i}.py::f"))
+    assert inbox_state(think.worker).log == log_position()
+    page = read_inbox(think.worker)
+    assert len(page.events) == 3 and page.ack == page.top == log_position().top
+
+
+def test_an_explicit_ack_is_one_statement_after_the_log_position(analysis, think):
+    analysis.broadcast("issue_pattern", issue_payload())
+    page = read_inbox(think.worker)
     cursor, sqls = statements(lambda: do_ack(think.worker, page.ack))
     assert cursor.position == page.ack
-    assert len(writes(sqls)) == 1 and len(sqls) == 3, sqls  # log position (2) + one UPDATE
-
-    analysis.broadcast("issue_pattern", issue_payload(location="new.py::f"))
-    page, sqls = statements(lambda: read_inbox(think.worker, limit=100))
-    assert len(page.events) == 1
-    # the delivery mark and the received count: one statement on PostgreSQL
-    assert len(writes(sqls)) == (1 if connection.vendor == "postgresql" else 2), sqls
-    assert len(sqls) == 4 + len(writes(sqls))
-    think.worker.refresh_from_db()
-    assert think.worker.received_count == 31
-    assert InboxCursor.objects.get(worker=think.worker).delivered == page.events[-1].seq
+    assert commits(sqls) == 1 and len(sqls) == 3, sqls  # log position (2) + one UPDATE
 
 
 def test_reading_creates_the_cursor_but_no_subscription(analysis, think):
@@ -59,7 +131,7 @@ def test_reading_creates_the_cursor_but_no_subscription(analysis, think):
     page = read_inbox(think.worker)
     assert [e.data["item"]["knowledge_type"] for e in page.events] == ["issue_pattern"]
     cursor = InboxCursor.objects.get(worker=think.worker)
-    assert (cursor.position, cursor.delivered) == (page.position, page.events[-1].seq)
+    assert (cursor.position, cursor.delivered) == (page.position, page.ack)
     assert not Subscription.objects.filter(worker=think.worker).exists()
     assert Worker.objects.get(pk=think.worker.pk).received_count == 1
 

@@ -11,6 +11,13 @@ receiving and processing knowledge / cycle time).
 With ``exchange=False`` the workers are cut off from each other's knowledge (each sees only its
 own items): the baseline the benefit of the exchange is measured against. Run each mode on a
 fresh database (``replay_history --db PATH``), or the second run starts from the first's items.
+
+Conflicts: with exchange, the conflicts sweep (``conflicts.reliability.sweep``: trust
+re-estimated from all the claims, then unsettled contradictions re-evaluated) runs every
+``sweep_every`` commits and after the last one, as the ``sweep`` process does in production
+(every 60 s; a replayed commit takes seconds). The report's ``conflicts`` section says what the
+fleet's disagreements became: detected, resolved (in the broadcast or by a sweep), dismissed
+or left for review, the items superseded, and their effect on Think's decisions.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from typing import Any
 
 from workers.builtin.repo import RepoView
 from workers.builtin.workers import PIPELINE_ORDER, WORKER_CLASSES, quality_of
+
+#: Commits between two conflict sweeps in a replay (0: never).
+SWEEP_EVERY = 10
 
 
 def build_workers(view: RepoView, *, exchange: bool = True, on_analysed=None) -> dict[str, Any]:
@@ -44,6 +54,7 @@ def replay_history(
     commits: int | None = None,
     exchange: bool = True,
     progress: bool = False,
+    sweep_every: int = SWEEP_EVERY,
 ) -> dict[str, Any]:
     from knowledge.models import KnowledgeItem
     from workers.actions import do_mark_analysed, do_register_project
@@ -68,7 +79,8 @@ def replay_history(
             file=sys.stderr,
         )
     think, learning = workers["think"], workers["learning"]
-    failed_cycles, records, conflicts = _run_pipeline(workers, iterator)
+    sweeper = _Sweeper(sweep_every if exchange else 0)
+    failed_cycles, records, conflicts = _run_pipeline(workers, iterator, sweeper)
 
     from conflicts import models as conflict_models
 
@@ -90,7 +102,11 @@ def replay_history(
         "workers": per_worker,
         "outcomes": dict(sorted(learning.outcome_counts.items())),
         "decisions": dict(sorted(think.decisions.items())),
-        "conflicts": _conflict_counts(conflict_model, conflicts, think),
+        "conflicts": {
+            **_conflict_counts(conflict_model, conflicts, think),
+            **_resolution_counts(),
+            "sweeps": sweeper.report(),
+        },
         "decision_quality": quality_of(records),
         "decision_quality_seen_by_learning": learning.decision_quality(),
         "reception_overhead": {
@@ -103,18 +119,61 @@ def replay_history(
     }
 
 
-def _run_pipeline(workers: dict, commits) -> tuple[int, list[tuple[float, int, int]], set[int]]:
-    """Every worker's cycle at each commit, in pipeline order. Returns the failed cycles, Think's
-    (predicted, observed, commit index) pairs as Learning saw the outcomes, and the conflicts
-    the workers were told about."""
+class _Sweeper:
+    """The conflicts sweep every ``every`` commits (0: never), counting what it settled."""
+
+    def __init__(self, every: int):
+        self.every = every
+        self.runs = 0
+        self.reevaluated = 0
+        self.auto_resolved = 0
+        self.dismissed = 0
+
+    def after(self, index: int, *, last: bool = False) -> None:
+        if self.every <= 0 or not (last or (index + 1) % self.every == 0):
+            return
+        from conflicts.choices import ConflictStatus
+        from conflicts.models import Conflict
+        from conflicts.reliability import sweep
+
+        def count(status: str) -> int:
+            return Conflict.objects.filter(status=status).count()
+
+        auto, dismissed = count(ConflictStatus.AUTO_RESOLVED), count(ConflictStatus.DISMISSED)
+        self.reevaluated += sweep()
+        self.runs += 1
+        self.auto_resolved += count(ConflictStatus.AUTO_RESOLVED) - auto
+        self.dismissed += count(ConflictStatus.DISMISSED) - dismissed
+
+    def report(self) -> dict[str, int]:
+        return {
+            "every_commits": self.every,
+            "runs": self.runs,
+            "reevaluated": self.reevaluated,
+            "auto_resolved": self.auto_resolved,
+            "dismissed": self.dismissed,
+        }
+
+
+def _run_pipeline(
+    workers: dict, commits, sweeper: _Sweeper | None = None
+) -> tuple[int, list[tuple[float, int, int]], set[int]]:
+    """Every worker's cycle at each commit, in pipeline order, and the conflicts sweep when it
+    is due. Returns the failed cycles, Think's (predicted, observed, commit index) pairs as
+    Learning saw the outcomes, and the conflicts the workers were told about."""
     think, learning = workers["think"], workers["learning"]
     records: list[tuple[float, int, int]] = []
     failed_cycles = 0
+    index = -1
     for index, commit in enumerate(commits):
         predictions = dict(think.predictions)  # made at the previous commit
         for name in PIPELINE_ORDER:
             failed_cycles += not workers[name].run_cycle(commit=commit)
         records.extend((p, o, index) for p, o in _pairs(learning.outcomes, predictions))
+        if sweeper is not None:
+            sweeper.after(index)
+    if sweeper is not None and index >= 0 and (index + 1) % max(sweeper.every, 1):
+        sweeper.after(index, last=True)
     conflicts: set[int] = set()
     for worker in workers.values():  # deliver what the last commit produced
         worker.receive()
@@ -156,6 +215,23 @@ def _conflict_counts(model, seen: set[int], think) -> dict[str, Any]:
             out[f"by_{field}"] = {str(value): n for value, n in rows}
     out["effect_on_think"] = dict(sorted(think.conflict_effect.items()))
     return out
+
+
+def _resolution_counts() -> dict[str, Any]:
+    """The decisions taken on the fleet's conflicts (``Resolution`` rows by actor and decision)
+    and the items they superseded."""
+    from django.db.models import Count
+
+    from conflicts.models import Resolution
+
+    rows = Resolution.objects.values_list("actor", "decision").annotate(n=Count("id"))
+    superseded = sum(
+        len(ids) for ids in Resolution.objects.values_list("superseded_item_ids", flat=True)
+    )
+    return {
+        "resolutions": {f"{actor}:{decision}": n for actor, decision, n in sorted(rows)},
+        "superseded_items": superseded,
+    }
 
 
 def _pairs(outcomes, predictions: dict[str, float]) -> list[tuple[float, int]]:

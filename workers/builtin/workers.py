@@ -30,6 +30,7 @@ from workers.engine.dream import proposal_qualities, propose
 from workers.engine.gitrepo import Commit
 from workers.engine.learning import (
     FixRates,
+    ObservedRisk,
     Outcome,
     observe,
     pair_outcomes,
@@ -317,13 +318,25 @@ class ThinkWorker(RepoWorker):
         # superseded items it held, by (source, type, subject) until a newer one replaces them
         self.overruled: dict[tuple[str, str, str], dict] = {}
         self.conflict_effect: Counter = Counter()
+        # items that reached it already superseded (a resolution in their own broadcast), by
+        # id, until the conflict event says which resolution took them out
+        self._arrived_superseded: dict[int, dict] = {}
 
     def update_risk_model(self, items: list[dict]) -> None:
         self.risk_updates += len(items)
 
+    def remember(self, item: dict) -> None:
+        super().remember(item)
+        if item.get("status") == "superseded" and isinstance(item.get("id"), int):
+            self._arrived_superseded[item["id"]] = dict(item)
+            while len(self._arrived_superseded) > 200:
+                del self._arrived_superseded[next(iter(self._arrived_superseded))]
+
     def on_conflict_event(self, event: dict) -> None:
         """A resolution supersedes items: drop them from the local view (they no longer count
-        in the risk model), keeping them aside to measure what the resolution changed."""
+        in the risk model), keeping them aside to measure what the resolution changed. An item
+        the resolution superseded in its own broadcast arrives superseded and never entered the
+        view: it is kept aside the same way (it would have counted without the resolution)."""
         super().on_conflict_event(event)
         data = event.get("data") or {}
         self.conflict_effect[str(event.get("event"))] += 1
@@ -333,6 +346,16 @@ class ThinkWorker(RepoWorker):
         for key, item in list(self.knowledge.items()):
             if item.get("id") in gone:
                 self.overruled[key] = self.knowledge.pop(key)
+                self.conflict_effect["items_overruled"] += 1
+        for item_id in sorted(gone & self._arrived_superseded.keys()):
+            item = self._arrived_superseded.pop(item_id)
+            key = (
+                str(item.get("source")),
+                str(item.get("knowledge_type")),
+                str(item.get("subject")),
+            )
+            if key not in self.knowledge:
+                self.overruled[key] = item
                 self.conflict_effect["items_overruled"] += 1
 
     def _observe_own(self, commit: Commit, snap) -> None:
@@ -381,16 +404,19 @@ class ThinkWorker(RepoWorker):
 
 class LearningWorker(RepoWorker):
     """Observes what happened to each issue since the previous commit; broadcasts
-    ``successful_fix``, ``learned_pattern`` (fix rates) and ``pattern_evolution``, and scores
-    Think's ``decision_outcome`` predictions (Brier score) as it sees them in the exchange."""
+    ``successful_fix``, ``learned_pattern`` (fix rates), ``pattern_evolution`` and
+    ``risk_pattern`` (its view of risk from what the observed changes did: a third opinion,
+    on other evidence than Analysis's and Think's), and scores Think's ``decision_outcome``
+    predictions (Brier score) as it sees them in the exchange."""
 
     interests = ("decision_outcome", "risk_pattern")
     queries = ("decision_outcome", "risk_pattern")
-    produces = ("successful_fix", "learned_pattern", "pattern_evolution")
+    produces = ("successful_fix", "learned_pattern", "pattern_evolution", "risk_pattern")
 
     def __init__(self, *args, **kw):
         super().__init__(*args, **kw)
         self.rates = FixRates()
+        self.risk = ObservedRisk()
         self.history: list[dict[str, int]] = []
         self.snapshot = None
         self.context: dict[str, dict[str, str]] = {}
@@ -413,10 +439,12 @@ class LearningWorker(RepoWorker):
                 (p, o, self.commits_done) for p, o in pair_outcomes(self.outcomes, predictions)
             )
             self.rates.add(self.outcomes)
+            self.risk.add(self.outcomes)
         self.history.append(rule_counts(snap))
         del self.history[:-50]
         drafts = successful_fixes(self.outcomes) + self.rates.learned_patterns()
         drafts += pattern_evolutions(self.history)
+        drafts += self.risk.risk_patterns()
         self.publish(commit, drafts)
         stats = self.view.file_stats(commit, self.commit)
         self.context = {path: {"churn": churn_bucket(s.churn)} for path, s in stats.items()}

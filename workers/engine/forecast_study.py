@@ -17,7 +17,11 @@ the outcome Learning observed. Then, per repository:
   monotone recalibration of Think's forecast (isotonic), the single hindsight rate, and the
   rate per rule x margin x slack cell.
 
-CLI: ``python -m workers.engine.forecast_study REPO [REPO ...] [--commits N]`` prints JSON.
+With ``--prior-from`` (tuning repositories), also Think pooling their fix rates with this
+project's, as a fleet working on several projects shares them through the exchange.
+
+CLI: ``python -m workers.engine.forecast_study REPO [REPO ...] [--commits N]
+[--prior-from REPO ...] [--records DIR]`` prints JSON.
 """
 
 from __future__ import annotations
@@ -140,11 +144,34 @@ def _pattern(record: Record, feature: str) -> str:
     return f"rule:{values['rule']}|{feature}:{values[feature]}"
 
 
-def prequential(
-    records: Sequence[Record], features: Sequence[str], *, strength: float = 20.0
-) -> list[float]:
-    """Think's combination rule over ``features``' fix rates, from earlier outcomes only."""
+def _counts(records: Sequence[Record], features: Sequence[str]) -> tuple[dict, list[int]]:
+    """Successes and samples per pattern (and overall) of ``records``: the learned patterns a
+    Learning worker of another project would have shared."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    total = [0, 0]
+    for record in records:
+        total[0] += record["y"]
+        total[1] += 1
+        for feature in features:
+            entry = counts[_pattern(record, feature)]
+            entry[0] += record["y"]
+            entry[1] += 1
+    return counts, total
+
+
+def prequential(
+    records: Sequence[Record],
+    features: Sequence[str],
+    *,
+    strength: float = 20.0,
+    prior: Sequence[Record] = (),
+) -> list[float]:
+    """Think's combination rule over ``features``' fix rates, from earlier outcomes only.
+
+    ``prior`` are other projects' records: their pattern counts are pooled with this one's
+    (as Think pools the ``learned_pattern`` items of several Learning sources); the base rate
+    stays this project's own."""
+    counts, _ = _counts(prior, features)
     total = [0, 0]
     by_time = sorted(records, key=lambda r: r["step"])
     seen, forecasts = 0, []
@@ -221,8 +248,9 @@ def _skill(forecasts: Sequence[float], records: Sequence[Record], ci: bool) -> d
     return out
 
 
-def study(records: Sequence[Record]) -> dict[str, Any]:
-    """Fix rates by feature, prequential candidates and in-sample ceilings of one history."""
+def study(records: Sequence[Record], prior: Sequence[Record] = ()) -> dict[str, Any]:
+    """Fix rates by feature, prequential candidates and in-sample ceilings of one history;
+    with ``prior`` (other projects' records) also Think pooling their fix rates."""
     outcomes = [r["y"] for r in records]
     rates: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
     for r in records:
@@ -233,6 +261,9 @@ def study(records: Sequence[Record]) -> dict[str, Any]:
         name: _skill(prequential(records, features), records, ci=name in ("think", "all"))
         for name, features in CANDIDATES.items()
     }
+    if prior:
+        pooled = prequential(records, THINK, prior=prior)
+        candidates["think + other projects' patterns"] = _skill(pooled, records, ci=True)
     think = [r["p"] for r in records]
     hindsight = [sum(outcomes) / len(outcomes)] * len(records)
     cells = _cell_rates(
@@ -260,15 +291,34 @@ def study(records: Sequence[Record]) -> dict[str, Any]:
     }
 
 
+def _records(path: str, commits: int | None, cache: str | None) -> list[Record]:
+    """The decision records of a repository, from ``cache/<name>.json`` when it is there."""
+    from pathlib import Path
+
+    stored = Path(cache, f"{Path(path).resolve().name}-{commits}.json") if cache else None
+    if stored is not None and stored.exists():
+        return json.loads(stored.read_text())
+    records, _ = decision_records(GitRepo(path), max_commits=commits)
+    if stored is not None:
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.write_text(json.dumps(records))
+    return records
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("repos", nargs="+")
     parser.add_argument("--commits", type=int, default=None, help="replay the last N commits")
+    parser.add_argument(
+        "--prior-from",
+        nargs="*",
+        default=[],
+        help="other projects (tuning repositories) whose fix rates Think may pool",
+    )
+    parser.add_argument("--records", help="directory caching each repository's records")
     args = parser.parse_args(argv)
-    result = {}
-    for path in args.repos:
-        records, _ = decision_records(GitRepo(path), max_commits=args.commits)
-        result[path] = study(records)
+    prior = [r for p in args.prior_from for r in _records(p, args.commits, args.records)]
+    result = {path: study(_records(path, args.commits, args.records), prior) for path in args.repos}
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
     return 0

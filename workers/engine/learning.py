@@ -38,6 +38,7 @@ from .calibration import (  # noqa: F401 - re-exported: Learning owns the calibr
 )
 from .dream import KIND_BY_RULE, proposal_id
 from .knowledge import Draft, draft, iter_payloads
+from .risk import risk_level, risk_subject
 from .rules import Issue, margin_contexts, raw_severity, rule_metric
 
 EFFECTIVE_AT = 0.6
@@ -59,6 +60,14 @@ class Outcome:
     proposal_id: str | None
     context: Mapping[str, str] = field(default_factory=dict)
     commit: str | None = None
+    appeared: bool = False  # an issue the function did not have before appeared in it
+
+    @property
+    def harmed(self) -> bool:
+        """The change left the function worse: the rule's metric went up, or a new issue
+        appeared in it (``regressed`` always counts)."""
+        worse = self.metric_after is not None and self.metric_after > self.metric_before
+        return self.status == "regressed" or self.appeared or worse
 
     @property
     def success(self) -> bool | None:
@@ -97,17 +106,18 @@ def observe(
         old_unit = before.units[key]
         new_unit = after.units.get(key)
         metric_after = None
+        appeared: list[Issue] = []
         if new_unit is None:
             status = "removed"
         elif new_unit.body_hash == old_unit.body_hash:
             continue
         else:
             metric_after = rule_metric(issue.rule, new_unit)
+            old = {i.fingerprint for i in before_index.get(key, [])}
+            appeared = [i for i in after_index.get(key, []) if i.fingerprint not in old]
             if issue.fingerprint in after.issues:
                 status = "persisted"
             else:
-                old = {i.fingerprint for i in before_index.get(key, [])}
-                appeared = [i for i in after_index.get(key, []) if i.fingerprint not in old]
                 status = "regressed" if appeared else "fixed"
         outcomes.append(
             Outcome(
@@ -122,6 +132,7 @@ def observe(
                 proposal_id=_proposal_of(issue),
                 context=_context(issue, before_index, contexts),
                 commit=after.commit,
+                appeared=bool(appeared),
             )
         )
     return outcomes
@@ -223,6 +234,53 @@ class FixRates:
             drafts.append(
                 draft("learned_pattern", payload, min(0.95, max(0.1, samples / (samples + 10))))
             )
+        return drafts
+
+
+RISK_MIN_SAMPLES = 5
+
+
+class ObservedRisk:
+    """Learning's own view of risk, from what changes did (Analysis states it from the code,
+    Think from its committee): per ``rule:<rule>|churn:<bucket>`` (:func:`.risk.risk_subject`,
+    the subject the other two state it on), how often an observed change of a function carrying
+    the issue left it worse (:attr:`Outcome.harmed`: the rule's metric went up or a new issue
+    appeared in it). A removed function is no observation.
+
+    ``risk_score`` = ``(harmed + 0.5) / (changes + 1)`` (Jeffreys), levels as
+    :func:`.risk.risk_level`; confidence ``changes / (changes + 10)`` clamped to 0.1..0.95, the
+    same growth with samples as ``learned_pattern``; subjects with fewer than
+    :data:`RISK_MIN_SAMPLES` changes are not stated.
+    """
+
+    def __init__(self) -> None:
+        self.counts: dict[str, list[int]] = {}  # subject -> [harmed, changes]
+
+    def add(self, outcomes: Iterable[Outcome]) -> None:
+        for outcome in outcomes:
+            if outcome.success is None:
+                continue
+            subject = risk_subject(outcome.rule, outcome.context.get("churn"))
+            entry = self.counts.setdefault(subject, [0, 0])
+            entry[0] += int(outcome.harmed)
+            entry[1] += 1
+
+    def risk_patterns(self, *, min_samples: int = RISK_MIN_SAMPLES) -> list[Draft]:
+        drafts = []
+        for subject in sorted(self.counts):
+            harmed, changes = self.counts[subject]
+            if changes < min_samples:
+                continue
+            score = (harmed + 0.5) / (changes + 1)
+            payload = {
+                "pattern": subject,
+                "risk_level": risk_level(score),
+                "risk_score": round(score, 4),
+                "samples": changes,
+                "evidence": f"{harmed} of {changes} observed changes left the function worse",
+            }
+            confidence = min(0.95, max(0.1, changes / (changes + 10)))
+            drafts.append(draft("risk_pattern", payload, confidence))
         return drafts
 
 

@@ -28,7 +28,14 @@ from .calibration import brier_improvement, forecast_report
 from .dream import proposal_qualities, propose
 from .gitrepo import FileStats, GitRepo
 from .knowledge import Draft, subject_of
-from .learning import FixRates, observe, pair_outcomes, pattern_evolutions, successful_fixes
+from .learning import (
+    FixRates,
+    ObservedRisk,
+    observe,
+    pair_outcomes,
+    pattern_evolutions,
+    successful_fixes,
+)
 from .recall import churn_bucket, context_enrichments, knowledge_retrievals, recall
 from .rules import Rules
 from .think import assess, decision_outcomes, risk_patterns
@@ -153,7 +160,7 @@ def replay(
     analyzer.rules = rules or Rules()
     store = KnowledgeStore(exchange=exchange)
     report = ReplayReport(exchange=exchange, commits=len(commits))
-    rates = FixRates()
+    rates, risk = FixRates(), ObservedRisk()
     history: list[dict[str, int]] = []
     parsed_before = analyzer.stats["parsed"]
 
@@ -163,9 +170,9 @@ def replay(
     base = [0, 0]  # successes, samples of Think's own predictions (known in both modes)
     stats: dict[str, FileStats] = {}
     for index, commit in enumerate(commits):
+        changed = None
         if index == 0:
             stats = repo.file_stats(commit.sha)
-            changed = None
         else:
             changed = repo.changed_files(commits[index - 1].sha, commit.sha)
             stats = _advance_stats(stats, changed, commit.timestamp)
@@ -183,13 +190,13 @@ def replay(
                 report.outcomes[o.status] = report.outcomes.get(o.status, 0) + 1
             scored = pair_outcomes(outcomes, predictions)
             report.pairs.extend((p, o, index) for p, o in scored)
-            base[0] += sum(o for _, o in scored)  # Think observes its own outcomes
-            base[1] += len(scored)
+            base = [base[0] + sum(o for _, o in scored), base[1] + len(scored)]  # Think's own
             rates.add(outcomes)
+            risk.add(outcomes)
             store.publish("learning", successful_fixes(outcomes))
         history.append(rule_counts(snap))
-        store.publish("learning", rates.learned_patterns())
-        store.publish("learning", pattern_evolutions(history))
+        learned = rates.learned_patterns() + pattern_evolutions(history) + risk.risk_patterns()
+        store.publish("learning", learned)
 
         own = store.for_worker("analysis", ["issue_pattern"])
         store.publish("analysis", issue_patterns(snap, known=own))

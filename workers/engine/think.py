@@ -24,8 +24,11 @@ rate, AUC, calibration) is a shrunk log-odds model anchored on the base rate:
    construction.
 3. The result is clipped to ``clip``.
 
-The features and the two constants were chosen on one repository (flask, see docs/workers.md)
-and evaluated on others.
+The rates are pooled over the sources that state them (:func:`_pooled_patterns`): a fleet
+working on several projects shares each project's Learning patterns through the exchange, and
+the same pattern learned on two projects counts both projects' outcomes (the base rate ``b``
+stays the project's own). The features and the two constants were chosen on one repository
+(flask, see docs/workers.md) and evaluated on others; pooling was chosen on flask and werkzeug.
 
 Decision, with ``utility = p * impact - (1 - p) * risk`` and ``strength`` = samples / (samples
 + rule_strength) of the rule's learned pattern (0 without knowledge):
@@ -135,11 +138,7 @@ class ThinkModel:
     ) -> ThinkModel:
         model = cls(config, base)
         items = list(knowledge)
-        for payload, _ in iter_payloads(items, "learned_pattern"):
-            pattern = str(payload.get("pattern", ""))
-            samples = int(payload.get("samples", 0))
-            if samples > model.learned.get(pattern, (0.0, 0))[1]:
-                model.learned[pattern] = (float(payload.get("success_rate", 0.0)), samples)
+        model.learned = _pooled_patterns(items)
         for payload, _ in iter_payloads(items, "proposal_quality"):
             rate = payload.get("success_rate")
             if isinstance(rate, (int, float)):
@@ -203,6 +202,25 @@ class ThinkModel:
         learned_rule = self.learned.get(f"rule:{rule}")
         strength = learned_rule[1] / (learned_rule[1] + cfg.rule_strength) if learned_rule else 0.0
         return min(high, max(low, _sigmoid(log_odds))), strength, reasons
+
+
+def _pooled_patterns(items: list[Any]) -> dict[str, tuple[float, int]]:
+    """``{pattern: (success rate, samples)}`` of the received ``learned_pattern`` items, pooled
+    over their sources: each source (a Learning worker, one per project) states the counts of
+    its own outcomes, so the same pattern learned on several projects adds their successes and
+    samples (the exchange keeps one item per source and pattern)."""
+    pooled: dict[str, list[float]] = {}
+    for payload, _ in iter_payloads(items, "learned_pattern"):
+        try:
+            samples = int(payload.get("samples", 0))
+            rate = float(payload.get("success_rate", 0.0))
+        except (TypeError, ValueError):
+            continue
+        if samples > 0:
+            entry = pooled.setdefault(str(payload.get("pattern", "")), [0.0, 0])
+            entry[0] += rate * samples
+            entry[1] += samples
+    return {pattern: (s / n, int(n)) for pattern, (s, n) in pooled.items()}
 
 
 def _context_for(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 
@@ -13,6 +14,7 @@ from knowledge.models import InboxCursor, KnowledgeItem
 from workers.builtin.replay import build_workers, replay_history
 from workers.builtin.repo import RepoView
 from workers.engine.replay import replay as engine_replay
+from workers.engine.tests.sources import function_of_complexity, function_of_length
 from workers.engine.tests.test_replay import build_history
 from workers.models import Project
 
@@ -62,6 +64,64 @@ def test_replay_through_the_exchange_reproduces_the_engine_with_exchange(repo_bu
     assert conflicts["effect_on_think"]["conflict_detected"] > 0
     # Only what changed was broadcast: fewer items than the engine published.
     assert sum(w["broadcast"] for w in workers.values()) < sum(reference.published.values())
+
+
+def build_disputed_history(builder, commits: int, warmup: int = 12, seed: int = 5) -> None:
+    """A package whose files change at every commit (high churn from the first replayed
+    commit, when the replay skips the ``warmup`` commits): 50 functions with 8-10 arguments,
+    two of the last three edited per commit without touching their arguments (the changes
+    never make them worse), and long and complex functions that grow whenever they change."""
+    rng = random.Random(seed)
+    args = {f"f{i:02d}": [rng.randint(8, 10), 0] for i in range(50)}
+    edited = sorted(args)[-3:]
+    grow = {"long": {f"long_{i}": 70 + 5 * i for i in range(8)}}
+    grow["complex"] = {f"complex_{i}": 14 + i for i in range(8)}
+
+    def with_args(name: str, count: int, extra: int) -> str:
+        body = "".join(f"    y{i} = a0 + {i}\n" for i in range(extra))
+        return f"def {name}({', '.join(f'a{i}' for i in range(count))}):\n{body}    return a0\n"
+
+    for _ in range(warmup + commits):
+        for name in rng.sample(edited, 2):
+            args[name][1] = (args[name][1] + 1) % 6
+        for kind, group in grow.items():
+            for name in rng.sample(sorted(group), 2):
+                group[name] += 3 if kind == "long" else 1
+        builder.write("pkg/api.py", "\n\n".join(with_args(k, *v) for k, v in sorted(args.items())))
+        for kind, render in (("long", function_of_length), ("complex", function_of_complexity)):
+            text = "\n\n".join(render(k, v) for k, v in sorted(grow[kind].items()))
+            builder.write(f"pkg/{kind}.py", text)
+        builder.commit("edit")
+
+
+def test_the_fleet_settles_its_own_disagreements_on_evidence(repo_builder):
+    """Learning states risk from what the observed changes did, a third opinion on other
+    evidence than Analysis's (the code) and Think's (its committee). Where the two agree with
+    confidence and Learning's first few observations say otherwise, the engine settles it at
+    the unchanged 0.95 threshold; where Analysis and Think disagree, Learning's view is the
+    third voice. Before, no conflict of the fleet was ever resolved: two sources with no
+    record cannot settle a disagreement on their own."""
+    from conflicts.models import Resolution
+
+    build_disputed_history(repo_builder, commits=10)
+    report = replay_history(str(repo_builder.path), commits=10, exchange=True, sweep_every=5)
+    assert report["failed_cycles"] == 0
+    conflicts = report["conflicts"]
+    assert report["workers"]["learning"]["broadcast_by_type"]["risk_pattern"] > 0
+    assert conflicts["by_status"].get("auto_resolved", 0) > 0, conflicts
+    assert conflicts["by_status"].get("pending_review", 0) > 0  # not everything is settled
+    assert conflicts["resolutions"].get("auto:auto", 0) > 0
+    assert conflicts["superseded_items"] > 0
+    assert conflicts["sweeps"]["runs"] == 2
+    # Think took the superseded items out of its view and counted what that changed.
+    effect = conflicts["effect_on_think"]
+    assert effect["knowledge_resolved"] > 0 and effect["items_overruled"] > 0, effect
+    assert effect["assessments_with_overruled_inputs"] > 0
+    # Each automatic decision was a probability of at least 0.95 over the three views,
+    # Learning's observed one among them: evidence, not a lowered bar.
+    for res in Resolution.objects.filter(actor="auto"):
+        assert res.proposal["margin"] >= 0.95
+        assert {i["source"] for i in res.inputs} == {"analysis", "think", "learning"}
 
 
 def test_replay_without_exchange_is_the_engines_baseline(repo_builder):

@@ -8,7 +8,7 @@ import pytest
 
 from conftest import Persona, issue_payload
 from knowledge.tests.daphne_server import DaphneServer
-from kx_sdk import HttpTransport
+from kx_sdk import HttpTransport, SDKError
 from workers.inprocess import InProcessTransport
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -60,8 +60,16 @@ def session(transport, tag: str) -> dict:
     )
     out["query"] = transport.query({"types": ["issue_pattern"]})
     out["subscribe"] = transport.subscribe(types=["issue_pattern"])
-    out["receive"] = transport.receive(limit=10)
-    out["ack"] = transport.ack(out["receive"]["ack"])
+    out["receive"] = transport.receive(limit=1)
+    page = out["receive"]
+    # the next page, acking the first in the same call
+    out["receive_ack"] = transport.receive(limit=10, ack=page["ack"], epoch=page["epoch"])
+    out["ack"] = transport.ack(out["receive_ack"]["ack"])
+    try:  # a stale ack (behind the cursor) is refused the same way
+        transport.receive(limit=10, ack=page["ack"], epoch=page["epoch"])
+        out["stale_ack"] = {"refused": False}
+    except SDKError as exc:
+        out["stale_ack"] = {"refused": True, "status": exc.status, "field": exc.field}
     out["update_state"] = transport.update_state({"status": "running", "cycles": 1})
     first, second = out["broadcast"]["item"]["id"], out["broadcast_many"][0]["result"]["item"]["id"]
     out["flag_conflict"] = transport.flag_conflict([first, second], f"{tag}: they disagree")
@@ -71,7 +79,9 @@ def session(transport, tag: str) -> dict:
 def test_in_process_and_http_transports_answer_in_the_same_shapes():
     inproc_worker = Persona("twin-inproc", "analysis")
     http_worker = Persona("twin-http", "analysis")
-    Persona("other", "think").broadcast("issue_pattern", issue_payload(location="o.py::f"))
+    other = Persona("other", "think")
+    for location in ("o.py::f", "o.py::g"):  # two pages of one for each twin
+        other.broadcast("issue_pattern", issue_payload(location=location))
     server = DaphneServer().start()
     try:
         http = session(HttpTransport(server.url, http_worker.token, http_worker.name), "h")
@@ -80,3 +90,9 @@ def test_in_process_and_http_transports_answer_in_the_same_shapes():
     inproc = session(InProcessTransport(inproc_worker.worker), "i")
     problems = {call: differences(shape(inproc[call]), shape(http[call])) for call in inproc}
     assert not any(problems.values()), {k: v for k, v in problems.items() if v}
+    assert (
+        inproc["stale_ack"] == http["stale_ack"] == {"refused": True, "status": 409, "field": "ack"}
+    )
+    for out in (inproc, http):  # the ack on read moved the cursor past the first page
+        assert out["receive_ack"]["position"] == out["receive"]["ack"]
+        assert out["ack"]["position"] == out["receive_ack"]["ack"]

@@ -32,10 +32,13 @@ def test_replay_history_json_report(history_repo):
         "6",
         "--json",
         "--no-progress",
+        "--sweep-every",
+        "2",
         stdout=out,
     )
     report = json.loads(out.getvalue())
     assert report["commits"] == 6 and report["exchange"] is True and report["failed_cycles"] == 0
+    assert report["conflicts"]["sweeps"]["runs"] == 3  # the conflicts sweep every 2 commits
     quality = report["decision_quality"]
     assert set(quality) >= {"brier", "accuracy", "n"} and quality["n"] > 0
     assert 0 <= quality["brier"] <= 1

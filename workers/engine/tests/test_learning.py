@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pytest
 
@@ -19,6 +20,7 @@ from workers.engine.dream import proposal_id
 from workers.engine.knowledge import Draft, validate_payload
 from workers.engine.learning import (
     FixRates,
+    ObservedRisk,
     Outcome,
     learned_patterns,
     observe,
@@ -201,6 +203,28 @@ def test_fix_rates_accumulate_across_calls():
     rates.add([outcome("long_function", "persisted"), outcome("long_function", "removed")])
     assert rates.rate("rule:long_function") == (1, 2)
     assert rates.rate("rule:unknown") == (0, 0)
+
+
+def test_observed_risk_is_the_share_of_changes_that_left_the_function_worse():
+    worse = replace(outcome("long_function", "persisted", churn="high"), metric_after=75)
+    grown = replace(outcome("high_complexity", "persisted", churn="low"), appeared=True)
+    risk = ObservedRisk()
+    risk.add([worse] * 6 + [outcome("long_function", "persisted", churn="high")] * 2)
+    risk.add([outcome("long_function", "regressed", churn="high"), grown] * 1)
+    risk.add([outcome("long_function", "removed", churn="high")] * 5)  # no verdict
+    risk.add([outcome("high_complexity", "fixed", churn="low")] * 9)
+    drafts = {d.payload["pattern"]: d for d in risk.risk_patterns()}
+    long = drafts["rule:long_function|churn:high"]  # Analysis's and Think's subject
+    assert long.payload["samples"] == 9 and long.payload["risk_level"] == "critical"
+    assert long.payload["risk_score"] == round(7.5 / 10, 4)
+    assert long.confidence == round(9 / 19, 4)
+    assert drafts["rule:high_complexity|churn:low"].payload["risk_level"] == "low"
+    assert risk.counts["rule:high_complexity|churn:low"] == [1, 10]
+    assert validate_payload("risk_pattern", long.payload) == []
+    risk.add([outcome("too_many_returns", "persisted")] * 4)
+    assert "rule:too_many_returns|churn:unknown" not in {  # fewer than 5 changes
+        d.payload["pattern"] for d in risk.risk_patterns()
+    }
 
 
 def test_pattern_evolution_trends():

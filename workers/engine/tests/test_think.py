@@ -87,6 +87,24 @@ def test_learned_fix_rates_move_the_forecast_from_the_base_rate():
     assert other.evidence == 0
 
 
+def test_a_pattern_learned_on_several_projects_counts_all_their_outcomes():
+    """Two Learning sources (two projects) state the same pattern: Think pools their counts."""
+    proposal = make_proposal("long_function", "medium")
+    base = (10, 200)
+
+    def forecast(*items: Draft) -> float:
+        [verdict] = assess([proposal], list(items), base=base)
+        return verdict.predicted_success
+
+    here, elsewhere = learned("rule:long_function", 0.2, 100), learned("rule:long_function", 0, 300)
+    assert forecast(here, elsewhere) == forecast(learned("rule:long_function", 0.05, 400))
+    assert forecast(here, elsewhere) < 10.5 / 201 < forecast(here)
+    # a project's thin evidence alone is ignored; pooled with another's it counts
+    thin = learned("rule:long_function", 0.5, 2)
+    assert forecast(thin) == pytest.approx(10.5 / 201, abs=1e-4)
+    assert forecast(thin, learned("rule:long_function", 0.5, 2)) > 10.5 / 201
+
+
 def test_pooled_margin_patterns_move_the_forecast():
     knowledge = [
         learned("rule:*|margin:near", 0.15, 300),

@@ -42,6 +42,13 @@ class Command(BaseCommand):
             "--allow-existing", action="store_true", help="run even if the database holds knowledge"
         )
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--sweep-every",
+            type=int,
+            default=None,
+            help="commits between two conflict sweeps (trust re-estimate and re-evaluation), "
+            "as the sweep process runs in production; 0 = never (default 10)",
+        )
 
     def handle(self, *args, **opts):
         if opts["commits"] is not None and opts["commits"] < 1:
@@ -82,6 +89,7 @@ class Command(BaseCommand):
                 commits=opts["commits"],
                 exchange=not opts["no_exchange"],
                 progress=not opts["no_progress"],
+                **({} if opts["sweep_every"] is None else {"sweep_every": opts["sweep_every"]}),
             )
         except GitError as exc:
             raise CommandError(str(exc)) from exc
@@ -108,6 +116,8 @@ class Command(BaseCommand):
             cmd.append("--no-exchange")
         if opts["no_progress"]:
             cmd.append("--no-progress")
+        if opts["sweep_every"] is not None:
+            cmd += ["--sweep-every", str(opts["sweep_every"])]
         proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, check=False)
         if proc.returncode != 0:
             raise CommandError(f"replay on {db} failed (exit {proc.returncode})")
