@@ -384,9 +384,13 @@ class Bench:
         }
         if args.database_url:
             self.env["DATABASE_URL"] = args.database_url
+        if args.no_redis:  # embedded mode, as `make run` without REDIS_URL
+            self.env["REDIS_URL"] = ""
 
     # infrastructure
     def start_redis(self):
+        if self.args.no_redis:
+            return
         self.redis = Proc(
             [
                 "redis-server",
@@ -572,6 +576,8 @@ class Bench:
     def redis_info(self) -> dict:
         import redis
 
+        if self.args.no_redis:
+            return {}
         try:
             return redis.Redis(port=self.redis_port).info("stats")
         except Exception:
@@ -811,6 +817,12 @@ def main():
         action="store_true",
         help="also run every Procfile process but web (built-in workers, alerts, pruner, sweep) "
         "on the bench's database and Redis, as `make run` does",
+    )
+    ap.add_argument(
+        "--no-redis",
+        action="store_true",
+        help="embedded mode (no REDIS_URL: local cache, in-memory layer), as `make run`; the "
+        "publisher is another process, so the relay learns of its commits by polling",
     )
     ap.add_argument("--keep-logs", action="store_true", help="keep the server/fleet logs")
     ap.add_argument("--fleet-warmup", type=float, default=5.0, help="seconds before the runs")

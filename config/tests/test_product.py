@@ -75,7 +75,7 @@ def test_the_object_is_frozen():
 
 def test_relay_poll_interval_zero_means_by_backend():
     ps = ProductSettings()
-    assert ps.relay_poll_seconds(redis=True) == 1.0 and ps.relay_poll_seconds(redis=False) == 0.2
+    assert ps.relay_poll_seconds(redis=True) == 1.0 and ps.relay_poll_seconds(redis=False) == 0.05
     assert ps.replace(relay_poll_interval=0.5).relay_poll_seconds(redis=True) == 0.5
 
 

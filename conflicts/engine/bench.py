@@ -192,10 +192,21 @@ def format_end_states(ends: dict) -> str:
 def truth_ceiling_table(seeds: Sequence[int], subjects: int = 200) -> str:
     """The truth family's Bayes-optimal end state per seed (``calibration.truth_family_ceiling``)
     next to majority vote on the same claims."""
-    from .calibration import end_state, truth_family_ceiling
+    from .calibration import best_right_within, end_state, truth_family_ceiling
     from .scenarios import truth_family
 
-    rows = [["seed", "subjects", "MAP right", "majority", "@0.85 right/wrong", "@0.95 right/wrong"]]
+    rows = [
+        [
+            "seed",
+            "subjects",
+            "MAP right",
+            "majority",
+            "@0.85 right/wrong",
+            "@0.95 right/wrong",
+            "best right, wrong <= 1%",
+        ]
+    ]
+    pooled = None
     for seed in seeds:
         scenario = generate(truth_family(seed, subjects))
         c = truth_family_ceiling(scenario)
@@ -209,6 +220,24 @@ def truth_ceiling_table(seeds: Sequence[int], subjects: int = 200) -> str:
                 f"{vote.majority_accuracy:.1%}",
                 f"{c.at[0.85][0] / n:.1%} / {c.at[0.85][1] / n:.1%}",
                 f"{c.at[0.95][0] / n:.1%} / {c.at[0.95][1] / n:.1%}",
+                f"{c.best_within_1pct / n:.1%}",
+            ]
+        )
+        pooled = (pooled or []) + [(c, vote)]
+    if pooled and len(pooled) > 1:
+        n = sum(c.subjects for c, _ in pooled)
+        rows.append(
+            [
+                "all",
+                str(n),
+                f"{sum(c.map_right for c, _ in pooled) / n:.1%}",
+                f"{sum(v.majority_right for _, v in pooled) / n:.1%}",
+                *(
+                    f"{sum(c.at[t][0] for c, _ in pooled) / n:.1%} / "
+                    f"{sum(c.at[t][1] for c, _ in pooled) / n:.1%}"
+                    for t in (0.85, 0.95)
+                ),
+                f"{best_right_within([d for c, _ in pooled for d in c.decisions], n) / n:.1%}",
             ]
         )
     return _align(rows)

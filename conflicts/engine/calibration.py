@@ -144,6 +144,24 @@ class Ceiling:
     subjects: int
     map_right: int
     at: dict[float, tuple[int, int]]  # threshold -> (right, wrong)
+    #: (MAP posterior, MAP is the truth) per test subject.
+    decisions: tuple[tuple[float, bool], ...] = ()
+
+    @property
+    def best_within_1pct(self) -> int:
+        return best_right_within(self.decisions, self.subjects)
+
+
+def best_right_within(decisions, subjects: int, wrong_share: float = 0.01) -> int:
+    """The most subjects right with at most ``wrong_share`` of ``subjects`` wrong, deciding
+    them in order of the posterior (the threshold chosen after the fact: none does better)."""
+    best = right = wrong = 0
+    for _p, ok in sorted(decisions, key=lambda r: -r[0]):
+        right += ok
+        wrong += not ok
+        if wrong <= wrong_share * subjects:
+            best = max(best, right)
+    return best
 
 
 def truth_family_ceiling(
@@ -161,6 +179,7 @@ def truth_family_ceiling(
         by_subject.setdefault(key, []).append(ev)
     right = 0
     at = {t: [0, 0] for t in thresholds}
+    ranked: list[tuple[float, bool]] = []
     tests = [k for k, t in first.items() if t >= scenario.warmup_end]
     for key in tests:
         scores = {}
@@ -183,7 +202,8 @@ def truth_family_ceiling(
         p = scores[best] / sum(scores.values())
         ok = best == scenario.truth_at(key[0], key[1], scenario.horizon)
         right += ok
+        ranked.append((p, ok))
         for t in thresholds:
             if p >= t:
                 at[t][0 if ok else 1] += 1
-    return Ceiling(len(tests), right, {t: (r, w) for t, (r, w) in at.items()})
+    return Ceiling(len(tests), right, {t: (r, w) for t, (r, w) in at.items()}, tuple(ranked))

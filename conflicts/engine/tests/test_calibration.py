@@ -103,3 +103,16 @@ def test_bayes_ceiling_of_the_truth_family_is_above_majority_and_below_one():
     assert vote.majority_accuracy < ceiling.map_right / ceiling.subjects <= 1.0
     right, wrong = ceiling.at[0.95]
     assert right + wrong <= ceiling.at[0.85][0] + ceiling.at[0.85][1] <= ceiling.subjects
+    # No threshold chosen after the fact beats deciding in order of the posterior; with at
+    # most 1 % wrong it is at least what 0.95 gets when that stays within 1 %.
+    if wrong <= 0.01 * ceiling.subjects:
+        assert ceiling.best_within_1pct >= right
+    assert ceiling.best_within_1pct <= ceiling.map_right
+
+
+def test_best_right_within_a_wrong_budget_decides_in_order_of_the_posterior():
+    from conflicts.engine.calibration import best_right_within
+
+    decisions = [(0.8, True), (0.99, True), (0.9, True), (0.98, False)]
+    assert best_right_within(decisions, subjects=100) == 3  # one wrong allowed: decide all
+    assert best_right_within(decisions, subjects=50) == 1  # none allowed: stop before 0.98
