@@ -20,6 +20,7 @@ from django.core.management import call_command
 from django.test import AsyncClient
 
 from config.asgi import application
+from conftest import wait_until_long_poll_parked
 from identity.models import Worker
 from knowledge.tests.daphne_server import DaphneServer
 from knowledge.tests.live_clients import close_code, long_poll, staff_session
@@ -65,7 +66,9 @@ async def test_rotating_a_token_closes_the_socket_and_answers_the_long_poll(thin
             "/api/knowledge/events", {"wait": 20}, headers={"Authorization": f"Token {think.token}"}
         )
     )
-    await asyncio.sleep(0.3)  # let the poll park (it answers 200 on its deadline otherwise)
+    # the poll must be parked before the rotation (authenticated with the old token), else it
+    # is refused at the door instead of being answered by the revocation check
+    assert await asyncio.to_thread(wait_until_long_poll_parked)
     await rotate("think")
     assert await closed_with(comm) == 4401
     response = await asyncio.wait_for(poll, 10)
