@@ -222,10 +222,16 @@ def test_five_workers_at_once_broadcast_query_receive_and_learn(fleet):
         assert worker.stats.errors == 0, (name, worker.stats.last_error)
         state = Worker.objects.get(name=name).state
         assert state["status"] in ("running", "stopped") and state["stats"]["cycles"] >= 1
-        # Every worker read its inbox (a new inbox starts where the log stood at the worker's
-        # creation, here 0; one that nothing was sent to yet may still stand there).
-        assert InboxCursor.objects.get(worker__name=name).acked_at is not None or (
-            worker.stats.received == 0
+        # Every worker that received something acknowledged it: a page is acked by the
+        # worker's next read (docs/api.md, "Ack on the next read"), so this is waited for. (A
+        # new inbox starts where the log stood at the worker's creation, here 0; one that
+        # nothing was sent to yet may still stand there.)
+        wait_for(
+            lambda w=worker, n=name: (
+                InboxCursor.objects.get(worker__name=n).acked_at is not None
+                or w.stats.received == 0
+            ),
+            what=f"{name} acknowledged what it received",
         )
     assert sum(InboxCursor.objects.filter(position__gt=0).values_list("position", flat=True)) > 0
 
