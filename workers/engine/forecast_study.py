@@ -150,13 +150,18 @@ def _counts(records: Sequence[Record], features: Sequence[str]) -> tuple[dict, l
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     total = [0, 0]
     for record in records:
-        total[0] += record["y"]
-        total[1] += 1
-        for feature in features:
-            entry = counts[_pattern(record, feature)]
-            entry[0] += record["y"]
-            entry[1] += 1
+        _count(record, features, counts, total)
     return counts, total
+
+
+def _count(record: Record, features: Sequence[str], counts: dict, total: list[int]) -> None:
+    """Add ``record``'s outcome to the overall ``total`` and to its pattern of each feature."""
+    total[0] += record["y"]
+    total[1] += 1
+    for feature in features:
+        entry = counts[_pattern(record, feature)]
+        entry[0] += record["y"]
+        entry[1] += 1
 
 
 def prequential(
@@ -178,13 +183,7 @@ def prequential(
     for record in records:
         decided = record["step"] - 1  # outcomes observed at or before the decision's commit
         while seen < len(by_time) and by_time[seen]["step"] <= decided:
-            done = by_time[seen]
-            total[0] += done["y"]
-            total[1] += 1
-            for feature in features:
-                entry = counts[_pattern(done, feature)]
-                entry[0] += done["y"]
-                entry[1] += 1
+            _count(by_time[seen], features, counts, total)
             seen += 1
         base = (total[0] + 0.5) / (total[1] + 1)
         shifts = []
