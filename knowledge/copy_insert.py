@@ -79,6 +79,14 @@ def copy_insert(model: type[Model], objs: list[Model]) -> None:
         obj._state.db = connection.alias
 
 
+def field_preps(model: type[Model]) -> list[tuple[object, Callable[[Model], object]]]:
+    """(field, how to get its database value from an object) for every concrete field of
+    ``model`` but the primary key, as ``copy_insert`` writes them (for another statement
+    that writes a row by hand: the event log's single-event insert)."""
+    pk = model._meta.pk
+    return [(f, _prep(f)) for f in model._meta.concrete_fields if f is not pk]
+
+
 def _prep(field) -> Callable[[Model], object]:
     """How to get ``field``'s database value from an object: Django's ``pre_save`` +
     ``get_db_prep_save``, with shortcuts for the types whose generic path dominated the

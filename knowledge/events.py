@@ -32,22 +32,19 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 from dataclasses import dataclass
 
 from django.db import connection, transaction
-from django.db.models import Max, Q
+from django.db.models import JSONField, Max, Q
 
 from config.product import product_settings
-from knowledge.copy_insert import copy_insert
+from knowledge.copy_insert import copy_insert, field_preps
 from knowledge.models import Event, LogState
 
 log = logging.getLogger(__name__)
 
 ADVISORY_LOCK_KEY = 0x4B58_0001  # "KX" 1: the event log tail
 SUBJECT_LOCK_SPACE = 0x4B58_0002  # "KX" 2: one (type, subject) in snapshot mode
-
-_locked_in = threading.local()
 
 
 def snapshot_ordering() -> bool:
@@ -98,7 +95,11 @@ def _insert_unlocked(events: list[Event]) -> list[Event]:
 
     In a savepoint (its xid is assigned by the INSERT or COPY, the savepoint's first write,
     after every seq is drawn): the transaction's own xid first (``pg_current_xact_id``, in the
-    subquery, before ``nextval``), then the seqs, then the rows with those seqs."""
+    subquery, before ``nextval``), then the seqs, then the rows with those seqs. One event
+    (a single broadcast's) is one statement: its one row's ``nextval`` is evaluated before
+    the row is written; several are drawn first, then written by COPY."""
+    if len(events) == 1:
+        return [_insert_one_unlocked(events[0])]
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'seq')) "
@@ -110,6 +111,38 @@ def _insert_unlocked(events: list[Event]) -> list[Event]:
             event.seq = seq
         copy_insert(Event, events)  # with the seqs just drawn
         return events
+
+
+def _one_event_sql() -> str:
+    global _ONE_EVENT_SQL
+    if _ONE_EVENT_SQL is None:
+        qn = connection.ops.quote_name
+        fields = [field for field, _ in _EVENT_PREPS]
+        columns = ", ".join(qn(f.column) for f in fields)
+        values = ", ".join("%s::jsonb" if isinstance(f, JSONField) else "%s" for f in fields)
+        _ONE_EVENT_SQL = (
+            f"INSERT INTO {_table()} ({qn('seq')}, {columns}) "
+            f"SELECT nextval(pg_get_serial_sequence(%s, 'seq')), {values} "
+            f"FROM (SELECT pg_current_xact_id() OFFSET 0) AS x RETURNING {qn('seq')}"
+        )
+    return _ONE_EVENT_SQL
+
+
+_EVENT_PREPS = field_preps(Event)
+_ONE_EVENT_SQL: str | None = None
+
+
+def _insert_one_unlocked(event: Event) -> Event:
+    """``_insert_unlocked`` for one event: in a savepoint, one INSERT ... SELECT whose
+    subquery makes sure the transaction has its xid, whose ``nextval`` draws the seq, and
+    whose row, written after both, gets the savepoint's own xid."""
+    params = [Event._meta.db_table, *(prep(event) for _, prep in _EVENT_PREPS)]
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute(_one_event_sql(), params)
+        event.seq = cur.fetchone()[0]
+    event._state.adding = False
+    event._state.db = connection.alias
+    return event
 
 
 def publish_event(
