@@ -607,12 +607,15 @@ class Relay:
         await wakeup.listen(woken)
 
     def snapshot(self) -> dict:
+        """Called from request threads (/metrics, the dashboard) while the event loop adds and
+        removes connections: one copy of the set (taken without releasing the GIL) is read."""
+        connections = list(self.connections)
         return {
             "process": process_id(),
             "updated": time.time(),
             "position": self.position,
-            "connections": [c.describe() for c in self.connections if not c.poll],
-            "long_polls": sum(1 for c in self.connections if c.poll),
+            "connections": [c.describe() for c in connections if not c.poll],
+            "long_polls": sum(1 for c in connections if c.poll),
             "total_connections": self.total_connections,
             "stats": dict(self.stats),
         }
