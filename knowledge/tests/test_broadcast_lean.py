@@ -5,7 +5,7 @@ The common case, a new item on a subject nobody else has claimed, with an idempo
 one look for the key, the worker row, the source's own items, the item, the subject's lock
 (or the tail lock), one busy check for conflict detection, the event, the key's record.
 No statement for conflict detection's reads of the subject's items and conflicts (the busy
-check answers "nothing there"), none for drawing the event's seq apart from its insert."""
+check answers "nothing there")."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def expected_statements() -> int:
     if connection.vendor != "postgresql":
         return n - 1  # SQLite serialises writers: no advisory lock
     if snapshot_ordering():
-        return n + 2  # the event in its own savepoint (its xid is newer than its seq)
+        return n + 3  # the event in its own savepoint, its seq drawn first (xid after seq)
     return n + 1  # publish_event takes the (re-entrant) tail lock again
 
 
