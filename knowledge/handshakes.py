@@ -12,7 +12,7 @@ had already given up: with 400 in flight not one completed (docs/performance.md,
 Over ``ws_handshakes_in_flight`` a new handshake is refused at once, before any of that
 work, with a refusal the client can read:
 
-- **HTTP 503** with ``Retry-After: ws_handshake_retry_after`` before the upgrade, where the
+- **HTTP 503** with ``Retry-After`` (the client's slot, below) before the upgrade, where the
   server can answer a handshake with a status: under daphne (``daphne_transport.deny``;
   daphne itself answers every refusal 403) and under any server offering ASGI's WebSocket
   Denial Response extension;
@@ -29,6 +29,8 @@ back in the same second (``kx_sdk.backoff.retry_delay``, ``KnowledgeSocket.retry
 from __future__ import annotations
 
 import json
+import math
+import time
 
 from config.product import product_settings
 from knowledge import daphne_transport
@@ -59,11 +61,24 @@ class _CountingSend:
 
 class HandshakeGate:
     """ASGI middleware: at most ``ws_handshakes_in_flight`` socket handshakes in progress in
-    this process (0: no bound); the next one is refused early (module docstring)."""
+    this process (0: no bound); the next one is refused early (module docstring).
+
+    Each refused client is given its own slot to come back in: the slots follow each other at
+    the rate this process has been completing handshakes (``Retry-After`` = the slot, at
+    least ``ws_handshake_retry_after``). Told "1 s" all at once, 10,000 refused clients came
+    back together and the server spent its CPU refusing them again (a refusal costs the
+    server nearly what an accepted handshake does: the HTTP parse and autobahn come first).
+    """
+
+    RATE_WINDOW = 5.0  # seconds of completed handshakes the rate is measured over
 
     def __init__(self, app):
         self.app = app
         self.in_progress = 0
+        self._next_slot = 0.0
+        self._window_start = time.monotonic()
+        self._completed = 0
+        self._rate = 0.0  # handshakes completed per second in the last full window
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "websocket":
@@ -71,7 +86,7 @@ class HandshakeGate:
         bound = product_settings().ws_handshakes_in_flight
         if bound and self.in_progress >= bound:
             process_stats["handshakes_refused"] += 1
-            return await refuse(scope, receive, send)
+            return await refuse(scope, receive, send, self.retry_after(bound))
         self.in_progress += 1
         counted = True
 
@@ -80,16 +95,28 @@ class HandshakeGate:
             if counted:
                 counted = False
                 self.in_progress -= 1
+                self._completed += 1
 
         try:
             return await self.app(scope, receive, _CountingSend(send, done).send)
         finally:
             done()
 
+    def retry_after(self, bound: int) -> int:
+        """Seconds until the next free slot, which this refused client takes."""
+        now = time.monotonic()
+        if now - self._window_start >= self.RATE_WINDOW:
+            self._rate = self._completed / (now - self._window_start)
+            self._window_start, self._completed = now, 0
+        # Before a window has been measured: assume the bound completes each second.
+        rate = max(self._rate or float(bound), 1.0)
+        self._next_slot = max(self._next_slot, now) + 1.0 / rate
+        floor = product_settings().ws_handshake_retry_after
+        return max(floor, math.ceil(self._next_slot - now))
 
-async def refuse(scope, receive, send) -> None:
-    """Refuse one handshake as "try again in ``ws_handshake_retry_after`` seconds"."""
-    retry_after = product_settings().ws_handshake_retry_after
+
+async def refuse(scope, receive, send, retry_after: int) -> None:
+    """Refuse one handshake as "try again in ``retry_after`` seconds"."""
     headers = dict(scope.get("headers") or ())
     if b"origin" not in headers:  # not a browser: it can read an HTTP status
         if DENIAL_EXTENSION in (scope.get("extensions") or {}):

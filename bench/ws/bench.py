@@ -576,6 +576,12 @@ class Bench:
             row["server_rss_mb"] = [round(rss0 / 1024, 1), round(rss1 / 1024, 1)]
             row["rss_kb_per_conn"] = round((rss1 - rss0) / max(n, 1), 1)
         print(
+            f"   connect: {subscribed}/{n} subscribed in {connect_s:.1f} s, server CPU "
+            f"{row['server_cpu_ms_per_socket']} ms per socket {row['server_cpu_connect_s']}, "
+            f"load {row['load_1min']}",
+            flush=True,
+        )
+        print(
             f"   cpu seconds during the run: {cpu}; server realtime stats: {server_stats}; "
             f"server RSS MB before/after connecting: {row.get('server_rss_mb')}; "
             f"Redis pub/sub channels while connected: {row['redis_pubsub_channels']}",

@@ -106,6 +106,38 @@ async def test_past_the_bound_a_handshake_is_refused_and_admitted_ones_complete(
             await comm.disconnect()
 
 
+async def test_refused_clients_are_given_successive_slots_not_the_same_second(think):
+    """Told "1 s" all at once, 10,000 refused clients came back together and were refused
+    again (docs/performance.md): each refusal now takes the next slot at the rate the gate
+    completes handshakes (before it has measured one: the bound per second)."""
+    from channels.routing import URLRouter
+
+    from knowledge.handshakes import HandshakeGate
+    from knowledge.routing import SessionUnlessToken, websocket_urlpatterns
+
+    fresh = HandshakeGate(SessionUnlessToken(URLRouter(websocket_urlpatterns)))
+    release = threading.Event()
+    with ke(ws_handshakes_in_flight=1, ws_handshake_retry_after=1):
+        busy = asyncio.ensure_future(sync_to_async(release.wait, thread_sensitive=True)())
+        held = WebsocketCommunicator(fresh, f"/ws/knowledge/?token={think.token}")
+        pending = asyncio.ensure_future(held.connect(timeout=30))
+        await until(lambda: fresh.in_progress == 1, "1 handshake in progress")
+        waits = []
+        for _ in range(4):
+            refused = WebsocketCommunicator(fresh, f"/ws/knowledge/?token={think.token}")
+            refused.scope["extensions"] = DENIAL
+            await refused.send_input({"type": "websocket.connect"})
+            start = await refused.receive_output(timeout=5)
+            assert start["status"] == 503
+            waits.append(int(dict(start["headers"])[b"retry-after"]))
+            await refused.receive_output(timeout=5)
+        release.set()
+        await busy
+        assert (await pending) == (True, None)
+        await held.disconnect()
+    assert waits == sorted(waits) and waits[-1] >= waits[0] + 2, waits
+
+
 def test_a_token_with_a_warm_cache_is_checked_without_a_query(think):
     """The handshake's credential check: the token cache entry carries the read scope. It
     used to query the worker table on every handshake and read the scope separately."""
