@@ -24,7 +24,7 @@ from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge import inbox, metrics
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
-from knowledge.copy_insert import copy_insert
+from knowledge.copy_insert import copy_insert, copy_rows
 from knowledge.errors import ActionError, storage_error
 from knowledge.events import (
     EventFilter,
@@ -386,9 +386,9 @@ def plan(
             _refresh(previous, entry, observed_at, now)
             stored = StoredItem(previous, "refreshed", previous)
         else:
-            item = KnowledgeItem(
+            item = _new_item(
+                worker,
                 knowledge_type=entry.kt.name,
-                source=worker,
                 subject=entry.subject,
                 subject_text=entry.subject_text,
                 claim=entry.claim,
@@ -404,6 +404,21 @@ def plan(
             stored = StoredItem(item, "created" if previous is None else "revised", previous)
         steps.append(_Step(entry, stored, target_names))
     return steps
+
+
+# Each concrete field's attname and default, in the model's order (``_new_item``).
+_ITEM_FIELDS = tuple((f.attname, f.get_default) for f in KnowledgeItem._meta.concrete_fields)
+
+
+def _new_item(source: Worker, **values) -> KnowledgeItem:
+    """``KnowledgeItem(source=source, **values)``, built from positional values (every
+    field given: ``values`` or the field's default): Django's keyword ``__init__`` cost
+    ~23 us an item, the positional one ~6 us (a bulk builds one per item)."""
+    item = KnowledgeItem(
+        *[values[name] if name in values else default() for name, default in _ITEM_FIELDS]
+    )
+    item.source = source
+    return item
 
 
 def _refresh(own: KnowledgeItem, entry: _Entry, observed_at: datetime, now: datetime) -> None:
@@ -487,20 +502,25 @@ def _publish(worker: Worker, steps: list[_Step], now: datetime, caused: list[dic
         publish_events(specs)
 
 
+IDEMPOTENCY_FIELDS = ("worker_id", "key", "request_hash", "item_id", "outcome", "conflict_ids")
+
+
 def _record_idempotency(worker: Worker, steps: list[_Step]) -> None:
-    records = [
-        IdempotencyRecord(
-            worker=worker,
-            key=step.entry.data.idempotency_key,
-            request_hash=step.entry.request_hash,
-            item=step.stored.item,
-            outcome=step.stored.outcome,
-            conflict_ids=step.stored.conflict_ids,
+    """The first result of each keyed item, as rows (no model instance per record;
+    ``created_at`` is stamped by the insert)."""
+    rows = [
+        (
+            worker.pk,
+            step.entry.data.idempotency_key,
+            step.entry.request_hash,
+            step.stored.item.pk,
+            step.stored.outcome,
+            step.stored.conflict_ids,
         )
         for step in steps
         if step.entry.data.idempotency_key
     ]
-    copy_insert(IdempotencyRecord, records)
+    copy_rows(IdempotencyRecord, IDEMPOTENCY_FIELDS, rows)
 
 
 # --- Validation -------------------------------------------------------------------------------
