@@ -240,7 +240,9 @@ async def test_a_real_daphne_refuses_past_the_bound_with_503_and_retry_after(ser
         for exc in refusals:
             assert isinstance(exc, InvalidStatus), exc
             assert exc.response.status_code == 503
-            assert exc.response.headers["Retry-After"] == "1"
+        # Each refused client its own slot (spread: tested above), at least the floor.
+        waits = sorted(int(exc.response.headers["Retry-After"]) for exc in refusals)
+        assert waits[0] >= 1, waits
         # The SDK's feed, refused meanwhile, waits and retries; it does not fall back to
         # polling (a failed connect would, with fallback_after=1).
         statuses = []
