@@ -50,9 +50,10 @@ class ProductSettings(Mapping):
     # How long the event log keeps events (the pruner applies it).
     event_retention_days: int = 30
     # How the event log keeps seq order = what readers may pass (knowledge/events.py):
-    # "lock" (publishers serialise on the log's tail lock) or "snapshot" (no log-wide lock;
-    # readers stop at the oldest running transaction; PostgreSQL only, SQLite keeps "lock").
-    event_ordering: str = "lock"
+    # "snapshot" (no log-wide lock; readers stop at the oldest running transaction) or
+    # "lock" (publishers serialise on the log's tail lock). PostgreSQL only: SQLite always
+    # serialises writers. Every process of one database must use the same mode.
+    event_ordering: str = "snapshot"
     # Security (docs/security.md): one review request per conflict per requester per this
     # many seconds (0 = no limit); default write/read scopes: "open" or "registry".
     review_request_interval: int = 600

@@ -183,6 +183,7 @@ def subscription_dict(sub) -> dict:
 def worker_state(worker: Worker) -> dict:
     """``GET/PUT state/<worker>``: the worker, its reported state, inbox and subscription."""
     pos = log_position()
+    sub = actions.get_subscription(worker)
     cursor = InboxCursor.objects.filter(worker=worker).first()
     # No cursor yet: where its first read will start (from its creation by default).
     position = cursor.position if cursor else actions.inbox_start(worker)[0]
@@ -204,10 +205,15 @@ def worker_state(worker: Worker) -> dict:
             "epoch": pos.epoch,
             "position": position,
             "top": pos.top,
-            # events not yet acked (capped: a count, not a seq difference; seqs have gaps)
-            "behind": Event.objects.filter(seq__gt=position)[:BEHIND_CAP].count(),
+            # events of its inbox not yet acked, up to the log's top (the SQL prefilter of
+            # its inbox; capped: a count, not a seq difference, seqs have gaps)
+            "behind": Event.objects.filter(
+                actions.InboxFilter(worker, sub).q(),
+                seq__gt=position,
+                seq__lte=pos.top,
+            )[:BEHIND_CAP].count(),
             "acked_at": cursor.acked_at.isoformat() if cursor and cursor.acked_at else None,
         },
-        "subscription": subscription_dict(actions.get_subscription(worker)),
+        "subscription": subscription_dict(sub),
         "active_items": by_type,
     }
