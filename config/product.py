@@ -104,6 +104,12 @@ class ProductSettings(Mapping):
     # it). Both on by default, and off by themselves when the version check fails.
     ws_backpressure: bool = True
     ws_direct_write: bool = True
+    # Socket handshakes in progress per server process (knowledge/handshakes.py); past it a
+    # handshake is refused at once with HTTP 503 + Retry-After (or close 4013) instead of
+    # timing out late (0: no bound). docs/realtime.md, "Handshake bound".
+    ws_handshakes_in_flight: int = 64
+    # The shortest Retry-After of that refusal; each refused client gets its own later slot.
+    ws_handshake_retry_after: int = 1
     # How often each relay re-checks the credentials of its sockets and long polls.
     live_auth_recheck_seconds: float = 0.5
     # A relay with no connection stops after this long (long polls come and go).
