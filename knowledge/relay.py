@@ -42,7 +42,14 @@ from django.db import close_old_connections
 from config.product import product_settings
 from knowledge import daphne_transport, live_auth, wakeup
 from knowledge import events as event_log
-from knowledge.events import EventFilter, FeedFilter, log_bounds, log_position, read_events
+from knowledge.events import (
+    EventFilter,
+    FeedFilter,
+    LogPosition,
+    log_bounds,
+    log_position,
+    read_events,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,8 @@ def _db_executor() -> concurrent.futures.ThreadPoolExecutor:
 
 
 def _in_db_thread(fn, *args):
+    _PROCESS_STATS["db_reads"] += 1
+
     def run():
         close_old_connections()
         try:
@@ -140,14 +149,21 @@ async def standing_filter(worker_name: str):
     return await _in_db_thread(_load_standing, worker_name)
 
 
-def _epoch_and_top() -> tuple[str, int, int, bool]:
+def _epoch_and_top() -> tuple[str, int, int, bool, int]:
     """(epoch, the log's horizon (``knowledge.events.log_bounds``), the log's top counting
-    what was pruned or restored, whether committed events wait above the horizon)."""
+    what was pruned or restored, whether committed events wait above the horizon, the prune
+    horizon)."""
     from knowledge.models import LogState
 
     state = LogState.current()
     top, highest = log_bounds()
-    return str(state.epoch), top, max(top, state.pruned_through), highest > top
+    return (
+        str(state.epoch),
+        top,
+        max(top, state.pruned_through),
+        highest > top,
+        state.pruned_through,
+    )
 
 
 # --- Connections ------------------------------------------------------------------------------
@@ -247,7 +263,17 @@ def encode_event(event, epoch: str) -> str:
 # --- The relay --------------------------------------------------------------------------------
 
 _relays: weakref.WeakSet = weakref.WeakSet()
-_PROCESS_STATS = {"batches": 0, "events": 0, "delivered": 0, "slow_closes": 0, "wakes": 0}
+_PROCESS_STATS = {
+    "batches": 0,
+    "events": 0,
+    "delivered": 0,
+    "slow_closes": 0,
+    "wakes": 0,
+    "handshakes_refused": 0,  # knowledge/handshakes.py
+    "db_reads": 0,  # trips to the relay's database threads
+}
+#: This process's counters (mirrored with its connections; summed by ``connection_stats``).
+process_stats = _PROCESS_STATS
 _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -259,6 +285,7 @@ class Relay:
         self.connections: set[Connection] = set()
         self.position = 0
         self.epoch = ""
+        self.pruned_through = 0
         self._task: asyncio.Task | None = None
         self._wake_task: asyncio.Task | None = None
         self._guard_task: asyncio.Task | None = None
@@ -340,6 +367,15 @@ class Relay:
         finally:
             catch_up.cancel()
             self.unregister(conn)
+
+    def live_position(self) -> LogPosition | None:
+        """The log as this relay last read it, for a live-only subscribe (``since`` null)
+        that then needs no database read of its own: it starts at the relay's position
+        (everything up to it was fanned out already, everything after reaches it through
+        this relay). None while the relay has not read the log or cannot (an outage)."""
+        if not self._started.is_set() or not self.epoch or self.degraded:
+            return None
+        return LogPosition(self.epoch, self.position, self.pruned_through)
 
     def mark_dirty(self, conn: Connection) -> None:
         """``conn`` has frames queued (or became writable again): the sender will send them."""
@@ -439,6 +475,7 @@ class Relay:
         try:
             pos = await db_position()
             self.position, self.epoch = pos.top, pos.epoch
+            self.pruned_through = pos.pruned_through
         except Exception:
             log.exception("relay could not read the log position")
             self.position, self.epoch = 0, ""
@@ -492,7 +529,9 @@ class Relay:
     async def _drain(self) -> None:
         """Read from ``position`` to the top and fan out; repeat while there is more."""
         while True:
-            epoch, top, log_top, self.behind = await _in_db_thread(_epoch_and_top)
+            epoch, top, log_top, self.behind, self.pruned_through = await _in_db_thread(
+                _epoch_and_top
+            )
             if self.epoch and epoch != self.epoch:
                 self._new_epoch(epoch, log_top)  # a restore: tell every socket
             if top <= self.position:
@@ -548,17 +587,26 @@ class Relay:
             conn.pos = min(conn.pos, top)
 
     def _fan_out(self, events: list, scanned: int) -> None:
-        """Synchronous on purpose: no connection can change state in the middle."""
+        """Synchronous on purpose: no connection can change state in the middle.
+
+        Connections whose filters share a key (``EventFilter.share_key``: the same events,
+        types, sources and read scope, any viewer) are checked once per event for the group:
+        an event the group does not select is skipped for all of them, a public one in scope
+        goes to all of them, and only the rest (targeted, outside the scope) is checked per
+        connection. A batch of 1,000 events none of 1,000 sockets wants was a million checks
+        holding the event loop (docs/performance.md)."""
         self.stats["batches"] += 1
         self.stats["events"] += len(events)
         encoded = [(e, None, None) for e in events]
+        plans: dict = {}
         for conn in list(self.connections):
             if not conn.live:
                 continue
             flt = conn.filter
             last = conn.pos
-            for i, (event, text, frame) in enumerate(encoded):
-                if event.seq <= conn.pos or not flt.matches(event):
+            for i, sure in self._plan(flt, encoded, plans):
+                event, text, frame = encoded[i]
+                if event.seq <= conn.pos or not (sure or flt.matches(event)):
                     continue
                 if text is None:
                     text = encode_event(event, self.epoch)
@@ -574,6 +622,22 @@ class Relay:
             if conn.live:
                 conn.pos = max(conn.pos, scanned)
         self.position = max(self.position, scanned)
+
+    @staticmethod
+    def _plan(flt, encoded: list, plans: dict) -> list[tuple[int, bool]]:
+        """The events a connection with ``flt`` may want, as (index, sure): sure = it matches
+        whoever the viewer is; otherwise ``flt.matches`` decides for the connection."""
+        key = flt.share_key()
+        if key is None:
+            return [(i, False) for i in range(len(encoded))]
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = [
+                (i, flt.visible_to_any_viewer(event))
+                for i, (event, _, _) in enumerate(encoded)
+                if flt.selects(event)
+            ]
+        return plan
 
     async def catch_up(self, conn: Connection, gen: int) -> None:
         """Replay the log for one connection until it reaches the relay, then make it live."""
@@ -607,12 +671,15 @@ class Relay:
         await wakeup.listen(woken)
 
     def snapshot(self) -> dict:
+        """Called from request threads (/metrics, the dashboard) while the event loop adds and
+        removes connections: one copy of the set (taken without releasing the GIL) is read."""
+        connections = list(self.connections)
         return {
             "process": process_id(),
             "updated": time.time(),
             "position": self.position,
-            "connections": [c.describe() for c in self.connections if not c.poll],
-            "long_polls": sum(1 for c in self.connections if c.poll),
+            "connections": [c.describe() for c in connections if not c.poll],
+            "long_polls": sum(1 for c in connections if c.poll),
             "total_connections": self.total_connections,
             "stats": dict(self.stats),
         }
@@ -717,4 +784,5 @@ def connection_stats() -> dict:
         "workers": sorted({c["who"] for c in conns}),
         "slow_closes": sum(s["stats"].get("slow_closes", 0) for s in snaps),
         "delivered": sum(s["stats"].get("delivered", 0) for s in snaps),
+        "handshakes_refused": sum(s["stats"].get("handshakes_refused", 0) for s in snaps),
     }
