@@ -66,6 +66,10 @@ class ProductSettings(Mapping):
     clock_skew_tolerance_seconds: int = field(default=60, metadata=_env("KE_CLOCK_SKEW_TOLERANCE"))
     long_poll_max_wait: int = 30
     query_max_limit: int = 500
+    # Free text (q) reads the subject's words when the knowledge table holds at least this
+    # many rows (the planner's estimate), else the trigram index, which is cheaper on small
+    # tables (docs/performance.md, "Free text: words or trigrams"); 0 = always the words.
+    search_words_min_rows: int = 400_000
     # Deepest nesting of a JSON body (the body itself is level 1); deeper is a 400.
     max_json_depth: int = 400
     # Longest URL (path + query string) before 414; daphne cuts request lines at 16 KB.

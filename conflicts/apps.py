@@ -17,7 +17,7 @@ class ConflictsConfig(AppConfig):
         hooks.connect_items_stored(detect_conflicts)
         register("conflicts", stats.stats_section, per_viewer=True)
 
-        from conflicts.contested import TYPES_KEY, contested_item_ids, mark_contested
+        from conflicts.contested import TYPES_KEY, contested_item_ids, contested_marks
         from knowledge.item_hooks import register_contested
 
-        register_contested(mark_contested, contested_item_ids, cache_keys=(TYPES_KEY,))
+        register_contested(contested_marks, contested_item_ids, cache_keys=(TYPES_KEY,))

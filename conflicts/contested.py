@@ -39,7 +39,7 @@ TYPES_TTL = 2
 
 def unsettled_types(cached: dict | None = None) -> frozenset[str]:
     """The knowledge types that have an unsettled conflict (cached, see the module doc;
-    ``cached``: the cache entries already read for this page, see ``mark_contested``)."""
+    ``cached``: the cache entries already read for this page, see ``contested_marks``)."""
     types = cached.get(TYPES_KEY) if cached is not None else cache.get(TYPES_KEY)
     if types is None:
         types = sorted(
@@ -91,10 +91,12 @@ def _contested_sql(n: int) -> str:
     )
 
 
-def mark_contested(items: list[dict], cached: dict | None = None) -> list[dict]:
-    """``items`` (as_dict shapes) with ``contested``, ``conflict_id``, ``claim_probability``.
-    ``cached``: None, or the found values of the cache keys registered with the marks
-    (``TYPES_KEY``), read by the query cache with its type tokens (one round trip)."""
+def contested_marks(items: list[dict], cached: dict | None = None) -> list[dict]:
+    """The marks of each of ``items`` (as_dict shapes; only ``id``, ``knowledge_type`` and
+    ``claim`` are read): ``contested``, ``conflict_id``, ``claim_probability``, in that
+    order (``knowledge.item_hooks.mark_items`` adds them to the items). ``cached``: None, or
+    the found values of the cache keys registered with the marks (``TYPES_KEY``), read by
+    the query cache with its type tokens (no round trip of its own)."""
     live = unsettled_types(cached) if items else frozenset()
     info = contested_info(i["id"] for i in items if i["knowledge_type"] in live)
     out = []
@@ -103,7 +105,6 @@ def mark_contested(items: list[dict], cached: dict | None = None) -> list[dict]:
         score = scores.get(item["claim"])
         out.append(
             {
-                **item,
                 "contested": conflict_id is not None,
                 "conflict_id": conflict_id,
                 "claim_probability": round(score, 6) if score is not None else None,

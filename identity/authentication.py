@@ -33,6 +33,18 @@ def worker_for_token(
     return worker
 
 
+def authenticated_worker(
+    token: str, prefetched: tuple[str, Worker | None] | None = None
+) -> Worker | None:
+    """The active worker of ``token`` (see ``worker_for_token``), its visit recorded (at most
+    one write per 30 s); None for a bad or inactive token. What ``WorkerTokenAuthentication``
+    and the lean query path (knowledge/api/lean.py) both accept."""
+    worker = worker_for_token(token, prefetched)
+    if worker is not None and touch_last_seen(worker):
+        cache.set(token_cache_key(worker.token_hash), worker, TOKEN_CACHE_SECONDS)
+    return worker
+
+
 class WorkerPrincipal:
     """The ``request.user`` of a request made with a worker token."""
 
@@ -63,11 +75,9 @@ class WorkerTokenAuthentication(authentication.BaseAuthentication):
             token = header[1].decode()
         except UnicodeError:
             raise exceptions.AuthenticationFailed("Token contains invalid characters.") from None
-        worker = worker_for_token(token, getattr(request._request, PREFETCHED_TOKEN, None))
+        worker = authenticated_worker(token, getattr(request._request, PREFETCHED_TOKEN, None))
         if worker is None:
             raise exceptions.AuthenticationFailed("Invalid or inactive worker token.")
-        if touch_last_seen(worker):
-            cache.set(token_cache_key(worker.token_hash), worker, TOKEN_CACHE_SECONDS)
         return WorkerPrincipal(worker), worker
 
     def authenticate_header(self, request):

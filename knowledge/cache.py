@@ -58,12 +58,24 @@ def _new_token() -> str:
     return secrets.token_hex(8)
 
 
-def _tokens(types: list[str], also_read: Iterable[str] = ()) -> tuple[list[str], dict]:
+def token_keys(types: Iterable[str] | None) -> list[str]:
+    """The cache keys of the generation tokens a query of ``types`` (None or empty: every
+    type) is keyed on, in the order its result key hashes them."""
+    return [TOKEN_KEY.format(t) for t in (sorted(types) if types else registry.names())]
+
+
+def _tokens(
+    types: list[str], also_read: Iterable[str] = (), prefetched: dict | None = None
+) -> tuple[list[str], dict]:
     """The types' tokens, and the values of the keys ``also_read`` (those found), read in the
-    same round trip."""
+    same round trip; none when ``prefetched`` (key -> value or None, read by the request's
+    first round trip: knowledge/limits.py ``count_request``) holds them all."""
     keys = [TOKEN_KEY.format(t) for t in types]
     extra = [k for k in also_read if k not in keys]
-    found = cache.get_many(keys + extra)
+    if prefetched is not None and all(k in prefetched for k in keys + extra):
+        found = {k: prefetched[k] for k in keys + extra if prefetched[k] is not None}
+    else:
+        found = cache.get_many(keys + extra)
     others = {k: found.pop(k) for k in extra if k in found}
     for key in keys:
         if key not in found:
@@ -95,9 +107,14 @@ def result_key(params: dict, types: Iterable[str] | None) -> str:
     return _result_key(params, types)[0]
 
 
-def _result_key(params: dict, types: Iterable[str] | None, also_read: Iterable[str] = ()):
+def _result_key(
+    params: dict,
+    types: Iterable[str] | None,
+    also_read: Iterable[str] = (),
+    prefetched: dict | None = None,
+):
     names = sorted(types) if types else registry.names()
-    tokens, others = _tokens(names, also_read)
+    tokens, others = _tokens(names, also_read, prefetched)
     digest = hashlib.sha256(
         json.dumps([params, names, tokens], sort_keys=True, default=str).encode()
     ).hexdigest()
@@ -122,12 +139,14 @@ def cached_query_reading(
     compute: Callable[[], dict],
     still_valid: Callable[[dict], bool] | None = None,
     also_read: Iterable[str] = (),
+    prefetched: dict | None = None,
 ) -> tuple[dict, bool, dict | None]:
     """``cached_query``, also reading the cache keys ``also_read`` in the round trip of the
-    type tokens: (result, hit, {key: value} of those found, or None with the cache off)."""
+    type tokens: (result, hit, {key: value} of those found, or None with the cache off).
+    ``prefetched``: see ``_tokens``."""
     if not enabled():
         return compute(), False, None
-    key, others = _result_key(params, types, also_read)
+    key, others = _result_key(params, types, also_read, prefetched)
     result = cache.get(key)
     if result is not None and (still_valid is None or still_valid(result)):
         _count("hits")

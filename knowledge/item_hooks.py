@@ -10,19 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-_mark: Callable[..., list[dict]] | None = None
+_marks: Callable[..., list[dict]] | None = None
 _contested_ids: Callable[[], object] | None = None
 _cache_keys: tuple[str, ...] = ()
 
 
 def register_contested(
-    mark: Callable[..., list[dict]], ids: Callable[[], object], cache_keys: tuple[str, ...] = ()
+    marks: Callable[..., list[dict]], ids: Callable[[], object], cache_keys: tuple[str, ...] = ()
 ) -> None:
-    """``mark(items, cached)``: ``cached`` is None, or the values of the shared-cache keys
-    ``cache_keys`` the marks read (absent: not in the cache), read by the query cache in
-    the round trip of its type tokens (so a cached page costs no extra round trip)."""
-    global _mark, _contested_ids, _cache_keys
-    _mark, _contested_ids, _cache_keys = mark, ids, tuple(cache_keys)
+    """``marks(items, cached)``: the fields to add to each item (a dict per item, the same
+    keys for every item); ``cached`` is None, or the values of the shared-cache keys
+    ``cache_keys`` the marks read (absent: not in the cache), read by the query cache in the
+    round trip of its type tokens (so a cached page costs no extra round trip)."""
+    global _marks, _contested_ids, _cache_keys
+    _marks, _contested_ids, _cache_keys = marks, ids, tuple(cache_keys)
 
 
 def cache_keys() -> tuple[str, ...]:
@@ -30,9 +31,17 @@ def cache_keys() -> tuple[str, ...]:
     return _cache_keys
 
 
+def item_marks(items: list[dict], cached: dict | None = None) -> list[dict] | None:
+    """The registered marks of each of ``items``, or None without a provider."""
+    return _marks(items, cached) if _marks is not None else None
+
+
 def mark_items(items: list[dict], cached: dict | None = None) -> list[dict]:
     """``items`` (``KnowledgeItem.as_dict`` shapes) with the registered marks added."""
-    return _mark(items, cached) if _mark is not None else items
+    marks = item_marks(items, cached)
+    if marks is None:
+        return items
+    return [{**item, **mark} for item, mark in zip(items, marks, strict=True)]
 
 
 def contested_ids():

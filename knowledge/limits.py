@@ -27,11 +27,13 @@ outage must not take the API down (the cache is configured to ignore its errors)
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from contextlib import contextmanager
 
 from django import forms
+from django.conf import settings
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.contrib.auth.forms import AuthenticationForm
 from django.core.cache import cache
@@ -47,6 +49,8 @@ from identity.permissions import request_worker
 
 #: The request attribute where ``count_request`` leaves its counts: (name, seconds) -> count.
 PREFETCHED_COUNTS = "_kx_counts"
+#: ... and the values of the keys the view asked for (``prefetch_keys``): key -> value or None.
+PREFETCHED_VALUES = "_kx_prefetched"
 
 
 def limit(name: str, default=None):
@@ -140,24 +144,38 @@ class CounterThrottle(SimpleRateThrottle):
         raise NotImplementedError
 
     def allow_request(self, request, view) -> bool:
+        refusal = self.refusal(request, view)
+        if refusal is None:
+            return True
+        raise refusal
+
+    def refusal(self, request, view, peek: bool = False) -> Throttled | None:
+        """The 429 this throttle answers ``request`` with, or None if it is allowed: the one
+        place of the rule. ``peek``: judge only from the count ``count_request`` brought,
+        without using it up, and refuse when there is none (the lean query path asks this
+        before it answers; DRF's path then still finds the count)."""
         scope = self.get_scope(request, view)
         if scope is None:
-            return True
+            return None
         self.scope = scope
         rate = self.get_rate()
         ident = self.get_ident_for(request, view) if rate else None
         if ident is None:
-            return True
+            return None
         num, duration = parse_rate(rate)
         counts = getattr(request, PREFETCHED_COUNTS, None) or {}
         name = f"{scope}:{ident}"
-        if (name, duration) in counts:  # counted by this request's one round trip
+        if peek:
+            if (name, duration) not in counts:
+                return Throttled(wait=None)  # not counted yet: DRF's path counts it
+            count = counts[(name, duration)]
+        elif (name, duration) in counts:  # counted by this request's one round trip
             count = counts.pop((name, duration))
         else:
             count = count_in_window(name, duration)
         if count is None or count <= num:
-            return True
-        raise Throttled(
+            return None
+        return Throttled(
             wait=seconds_left_in_window(duration),
             detail=f"rate limit '{scope}' exceeded: {rate} per {self.per}",
         )
@@ -219,7 +237,7 @@ class ScopedClientThrottle(ClientRateThrottle):
 # --- One round trip per request --------------------------------------------------------
 
 
-def _request_token(request) -> str | None:
+def request_token(request) -> str | None:
     """The token of a well-formed ``Authorization: Token <key>`` header, else None (what
     ``WorkerTokenAuthentication`` reads; anything else it refuses or leaves to others)."""
     header = request.META.get("HTTP_AUTHORIZATION", "").split()
@@ -228,11 +246,38 @@ def _request_token(request) -> str | None:
     return header[1]
 
 
+def within_limits(request, view) -> bool:
+    """Whether none of ``view``'s throttles refuses ``request`` (whose ``auth`` is set),
+    judged from the counts ``count_request`` brought, which stay for DRF's path (see
+    ``CounterThrottle.refusal``). False also when a throttle is not a counter or its count
+    was not brought: the caller then leaves the request to DRF."""
+    for throttle_class in view.throttle_classes:
+        if not issubclass(throttle_class, CounterThrottle):
+            return False
+        if throttle_class().refusal(request, view, peek=True) is not None:
+            return False
+    return True
+
+
+@functools.lru_cache(maxsize=512)
+def _route(urlconf: str, path: str):
+    """The resolver match of ``path`` (None: no route), memoised: the URL patterns are
+    fixed once loaded, and Django resolves the path again for the view anyway."""
+    try:
+        return resolve(path, urlconf)
+    except Resolver404:
+        return None
+
+
+def request_route(request):
+    """``request``'s resolver match (None: no route), before Django's own resolution."""
+    return _route(getattr(request, "urlconf", None) or settings.ROOT_URLCONF, request.path_info)
+
+
 def _token_counters(request, token_hash: str) -> list[tuple[str, int]]:
     """The per-token counters the view of ``request`` will check (its DRF throttles)."""
-    try:
-        match = resolve(request.path_info, getattr(request, "urlconf", None))
-    except Resolver404:
+    match = request_route(request)
+    if match is None:
         return []
     view = getattr(match.func, "cls", None)  # a DRF APIView's class
     out = []
@@ -252,21 +297,31 @@ def _token_counters(request, token_hash: str) -> list[tuple[str, int]]:
 
 def count_request(request) -> None:
     """Count ``request`` on every counter it is subject to and read its token's cache entry,
-    in one round trip (see the module doc); leaves the results on the request."""
+    in one round trip (see the module doc); leaves the results on the request. A token
+    request's view may name more cache keys to read in the same round trip (a classmethod
+    ``prefetch_keys(request)``: the query view's type tokens); their values, None where
+    absent, are left under ``PREFETCHED_VALUES``."""
     counters = []
     address = AddressRateThrottle().counter_for("address", client_address(request))
     if address is not None:
         counters.append(address)
-    token = _request_token(request)
-    token_key = None
+    token = request_token(request)
+    keys = []
     if token is not None:
         token_hash = hash_token(token)
-        token_key = token_cache_key(token_hash)
+        keys.append(token_cache_key(token_hash))
         counters += _token_counters(request, token_hash)
-    counts, values = _count_and_get(counters, [token_key] if token_key else [])
+        match = request_route(request)
+        prefetch = (
+            getattr(getattr(match.func, "cls", None), "prefetch_keys", None) if match else None
+        )
+        if prefetch is not None:
+            keys += [k for k in prefetch(request) if k not in keys]
+    counts, values = _count_and_get(counters, keys)
     setattr(request, PREFETCHED_COUNTS, dict(zip(counters, counts, strict=True)))
-    if token_key is not None:
-        setattr(request, PREFETCHED_TOKEN, (token_key, values.get(token_key)))
+    if keys:
+        setattr(request, PREFETCHED_TOKEN, (keys[0], values.get(keys[0])))
+        setattr(request, PREFETCHED_VALUES, {k: values.get(k) for k in keys[1:]})
 
 
 def _count_and_get(counters: list[tuple[str, int]], keys: list[str]) -> tuple[list, dict]:
@@ -282,12 +337,12 @@ def _count_and_get(counters: list[tuple[str, int]], keys: list[str]) -> tuple[li
             key = cache.make_key(_window_key(name, duration))
             pipe.incr(key)
             pipe.expire(key, duration + 1, nx=True)
-        for key in keys:
-            pipe.get(cache.make_key(key))
+        if keys:
+            pipe.mget([cache.make_key(key) for key in keys])
         replies = pipe.execute()
     except Exception:  # the cache is down: fail open, as count_in_window does
         return [None] * len(counters), {}
-    found = replies[2 * len(counters) :]
+    found = replies[2 * len(counters)] if keys else []
     values = {k: client.decode(v) for k, v in zip(keys, found, strict=True) if v is not None}
     return replies[: 2 * len(counters) : 2], values
 

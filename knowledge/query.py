@@ -13,7 +13,8 @@ import base64
 import binascii
 import json
 import math
-from dataclasses import asdict, dataclass, field
+import secrets
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import orjson
@@ -69,8 +70,9 @@ class KnowledgeQuery:
     cursor: str | None = None
 
     def cache_params(self, viewer: str | None) -> dict:
-        params = asdict(self)
+        params = dict(self.__dict__)  # shallow: only hashed (``asdict`` deep-copies)
         params["viewer"] = viewer
+        params["page"] = PAGE_FORMAT  # a cached page written in another shape is never read
         return params
 
 
@@ -402,7 +404,24 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
     }
 
 
-def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict, bool]:
+def cache_keys_read(query: KnowledgeQuery) -> list[str]:
+    """The shared-cache keys ``run_query_cached`` reads before the page's own key (the type
+    tokens and the marks' keys): a request may read them ahead in its first round trip
+    (knowledge/limits.py ``count_request``) and pass them as ``prefetched``."""
+    return [*knowledge_cache.token_keys(query.types), *item_hooks.cache_keys()]
+
+
+def run_query_cached(
+    query: KnowledgeQuery, viewer: Worker | None, prefetched: dict | None = None
+) -> tuple[dict, bool]:
+    """``run_query`` through the query cache (see knowledge/cache.py): (result, hit)."""
+    page = cached_page(query, viewer, prefetched)
+    return page.as_dict(), page.hit
+
+
+def cached_page(
+    query: KnowledgeQuery, viewer: Worker | None, prefetched: dict | None = None
+) -> Page:
     """``run_query`` through the query cache (see knowledge/cache.py).
 
     Writes invalidate by type (generation tokens). Time is the other thing that changes a
@@ -410,9 +429,12 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
     first item will fall below ``min_freshness``; after that it counts as a miss and is
     recomputed (and cached again). The freshness of every item is recomputed on each hit.
 
-    A cached page is stored as its JSON bytes (orjson) with each item's ``observed_ts`` and
-    decay beside it: a hit decodes the bytes (C) and sets each freshness with one ``exp``,
-    instead of unpickling nested dicts and parsing every ``observed_at`` again.
+    A cached page is stored as its JSON bytes (orjson) cut at each item's freshness (the
+    last key of an item), with each item's ``observed_ts`` and decay, and what the marks of
+    other apps read (id, type, claim): a hit is answered by joining the pieces with the
+    current freshness values and marks (``Page.as_bytes``), with no decoding or encoding of
+    the items; ``Page.as_dict`` decodes the bytes (C) for callers that want the dict.
+    ``prefetched``: the keys of ``cache_keys_read``, if the request read them already.
     """
     params = query.cache_params(viewer.name if viewer else None)
     readable = read_types(viewer) if viewer is not None else None
@@ -423,14 +445,20 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
     def compute() -> dict:
         result = run_query(query, viewer)
         computed.append(result)
+        items = result["results"]
         entry = {
-            "valid_until": _valid_until(result["results"], query.min_freshness),
-            "clock": [_clock_of(i) for i in result["results"]],
+            "valid_until": _valid_until(items, query.min_freshness),
+            "clock": [_clock_of(i) for i in items],
         }
-        try:
-            entry["body"] = orjson.dumps(result)
-        except TypeError:  # an integer beyond 64 bits in a payload: keep the dict itself
+        parts = _cut_page(result)
+        if parts is None:  # an integer beyond 64 bits in a payload: keep the dict itself
             entry["result"] = result
+        else:
+            entry["parts"] = parts
+            entry["heads"] = [
+                {"id": i["id"], "knowledge_type": i["knowledge_type"], "claim": i["claim"]}
+                for i in items
+            ]
         return entry
 
     def still_valid(entry: dict) -> bool:
@@ -438,19 +466,91 @@ def run_query_cached(query: KnowledgeQuery, viewer: Worker | None) -> tuple[dict
         return valid_until is None or timezone.now().timestamp() < valid_until
 
     entry, hit, cached = knowledge_cache.cached_query_reading(
-        params, query.types or None, compute, still_valid, item_hooks.cache_keys()
+        params, query.types or None, compute, still_valid, item_hooks.cache_keys(), prefetched
     )
     if computed:
-        result = computed[0]
-    else:
-        # The cache backend unpickles a fresh copy, so it is ours to change.
-        result = orjson.loads(entry["body"]) if "body" in entry else entry["result"]
-        now_ts = timezone.now().timestamp()
-        for item, (observed_ts, decay) in zip(result["results"], entry["clock"], strict=True):
-            item["freshness"] = round(math.exp(-max(now_ts - observed_ts, 0.0) / decay), 6)
-    # Marks from other apps (contested items): current, not cached, as conflicts move.
-    result["results"] = item_hooks.mark_items(result["results"], cached)
-    return result, hit
+        return Page(hit=False, cached=cached, result=computed[0])
+    # The cache backend unpickles a fresh copy, so it is ours to change.
+    now_ts = timezone.now().timestamp()
+    freshness = [
+        round(math.exp(-max(now_ts - observed_ts, 0.0) / decay), 6)
+        for observed_ts, decay in entry["clock"]
+    ]
+    if "parts" in entry:
+        return Page(hit, cached, parts=entry["parts"], heads=entry["heads"], freshness=freshness)
+    result = entry["result"]
+    for item, value in zip(result["results"], freshness, strict=True):
+        item["freshness"] = value
+    return Page(hit, cached, result=result)
+
+
+#: The shape of a cached page (``cached_page``), part of every result key.
+PAGE_FORMAT = 2
+# Stands for each item's freshness while a page is cut (``_cut_page``); random per process,
+# so no payload can hold it (and a page whose bytes do not cut cleanly is kept as a dict).
+_CUT = secrets.token_hex(12)
+_CUT_BYTES = f'"{_CUT}"'.encode()
+
+
+def _cut_page(result: dict) -> list[bytes] | None:
+    """``result``'s JSON bytes cut around each item's freshness value: ``parts[i]`` ends just
+    before item ``i``'s freshness, ``parts[i + 1]`` starts just after it (with the item's
+    closing brace, freshness being an item's last key). None if orjson cannot encode it."""
+    items = result["results"]
+    try:
+        body = orjson.dumps({**result, "results": [{**i, "freshness": _CUT} for i in items]})
+    except TypeError:
+        return None
+    parts = body.split(_CUT_BYTES)
+    return parts if len(parts) == len(items) + 1 else None
+
+
+@dataclass
+class Page:
+    """One page of a query as ``cached_page`` found or computed it, with the current marks of
+    other apps (contested items: current, never cached, as conflicts move)."""
+
+    hit: bool
+    cached: dict | None  # the marks' cache keys, read with the type tokens
+    result: dict | None = None  # a computed page, or one cached as a dict
+    parts: list[bytes] | None = None  # a cached page's bytes (see ``_cut_page``)
+    heads: list[dict] | None = None  # id, type and claim of its items (what marks read)
+    freshness: list[float] | None = None  # each item's freshness now
+
+    def as_dict(self) -> dict:
+        """``{"results", "next", "as_of"}``, the items with their freshness and marks."""
+        if self.result is None:
+            result = orjson.loads(b"0".join(self.parts))
+            for item, value in zip(result["results"], self.freshness, strict=True):
+                item["freshness"] = value
+        else:
+            result = self.result
+        result["results"] = item_hooks.mark_items(result["results"], self.cached)
+        return result
+
+    def as_bytes(self) -> bytes | None:
+        """``{**as_dict(), "cached": hit}`` as orjson writes it, joined from the cached
+        pieces without decoding them; None when the page is not held as pieces (the caller
+        renders ``as_dict()``)."""
+        if self.parts is None:
+            return None
+        marks = item_hooks.item_marks(self.heads, self.cached)
+        values = orjson.dumps(self.freshness)[1:-1].split(b",") if self.freshness else []
+        out = [self.parts[0]]
+        encoded: dict = {}
+        for i, value in enumerate(values):
+            out.append(value)
+            if marks is not None:
+                mark = marks[i]
+                key = tuple(mark.items())
+                if key not in encoded:  # most items share one mark (not contested)
+                    fields = orjson.dumps(mark)[1:-1]
+                    encoded[key] = b"," + fields if fields else b""
+                out.append(encoded[key])
+            out.append(self.parts[i + 1])
+        body = b"".join(out)
+        # The page's closing brace: the "cached" flag goes last, as ``{**page, "cached": ...}``.
+        return body[:-1] + (b',"cached":true}' if self.hit else b',"cached":false}')
 
 
 def _clock_of(item: dict) -> tuple[float, float]:

@@ -8,22 +8,30 @@ index; the exact test ``STRPOS(UPPER(subject), UPPER(q)) > 0`` then keeps the ma
 result is what ``subject__icontains`` gives, only without scanning the trigram index's long
 posting lists. Terms without such a run of 3 or more characters, SQLite, and a database
 whose ``UPPER`` does not map ASCII letters to ASCII capitals (a Turkish locale) keep
-``subject__icontains``.
+``subject__icontains``, and so does a small table: below ``search_words_min_rows`` items (the
+planner's estimate, ``pg_class.reltuples``, read at most once a minute per process) the trigram
+scan costs less than the vocabulary look-up (docs/performance.md, "Free text: words or
+trigrams").
 """
 
 from __future__ import annotations
 
 import re
+import time
 
 from django.db import connection
 from django.db.models import BooleanField, QuerySet, Value
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import StrIndex, Upper
 
+from config.product import product_settings
+
 MIN_RUN = 3  # the vocabulary's trigram index needs three characters
 _RUN = re.compile(r"[A-Za-z0-9]+")
 _ASCII = "abcdefghijklmnopqrstuvwxyz0123456789"
 _upper_is_ascii: dict[str, bool] = {}
+ROWS_TTL = 60.0
+_rows_memo: dict[tuple[str, str], tuple[float, float]] = {}
 
 
 def words_sql(table: str) -> str:
@@ -50,10 +58,36 @@ def _database_upper_is_ascii() -> bool:
     return _upper_is_ascii[key]
 
 
+def _estimated_rows(table: str) -> float:
+    """The planner's estimate of ``table``'s rows (0 before its first ANALYZE), read at most
+    once per ``ROWS_TTL`` seconds per database and process."""
+    key = (connection.settings_dict["NAME"], table)
+    now = time.monotonic()
+    memo = _rows_memo.get(key)
+    if memo is None or now - memo[1] >= ROWS_TTL:
+        with connection.cursor() as cur:
+            cur.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
+            row = cur.fetchone()
+        memo = (max(float(row[0]), 0.0) if row else 0.0, now)
+        _rows_memo[key] = memo
+    return memo[0]
+
+
+def words_pay(table: str) -> bool:
+    """Whether ``table`` is large enough for the words to beat the trigram scan."""
+    threshold = product_settings().search_words_min_rows
+    return threshold <= 0 or _estimated_rows(table) >= threshold
+
+
 def subject_contains(qs: QuerySet, term: str) -> QuerySet:
     """``qs`` narrowed to items whose subject contains ``term`` (case-insensitive)."""
     run = longest_run(term)
-    if connection.vendor != "postgresql" or run is None or not _database_upper_is_ascii():
+    if (
+        connection.vendor != "postgresql"
+        or run is None
+        or not _database_upper_is_ascii()
+        or not words_pay(qs.model._meta.db_table)
+    ):
         return qs.filter(subject__icontains=term)
     table = connection.ops.quote_name(qs.model._meta.db_table)
     has_word = RawSQL(

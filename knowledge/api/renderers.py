@@ -22,7 +22,11 @@ _default = JSONEncoder().default
 def dumps(data) -> bytes:
     """``data`` as the JSON bytes DRF would render (compact, UTF-8; U+2028 and U+2029
     escaped, as DRF does for JavaScript's sake)."""
-    out = orjson.dumps(data, default=_default, option=_OPTIONS)
+    return js_safe(orjson.dumps(data, default=_default, option=_OPTIONS))
+
+
+def js_safe(out: bytes) -> bytes:
+    """orjson's bytes with U+2028 and U+2029 escaped, as DRF's renderer writes them."""
     if b"\xe2\x80" in out:
         out = out.replace(b"\xe2\x80\xa8", b"\\u2028").replace(b"\xe2\x80\xa9", b"\\u2029")
     return out

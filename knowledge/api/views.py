@@ -13,7 +13,7 @@ from config.product import product_settings
 from identity.models import Worker
 from identity.permissions import request_worker
 from knowledge import actions, item_hooks, live_auth
-from knowledge.api import presenters
+from knowledge.api import lean, presenters
 from knowledge.api.serializers import (
     AckSerializer,
     BroadcastResultSerializer,
@@ -39,7 +39,7 @@ from knowledge.events import (
     read_events,
 )
 from knowledge.health import run_health_checks
-from knowledge.limits import long_poll_slot
+from knowledge.limits import PREFETCHED_VALUES, long_poll_slot
 from knowledge.long_poll import LongPoll, as_async_view, parked
 from knowledge.models import KnowledgeItem
 from knowledge.query import run_query_cached
@@ -137,15 +137,22 @@ QUERY_PARAMETERS = [
 
 
 class QueryView(APIView):
-    """Query knowledge with filters; every item carries its current freshness."""
+    """Query knowledge with filters; every item carries its current freshness.
+
+    A worker's plain ``GET`` is answered by the lean path (knowledge/api/lean.py) when it can
+    be, with the same bytes; everything else goes through DRF as any view."""
+
+    prefetch_keys = staticmethod(lean.prefetch_keys)  # read by knowledge/limits.py
+
+    def dispatch(self, request, *args, **kwargs):
+        response = lean.answer(self, request)
+        if response is not None:
+            return response
+        return super().dispatch(request, *args, **kwargs)
 
     @extend_schema(parameters=QUERY_PARAMETERS, responses={200: QueryResponseSerializer})
     def get(self, request):
-        data = {}
-        for key in request.query_params:
-            values = request.query_params.getlist(key)
-            data[key] = values if key in _LIST_PARAMS else values[-1]
-        return self._run(request, data)
+        return self._run(request, lean.query_data(request.query_params))
 
     @extend_schema(request=QuerySerializer, responses={200: QueryResponseSerializer})
     def post(self, request):
@@ -154,11 +161,12 @@ class QueryView(APIView):
         return self._run(request, request.data)
 
     def _run(self, request, data):
-        result, hit = run_query_cached(presenters.parse_query(data), request_worker(request))
+        result, hit = run_query_cached(
+            presenters.parse_query(data),
+            request_worker(request),
+            getattr(request._request, PREFETCHED_VALUES, None),
+        )
         return Response({**result, "cached": hit})
-
-
-_LIST_PARAMS = {"types", "sources", "urgency", "status", "validation_status"}
 
 
 class ItemView(APIView):

@@ -152,7 +152,14 @@ def _search(persona, term: str) -> set[int]:
     return {i["id"] for i in r.json()["results"]}
 
 
-def test_free_text_finds_exactly_the_subjects_containing_the_term(analysis):
+@pytest.mark.parametrize("words_min_rows", [0, 10**9], ids=["words", "trigram"])
+def test_free_text_finds_exactly_the_subjects_containing_the_term(
+    analysis, settings, words_min_rows
+):
+    settings.KNOWLEDGE_EXCHANGE = {
+        **settings.KNOWLEDGE_EXCHANGE,
+        "search_words_min_rows": words_min_rows,
+    }
     # One bulk of more than 20 items (COPY on PostgreSQL) and single broadcasts.
     filler = [_issue(f"pkg/filler{n:03d}.py::f") for n in range(24)]
     body = {"items": [*filler, *(_issue(s) for s in SUBJECTS[:3])]}
@@ -171,8 +178,13 @@ def test_free_text_finds_exactly_the_subjects_containing_the_term(analysis):
 
 @pytest.mark.skipif(not settings.IS_POSTGRES, reason="the vocabulary is PostgreSQL's")
 def test_words_reach_the_vocabulary_on_every_write_path(analysis, settings):
-    # rows written behind the actions' back invalidate no cached page: no cache here
-    settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "cache_enabled": False}
+    # rows written behind the actions' back invalidate no cached page: no cache here; the
+    # words at any table size (a small one is searched through the trigram index otherwise)
+    settings.KNOWLEDGE_EXCHANGE = {
+        **settings.KNOWLEDGE_EXCHANGE,
+        "cache_enabled": False,
+        "search_words_min_rows": 0,
+    }
     item = analysis.broadcast("issue_pattern", issue_payload(location="first.py::f")).json()
     assert _search(analysis, "first.py") == {item["item"]["id"]}
     # A subject changed in place: the new words are searchable.

@@ -48,6 +48,14 @@ def loaded():
     return workers
 
 
+@pytest.fixture(autouse=True)
+def words_always(settings):
+    """These tests check the words' plan: free text reads the words at any table size here
+    (the default reads the trigram index below ``search_words_min_rows``; see
+    ``test_a_small_table_reads_the_trigram_index`` and knowledge/tests/test_search_routing.py)."""
+    settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "search_words_min_rows": 0}
+
+
 def plan_nodes(plan):
     yield plan
     for child in plan.get("Plans", []):

@@ -1,0 +1,109 @@
+"""The lean path of ``GET query``: a worker's query answered without DRF's per-request machinery.
+
+A cached query hit costs about a millisecond of work that matters (its Redis round trips, the
+page, rendering); DRF's per-request machinery (the ``Request`` wrapper, content negotiation,
+the authenticator, permission and throttle instances, ``Response`` and ``finalize_response``)
+was a large share of the rest (docs/performance.md, "The lean query path"). The query view
+(``QueryView.dispatch``) first asks ``answer``; it answers only the plain case and leaves every
+other request to DRF's path unchanged:
+
+- ``GET`` with a worker token whose cache entry ``count_request`` (knowledge/limits.py) brought
+  in the request's first round trip, asking for plain JSON (no ``Accept``, ``*/*`` or
+  ``application/json``; no ``format``);
+- a valid query (parsed once, in that first round trip, so its type tokens are read there
+  too: a hit is two Redis round trips, the pipeline and the page);
+- the view's permission classes and throttles allow it, judged by their own code
+  (``within_limits`` peeks at the counts without using them up, so a refusal is answered by
+  DRF's path from the same counts: the same 401, 403, 429 and 400 bodies and headers).
+
+It runs the same ``cached_page`` as DRF's path (visibility, read scope and the cache key stay
+in one place); a hit is answered with the cached bytes joined with the current freshness and
+marks (``Page.as_bytes``), anything else rendered by the same renderer; the headers DRF adds
+(``Allow``, ``Vary: Accept``) are added here; the middlewares add the rest for both paths. ``knowledge/tests/test_lean_query.py``
+compares the two paths' answers byte for byte.
+"""
+
+from __future__ import annotations
+
+from django.http import HttpResponse
+from django.utils.cache import patch_vary_headers
+
+from identity.authentication import PREFETCHED_TOKEN, WorkerPrincipal, authenticated_worker
+from knowledge.api import presenters
+from knowledge.api.renderers import ORJSONRenderer, js_safe
+from knowledge.errors import ActionError
+from knowledge.limits import PREFETCHED_VALUES, request_token, within_limits
+from knowledge.query import KnowledgeQuery, QueryError, cache_keys_read, cached_page
+
+#: Query parameters that may be repeated (``?types=a&types=b``); the others keep the last value.
+LIST_PARAMS = frozenset({"types", "sources", "urgency", "status", "validation_status"})
+#: ``Accept`` values for which DRF's negotiation picks the JSON renderer without options.
+PLAIN_JSON = frozenset({"", "*/*", "application/json"})
+_PARSED = "_kx_query"
+_renderer = ORJSONRenderer()
+
+
+def query_data(params) -> dict:
+    """The filters of a query string (a ``QueryDict``), as ``presenters.parse_query`` takes
+    them."""
+    data = {}
+    for key in params:
+        values = params.getlist(key)
+        data[key] = values if key in LIST_PARAMS else values[-1]
+    return data
+
+
+def parsed_query(request) -> KnowledgeQuery | None:
+    """The query of a ``GET`` request, parsed once per request; None when it is not valid
+    (DRF's path then answers the error, in the view, as before)."""
+    if not hasattr(request, _PARSED):
+        try:
+            query = presenters.parse_query(query_data(request.GET))
+        except Exception:  # noqa: BLE001 - whatever it is, DRF's path raises it again
+            query = None
+        setattr(request, _PARSED, query)
+    return getattr(request, _PARSED)
+
+
+def prefetch_keys(request) -> list[str]:
+    """The cache keys a ``GET query`` reads before its page, for ``count_request`` to read in
+    the request's first round trip."""
+    if request.method != "GET":
+        return []
+    query = parsed_query(request)
+    return cache_keys_read(query) if query is not None else []
+
+
+def answer(view, request) -> HttpResponse | None:
+    """The answer to ``request`` without DRF, or None to leave it to DRF (see the module doc)."""
+    if (
+        request.method != "GET"
+        or request.META.get("HTTP_ACCEPT", "") not in PLAIN_JSON
+        or "format" in request.GET
+    ):
+        return None
+    entry = getattr(request, PREFETCHED_TOKEN, None)
+    if entry is None or entry[1] is None:  # no token, or not in the token cache
+        return None
+    query = parsed_query(request)
+    if query is None:
+        return None
+    worker = authenticated_worker(request_token(request), entry)
+    if worker is None:
+        return None
+    request.user, request.auth = WorkerPrincipal(worker), worker  # as DRF sets them
+    if not all(p().has_permission(request, view) for p in view.permission_classes):
+        return None
+    if not within_limits(request, view):
+        return None
+    try:
+        page = cached_page(query, worker, getattr(request, PREFETCHED_VALUES, None))
+    except (QueryError, ActionError):  # a forged cursor: DRF's path answers the 400
+        return None
+    body = page.as_bytes()  # a hit: the cached bytes with the current freshness and marks
+    if body is None:
+        body = _renderer.render({**page.as_dict(), "cached": page.hit})
+    response = HttpResponse(js_safe(body), "application/json")
+    response["Allow"] = ", ".join(view.allowed_methods)
+    patch_vary_headers(response, ["Accept"])
+    return response
