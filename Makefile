@@ -36,10 +36,9 @@ run: setup
 
 # The whole suite on the embedded defaults, again on PostgreSQL + Redis, then the browser
 # tests. In CI (CI=true) a missing PostgreSQL or Redis fails the run.
-test: $(VENV)/.installed
+test: $(VENV)/.installed js-deps
 	@scripts/ensure-test-tools.sh
-	@$(MAKE) --no-print-directory test-embedded
-	@$(MAKE) --no-print-directory test-services
+	@scripts/test-suites.sh
 	@$(MAKE) --no-print-directory test-browser
 	@$(MAKE) --no-print-directory test-js
 

@@ -302,21 +302,33 @@ class EventFilter:
     def q(self) -> Q:
         return Q()
 
+    def in_read_scope(self, event: Event) -> bool:
+        """The part of :meth:`visible` that does not depend on who the viewer is."""
+        return (
+            self.read_types is None
+            or not event.knowledge_type
+            or event.knowledge_type in self.read_types
+        )
+
     def visible(self, event: Event) -> bool:
         """The viewer may see ``event``: its audience names it (``Event.visible_to``), and a
         public event about a type is within its read scope (knowledge/scopes.py)."""
         if not event.visible_to(self.viewer):
             return False
-        return (
-            self.read_types is None
-            or event.is_targeted
-            or not event.knowledge_type
-            or event.knowledge_type in self.read_types
-            or event.source == self.viewer
-        )
+        return self.in_read_scope(event) or event.is_targeted or event.source == self.viewer
+
+    def visible_to_any_viewer(self, event: Event) -> bool:
+        """:meth:`visible` holds whoever the viewer is (a public event within the scope)."""
+        return not event.is_targeted and self.in_read_scope(event)
 
     def matches(self, event: Event) -> bool:
         return self.visible(event)
+
+    def share_key(self) -> tuple | None:
+        """Filters with equal keys select the same events before :meth:`visible` (see
+        :meth:`FeedFilter.selects`): the relay checks an event once per key, not once per
+        connection. None: this filter shares nothing."""
+        return None
 
 
 @dataclass
@@ -339,14 +351,20 @@ class FeedFilter(EventFilter):
             cond &= Q(source__in=self.sources)
         return cond
 
-    def matches(self, event: Event) -> bool:
+    def selects(self, event: Event) -> bool:
+        """The subscription's own choice (events, types, sources), whoever the viewer is."""
         if self.kinds and event.kind not in self.kinds:
             return False
         if self.types and event.knowledge_type and event.knowledge_type not in self.types:
             return False
-        if self.sources and event.source not in self.sources:
-            return False
-        return self.visible(event)
+        return not self.sources or event.source in self.sources
+
+    def matches(self, event: Event) -> bool:
+        return self.selects(event) and self.visible(event)
+
+    def share_key(self) -> tuple:
+        # Everything selects() and visible_to_any_viewer() read; the viewer is not in it.
+        return (type(self), self.kinds, self.types, self.sources, self.read_types)
 
 
 def read_events(

@@ -548,17 +548,26 @@ class Relay:
             conn.pos = min(conn.pos, top)
 
     def _fan_out(self, events: list, scanned: int) -> None:
-        """Synchronous on purpose: no connection can change state in the middle."""
+        """Synchronous on purpose: no connection can change state in the middle.
+
+        Connections whose filters share a key (``EventFilter.share_key``: the same events,
+        types, sources and read scope, any viewer) are checked once per event for the group:
+        an event the group does not select is skipped for all of them, a public one in scope
+        goes to all of them, and only the rest (targeted, outside the scope) is checked per
+        connection. A batch of 1,000 events none of 1,000 sockets wants was a million checks
+        holding the event loop (docs/performance.md)."""
         self.stats["batches"] += 1
         self.stats["events"] += len(events)
         encoded = [(e, None, None) for e in events]
+        plans: dict = {}
         for conn in list(self.connections):
             if not conn.live:
                 continue
             flt = conn.filter
             last = conn.pos
-            for i, (event, text, frame) in enumerate(encoded):
-                if event.seq <= conn.pos or not flt.matches(event):
+            for i, sure in self._plan(flt, encoded, plans):
+                event, text, frame = encoded[i]
+                if event.seq <= conn.pos or not (sure or flt.matches(event)):
                     continue
                 if text is None:
                     text = encode_event(event, self.epoch)
@@ -574,6 +583,22 @@ class Relay:
             if conn.live:
                 conn.pos = max(conn.pos, scanned)
         self.position = max(self.position, scanned)
+
+    @staticmethod
+    def _plan(flt, encoded: list, plans: dict) -> list[tuple[int, bool]]:
+        """The events a connection with ``flt`` may want, as (index, sure): sure = it matches
+        whoever the viewer is; otherwise ``flt.matches`` decides for the connection."""
+        key = flt.share_key()
+        if key is None:
+            return [(i, False) for i in range(len(encoded))]
+        plan = plans.get(key)
+        if plan is None:
+            plan = plans[key] = [
+                (i, flt.visible_to_any_viewer(event))
+                for i, (event, _, _) in enumerate(encoded)
+                if flt.selects(event)
+            ]
+        return plan
 
     async def catch_up(self, conn: Connection, gen: int) -> None:
         """Replay the log for one connection until it reaches the relay, then make it live."""
@@ -607,12 +632,15 @@ class Relay:
         await wakeup.listen(woken)
 
     def snapshot(self) -> dict:
+        """Called from request threads (/metrics, the dashboard) while the event loop adds and
+        removes connections: one copy of the set (taken without releasing the GIL) is read."""
+        connections = list(self.connections)
         return {
             "process": process_id(),
             "updated": time.time(),
             "position": self.position,
-            "connections": [c.describe() for c in self.connections if not c.poll],
-            "long_polls": sum(1 for c in self.connections if c.poll),
+            "connections": [c.describe() for c in connections if not c.poll],
+            "long_polls": sum(1 for c in connections if c.poll),
             "total_connections": self.total_connections,
             "stats": dict(self.stats),
         }

@@ -817,7 +817,9 @@ class BaseWorker:
                         self.transport.ack(page["ack"])
                 if page.get("next") is None or page["ack"] <= page.get("position", -1):
                     break
-            self._had_news = bool(received)
+            # A processed page still to ack (say one of conflict events only) makes the next
+            # cycle read, which acks it, instead of only looking for news.
+            self._had_news = bool(received) or self._pending_ack is not None
         finally:
             self.stats.reception_seconds += time.perf_counter() - started
         return received

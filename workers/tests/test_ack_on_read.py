@@ -8,6 +8,8 @@ import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from conflicts.actions import do_resolve
+from conftest import risk_payload
 from identity.models import Worker
 from knowledge.actions import do_clear_state
 from knowledge.models import Event, InboxCursor
@@ -108,3 +110,21 @@ def test_a_server_that_ignores_the_ack_gets_explicit_acks(analysis, think):
     assert reader.transport.ack_on_read is False
     assert reader.receive() == []  # page two was acked explicitly
     assert reader.seen == ["a.py::f", "b.py::f"]
+
+
+def test_a_page_of_conflict_events_only_is_acked_by_the_next_cycle(think, analysis):
+    # Given think read the item that contradicts its own, and the conflict it raised
+    think.broadcast("risk_pattern", risk_payload(level="high"), 0.8)
+    reader = Collector(InProcessTransport(think.worker))
+    reader.receive()
+    contradiction = analysis.broadcast("risk_pattern", risk_payload(level="low"), 0.8).json()
+    reader.receive()
+    # When a person decides the conflict, think's next page holds conflict events only
+    conflict_id = contradiction["conflicts"][0]
+    do_resolve(conflict_id, "dismiss")
+    conflict_events = reader.stats.conflict_events
+    assert reader.receive() == [] and reader.stats.conflict_events > conflict_events
+    # Then the next cycle acks that page, though nothing new came (it used to only look, and
+    # the page stayed un-acked until news or stop)
+    reader.receive()
+    assert position(think) == Event.objects.latest("seq").seq
