@@ -171,14 +171,42 @@ class PollInThread:
         return not self.thread.is_alive()
 
 
+def _holds_xid() -> bool:
+    """Whether one-transaction tests run with an older xid held open (``_hold_an_xid_open``):
+    on PostgreSQL in snapshot ordering unless ``KE_TEST_HOLD_XID=0``; ``KE_TEST_HOLD_XID=1``
+    forces it in lock mode too (it changes nothing there: lock-mode readers read MAX(seq))."""
+    flag = os.environ.get("KE_TEST_HOLD_XID", "")
+    if not settings.IS_POSTGRES or flag == "0":
+        return False
+    return flag == "1" or settings.KNOWLEDGE_EXCHANGE["event_ordering"] == "snapshot"
+
+
+@pytest.fixture(scope="session")
+def _xid_holder(django_db_setup, django_db_blocker):
+    """A second session of the test database, opened once (see ``_hold_an_xid_open``)."""
+    with django_db_blocker.unblock():
+        s = connection.settings_dict
+        other = psycopg.connect(
+            host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"],
+            password=s["PASSWORD"] or None, dbname=s["NAME"],
+        )  # fmt: skip
+    yield other
+    other.close()
+
+
 @pytest.fixture(autouse=True)
 def _hold_an_xid_open(request):
-    """``KE_TEST_HOLD_XID=1`` (PostgreSQL): during each test that runs inside one transaction
-    (the ``db`` fixture), another session of the test database holds a transaction with an
-    xid open. In snapshot ordering the log's horizon then stays below every event the test
-    writes, so a test that reads its own uncommitted events (which the snapshot design
-    deliberately never shows) fails every time instead of only when other traffic happens
-    to be running (docs/decisions/event-log-ordering.md, "Default")."""
+    """The test-time horizon rule (docs/decisions/event-log-ordering.md, "Tests"): on
+    PostgreSQL in snapshot ordering (the default), during each test that runs inside one
+    transaction (the ``db`` fixture), another session of the test database holds a
+    transaction with an older xid open. The log's horizon then stays below every event the
+    test writes, every time, as it would in production if any other transaction were in
+    flight: a test that reads its own uncommitted events (which the snapshot design never
+    shows, to anyone) fails deterministically instead of only when no other traffic happens
+    to hold an xid. Tests of a reader path publish in committed transactions
+    (``django_db(transaction=True)``); tests of what an action wrote read the ``Event``
+    rows. The rule only makes the horizon stricter, so it cannot hide a reader that passes
+    an event in flight. ``KE_TEST_HOLD_XID=0`` turns it off."""
     marker = request.node.get_closest_marker("django_db")
     names = request.fixturenames
     one_transaction = (marker is not None or "db" in names) and not (
@@ -186,18 +214,12 @@ def _hold_an_xid_open(request):
         or "transactional_db" in names
         or "live_server" in names
     )
-    if os.environ.get("KE_TEST_HOLD_XID") != "1" or not settings.IS_POSTGRES or not one_transaction:
+    if not one_transaction or not _holds_xid():
         yield
         return
-    request.getfixturevalue("django_db_setup")
-    s = connection.settings_dict
-    other = psycopg.connect(
-        host=s["HOST"] or "127.0.0.1", port=s["PORT"] or 5432, user=s["USER"],
-        password=s["PASSWORD"] or None, dbname=s["NAME"],
-    )  # fmt: skip
+    other = request.getfixturevalue("_xid_holder")
     other.execute("SELECT pg_current_xact_id()")
     try:
         yield
     finally:
         other.rollback()
-        other.close()

@@ -299,6 +299,11 @@ def main(argv: list[str] | None = None) -> int:
         "--keep-db", action="store_true", help="do not drop the bench database at the end"
     )
     p.add_argument("--json", help="also write the results to this file")
+    p.add_argument(
+        "--only-broadcast",
+        action="store_true",
+        help="seed, then measure only the single broadcast (at --clients and at 1 client)",
+    )
     args = p.parse_args(argv)
 
     with private_database(args.pg_url, "kx_bench", keep=args.keep_db) as url:
@@ -436,6 +441,11 @@ def _run(args, servers: Servers, env: dict):
     # --- Phase A: cache off ------------------------------------------------------------
     servers.start(cache_enabled=False)
     print("phase A: cache off", flush=True)
+    if args.only_broadcast:
+        results.extend(_single_broadcasts(args, http, tokens, client_workers))
+        servers.stop()
+        meta.update(raw={}, naive={}, cache={}, load_after=os.getloadavg()[0])
+        return results, meta
     ours_by_kind: dict[str, Result] = {}
     for kind, label in QUERY_NAMES.items():
         ours_by_kind[kind] = r = measure(label, c, n, ours(kind), http)
@@ -467,31 +477,7 @@ def _run(args, servers: Servers, env: dict):
         for k, v in naive_by_kind.items()
     }
 
-    def single(i, j):
-        who = client_workers[i]
-        body = {
-            "knowledge_type": "issue_pattern",
-            "confidence": 0.7,
-            "payload": {
-                "rule": "long_function",
-                "location": f"bench/single/{who}/{j}",
-                "severity": "high",
-            },
-        }
-        return "POST", "/api/knowledge/broadcast", tokens[who], body
-
-    r = measure("broadcast (single)", c, n, single, http)
-    r.items = len(r.samples)
-    results.append(r)
-    results.append(
-        measure(
-            "broadcast (single) [1 client]",
-            1,
-            args.serial_requests,
-            lambda i, j: single(i, 10_000 + j),
-            http,
-        )
-    )
+    results.extend(_single_broadcasts(args, http, tokens, client_workers))
 
     def bulk(i, j):
         who = client_workers[i]
@@ -595,6 +581,35 @@ def _run(args, servers: Servers, env: dict):
     meta["ours"] = ours_by_kind
     meta["ours_serial"] = serial_by_kind
     return results, meta
+
+
+def _single_broadcasts(args, http: Http, tokens: dict, client_workers: list[str]) -> list[Result]:
+    """``POST broadcast`` of one new item (a subject of its own) by ``--clients`` clients,
+    then by one client (the service time without queueing)."""
+
+    def single(i, j):
+        who = client_workers[i]
+        body = {
+            "knowledge_type": "issue_pattern",
+            "confidence": 0.7,
+            "payload": {
+                "rule": "long_function",
+                "location": f"bench/single/{who}/{j}",
+                "severity": "high",
+            },
+        }
+        return "POST", "/api/knowledge/broadcast", tokens[who], body
+
+    r = measure("broadcast (single)", args.clients, args.requests, single, http)
+    r.items = len(r.samples)
+    serial = measure(
+        "broadcast (single) [1 client]",
+        1,
+        args.serial_requests,
+        lambda i, j: single(i, 10_000 + j),
+        http,
+    )
+    return [r, serial]
 
 
 def typical_query(kind: str, i: int, j: int, types: list[str]) -> tuple[dict, dict, str | None]:

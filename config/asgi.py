@@ -8,13 +8,12 @@ from django.core.asgi import get_asgi_application  # noqa: E402
 
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from config.http import SafeStaticFilesHandler, patch_daphne_line_limit  # noqa: E402
 from config.product import product_settings  # noqa: E402
-from knowledge.routing import OriginCheck, websocket_urlpatterns  # noqa: E402
+from knowledge.routing import websocket_app  # noqa: E402
 
 # Under daphne: answer 414/431 for over-long request lines instead of dropping the connection.
 patch_daphne_line_limit()
@@ -27,6 +26,6 @@ if settings.DEBUG or product_settings().serve_static:
 application = ProtocolTypeRouter(
     {
         "http": http_app,
-        "websocket": OriginCheck(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        "websocket": websocket_app(),
     }
 )

@@ -50,9 +50,10 @@ class ProductSettings(Mapping):
     # How long the event log keeps events (the pruner applies it).
     event_retention_days: int = 30
     # How the event log keeps seq order = what readers may pass (knowledge/events.py):
-    # "lock" (publishers serialise on the log's tail lock) or "snapshot" (no log-wide lock;
-    # readers stop at the oldest running transaction; PostgreSQL only, SQLite keeps "lock").
-    event_ordering: str = "lock"
+    # "snapshot" (no log-wide lock; readers stop at the oldest running transaction) or
+    # "lock" (publishers serialise on the log's tail lock). PostgreSQL only: SQLite always
+    # serialises writers. Every process of one database must use the same mode.
+    event_ordering: str = "snapshot"
     # Security (docs/security.md): one review request per conflict per requester per this
     # many seconds (0 = no limit); default write/read scopes: "open" or "registry".
     review_request_interval: int = 600
@@ -103,6 +104,12 @@ class ProductSettings(Mapping):
     # it). Both on by default, and off by themselves when the version check fails.
     ws_backpressure: bool = True
     ws_direct_write: bool = True
+    # Socket handshakes in progress per server process (knowledge/handshakes.py); past it a
+    # handshake is refused at once with HTTP 503 + Retry-After (or close 4013) instead of
+    # timing out late (0: no bound). docs/realtime.md, "Handshake bound".
+    ws_handshakes_in_flight: int = 64
+    # The shortest Retry-After of that refusal; each refused client gets its own later slot.
+    ws_handshake_retry_after: int = 1
     # How often each relay re-checks the credentials of its sockets and long polls.
     live_auth_recheck_seconds: float = 0.5
     # A relay with no connection stops after this long (long polls come and go).

@@ -41,12 +41,19 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from config.product import product_settings
 from conflicts import contested
-from conflicts.choices import Actor, Classification, ConflictStatus, Decision, ItemRole
+from conflicts.choices import (
+    UNSETTLED,
+    Actor,
+    Classification,
+    ConflictStatus,
+    Decision,
+    ItemRole,
+)
 from conflicts.engine.candidates import Candidate, Proposal, Trust
 from conflicts.engine.detection import ConflictKind, classify
 from conflicts.engine.independence import CopyEstimator
@@ -67,6 +74,7 @@ from knowledge.events import lock_log_tail, lock_subjects, publish_events, snaps
 from knowledge.hooks import StoredItem
 from knowledge.models import KnowledgeItem
 from knowledge.registry import KnowledgeType, registry
+from knowledge.sql import quoted, sql_in
 from knowledge.visibility import audience_from_rows, event_visibility, item_audience
 
 log = logging.getLogger(__name__)
@@ -509,9 +517,10 @@ def detect_conflicts(batch: Sequence[StoredItem]) -> list[dict]:
     to the ids of the conflicts each item is part of, and leaves the relations found on
     ``item.conflict_detections`` as ``[(kind, other_item_id)]`` (for instrumentation).
 
-    For a batch of several items, two queries first find the subjects where something else
-    is active or a conflict is unsettled; an item alone on its subject can neither conflict
-    nor corroborate, so it only feeds the copy estimator.
+    One statement first finds the subjects where something else is active or a conflict is
+    unsettled (``_busy_subjects``); an item alone on its subject, the common case, can
+    neither conflict nor corroborate, so it only feeds the copy estimator, and only the busy
+    subjects pay for the full detection (reading the subject's items and conflicts).
     """
     for stored in batch:
         stored.item.conflict_detections = []
@@ -525,19 +534,16 @@ def detect_conflicts(batch: Sequence[StoredItem]) -> list[dict]:
     # since only there may detection lock conflict and trust rows; docs/architecture.md).
     lock_subjects({(s.item.knowledge_type, s.item.subject) for s in batch})
     now = timezone.now()
-    if snapshot_ordering():
-        busy = _busy_subjects([s.item for s in batch])
-        if busy:
-            lock_log_tail()
-    else:
-        busy = _busy_subjects([s.item for s in batch]) if len(batch) > 1 else None
+    busy = _busy_subjects([s.item for s in batch])
+    if busy and snapshot_ordering():
+        lock_log_tail()
     with _recorded() as recorder:
         for stored in batch:
             item = stored.item
             kt = registry.get(item.knowledge_type)
             if kt is None or item.is_targeted:  # private items are not compared (see above)
                 continue
-            if busy is None or (item.knowledge_type, item.subject) in busy:
+            if (item.knowledge_type, item.subject) in busy:
                 stored.conflict_ids = _detect_one(item, kt, cfg, now)
             elif cfg.copy_detection:
                 _observe_copy(item)
@@ -546,24 +552,22 @@ def detect_conflicts(batch: Sequence[StoredItem]) -> list[dict]:
 
 def _busy_subjects(items: Sequence[KnowledgeItem]) -> set[tuple[str, str]]:
     """(type, subject) pairs of ``items`` where another item is active or a conflict is
-    unsettled: the only ones where detection can find anything."""
-    types = {item.knowledge_type for item in items}
-    subjects = {item.subject for item in items}
-    busy = set(
-        KnowledgeItem.objects.filter(
-            status=ItemStatus.ACTIVE, knowledge_type__in=types, subject__in=subjects
-        )
-        .exclude(pk__in=[item.pk for item in items])
-        .values_list("knowledge_type", "subject")
-        .distinct()
+    unsettled: the only ones where detection can find anything. One statement, read as
+    plain rows (it runs in every broadcast: docs/performance.md, "Single broadcast")."""
+    types, t_params = sql_in(sorted({item.knowledge_type for item in items}))
+    subjects, s_params = sql_in(sorted({item.subject for item in items}))
+    ids, i_params = sql_in([item.pk for item in items])
+    statuses, u_params = sql_in([str(status) for status in UNSETTLED])
+    sql = (
+        f"SELECT knowledge_type, subject FROM {quoted(KnowledgeItem)} WHERE status = %s "
+        f"AND knowledge_type {types} AND subject {subjects} AND NOT (id {ids}) "
+        f"UNION SELECT knowledge_type, subject FROM {quoted(Conflict)} "
+        f"WHERE knowledge_type {types} AND subject {subjects} AND status {statuses}"
     )
-    busy |= set(
-        Conflict.objects.filter(knowledge_type__in=types, subject__in=subjects)
-        .unsettled()
-        .values_list("knowledge_type", "subject")
-        .distinct()
-    )
-    return busy
+    params = [str(ItemStatus.ACTIVE), *t_params, *s_params, *i_params]
+    with connection.cursor() as cur:
+        cur.execute(sql, [*params, *t_params, *s_params, *u_params])
+        return set(cur.fetchall())
 
 
 def _observe_copy(item: KnowledgeItem) -> None:

@@ -44,3 +44,10 @@ def collect_metrics():
     )
     slow.add_metric([], sum(s["stats"].get("slow_closes", 0) for s in snaps))
     yield slow
+    refused = CounterMetricFamily(
+        "kx_ws_handshakes_refused",
+        "Socket handshakes refused as busy (past ws_handshakes_in_flight).",
+        labels=[],
+    )
+    refused.add_metric([], sum(s["stats"].get("handshakes_refused", 0) for s in snaps))
+    yield refused

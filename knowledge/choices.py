@@ -9,14 +9,17 @@ class Urgency(models.IntegerChoices):
 
     @classmethod
     def from_label(cls, label: str) -> "Urgency":
-        for member in cls:
-            if member.label == label:
-                return member
-        raise ValueError(label)
+        try:
+            return _URGENCY_BY_LABEL[label]
+        except (KeyError, TypeError):
+            raise ValueError(label) from None
 
     @classmethod
     def labels_list(cls) -> list[str]:
         return [m.label for m in cls]
+
+
+_URGENCY_BY_LABEL = {member.label: member for member in Urgency}
 
 
 class ItemStatus(models.TextChoices):

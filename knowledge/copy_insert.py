@@ -13,7 +13,7 @@ small for COPY to pay off, use ``bulk_create``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 import orjson
@@ -29,6 +29,7 @@ from django.db.models import (
     Model,
     TextField,
 )
+from django.utils import timezone
 
 #: Field classes whose values of exactly these Python types are their database values
 #: (Django's preparation returns them unchanged): written as they are (``_prep``).
@@ -53,74 +54,135 @@ def copy_insert(model: type[Model], objs: list[Model]) -> None:
     if connection.vendor != "postgresql" or len(objs) < MIN_ROWS:
         model.objects.bulk_create(objs)
         return
-    opts = model._meta
-    pk = opts.pk
-    fields = [f for f in opts.concrete_fields if f is not pk]
-    qn = connection.ops.quote_name
-    columns = ", ".join(qn(f.column) for f in [pk, *fields])
-    preps = [_prep(f) for f in fields]
-    # wrap_database_errors: a constraint failing inside COPY is Django's IntegrityError, as
-    # it is from bulk_create (the broadcast pipeline retries an idempotency race on it).
-    with connection.cursor() as cur, connection.wrap_database_errors:
-        ids = [getattr(obj, pk.attname) for obj in objs]
-        if None in ids:
-            cur.execute(
-                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
-                [qn(opts.db_table), pk.column, len(objs)],
-            )
-            ids = [row[0] for row in cur.fetchall()]
-        raw = cur.cursor  # psycopg 3's own cursor: Django's wrapper has no copy()
-        with raw.copy(f"COPY {qn(opts.db_table)} ({columns}) FROM STDIN") as copy:
-            for obj, new_id in zip(objs, ids, strict=True):
-                setattr(obj, pk.attname, new_id)
-                copy.write_row([new_id, *(prep(obj) for prep in preps)])
-    for obj in objs:
+    pk = model._meta.pk
+    fields = [f for f in model._meta.concrete_fields if f is not pk]
+    getters = [_getter(f) for f in fields]
+    ids = [getattr(obj, pk.attname) for obj in objs]
+    rows = ([get(obj) for get in getters] for obj in objs)
+    ids = _copy(model, fields, rows, len(objs), None if None in ids else ids)
+    for obj, new_id in zip(objs, ids, strict=True):
+        setattr(obj, pk.attname, new_id)
         obj._state.adding = False
         obj._state.db = connection.alias
 
 
-def _prep(field) -> Callable[[Model], object]:
-    """How to get ``field``'s database value from an object: Django's ``pre_save`` +
-    ``get_db_prep_save``, with shortcuts for the types whose generic path dominated the
-    profile (aware datetimes, foreign key ids, JSON as text; anything unusual still takes
-    Django's path)."""
+def copy_rows(
+    model: type[Model], names: Sequence[str], rows: list[tuple], ids: list[int] | None = None
+) -> list[int]:
+    """Insert ``rows`` of ``model`` given as tuples, without model instances (a bulk
+    broadcast's events and idempotency records: building an instance per row cost as much
+    as writing it). Each tuple holds the Python values of the fields ``names`` (their
+    attnames: ``worker_id`` for a foreign key), in that order. Fields with ``auto_now`` or
+    ``auto_now_add`` left out of ``names`` are stamped with the time of the insert, as
+    ``bulk_create`` does; no other default is applied. Returns the primary keys, drawn from
+    the table's sequence unless ``ids`` gives them. Other databases, and fewer rows than
+    ``MIN_ROWS``, take ``bulk_create``."""
+    if not rows:
+        return []
+    opts = model._meta
+    fields = [opts.get_field(name) for name in names]
+    if connection.vendor != "postgresql" or len(rows) < MIN_ROWS:
+        attnames = [f.attname for f in fields]
+        objs = [model(**dict(zip(attnames, row, strict=True))) for row in rows]
+        if ids is not None:
+            for obj, new_id in zip(objs, ids, strict=True):
+                obj.pk = new_id
+        model.objects.bulk_create(objs)
+        return [obj.pk for obj in objs]
+    stamped = [
+        f
+        for f in opts.concrete_fields
+        if (getattr(f, "auto_now", False) or getattr(f, "auto_now_add", False)) and f not in fields
+    ]
+    preps = [_value_prep(f) for f in fields]
+    stamps = [_value_prep(f)(timezone.now()) for f in stamped]
+    prepared = (
+        [*(prep(value) for prep, value in zip(preps, row, strict=True)), *stamps] for row in rows
+    )
+    return _copy(model, [*fields, *stamped], prepared, len(rows), ids)
 
-    def generic(obj):
-        return field.get_db_prep_save(field.pre_save(obj, True), connection)
+
+def _copy(model: type[Model], fields: list, rows: Iterable[list], n: int, ids) -> list[int]:
+    """COPY ``n`` rows (database values of ``fields``) with ids drawn first unless given."""
+    opts = model._meta
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(f.column) for f in [opts.pk, *fields])
+    # wrap_database_errors: a constraint failing inside COPY is Django's IntegrityError, as
+    # it is from bulk_create (the broadcast pipeline retries an idempotency race on it).
+    with connection.cursor() as cur, connection.wrap_database_errors:
+        if ids is None:
+            cur.execute(
+                "SELECT nextval(pg_get_serial_sequence(%s, %s)) FROM generate_series(1, %s)",
+                [qn(opts.db_table), opts.pk.column, n],
+            )
+            ids = [row[0] for row in cur.fetchall()]
+        raw = cur.cursor  # psycopg 3's own cursor: Django's wrapper has no copy()
+        with raw.copy(f"COPY {qn(opts.db_table)} ({columns}) FROM STDIN") as copy:
+            for row, new_id in zip(rows, ids, strict=True):
+                copy.write_row([new_id, *row])
+    return ids
+
+
+def _getter(field) -> Callable[[Model], object]:
+    """How to get ``field``'s database value from an object: ``pre_save`` where the field
+    sets the value itself (``auto_now``/``auto_now_add``, as ``bulk_create`` does), else the
+    attribute, through ``_value_prep``'s shortcut; a field without one takes Django's whole
+    path (``pre_save`` + ``get_db_prep_save``)."""
+    shortcut = _shortcut(field)
+    if shortcut is None:
+        return lambda obj: field.get_db_prep_save(field.pre_save(obj, True), connection)
+    if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+        return lambda obj: shortcut(field.pre_save(obj, True))
+    attname = field.attname
+    return lambda obj: shortcut(getattr(obj, attname))
+
+
+def _value_prep(field) -> Callable[[object], object]:
+    """A Python value's database value for ``field`` (``_shortcut``, else Django's
+    ``get_db_prep_save``)."""
+    shortcut = _shortcut(field)
+    if shortcut is None:
+        return lambda value: field.get_db_prep_save(value, connection)
+    return shortcut
+
+
+def _shortcut(field) -> Callable[[object], object] | None:
+    """The shortcut to a value's database value for the field types whose generic path
+    (``get_db_prep_save``) dominated the profile: aware datetimes, foreign key ids, JSON as
+    text, plain strings and numbers; a value they do not expect still takes Django's path.
+    None for other fields."""
+
+    def generic(value):
+        return field.get_db_prep_save(value, connection)
 
     if isinstance(field, ForeignKey):
-        return lambda obj: getattr(obj, field.attname)
+        return lambda value: value
     if isinstance(field, DateTimeField):
-        stamped = field.auto_now or field.auto_now_add
 
-        def moment(obj):
-            # auto_now(_add): pre_save sets the object's value (now), as bulk_create does
-            value = field.pre_save(obj, True) if stamped else getattr(obj, field.attname)
+        def moment(value):
             if value is None or (isinstance(value, datetime) and value.tzinfo is not None):
                 return value
-            return generic(obj)
+            return generic(value)
 
         return moment
     if isinstance(field, JSONField) and field.encoder is None:
 
-        def document(obj):
-            value = getattr(obj, field.attname)
+        def document(value):
             if value is None and field.null:
                 return None
             try:
                 return orjson.dumps(value).decode()
             except TypeError:  # beyond orjson (e.g. integers past 64 bits)
-                return generic(obj)
+                return generic(value)
 
         return document
     plain_types = next((t for cls, t in PLAIN_TYPES.items() if isinstance(field, cls)), None)
     if plain_types is not None:
 
-        def plain(obj):
+        def plain(value):
             # anything else (an enum member, a float for an integer, a lazy string, None)
             # takes Django's path
-            value = getattr(obj, field.attname)
-            return value if type(value) in plain_types else generic(obj)
+            return value if type(value) in plain_types else generic(value)
 
         return plain
-    return generic
+    return None

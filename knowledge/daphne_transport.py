@@ -131,6 +131,35 @@ def _daphne_parts(send):
     return protocol, server, transport
 
 
+def deny(send, status: int, reason: str, retry_after: int) -> bool:
+    """Refuse the handshake behind ``send`` with an HTTP ``status`` and ``Retry-After``;
+    False when it cannot (not daphne, an unchecked version, the handshake is over).
+
+    Daphne answers every refusal (``websocket.close`` before accept) with a headerless 403
+    and does not offer ASGI's denial-response extension. This does what its
+    ``serverReject`` does, with our status and header: autobahn's ``failHandshake`` writes
+    the response and drops the connection. The handshake's deferred is forgotten unfired
+    (daphne deletes it the same way), so autobahn's ``onConnect`` callbacks never run.
+    """
+    if not supported():
+        return False
+    parts = _daphne_parts(send)
+    if parts is None:
+        return False
+    protocol, server, _transport = parts
+    if (
+        getattr(protocol, "handshake_deferred", None) is None
+        or getattr(protocol, "state", None) != getattr(protocol, "STATE_CONNECTING", object())
+        or not hasattr(protocol, "failHandshake")
+        or not hasattr(server, "protocol_disconnected")
+    ):
+        return False
+    del protocol.handshake_deferred
+    server.protocol_disconnected(protocol)
+    protocol.failHandshake(reason, status, [("Retry-After", str(retry_after))])
+    return True
+
+
 def watch(send) -> Watch:
     """A ``Watch`` for the connection behind ``send``; attached to daphne when allowed."""
     w = Watch()

@@ -37,9 +37,10 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 from django.db.models import Max, Q
+from django.utils import timezone
 
 from config.product import product_settings
-from knowledge.copy_insert import copy_insert
+from knowledge.copy_insert import copy_rows
 from knowledge.models import Event, LogState
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,9 @@ def _subject_key(knowledge_type: str, subject: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
-def _insert_unlocked(events: list[Event]) -> list[Event]:
-    """Snapshot mode: give ``events`` their seqs and insert them (see the module docstring).
+def _insert_unlocked(n: int, insert) -> list[int]:
+    """Snapshot mode: draw ``n`` seqs and ``insert(seqs)`` the events with them (see the
+    module docstring); returns the seqs, ascending.
 
     In a savepoint (its xid is assigned by the INSERT or COPY, the savepoint's first write,
     after every seq is drawn): the transaction's own xid first (``pg_current_xact_id``, in the
@@ -103,13 +105,11 @@ def _insert_unlocked(events: list[Event]) -> list[Event]:
         cur.execute(
             "SELECT nextval(pg_get_serial_sequence(%s, 'seq')) "
             "FROM (SELECT pg_current_xact_id() OFFSET 0) AS x, generate_series(1, %s)",
-            [Event._meta.db_table, len(events)],
+            [Event._meta.db_table, n],
         )
         seqs = sorted(row[0] for row in cur.fetchall())
-        for event, seq in zip(events, seqs, strict=True):
-            event.seq = seq
-        copy_insert(Event, events)  # with the seqs just drawn
-        return events
+        insert(seqs)
+        return seqs
 
 
 def publish_event(
@@ -142,7 +142,12 @@ def publish_event(
         data=data,
     )
     if snapshot_ordering():
-        _insert_unlocked([event])
+
+        def insert(seqs):
+            [event.seq] = seqs
+            event.save(force_insert=True)
+
+        _insert_unlocked(1, insert)
     else:
         lock_log_tail()
         event.save(force_insert=True)
@@ -151,36 +156,52 @@ def publish_event(
     return event
 
 
-def publish_events(specs: list[dict]) -> list[Event]:
+#: The fields ``publish_events`` writes, in the order of its rows.
+EVENT_FIELDS = (
+    "kind",
+    "knowledge_type",
+    "source",
+    "item_id",
+    "is_targeted",
+    "targets",
+    "data",
+    "created_at",
+)
+
+
+def publish_events(specs: list[dict]) -> list[int]:
     """Append several events in one COPY (PostgreSQL, 20 events or more; else one INSERT:
     knowledge/copy_insert.py), for the batched bulk broadcast; same contract as
     ``publish_event``. Each spec holds ``kind``, ``data`` and optionally ``knowledge_type``,
-    ``source``, ``item_id``, ``targets``, ``private``. Returns the events with their seq, in
-    spec order."""
+    ``source``, ``item_id``, ``targets``, ``private``. Returns the events' seqs, in spec
+    order. The rows are written as tuples (``copy_rows``): no ``Event`` instance is built."""
     if not connection.in_atomic_block:
         raise RuntimeError("publish_events must run inside transaction.atomic()")
     if not specs:
         return []
-    events = [
-        Event(
-            kind=spec["kind"],
-            knowledge_type=spec.get("knowledge_type", ""),
-            source=spec.get("source", ""),
-            item_id=spec.get("item_id"),
-            is_targeted=bool(spec.get("private")) or bool(spec.get("targets")),
-            targets=list(spec.get("targets") or ()),
-            data=spec["data"],
+    now = timezone.now()
+    rows = [
+        (
+            spec["kind"],
+            spec.get("knowledge_type", ""),
+            spec.get("source", ""),
+            spec.get("item_id"),
+            bool(spec.get("private")) or bool(spec.get("targets")),
+            list(spec.get("targets") or ()),
+            spec["data"],
+            now,
         )
         for spec in specs
     ]
     if snapshot_ordering():
-        events = _insert_unlocked(events)
+        seqs = _insert_unlocked(len(rows), lambda seqs: copy_rows(Event, EVENT_FIELDS, rows, seqs))
     else:
         lock_log_tail()
-        copy_insert(Event, events)  # COPY from 20 events (seqs drawn under the tail lock)
-    top = max(e.seq for e in events)
+        # COPY from 20 events (seqs drawn under the tail lock)
+        seqs = copy_rows(Event, EVENT_FIELDS, rows)
+    top = max(seqs)
     transaction.on_commit(lambda: wake_readers(top))
-    return events
+    return seqs
 
 
 # --- Waking readers ------------------------------------------------------------------------

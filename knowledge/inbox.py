@@ -24,6 +24,7 @@ from identity.models import Worker
 from knowledge.errors import ActionError
 from knowledge.events import LogPosition, log_position, top_sql
 from knowledge.models import InboxCursor, LogState, Subscription
+from knowledge.sql import quoted
 
 _SUB_FIELDS = ("types", "muted_types", "sources", "events", "min_urgency")
 
@@ -42,10 +43,6 @@ class InboxState:
     log: LogPosition
 
 
-def _quoted(model) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
-
-
 def _uuid_str(value) -> str | None:
     if value is None:
         return None
@@ -60,10 +57,10 @@ def inbox_state(worker: Worker) -> InboxState:
     sql = (
         f"SELECT c.{q('worker_id')}, c.{q('position')}, c.{q('epoch')}, c.{q('delivered')}, "
         f"s.{q('worker_id')}, {sub_cols}, l.{q('epoch')}, l.{q('pruned_through')}, {top_sql()} "
-        f"FROM {_quoted(Worker)} w "
-        f"LEFT JOIN {_quoted(InboxCursor)} c ON c.{q('worker_id')} = w.{q('id')} "
-        f"LEFT JOIN {_quoted(Subscription)} s ON s.{q('worker_id')} = w.{q('id')} "
-        f"LEFT JOIN {_quoted(LogState)} l ON l.{q('id')} = 1 "
+        f"FROM {quoted(Worker)} w "
+        f"LEFT JOIN {quoted(InboxCursor)} c ON c.{q('worker_id')} = w.{q('id')} "
+        f"LEFT JOIN {quoted(Subscription)} s ON s.{q('worker_id')} = w.{q('id')} "
+        f"LEFT JOIN {quoted(LogState)} l ON l.{q('id')} = 1 "
         f"WHERE w.{q('id')} = %s"
     )
     with connection.cursor() as cur:
@@ -166,7 +163,7 @@ def record(worker: Worker, change: Change) -> None:
             sets.append(_forward("delivered"))
             params += [change.offered, change.offered]
     update_cursor = (
-        f"UPDATE {_quoted(InboxCursor)} SET {', '.join(sets)} WHERE {q('worker_id')} = %s"
+        f"UPDATE {quoted(InboxCursor)} SET {', '.join(sets)} WHERE {q('worker_id')} = %s"
     )
     params.append(worker.pk)
     if not change.count:
@@ -174,7 +171,7 @@ def record(worker: Worker, change: Change) -> None:
             cur.execute(update_cursor, params)
         return
     update_worker = (
-        f"UPDATE {_quoted(Worker)} SET {q('received_count')} = {q('received_count')} + %s "
+        f"UPDATE {quoted(Worker)} SET {q('received_count')} = {q('received_count')} + %s "
         f"WHERE {q('id')} = %s"
     )
     if connection.vendor == "postgresql":

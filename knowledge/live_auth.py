@@ -24,6 +24,7 @@ from urllib.parse import parse_qs
 from django.conf import settings
 from django.contrib import auth
 
+from identity.authentication import worker_for_token
 from identity.models import Worker
 from knowledge.scopes import read_types
 
@@ -45,12 +46,24 @@ class Viewer:
     read_types: frozenset | None = None  # the worker's read scope (knowledge/scopes.py)
 
 
+def socket_token(scope) -> str:
+    """The worker token of a socket (``?token=``), or ""."""
+    query_string = scope.get("query_string", b"")
+    if b"token=" not in query_string:
+        return ""
+    return parse_qs(query_string.decode(errors="replace")).get("token", [""])[0]
+
+
 def socket_viewer(scope) -> Viewer | None:
-    """A worker token (``?token=``) or a staff session; None if neither (sync: DB)."""
-    query = parse_qs(scope.get("query_string", b"").decode(errors="replace"))
-    token = query.get("token", [""])[0]
+    """A worker token (``?token=``) or a staff session; None if neither (sync: cache, DB).
+
+    A token is looked up in the token cache, whose entry carries the worker's read scope
+    (identity/authentication.py): a reconnect within ``TOKEN_CACHE_SECONDS`` of the worker's
+    last request or socket makes no query. It used to make one for the token and read the
+    scope separately (docs/performance.md, "Handshake")."""
+    token = socket_token(scope)
     if token:
-        worker = Worker.objects.for_token(token)
+        worker = worker_for_token(token)
         if worker is None:
             return None
         return Viewer(

@@ -6,6 +6,8 @@ built-in workers reach them over HTTP)."""
 
 from __future__ import annotations
 
+import collections
+
 from prometheus_client import Counter
 
 BROADCASTS = Counter(
@@ -23,9 +25,10 @@ RECEIVED = Counter(
 
 
 def count_broadcasts(pairs: list[tuple[str, str]]) -> None:
-    """``pairs``: (knowledge_type, outcome) of each stored item."""
-    for knowledge_type, outcome in pairs:
-        BROADCASTS.labels(knowledge_type, outcome).inc()
+    """``pairs``: (knowledge_type, outcome) of each stored item (one ``labels`` lookup per
+    distinct pair, not per item)."""
+    for (knowledge_type, outcome), n in collections.Counter(pairs).items():
+        BROADCASTS.labels(knowledge_type, outcome).inc(n)
 
 
 def count_received(worker: str, n: int) -> None:

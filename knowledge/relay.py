@@ -42,7 +42,14 @@ from django.db import close_old_connections
 from config.product import product_settings
 from knowledge import daphne_transport, live_auth, wakeup
 from knowledge import events as event_log
-from knowledge.events import EventFilter, FeedFilter, log_bounds, log_position, read_events
+from knowledge.events import (
+    EventFilter,
+    FeedFilter,
+    LogPosition,
+    log_bounds,
+    log_position,
+    read_events,
+)
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +93,8 @@ def _db_executor() -> concurrent.futures.ThreadPoolExecutor:
 
 
 def _in_db_thread(fn, *args):
+    _PROCESS_STATS["db_reads"] += 1
+
     def run():
         close_old_connections()
         try:
@@ -140,14 +149,21 @@ async def standing_filter(worker_name: str):
     return await _in_db_thread(_load_standing, worker_name)
 
 
-def _epoch_and_top() -> tuple[str, int, int, bool]:
+def _epoch_and_top() -> tuple[str, int, int, bool, int]:
     """(epoch, the log's horizon (``knowledge.events.log_bounds``), the log's top counting
-    what was pruned or restored, whether committed events wait above the horizon)."""
+    what was pruned or restored, whether committed events wait above the horizon, the prune
+    horizon)."""
     from knowledge.models import LogState
 
     state = LogState.current()
     top, highest = log_bounds()
-    return str(state.epoch), top, max(top, state.pruned_through), highest > top
+    return (
+        str(state.epoch),
+        top,
+        max(top, state.pruned_through),
+        highest > top,
+        state.pruned_through,
+    )
 
 
 # --- Connections ------------------------------------------------------------------------------
@@ -247,7 +263,17 @@ def encode_event(event, epoch: str) -> str:
 # --- The relay --------------------------------------------------------------------------------
 
 _relays: weakref.WeakSet = weakref.WeakSet()
-_PROCESS_STATS = {"batches": 0, "events": 0, "delivered": 0, "slow_closes": 0, "wakes": 0}
+_PROCESS_STATS = {
+    "batches": 0,
+    "events": 0,
+    "delivered": 0,
+    "slow_closes": 0,
+    "wakes": 0,
+    "handshakes_refused": 0,  # knowledge/handshakes.py
+    "db_reads": 0,  # trips to the relay's database threads
+}
+#: This process's counters (mirrored with its connections; summed by ``connection_stats``).
+process_stats = _PROCESS_STATS
 _by_loop: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -259,6 +285,7 @@ class Relay:
         self.connections: set[Connection] = set()
         self.position = 0
         self.epoch = ""
+        self.pruned_through = 0
         self._task: asyncio.Task | None = None
         self._wake_task: asyncio.Task | None = None
         self._guard_task: asyncio.Task | None = None
@@ -340,6 +367,15 @@ class Relay:
         finally:
             catch_up.cancel()
             self.unregister(conn)
+
+    def live_position(self) -> LogPosition | None:
+        """The log as this relay last read it, for a live-only subscribe (``since`` null)
+        that then needs no database read of its own: it starts at the relay's position
+        (everything up to it was fanned out already, everything after reaches it through
+        this relay). None while the relay has not read the log or cannot (an outage)."""
+        if not self._started.is_set() or not self.epoch or self.degraded:
+            return None
+        return LogPosition(self.epoch, self.position, self.pruned_through)
 
     def mark_dirty(self, conn: Connection) -> None:
         """``conn`` has frames queued (or became writable again): the sender will send them."""
@@ -439,6 +475,7 @@ class Relay:
         try:
             pos = await db_position()
             self.position, self.epoch = pos.top, pos.epoch
+            self.pruned_through = pos.pruned_through
         except Exception:
             log.exception("relay could not read the log position")
             self.position, self.epoch = 0, ""
@@ -492,7 +529,9 @@ class Relay:
     async def _drain(self) -> None:
         """Read from ``position`` to the top and fan out; repeat while there is more."""
         while True:
-            epoch, top, log_top, self.behind = await _in_db_thread(_epoch_and_top)
+            epoch, top, log_top, self.behind, self.pruned_through = await _in_db_thread(
+                _epoch_and_top
+            )
             if self.epoch and epoch != self.epoch:
                 self._new_epoch(epoch, log_top)  # a restore: tell every socket
             if top <= self.position:
@@ -745,4 +784,5 @@ def connection_stats() -> dict:
         "workers": sorted({c["who"] for c in conns}),
         "slow_closes": sum(s["stats"].get("slow_closes", 0) for s in snaps),
         "delivered": sum(s["stats"].get("delivered", 0) for s in snaps),
+        "handshakes_refused": sum(s["stats"].get("handshakes_refused", 0) for s in snaps),
     }

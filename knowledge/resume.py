@@ -17,9 +17,10 @@ browser client, which only obey what the server says (docs/realtime.md, "Resumin
 A durable consumer that has no position yet (a worker's first inbox read) gets one from
 ``first_position``, then follows the rule above like any other:
 
-- ``start="now"`` (the default): the log's position when the worker was created. A new worker
-  does not receive the history that came before it, yet loses nothing sent after it existed
-  (an item targeted at it before its first read is in its inbox).
+- ``start="now"`` (the default): the log's position when the worker was created (the newest
+  event written before it, but never above the log's top, the horizon every reader obeys). A
+  new worker does not receive the history that came before it, yet loses nothing sent after it
+  existed (an item targeted at it before its first read is in its inbox).
 - ``start="beginning"``: the oldest position the log still holds (the prune horizon), so it
   receives every event the log has that it may see.
 """
@@ -65,7 +66,10 @@ def first_position(start: str, log: LogPosition, at_creation: int) -> int:
     when the consumer was created), ``beginning`` -> the prune horizon (see above)."""
     if start not in INBOX_STARTS:
         raise ValueError(f"start must be one of {', '.join(INBOX_STARTS)}")
-    return log.pruned_through if start == "beginning" else at_creation
+    # Never past the log's top: with snapshot ordering an event written before the worker
+    # existed may stand above the horizon, with a transaction that drew a smaller seq still
+    # in flight; a start there would skip that seq when it commits.
+    return log.pruned_through if start == "beginning" else min(at_creation, log.top)
 
 
 def resume(since: int | None, epoch: str | None, log: LogPosition) -> Resume:

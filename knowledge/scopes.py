@@ -14,6 +14,8 @@ items targeted at it. docs/security.md ("Scopes").
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django.core.cache import cache
 
 from config.product import product_settings
@@ -85,10 +87,20 @@ def read_types(worker: Worker) -> frozenset[str] | None:
 
 def write_refusal(worker: Worker, knowledge_type: str) -> str | None:
     """Why ``worker`` may not broadcast ``knowledge_type``, or None if it may."""
+    return write_refusals(worker)(knowledge_type)
+
+
+def write_refusals(worker: Worker) -> Callable[[str], str | None]:
+    """``write_refusal`` for one worker and many types (a bulk broadcast's items): the
+    worker's write scope is looked up once."""
     allowed = write_types(worker)
-    if allowed is None or knowledge_type in allowed:
-        return None
-    return (
-        f"worker {worker.name!r} may not broadcast {knowledge_type!r} "
-        f"(its write scope: {', '.join(sorted(allowed)) or 'none'})"
-    )
+
+    def refusal(knowledge_type: str) -> str | None:
+        if allowed is None or knowledge_type in allowed:
+            return None
+        return (
+            f"worker {worker.name!r} may not broadcast {knowledge_type!r} "
+            f"(its write scope: {', '.join(sorted(allowed)) or 'none'})"
+        )
+
+    return refusal

@@ -15,7 +15,10 @@ them; a changed epoch or ``recovered: false`` calls ``on_reset`` and continues f
 server's ``top``. WebSocket first; after ``fallback_after`` connects that closed before
 ``subscribed`` it long-polls ``GET /api/knowledge/events`` and tries the socket again every
 ``ws_retry`` seconds. Reconnects use full-jitter exponential backoff; a 4008 (too slow)
-reconnects at once; a 4401 (bad token) raises ``AuthError``.
+reconnects at once; a 4401 (bad token) raises ``AuthError``. A handshake the server refused
+because it is busy (HTTP 503 with ``Retry-After``, or close 4013 ``retry after N s``) waits
+that long plus the jitter (``kx_sdk.backoff.retry_delay``) and does not count as a failed
+connect: the server is there and said when to come back.
 """
 
 from __future__ import annotations
@@ -24,7 +27,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import threading
 import time
 import urllib.error
@@ -32,17 +34,20 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 
+from .backoff import (  # backoff_delay: still importable from here
+    DEFAULT_RETRY_AFTER,
+    backoff_delay,
+    parse_retry_after,
+    retry_after_from_reason,
+    retry_delay,
+)
 from .errors import AuthError  # an SDKError; still importable from here
 
 log = logging.getLogger(__name__)
 
 CLOSE_AUTH = 4401
 CLOSE_TOO_SLOW = 4008
-
-
-def backoff_delay(attempt: int, base: float, factor: float, cap: float, rnd=random.random) -> float:
-    """Full jitter: uniform in [0, min(cap, base * factor**attempt))."""
-    return rnd() * min(cap, base * factor ** max(attempt, 0))
+CLOSE_TRY_AGAIN = 4013  # the server's handshake bound, when it cannot answer HTTP 503
 
 
 def _stands_at(answer: dict):
@@ -154,7 +159,14 @@ class LiveFeed:
         self.use_websocket = use_websocket
         self.status = "idle"
         self.mode: str | None = None
-        self.stats = {"events": 0, "duplicates": 0, "resets": 0, "reconnects": 0, "slow_closes": 0}
+        self.stats = {
+            "events": 0,
+            "duplicates": 0,
+            "resets": 0,
+            "reconnects": 0,
+            "slow_closes": 0,
+            "refusals": 0,  # handshakes refused as busy (503 / 4013)
+        }
         self._out: asyncio.Queue = asyncio.Queue(max_buffer)
         self._task: asyncio.Task | None = None
         self._stopped = False
@@ -269,14 +281,18 @@ class LiveFeed:
                 if not self.use_websocket:
                     continue
             started = time.monotonic()
-            code, subscribed = await self._ws_session()
+            code, subscribed, retry_after = await self._ws_session()
             if code == CLOSE_AUTH:
                 raise AuthError("live feed: the server refused the token (close 4401)", status=401)
             if subscribed:
                 failures = 0
                 if time.monotonic() - started >= self.stable_after:
                     attempt = slow = 0
-            if code == CLOSE_TOO_SLOW:
+            if retry_after is not None:  # busy: come back when it says, plus jitter
+                self.stats["refusals"] += 1
+                delay = retry_delay(attempt, retry_after, *self.backoff)
+                attempt += 1
+            elif code == CLOSE_TOO_SLOW:
                 self.stats["slow_closes"] += 1
                 delay = 0.0 if slow == 0 else backoff_delay(attempt, *self.backoff)
                 slow += 1
@@ -299,10 +315,11 @@ class LiveFeed:
         url = self.base_url.replace("https://", "wss://", 1).replace("http://", "ws://", 1)
         return f"{url}/ws/knowledge/?token={urllib.parse.quote(self.token)}"
 
-    async def _ws_session(self) -> tuple[int | None, bool]:
-        """One socket: subscribe from last_seq, read until it closes. (close code, subscribed)."""
+    async def _ws_session(self) -> tuple[int | None, bool, float | None]:
+        """One socket: subscribe from last_seq, read until it closes. (close code,
+        subscribed, the server's retry-after if it refused the socket as busy)."""
         from websockets.asyncio.client import connect
-        from websockets.exceptions import ConnectionClosed
+        from websockets.exceptions import ConnectionClosed, InvalidStatus
 
         subscribed = False
         try:
@@ -321,7 +338,7 @@ class LiveFeed:
                         log.warning(
                             "live feed: no message for %ss; reconnecting", self.heartbeat_timeout
                         )
-                        return None, subscribed
+                        return None, subscribed, None
                     data = json.loads(raw)
                     kind = data.get("type")
                     if kind == "event":
@@ -340,14 +357,24 @@ class LiveFeed:
                         log.warning("live feed: server error: %s", data.get("message"))
         except ConnectionClosed as exc:
             rcvd = exc.rcvd
-            return (rcvd.code if rcvd else None), subscribed
+            if rcvd and rcvd.code == CLOSE_TRY_AGAIN:
+                retry = retry_after_from_reason(rcvd.reason)
+                return rcvd.code, subscribed, DEFAULT_RETRY_AFTER if retry is None else retry
+            return (rcvd.code if rcvd else None), subscribed, None
+        except InvalidStatus as exc:  # refused at the handshake: 503 = busy, else a failure
+            response = exc.response
+            retry = parse_retry_after(response.headers.get("Retry-After"))
+            if response.status_code == 503 and retry is not None:
+                return None, subscribed, retry
+            log.info("live feed: socket refused: HTTP %s", response.status_code)
+            return None, subscribed, None
         except (OSError, TimeoutError) as exc:
             log.info("live feed: connect failed: %s", exc)
-            return None, subscribed
+            return None, subscribed, None
         except Exception as exc:  # handshake refused (e.g. HTTP 403) and the like
             log.info("live feed: socket failed: %r", exc)
-            return None, subscribed
-        return None, subscribed
+            return None, subscribed, None
+        return None, subscribed, None
 
     # --- polling -------------------------------------------------------------------------------
 

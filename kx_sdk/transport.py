@@ -22,6 +22,7 @@ import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .backoff import parse_retry_after
 from .errors import NotAvailableError, SDKError, TransportError
 
 if TYPE_CHECKING:
@@ -191,12 +192,10 @@ class HttpTransport(Transport):
                 if exc.code not in RETRY_STATUSES:
                     raise self._error(exc.code, raw) from None
                 failure: SDKError = self._error(exc.code, raw)
-                retry_after = exc.headers.get("Retry-After") if exc.headers else None
-                wait = (
-                    min(float(retry_after), self.max_backoff)
-                    if retry_after and retry_after.isdigit()
-                    else None
+                retry_after = parse_retry_after(
+                    exc.headers.get("Retry-After") if exc.headers else None
                 )
+                wait = min(retry_after, self.max_backoff) if retry_after is not None else None
             except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
                 reason = getattr(exc, "reason", exc)
                 failure = TransportError(f"{method} {path}: {reason}")

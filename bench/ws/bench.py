@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import resource
 import shutil
 import signal
@@ -124,8 +123,11 @@ class Client:
         from websockets.asyncio.client import connect
         from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+        from kx_sdk.backoff import parse_retry_after, retry_after_from_reason, retry_delay
+
         attempt = 0
         while not stop.is_set():
+            retry_after = None  # the server refused us as busy and said when to come back
             try:
                 sock = None
                 extra = {}
@@ -173,15 +175,20 @@ class Client:
                             self.subscribed.set()
             except ConnectionClosed as exc:
                 self.closes[exc.rcvd.code if exc.rcvd else "abnormal"] += 1
+                if exc.rcvd and exc.rcvd.code == 4013:  # the handshake bound, close form
+                    retry_after = retry_after_from_reason(exc.rcvd.reason) or 1.0
             except InvalidStatus as exc:  # refused at the handshake: which status
                 self.closes[f"HTTP {exc.response.status_code}"] += 1
+                if exc.response.status_code == 503:  # the handshake bound
+                    retry_after = parse_retry_after(exc.response.headers.get("Retry-After"))
             except (OSError, TimeoutError) as exc:
                 self.closes[type(exc).__name__] += 1
             except Exception as exc:  # handshake refused while the server restarts, ...
                 self.closes[type(exc).__name__] += 1
             if stop.is_set():
                 return
-            await asyncio.sleep(random.uniform(0, min(3.0, 0.2 * 2**attempt)))
+            # The SDK's rule (kx_sdk/backoff.py): full jitter, after the server's Retry-After.
+            await asyncio.sleep(retry_delay(attempt, retry_after, 0.2, 2.0, 3.0))
             attempt += 1
 
     def result(self) -> dict:
@@ -411,14 +418,19 @@ class Bench:
         wait_port(self.redis_port)
 
     def start_server(self, port: int | None = None) -> tuple[Proc, int]:
-        port = port or free_port()
+        port = port or self.args.port or free_port()
         if self.args.server == "uvicorn":
             from bench.runner import server_command
 
             cmd = server_command("uvicorn", port, "bench.ws.asgi:application")
         else:
+            # --server-profile: the server under cProfile (written when it stops).
+            profile = ["-m", "cProfile", "-o", self.args.server_profile] * bool(
+                self.args.server_profile
+            )
             cmd = [
                 sys.executable,
+                *profile,
                 "-m",
                 "daphne",
                 "-e",
@@ -501,6 +513,7 @@ class Bench:
         groups = self.client_groups(url, n, subscribe, stall_client)
         t0 = time.monotonic()
         rss0 = self.server_rss()
+        threads0 = self.server_threads_cpu()
         for g in groups:
             g.start(self.args.in_flight)
         next_note = t0 + 5
@@ -516,6 +529,11 @@ class Bench:
                 break
         connect_s = time.monotonic() - t0
         subscribed = sum(g.subscribed() for g in groups)
+        # The server's CPU for connecting and subscribing everyone, per thread kind.
+        connect_cpu = {
+            k: round(v - threads0.get(k, 0.0), 2) for k, v in self.server_threads_cpu().items()
+        }
+        load_at_connect = os.getloadavg()[0]
         await asyncio.sleep(1.0)
         rss1 = self.server_rss()
         redis0 = self.redis_info()
@@ -546,12 +564,23 @@ class Bench:
             cpu["client processes (whole run)"] = round(remote_cpu, 1)
         row = self.report(name, results, published, connect_s)
         row["subscribed"] = subscribed
+        row["server_cpu_connect_s"] = {k: v for k, v in connect_cpu.items() if v}
+        row["server_cpu_ms_per_socket"] = round(
+            1000 * sum(connect_cpu.values()) / max(subscribed, 1), 2
+        )
+        row["load_1min"] = [round(load_at_connect, 1), round(os.getloadavg()[0], 1)]
         # Redis work the server's sockets cause: pub/sub channels while they are connected.
         row["redis_pubsub_channels"] = redis0.get("pubsub_channels")
         row["server_slow_closes_total"] = server_stats.get("slow_closes")
         if rss0 and rss1:
             row["server_rss_mb"] = [round(rss0 / 1024, 1), round(rss1 / 1024, 1)]
             row["rss_kb_per_conn"] = round((rss1 - rss0) / max(n, 1), 1)
+        print(
+            f"   connect: {subscribed}/{n} subscribed in {connect_s:.1f} s, server CPU "
+            f"{row['server_cpu_ms_per_socket']} ms per socket {row['server_cpu_connect_s']}, "
+            f"load {row['load_1min']}",
+            flush=True,
+        )
         print(
             f"   cpu seconds during the run: {cpu}; server realtime stats: {server_stats}; "
             f"server RSS MB before/after connecting: {row.get('server_rss_mb')}; "
@@ -603,7 +632,8 @@ class Bench:
         try:
             with urllib.request.urlopen(req, timeout=10) as r:
                 rt = json.loads(r.read()).get("realtime", {})
-            return {k: rt.get(k) for k in ("connections", "slow_closes", "delivered")}
+            keys = ("connections", "slow_closes", "delivered", "handshakes_refused")
+            return {k: rt.get(k) for k in keys}
         except Exception as exc:
             return {"error": str(exc)}
 
@@ -621,6 +651,24 @@ class Bench:
         if self.fleet:
             out["fleet"] = self.fleet_cpu(tick)
         return out
+
+    def server_threads_cpu(self) -> dict:
+        """CPU seconds of the first server process per thread kind (main: the event loop and
+        Twisted; the sync thread of ``sync_to_async``; the relay's database threads)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        out: Counter = Counter()
+        try:
+            tasks = list(Path(f"/proc/{self.servers[0].p.pid}/task").iterdir())
+        except (OSError, IndexError):
+            return {}
+        for task in tasks:
+            try:
+                name = (task / "comm").read_text().strip().rstrip("0123456789_-")
+                fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            out[name or "?"] += (int(fields[11]) + int(fields[12])) / tick
+        return dict(out)
 
     def fleet_cpu(self, tick: int) -> float:
         """CPU seconds of every live process in the fleet's sessions (worker children too)."""
@@ -825,11 +873,22 @@ def main():
         "publisher is another process, so the relay learns of its commits by polling",
     )
     ap.add_argument("--keep-logs", action="store_true", help="keep the server/fleet logs")
+    ap.add_argument(
+        "--server-profile",
+        default="",
+        help="run daphne under cProfile and write its stats to this file when it stops",
+    )
     ap.add_argument("--fleet-warmup", type=float, default=5.0, help="seconds before the runs")
     ap.add_argument("--fault-clients", type=int, default=200)
     ap.add_argument("--fault-events", type=int, default=200)
     ap.add_argument("--fault-rate", type=float, default=20.0)
     ap.add_argument("--redis-port", type=int, default=6390)
+    ap.add_argument(
+        "--port",
+        type=int,
+        default=0,
+        help="the server's port (default: the first free one in 8650-8699)",
+    )
     ap.add_argument(
         "--server",
         choices=["daphne", "uvicorn"],

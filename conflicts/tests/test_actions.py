@@ -70,7 +70,8 @@ def test_confidence_mismatch_is_recorded_for_review(think, analysis):
     assert conflict.status == ConflictStatus.PENDING_REVIEW
 
 
-def test_trusted_majority_is_applied_at_once_and_losers_superseded(db):
+@pytest.mark.django_db(transaction=True)  # reads an inbox: committed events only
+def test_trusted_majority_is_applied_at_once_and_losers_superseded():
     sources = [Persona(f"w{i}") for i in range(4)]
     for p in sources[:3]:
         SourceTrust.objects.create(worker=p.worker, knowledge_type="risk_pattern", alpha=40, beta=2)

@@ -21,7 +21,9 @@ from django.test import override_settings
 from conflicts.models import Conflict, SourceTrust
 from conftest import Persona, risk_payload
 
-pytestmark = pytest.mark.django_db
+# Read the way a client reads: committed events only (docs/decisions/event-log-ordering.md,
+# "The test-time rule").
+pytestmark = pytest.mark.django_db(transaction=True)
 
 CONFLICT_KINDS = ("conflict_detected", "conflict_updated", "knowledge_resolved")
 

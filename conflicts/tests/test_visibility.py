@@ -45,6 +45,7 @@ def secret(analysis, learning):
     return body["item"]
 
 
+@pytest.mark.django_db(transaction=True)  # reads the event feed: committed events only
 def test_a_public_broadcast_against_a_private_item_reveals_nothing(secret, think, learning):
     # think gets 404 for the private item...
     assert think.client.get(f"/api/knowledge/items/{secret['id']}").status_code == 404
@@ -79,6 +80,7 @@ def private_conflict(secret, analysis, learning):
     return {"id": r.json()["id"], "items": [secret["id"], reply["id"]]}
 
 
+@pytest.mark.django_db(transaction=True)  # reads the event feed: committed events only
 def test_a_private_conflict_is_invisible_to_others_through_every_path(
     private_conflict, think, learning, analysis, staff_client
 ):
@@ -148,6 +150,7 @@ def test_a_conflict_with_any_hidden_item_is_hidden_whole(secret, think, analysis
     assert a["id"] in analysis.client.get(f"/api/knowledge/conflicts/{cid}").json()["item_ids"]
 
 
+@pytest.mark.django_db(transaction=True)  # reads the event feed: committed events only
 def test_validating_a_private_item_publishes_to_its_audience_only(secret, learning, think):
     r = learning.client.post(
         "/api/knowledge/validate", {"item": secret["id"], "verdict": "confirmed"}, format="json"
@@ -222,6 +225,7 @@ def test_the_worker_list_does_not_count_others_private_items(secret, think, anal
     assert staff_rows["analysis"]["broadcast_count"] == 1
 
 
+@pytest.mark.django_db(transaction=True)  # reads the event feed: committed events only
 def test_every_transition_of_a_private_conflict_stays_with_its_audience(
     private_conflict, think, learning, analysis, staff_client
 ):

@@ -199,6 +199,7 @@ def test_a_disabled_rule_is_resolved_and_not_exported(client, settings, analysis
     assert 'alert="unresolved_conflicts"' not in client.get("/metrics").content.decode()
 
 
+@pytest.mark.django_db(transaction=True)  # reads inboxes: committed events only
 def test_broadcast_and_inbox_counters_count_at_the_source(
     client, analysis, think, django_capture_on_commit_callbacks
 ):

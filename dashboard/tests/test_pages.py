@@ -42,6 +42,7 @@ def test_flow_page_and_nav(staff_client, client):
     assert client.get("/dashboard/flow/").status_code == 302
 
 
+@pytest.mark.django_db(transaction=True)  # the series reads the event log
 def test_worker_comparison_shows_reported_state_spool_and_series(staff_client, analysis, think):
     with time_machine.travel(T0, tick=False):
         analysis.broadcast("issue_pattern", issue_payload(location="a.py::f"))

@@ -22,7 +22,9 @@ from knowledge.choices import EventKind
 from knowledge.events import publish_event
 from knowledge.models import Event
 
-pytestmark = pytest.mark.django_db
+# The rollup reads the event log up to its horizon: committed events only
+# (docs/decisions/event-log-ordering.md, "The test-time rule").
+pytestmark = pytest.mark.django_db(transaction=True)
 
 # Mid-minute, so nothing a test does in "the same minute" straddles a boundary.
 T0 = datetime(2026, 11, 30, 10, 0, 20, tzinfo=UTC)

@@ -101,21 +101,32 @@ def find_deep_nesting(text: str, max_depth: int) -> str | None:
 
 class SafeJSONParser(JSONParser):
     """DRF's JSON parser with a depth limit (``KNOWLEDGE_EXCHANGE['max_json_depth']``) and
-    no lone surrogates anywhere: a 400 in the API's error shape instead of a 500."""
+    no lone surrogates anywhere: a 400 in the API's error shape instead of a 500.
+
+    The body is parsed first (the C decoder raises ``RecursionError`` rather than crash on
+    very deep input), then walked once (``find_json_problem``). Only a body with a problem
+    is measured on its raw text (``find_deep_nesting``, a regular expression over the whole
+    body: most of the parser's time on a bulk broadcast), so that the answer is the same as
+    when the text was measured first: too deep wins over a syntax error or a surrogate,
+    named by its dotted keys."""
 
     def parse(self, stream, media_type=None, parser_context=None):
         limit = max_json_depth()
         raw = stream.read()
+        try:
+            data = super().parse(io.BytesIO(raw), media_type, parser_context)
+            problem = find_json_problem(data, limit)
+        except (ParseError, RecursionError) as exc:
+            problem = exc
+        if problem is None:
+            return data
         text = raw.decode(get_encoding(parser_context or {}), errors="replace")
         field = find_deep_nesting(text, limit)
         if field is not None:
             raise ValidationError({field: [f"is nested deeper than {limit} levels"]})
-        try:
-            data = super().parse(io.BytesIO(raw), media_type, parser_context)
-        except RecursionError:
+        if isinstance(problem, RecursionError):
             raise ParseError(f"JSON parse error - nested deeper than {limit} levels") from None
-        problem = find_json_problem(data, limit)
-        if problem is not None:
-            field, message = problem
-            raise ValidationError({field: [message]})
-        return data
+        if isinstance(problem, ParseError):
+            raise problem
+        field, message = problem
+        raise ValidationError({field: [message]})

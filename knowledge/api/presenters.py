@@ -18,13 +18,14 @@ from identity.models import Worker
 from knowledge import actions
 from knowledge.actions import BroadcastInput, BroadcastResult
 from knowledge.api.errors import _flatten
-from knowledge.api.serializers import BroadcastSerializer, QuerySerializer
+from knowledge.api.lean_validation import LeanValidator
+from knowledge.api.serializers import BroadcastSerializer, BulkBroadcastSerializer, QuerySerializer
 from knowledge.choices import ItemStatus, Urgency
 from knowledge.errors import ActionError
 from knowledge.events import log_position
 from knowledge.models import Event, InboxCursor, KnowledgeItem
 from knowledge.query import KnowledgeQuery
-from knowledge.scopes import write_refusal
+from knowledge.scopes import write_refusal, write_refusals
 
 BEHIND_CAP = 100_000
 
@@ -41,30 +42,57 @@ def check_write_scope(worker: Worker, knowledge_type: str) -> None:
         raise ActionError(refusal, "knowledge_type", 403)
 
 
+@functools.cache
+def _item_validator() -> LeanValidator:
+    return LeanValidator(BroadcastSerializer())
+
+
+@functools.cache
+def _envelope_validator() -> LeanValidator:
+    return LeanValidator(BulkBroadcastSerializer())
+
+
+def bulk_envelope(data) -> dict:
+    """``POST broadcast/bulk``'s body validated (``items``, ``source``, ``lean``): by the lean
+    validator when the body is plain JSON, else by ``BulkBroadcastSerializer``, which raises
+    its ValidationError (a 400) as ``is_valid(raise_exception=True)`` does."""
+    attrs = _envelope_validator()(data)
+    if attrs is None:
+        envelope = BulkBroadcastSerializer(data=data)
+        envelope.is_valid(raise_exception=True)
+        attrs = envelope.validated_data
+    return attrs
+
+
 def broadcast_entries(worker: Worker, raw_items: Iterable) -> list[BroadcastInput | ActionError]:
     """Each raw item validated for ``worker``: its input, or the ``ActionError`` that rejects
-    it (invalid fields, another source, outside the write scope). One serializer validates
-    every item: building a DRF serializer's fields costs ~0.5 ms, more than validating an
-    item (docs/performance.md)."""
-    validator = BroadcastSerializer()
+    it (invalid fields, another source, outside the write scope). The lean validator
+    (``knowledge/api/lean_validation.py``) recognises a valid item without DRF's per-field
+    machinery; any other item is validated by ``BroadcastSerializer``, whose errors it gets.
+    One serializer serves every item: building a DRF serializer's fields costs ~0.5 ms, more
+    than validating an item (docs/performance.md)."""
+    lean = _item_validator()
+    refusal_of = write_refusals(worker)
     entries: list[BroadcastInput | ActionError] = []
     for raw in raw_items:
-        try:
-            attrs = validator.run_validation(raw)
-        except serializers.ValidationError as exc:
-            errors = _flatten(exc.detail)
-            error = ActionError("; ".join(f"{k}: {v[0]}" for k, v in errors.items()))
-            error.errors = errors
-            error.field = next(iter(errors), None)
-            entries.append(error)
-            continue
+        attrs = lean(raw)
+        if attrs is None:
+            try:
+                attrs = lean.serializer.run_validation(raw)
+            except serializers.ValidationError as exc:
+                errors = _flatten(exc.detail)
+                error = ActionError("; ".join(f"{k}: {v[0]}" for k, v in errors.items()))
+                error.errors = errors
+                error.field = next(iter(errors), None)
+                entries.append(error)
+                continue
         declared = attrs.get("source")
         if declared and declared != worker.name:
             entries.append(
                 ActionError(f"source {declared!r} is not {worker.name!r}", "source", 403)
             )
             continue
-        refusal = write_refusal(worker, attrs["knowledge_type"])
+        refusal = refusal_of(attrs["knowledge_type"])
         if refusal:
             entries.append(ActionError(refusal, "knowledge_type", 403))
             continue
@@ -155,6 +183,7 @@ def subscription_dict(sub) -> dict:
 def worker_state(worker: Worker) -> dict:
     """``GET/PUT state/<worker>``: the worker, its reported state, inbox and subscription."""
     pos = log_position()
+    sub = actions.get_subscription(worker)
     cursor = InboxCursor.objects.filter(worker=worker).first()
     # No cursor yet: where its first read will start (from its creation by default).
     position = cursor.position if cursor else actions.inbox_start(worker)[0]
@@ -176,10 +205,15 @@ def worker_state(worker: Worker) -> dict:
             "epoch": pos.epoch,
             "position": position,
             "top": pos.top,
-            # events not yet acked (capped: a count, not a seq difference; seqs have gaps)
-            "behind": Event.objects.filter(seq__gt=position)[:BEHIND_CAP].count(),
+            # events of its inbox not yet acked, up to the log's top (the SQL prefilter of
+            # its inbox; capped: a count, not a seq difference, seqs have gaps)
+            "behind": Event.objects.filter(
+                actions.InboxFilter(worker, sub).q(),
+                seq__gt=position,
+                seq__lte=pos.top,
+            )[:BEHIND_CAP].count(),
             "acked_at": cursor.acked_at.isoformat() if cursor and cursor.acked_at else None,
         },
-        "subscription": subscription_dict(actions.get_subscription(worker)),
+        "subscription": subscription_dict(sub),
         "active_items": by_type,
     }

@@ -105,12 +105,11 @@ class BulkBroadcastView(APIView):
 
     @extend_schema(request=BulkBroadcastSerializer, responses={200: BulkResponseSerializer})
     def post(self, request):
-        envelope = BulkBroadcastSerializer(data=request.data)
-        envelope.is_valid(raise_exception=True)
-        worker = acting_source(request, envelope.validated_data.get("source"))
-        entries = presenters.broadcast_entries(worker, envelope.validated_data["items"])
+        envelope = presenters.bulk_envelope(request.data)
+        worker = acting_source(request, envelope.get("source"))
+        entries = presenters.broadcast_entries(worker, envelope["items"])
         results = actions.do_broadcast_many(worker, entries)
-        return Response(presenters.bulk_answer(results, lean=envelope.validated_data["lean"]))
+        return Response(presenters.bulk_answer(results, lean=envelope["lean"]))
 
 
 QUERY_PARAMETERS = [

@@ -39,8 +39,9 @@ def test_database_env() -> dict:
 
 
 class DaphneServer:
-    def __init__(self, port: int | None = None, **env: str):
+    def __init__(self, port: int | None = None, daphne_args: tuple[str, ...] = (), **env: str):
         self.port = port or free_port()
+        self.daphne_args = daphne_args
         self.env = {
             **os.environ,
             **test_database_env(),
@@ -69,6 +70,7 @@ class DaphneServer:
                 "127.0.0.1",
                 "-p",
                 str(self.port),
+                *self.daphne_args,
                 "config.asgi:application",
             ],
             cwd=ROOT,

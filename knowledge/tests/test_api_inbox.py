@@ -7,7 +7,9 @@ import pytest
 from conftest import issue_payload, risk_payload
 from knowledge.models import Event, InboxCursor
 
-pytestmark = pytest.mark.django_db
+# Readers see committed events only: the tests publish in committed transactions
+# (docs/decisions/event-log-ordering.md, "The test-time rule").
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def inbox(persona, **params):

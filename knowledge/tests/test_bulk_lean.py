@@ -5,9 +5,12 @@ from __future__ import annotations
 import pytest
 from django.db import IntegrityError, connection, transaction
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from conftest import issue_payload
-from knowledge.copy_insert import MIN_ROWS, copy_insert
+from knowledge.actions import IDEMPOTENCY_FIELDS
+from knowledge.copy_insert import MIN_ROWS, copy_insert, copy_rows
+from knowledge.metrics import BROADCASTS
 from knowledge.models import Event, IdempotencyRecord, KnowledgeItem, KnowledgeTarget
 
 pytestmark = pytest.mark.django_db
@@ -159,3 +162,49 @@ def test_a_copied_bulk_answers_and_logs_each_item_as_stored_and_nothing_of_a_bad
     assert [r["id"] if lean else r["result"]["item"]["id"] for r in replayed] == ids
     assert all((r if lean else r["result"])["replayed"] for r in replayed)
     assert Event.objects.count() == len(events) and KnowledgeItem.objects.count() == n - 1
+
+
+@pytest.mark.parametrize("n", [2, MIN_ROWS + 1])
+def test_rows_written_without_instances_are_stored_as_given_or_not_at_all(analysis, n):
+    """``copy_rows`` (events and idempotency records of a bulk): tuples in, ids back in
+    order, the values stored as a model instance would store them; a failing row fails all
+    (COPY on PostgreSQL from MIN_ROWS rows, else bulk_create)."""
+    item = KnowledgeItem.objects.create(
+        knowledge_type="issue_pattern",
+        source=analysis.worker,
+        subject="s",
+        claim="c",
+        payload={},
+        confidence=0.5,
+    )
+    before = timezone.now()
+    rows = [
+        (analysis.worker.pk, f"k{i}", "h" * 64, item.pk, "created", [i, i + 1]) for i in range(n)
+    ]
+    ids = copy_rows(IdempotencyRecord, IDEMPOTENCY_FIELDS, rows)
+    stored = {r.pk: r for r in IdempotencyRecord.objects.all()}
+    assert sorted(stored) == sorted(ids) and len(ids) == n
+    for i, pk in enumerate(ids):
+        record = stored[pk]
+        assert (record.key, record.item_id, record.conflict_ids) == (f"k{i}", item.pk, [i, i + 1])
+        assert (record.worker_id, record.outcome) == (analysis.worker.pk, "created")
+        assert before <= record.created_at <= timezone.now()  # auto_now_add: stamped
+    again = [(analysis.worker.pk, f"new{i}", "h", item.pk, "created", []) for i in range(n)]
+    again[-1] = (*again[-1][:1], "k0", *again[-1][2:])  # breaks idem_unique
+    with pytest.raises(IntegrityError), transaction.atomic():
+        copy_rows(IdempotencyRecord, IDEMPOTENCY_FIELDS, again)
+    assert IdempotencyRecord.objects.count() == n
+
+
+def test_a_bulk_counts_each_stored_item_once(analysis, django_capture_on_commit_callbacks):
+    def count(kind, outcome):
+        return BROADCASTS.labels(kind, outcome)._value.get()
+
+    before = count("issue_pattern", "created"), count("issue_pattern", "refreshed")
+    items = [issue(f"c{i}.py::f") for i in range(MIN_ROWS + 5)]
+    with django_capture_on_commit_callbacks(execute=True):
+        post_bulk(analysis, {"items": items})
+    with django_capture_on_commit_callbacks(execute=True):
+        post_bulk(analysis, {"items": items[:3]})  # the same claims again: refreshed
+    after = count("issue_pattern", "created"), count("issue_pattern", "refreshed")
+    assert after == (before[0] + MIN_ROWS + 5, before[1] + 3)

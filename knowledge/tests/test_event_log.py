@@ -22,14 +22,14 @@ from conftest import (
 from knowledge import actions
 from knowledge.actions import BroadcastInput
 from knowledge.events import FeedFilter, read_events
-from knowledge.models import Event
+from knowledge.models import Event, LogState
 
 
 def seqs() -> list[int]:
     return list(Event.objects.order_by("seq").values_list("seq", flat=True))
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # readers see committed events only
 def test_events_since_returns_later_events_in_order_with_filters(analysis, think):
     analysis.broadcast("issue_pattern", issue_payload(location="a.py::f"))
     think.broadcast("risk_pattern", risk_payload())
@@ -47,14 +47,14 @@ def test_events_since_returns_later_events_in_order_with_filters(analysis, think
     assert r.json()["results"] == [] and r.json()["next"] == s3  # filtered-out events advance
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # readers see committed events only
 def test_events_without_since_is_live_only(analysis, think):
     analysis.broadcast("issue_pattern", issue_payload())
     body = think.client.get("/api/knowledge/events").json()
     assert body["results"] == [] and body["next"] == seqs()[-1]
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # readers see committed events only
 def test_events_hide_targeted_items_from_others(analysis, think, dream):
     analysis.broadcast("issue_pattern", issue_payload(), targets=["think"])
     assert len(think.client.get("/api/knowledge/events", {"since": 0}).json()["results"]) == 1
@@ -62,7 +62,7 @@ def test_events_hide_targeted_items_from_others(analysis, think, dream):
     assert body["results"] == [] and body["next"] == seqs()[-1]
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # readers see committed events only
 def test_events_report_unrecoverable_gaps(analysis, think):
     analysis.broadcast("issue_pattern", issue_payload(location="a.py::f"))
     [s1] = seqs()
@@ -245,6 +245,88 @@ def test_reader_never_sees_a_later_seq_while_an_earlier_one_is_uncommitted(
     assert a_seq < b_seq
     assert [(e.seq, e.source) for e in events] == [(a_seq, "analysis"), (b_seq, "think")]
     assert scanned == b_seq
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="real concurrent transactions need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_retention_never_prunes_past_a_seq_still_in_flight(analysis, think, settings):
+    """Snapshot ordering: publisher A holds seq N uncommitted while B commits N+1, both past
+    retention. The pruner must not delete N+1 and move the prune horizon past N: A's event
+    would then commit below it and no consumer would ever get it. Once A commits, both go."""
+    settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "event_ordering": "snapshot"}
+    a_wrote, a_release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def publisher_a():
+        try:
+            with transaction.atomic():
+                _publish(analysis, "a.py::f")
+                a_wrote.set()
+                assert a_release.wait(30)
+        except BaseException as exc:
+            errors.append(exc)
+            a_wrote.set()
+        finally:
+            connections.close_all()
+
+    ta = threading.Thread(target=publisher_a)
+    ta.start()
+    assert a_wrote.wait(30) and not errors
+    _publish(think, "b.py::f")
+    [b_seq] = seqs()
+    past_retention = timezone.now() + timedelta(days=1)
+    try:
+        assert actions.do_prune_events(past_retention) == 0
+        assert LogState.current().pruned_through < b_seq
+    finally:
+        a_release.set()
+        ta.join(30)
+    assert not errors, errors
+    a_seq = seqs()[0]
+    assert a_seq < b_seq
+    events, _ = read_events(0, FeedFilter())
+    assert [e.seq for e in events] == [a_seq, b_seq]  # A's event was not lost
+    assert actions.do_prune_events(past_retention) == 2
+    assert LogState.current().pruned_through == b_seq
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="real concurrent transactions need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_clearing_a_workers_state_never_moves_its_inbox_past_a_seq_in_flight(
+    analysis, think, settings
+):
+    """Snapshot ordering: analysis's broadcast (for think's inbox) holds seq N uncommitted
+    while think's state is cleared (its event: N+1). The cleared inbox must not stand past N:
+    once analysis commits, think receives that broadcast, with no gap reported."""
+    settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "event_ordering": "snapshot"}
+    a_wrote, a_release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def publisher_a():
+        try:
+            with transaction.atomic():
+                _publish(analysis, "a.py::f")
+                a_wrote.set()
+                assert a_release.wait(30)
+        except BaseException as exc:
+            errors.append(exc)
+            a_wrote.set()
+        finally:
+            connections.close_all()
+
+    actions.read_inbox(think.worker)  # think's inbox exists before the broadcast
+    ta = threading.Thread(target=publisher_a)
+    ta.start()
+    assert a_wrote.wait(30) and not errors
+    try:
+        actions.do_clear_state(think.worker, actor="think")
+    finally:
+        a_release.set()
+        ta.join(30)
+    assert not errors, errors
+    page = actions.read_inbox(think.worker)
+    assert page.recovered is True
+    assert [e.source for e in page.events] == ["analysis"]
 
 
 @pytest.mark.skipif(

@@ -289,3 +289,19 @@ def test_brackets_inside_strings_do_not_count_as_nesting(think, settings):
     r = send(think.client, "PUT", "/api/knowledge/state/think", raw)
     assert r.status_code == 200, r.content
     assert r.json()["state"]["note"] == "[[[[[[[[{{{{{{"
+
+
+def test_too_deep_is_named_first_whatever_else_is_wrong(think, settings):
+    """The parser parses first and measures the raw text only when something is wrong; the
+    answer is the one measuring first gave: too deep wins over a lone surrogate or broken
+    syntax, named by its dotted keys."""
+    settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "max_json_depth": 5}
+    deep = '{"state": {"a": "\\ud800", "b": {"c": [[[[1]]]]}}}'
+    r = send(think.client, "PUT", "/api/knowledge/state/think", deep)
+    assert error(r)["errors"] == {"state.b.c": ["is nested deeper than 5 levels"]}
+    r = send(think.client, "PUT", "/api/knowledge/state/think", deep[:-1])  # and broken
+    assert error(r)["errors"] == {"state.b.c": ["is nested deeper than 5 levels"]}
+    r = send(think.client, "PUT", "/api/knowledge/state/think", '{"state": {"a": "\\ud800"}}')
+    assert "surrogate" in error(r)["errors"]["state.a"][0]
+    r = send(think.client, "PUT", "/api/knowledge/state/think", '{"state": {"a": [[1]]}')
+    assert "JSON parse error" in error(r)["detail"]

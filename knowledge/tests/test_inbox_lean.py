@@ -15,7 +15,9 @@ from knowledge.events import log_position
 from knowledge.inbox import inbox_state
 from knowledge.models import InboxCursor, Subscription
 
-pytestmark = pytest.mark.django_db
+# Readers see committed events only: the tests publish in committed transactions
+# (docs/decisions/event-log-ordering.md, "The test-time rule").
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def statements(fn):
@@ -25,14 +27,20 @@ def statements(fn):
 
 
 def is_write(sql: str) -> bool:
-    return sql.lstrip().upper().startswith(("UPDATE", "INSERT", "WITH"))
+    head = sql.lstrip().upper()
+    if head.startswith("WITH"):  # a writing CTE, not the snapshot horizon's read
+        return any(verb in head for verb in ("UPDATE ", "INSERT ", "DELETE "))
+    return head.startswith(("UPDATE", "INSERT"))
 
 
 def commits(sqls) -> int:
     """Write transactions: each write statement outside an atomic block commits alone (the
-    connection is in autocommit); an atomic block (a savepoint inside the test's transaction)
-    commits once, whatever it holds."""
+    connection is in autocommit); an atomic block commits once, whatever it holds: a
+    savepoint (inside another transaction) or, at the top level, a transaction that ends
+    with a logged COMMIT (SQLite)."""
     n, depth, block_writes = 0, 0, False
+    top_level = any(sql.strip().upper() == "COMMIT" for sql in sqls)
+    pending = 0  # writes of a top-level transaction not committed yet
     for sql in sqls:
         head = sql.lstrip().upper()
         if head.startswith("SAVEPOINT"):
@@ -40,12 +48,16 @@ def commits(sqls) -> int:
         elif head.startswith("RELEASE"):
             depth -= 1
             n += depth == 0 and block_writes
+        elif head.strip() == "COMMIT":
+            n, pending = n + (pending > 0), 0
         elif is_write(sql):
             if depth:
                 block_writes = True
+            elif top_level:
+                pending += 1
             else:
                 n += 1
-    return n
+    return n + (pending > 0)
 
 
 def reads(sqls):

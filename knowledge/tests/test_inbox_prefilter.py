@@ -7,7 +7,9 @@ import pytest
 from conftest import issue_payload, risk_payload
 from knowledge.actions import do_ack, read_inbox
 
-pytestmark = pytest.mark.django_db
+# Readers see committed events only: the tests publish in committed transactions
+# (docs/decisions/event-log-ordering.md, "The test-time rule").
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def test_inbox_gets_wanted_types_and_targeted_items_through_a_long_log(think, analysis, recall):

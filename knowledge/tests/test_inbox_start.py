@@ -9,7 +9,9 @@ from conftest import Persona, risk_payload
 from knowledge.actions import do_prune_events
 from knowledge.models import Event
 
-pytestmark = pytest.mark.django_db
+# Readers see committed events only: the tests publish in committed transactions
+# (docs/decisions/event-log-ordering.md, "The test-time rule").
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def inbox(persona, **params) -> dict:

@@ -16,7 +16,9 @@ from knowledge.models import Event, KnowledgeItem
 from knowledge.registry import registry
 from knowledge.retention import prune_once
 
-pytestmark = pytest.mark.django_db
+# Readers see committed events only: the tests publish in committed transactions
+# (docs/decisions/event-log-ordering.md, "The test-time rule").
+pytestmark = pytest.mark.django_db(transaction=True)
 DAY = timedelta(days=1)
 
 

@@ -87,6 +87,7 @@ def test_the_admin_edits_a_workers_scope(registry_mode, think, staff_client):
     assert think.broadcast("issue_pattern", issue_payload()).status_code == 201
 
 
+@pytest.mark.django_db(transaction=True)  # reads the event feed and the inbox
 def test_read_scope_limits_untargeted_items_of_other_types_on_every_path(
     registry_mode, analysis, dream, think
 ):

@@ -21,6 +21,7 @@ def ids(response) -> list[int]:
     return [item["id"] for item in response.json()["results"]]
 
 
+@pytest.mark.django_db(transaction=True)  # reads the event feed
 def test_the_subject_is_shown_as_sent_and_found_in_any_case(think, analysis):
     r = think.broadcast("risk_pattern", risk_payload(SENT, "high"), 0.8)
     assert r.status_code == 201, r.json()

@@ -37,6 +37,11 @@
 
   const CLOSE_AUTH = 4401; // no or bad credentials: do not retry
   const CLOSE_TOO_SLOW = 4008; // server dropped us for lagging: resume at once
+  // The server is busy (too many handshakes in progress; docs/realtime.md "Handshake bound"):
+  // reason 'retry after N s' (none under daphne: 1 s). Wait that long plus jitter; not a
+  // failed connect.
+  const CLOSE_TRY_AGAIN = 4013;
+  const DEFAULT_RETRY_AFTER_MS = 1000;
   const CLOSE_WATCHDOG = 4000; // our own code when the heartbeat watchdog fires
   const FILTER_KEYS = ['types', 'sources', 'events'];
 
@@ -80,6 +85,20 @@
     const cap = o.backoffCapMs !== undefined ? o.backoffCapMs : DEFAULTS.backoffCapMs;
     const ceiling = Math.min(cap, base * Math.pow(factor, Math.max(0, attempt)));
     return Math.floor((random || Math.random)() * ceiling);
+  }
+
+  /**
+   * The wait before the next connect: the server's retry-after (ms; null: it gave none) plus
+   * the full-jitter backoff, so that clients refused together do not all return together.
+   */
+  function retryDelay(attempt, retryAfterMs, options, random) {
+    return Math.max(0, retryAfterMs || 0) + backoffDelay(attempt, options, random);
+  }
+
+  /** Milliseconds from a close reason 'retry after N s' (close 4013), or null. */
+  function retryAfterFromReason(reason) {
+    const m = /retry after (\d+(?:\.\d+)?) ?s/.exec(String(reason || ''));
+    return m ? Math.round(parseFloat(m[1]) * 1000) : null;
   }
 
   class KnowledgeSocket {
@@ -145,7 +164,7 @@
       this._pollGen = 0; // bumped to disown an in-flight poll
       this._pollAbort = null;
       this._timers = {};
-      this.stats = { events: 0, duplicates: 0, gaps: 0, resets: 0, reconnects: 0 };
+      this.stats = { events: 0, duplicates: 0, gaps: 0, resets: 0, reconnects: 0, refusals: 0 };
     }
 
     // ----- public API ---------------------------------------------------------------------
@@ -326,6 +345,16 @@
       }
       if (this._mode === 'poll') {
         this._scheduleProbe(); // a probe failed; polling carries on
+        return;
+      }
+      if (code === CLOSE_TRY_AGAIN) {
+        // Busy, not broken: come back when the server says (plus jitter); no fallback count.
+        // (A refusal by HTTP 503 + Retry-After is invisible to a page: it is a close 1006
+        // before open, a failed connect like any other.)
+        this.stats.refusals++;
+        const retryAfter = retryAfterFromReason(reason);
+        this._scheduleReconnect(retryDelay(this._attempt++,
+          retryAfter === null ? DEFAULT_RETRY_AFTER_MS : retryAfter, this._o, this._random));
         return;
       }
       if (code === CLOSE_TOO_SLOW) {
@@ -676,5 +705,6 @@
   KnowledgeSocket.STATUS = STATUS;
   KnowledgeSocket.DEFAULTS = DEFAULTS;
   KnowledgeSocket.backoffDelay = backoffDelay;
+  KnowledgeSocket.retryDelay = retryDelay;
   return KnowledgeSocket;
 });

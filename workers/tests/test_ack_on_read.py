@@ -17,7 +17,9 @@ from knowledge.tests.test_inbox_lean import commits
 from kx_sdk import BaseWorker
 from workers.inprocess import InProcessTransport
 
-pytestmark = pytest.mark.django_db
+# The SDK reads its inbox: committed events only (docs/decisions/event-log-ordering.md,
+# "The test-time rule").
+pytestmark = pytest.mark.django_db(transaction=True)
 
 ISSUE = {"rule": "r", "location": "a.py::f", "severity": "low"}
 

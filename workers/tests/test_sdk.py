@@ -165,6 +165,7 @@ def test_refresh_merges_only_new_items_after_the_first_load(analysis, think):
     assert len(reader.known(["issue_pattern"])) == 2
 
 
+@pytest.mark.django_db(transaction=True)  # reads the inbox: committed events only
 def test_receive_processes_the_inbox_then_acks_it(analysis, think):
     make(analysis).broadcast("issue_pattern", PAYLOADS["issue_pattern"], 0.9)
     reader = make(think)
@@ -176,6 +177,7 @@ def test_receive_processes_the_inbox_then_acks_it(analysis, think):
     assert reader.stats.reception_seconds > 0
 
 
+@pytest.mark.django_db(transaction=True)  # reads the inbox: committed events only
 def test_without_exchange_the_inbox_is_left_alone(analysis, think):
     make(analysis).broadcast("issue_pattern", PAYLOADS["issue_pattern"], 0.9)
     isolated = make(think, exchange=False)
@@ -240,6 +242,7 @@ def test_flag_conflict_calls_the_conflicts_app(analysis, think):
         assert answer
 
 
+@pytest.mark.django_db(transaction=True)  # reads the inbox: committed events only
 def test_a_look_before_receiving_skips_empty_inboxes_and_lets_a_read_pass_a_long_lag(
     analysis, think, recall
 ):

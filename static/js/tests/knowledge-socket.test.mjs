@@ -360,6 +360,41 @@ test('close 4008 (too slow) resumes at once with since; a repeat backs off', asy
   assert.equal(h.sockets().length, 3);
 });
 
+test('close 4013 (server busy) waits its retry-after plus jitter and never falls back to polling', async () => {
+  // random() = 1 makes the jitter its ceiling: the wait is retry-after + min(cap, 500 * 2^n).
+  const h = harness({ random: () => 1 });
+  h.ks.start();
+  for (const [n, wait] of [[0, 2000 + 500], [1, 2000 + 1000], [2, 2000 + 2000], [3, 2000 + 4000]]) {
+    h.socket().serverOpen(); // the server accepts, then closes: it is too busy for a handshake
+    h.socket().serverClose(4013, 'retry after 2 s');
+    const before = h.sockets().length;
+    await h.clock.tick(wait - 1);
+    assert.equal(h.sockets().length, before, `refusal ${n}: no retry before ${wait} ms`);
+    await h.clock.tick(1);
+    assert.equal(h.sockets().length, before + 1, `refusal ${n}: retry at ${wait} ms`);
+  }
+  assert.equal(h.fetchImpl.calls.length, 0, 'four refusals are not four failed connects');
+  assert.equal(h.ks.mode, 'ws');
+  assert.equal(h.ks.stats.refusals, 4);
+  // Without a reason (daphne drops close reasons): 1 s plus the jitter.
+  h.socket().serverOpen();
+  h.socket().serverClose(4013, '');
+  const before = h.sockets().length;
+  await h.clock.tick(1000 + 8000 - 1);
+  assert.equal(h.sockets().length, before);
+  await h.clock.tick(1);
+  assert.equal(h.sockets().length, before + 1);
+  await goLive(h);
+  assert.equal(h.ks.status, 'live');
+});
+
+test('retryDelay: the server\'s retry-after plus full jitter', () => {
+  assert.equal(KnowledgeSocket.retryDelay(0, 1000, {}, () => 0), 1000);
+  assert.equal(KnowledgeSocket.retryDelay(0, 1000, {}, () => 0.5), 1250);
+  assert.equal(KnowledgeSocket.retryDelay(3, 1000, {}, () => 0.999999), 1000 + 3999);
+  assert.equal(KnowledgeSocket.retryDelay(0, null, {}, () => 0.5), 250);
+});
+
 // ----- backoff ----------------------------------------------------------------------------
 
 test('backoffDelay: full jitter within [0, min(cap, base * 2^n))', () => {
