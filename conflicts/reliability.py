@@ -1,8 +1,10 @@
 """Source reliability re-estimated from all the evidence (``conflicts.engine.truth``).
 
 ``refresh_trust(knowledge_type)`` turns the type's recent items (active and superseded: a
-superseded claim is still a claim) and the people's decisions (``Resolution`` rows decided
-by a human: each item in their inputs is labelled won / lost) into engine inputs, runs the
+superseded claim is still a claim), the people's decisions (``Resolution`` rows decided
+by a human: each item in their inputs is labelled won / lost) and the observed outcomes (the
+claims of the type's ``observed_by`` sources label their subjects, weighing less than a
+person's decision) into engine inputs, runs the
 EM (``estimate_trust``) and stores the estimate in the ``SourceTrust`` rows (alpha, beta;
 pins are kept and still override). ``sweep_conflicts`` calls it before re-evaluating the
 unsettled conflicts, so trust learned from new evidence reaches yesterday's pending conflicts.
@@ -24,6 +26,7 @@ from conflicts.engine.truth import Estimate, estimate_trust
 from conflicts.models import Resolution, SourceTrust
 from knowledge.choices import ItemStatus
 from knowledge.models import KnowledgeItem
+from knowledge.registry import registry
 
 #: The evidence window and size of one estimate (newest first).
 WINDOW_DAYS = 60
@@ -47,6 +50,50 @@ def _labels(knowledge_type: str, items: dict[int, KnowledgeItem]) -> dict[ItemId
     return labels
 
 
+def _observations(
+    knowledge_type: str, items: list[KnowledgeItem]
+) -> dict[ItemId, tuple[bool, float]]:
+    """Outcome-grounded labels: for each subject on which a source of the type's
+    ``observed_by`` (registry) reports what it observed, each source's newest item on the
+    subject -> (whether its claim is the observed one, the observation's strength). The observed claim is
+    the one the observers' newest items back with the most confidence; its strength is that
+    confidence minus what backs the other claims (observers that disagree cancel out)."""
+    kt = registry.get(knowledge_type)
+    observers = set(kt.observed_by) if kt is not None else set()
+    if not observers:
+        return {}
+    newest: dict[tuple[str, str], KnowledgeItem] = {}
+    for item in items:  # newest first
+        if item.source.name in observers:
+            newest.setdefault((item.subject, item.source.name), item)
+    backing: dict[str, dict[str, float]] = {}
+    for (subject, _), item in newest.items():
+        claims = backing.setdefault(subject, {})
+        claims[item.claim] = claims.get(item.claim, 0.0) + min(max(item.confidence, 0.0), 1.0)
+    observed: dict[str, tuple[str, float]] = {}
+    for subject, claims in backing.items():
+        claim = max(sorted(claims), key=claims.__getitem__)
+        strength = min(1.0, 2 * claims[claim] - sum(claims.values()))
+        if strength > 0:
+            observed[subject] = (claim, strength)
+    out: dict[ItemId, tuple[bool, float]] = {}
+    seen: set[tuple[str, int]] = set()
+    for item in items:  # newest first: each source's current claim on the subject
+        if item.subject in observed and (item.subject, item.source_id) not in seen:
+            seen.add((item.subject, item.source_id))
+            claim, strength = observed[item.subject]
+            out[item.pk] = (item.claim == claim, strength)
+    return out
+
+
+def _stale(items: list[KnowledgeItem], observations: dict[ItemId, tuple[bool, float]]) -> set:
+    """Items on an observed subject that their source has since replaced with a newer claim:
+    the outcome is compared with what each source says now, not with what it said before the
+    evidence changed (a revised claim is stale, not wrong), so they leave the estimate."""
+    subjects = {i.subject for i in items if i.pk in observations}
+    return {i.pk for i in items if i.subject in subjects and i.pk not in observations}
+
+
 def refresh_trust(knowledge_type: str, now: datetime | None = None) -> Estimate | None:
     """Re-estimate every source's trust for ``knowledge_type``; None if there is nothing to
     learn from. One transaction; trust rows are locked in id order (the documented order)."""
@@ -65,7 +112,11 @@ def refresh_trust(knowledge_type: str, now: datetime | None = None) -> Estimate 
     )
     if not items:
         return None
-    by_id = {i.pk: i for i in items}
+    labels = _labels(knowledge_type, {i.pk: i for i in items})
+    observations = _observations(knowledge_type, items)
+    if observations:  # a person's decision on a stale item still counts
+        stale = _stale(items, observations) - labels.keys()
+        items = [i for i in items if i.pk not in stale]
     workers = {i.source_id: i.source for i in items}
     trusts = trusts_for(workers.values(), knowledge_type)
     # Copy weights are per subject (a copy repeats a claim on the same subject).
@@ -78,8 +129,9 @@ def refresh_trust(knowledge_type: str, now: datetime | None = None) -> Estimate 
         cands = [c for group in groups.values() for c in estimator.with_independence(group)]
     estimate = estimate_trust(
         cands,
-        _labels(knowledge_type, by_id),
+        labels,
         {workers[wid].name: t for wid, t in trusts.items()},
+        observations=observations,
     )
     ids = {w.name: wid for wid, w in workers.items()}
     with transaction.atomic():

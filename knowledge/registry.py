@@ -119,6 +119,9 @@ class KnowledgeType:
     auto_resolve_threshold: float | None = None
     # Default conflict strategy for the hybrid resolver's per-type weighting.
     strategy: str = "hybrid"
+    # Sources whose items of this type report observed outcomes, not opinions: the conflicts'
+    # trust estimate takes their claims as outcome-grounded labels (docs/conflicts.md §3a).
+    observed_by: tuple[str, ...] = ()
     _validator: Draft202012Validator = field(init=False, repr=False, compare=False)
     _fast: object = field(init=False, repr=False, compare=False)
 
@@ -191,6 +194,7 @@ class KnowledgeType:
             "claim_derivation": self.claim_description or None,
             "mismatch_threshold": self.mismatch_threshold,
             "auto_resolve_threshold": self.auto_resolve_threshold,
+            "observed_by": list(self.observed_by),
             "schema": self.schema,
         }
 
@@ -260,6 +264,8 @@ BUILTIN_TYPES = [
         interested=("think", "learning"),
         subject_fields=("pattern",),
         claim_fields=("risk_level",),
+        # Learning states risk from what the observed changes did (workers/engine/learning.py).
+        observed_by=("learning",),
     ),
     KnowledgeType(
         name="decision_outcome",

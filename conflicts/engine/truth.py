@@ -13,10 +13,14 @@ Pure Python (no Django). Two parts:
               with p_i = item_reliability(r_s(i), confidence_i), w_i = independence_i,
               k = effective claims (2: wrong readings of different sources agree), evidence
               older than the subject's newest observation partly forgotten (``posterior``).
-              A claim a person decided on is not inferred: q_i = 1 if it won, 0 if it lost.
+              A claim a person decided on is not inferred: q_i = 1 if it won, 0 if it lost;
+              nor is one an observed outcome labels (``observations``: a source that
+              measures what happened, e.g. Learning's observed risk, says which claim is true).
       M-step  alpha_s = prior_alpha + sum_i v_i q_i,  beta_s = prior_beta + sum_i v_i (1 - q_i)
               v_i = f_i / f_newest(subject) (a claim made long before the subject's newest
-              one may be stale, not wrong), times human_weight for a labelled claim.
+              one may be stale, not wrong), times human_weight for a claim a person decided
+              on, or outcome_weight x the observation's strength for one an outcome labels
+              (outcome_weight < human_weight: people stay the strongest signal).
 
   Human decisions are labelled data with a large weight, so they dominate what a source is
   believed to be; claims no one decided still count (agreement with the inferred truth).
@@ -52,6 +56,9 @@ class TruthParams:
     confidence_strength: float = 4.0
     #: Weight of a claim a person decided on, relative to one inferred claim.
     human_weight: float = 5.0
+    #: Weight of a claim labelled by an observed outcome (``estimate_trust``'s
+    #: ``observations``), times the observation's strength: below a person's decision.
+    outcome_weight: float = 2.0
     #: Beta prior of a source's reliability (the ``SourceTrust`` prior: as weak as 2 + 2).
     prior_alpha: float = 2.0
     prior_beta: float = 2.0
@@ -73,6 +80,8 @@ class TruthParams:
     def __post_init__(self) -> None:
         if self.confidence_strength < 0 or self.human_weight <= 0:
             raise ValueError("confidence_strength must be >= 0 and human_weight > 0")
+        if not 0 <= self.outcome_weight < self.human_weight:
+            raise ValueError("outcome_weight must be >= 0 and below human_weight")
         if self.effective_claims < 2 or not 0.5 < self.p_max < 1:
             raise ValueError("effective_claims must be >= 2 and p_max within (0.5, 1)")
 
@@ -135,6 +144,7 @@ def estimate_trust(
     labels: Mapping[ItemId, bool] | None = None,
     trusts: Mapping[str, Trust] | None = None,
     params: TruthParams = DEFAULT_TRUTH,
+    observations: Mapping[ItemId, tuple[bool, float]] | None = None,
 ) -> Estimate:
     """EM estimate of every source's reliability from all ``candidates`` of one type.
 
@@ -142,8 +152,19 @@ def estimate_trust(
     maps item ids a person decided on to whether the item's claim won; ``trusts`` gives the
     current trust per source (only its pin is kept: pinned sources vote with the pin while
     their learned values are still re-estimated). Sources without any claim are left out.
+
+    ``observations`` are outcome-grounded labels: item id -> (whether its claim is the one
+    observed for its subject, the observation's strength 0..1), e.g. what a source that
+    measures outcomes (not one that forecasts them) reports. Like a person's decision the
+    claim is then not inferred (q = 1 or 0), but it weighs ``outcome_weight`` x strength in
+    the M-step, below ``human_weight``; a person's label on the same item wins.
     """
-    labels = labels or {}
+    labels = dict(labels or {})
+    weights = dict.fromkeys(labels, params.human_weight)  # a labelled claim's M-step weight
+    for item_id, (agrees, strength) in (observations or {}).items():
+        if item_id not in labels and strength > 0 and params.outcome_weight > 0:
+            labels[item_id] = agrees
+            weights[item_id] = params.outcome_weight * min(1.0, strength)
     pins = {s: t.pinned for s, t in (trusts or {}).items() if t.pinned is not None}
     tasks: dict[tuple[str, str], list[Candidate]] = {}
     for c in candidates:
@@ -158,7 +179,7 @@ def estimate_trust(
     while iteration < params.iterations:
         iteration += 1
         q = _expectation(tasks, labels, current, params)
-        new = _maximisation(tasks, labels, q, pins, sources, params, vocabulary)
+        new = _maximisation(tasks, weights, q, pins, sources, params, vocabulary)
         change = max(
             (abs(new[s].learned_mean - current[s].learned_mean) for s in sources), default=0.0
         )
@@ -179,7 +200,7 @@ def _expectation(tasks, labels, trusts, params) -> dict[ItemId, float]:
     return q
 
 
-def _maximisation(tasks, labels, q, pins, sources, params, vocabulary) -> dict[str, Trust]:
+def _maximisation(tasks, weights, q, pins, sources, params, vocabulary) -> dict[str, Trust]:
     won = dict.fromkeys(sources, 0.0)
     lost = dict.fromkeys(sources, 0.0)
     # Agreement of wrong reports: for each source, weighted pairs (its report, another
@@ -193,8 +214,7 @@ def _maximisation(tasks, labels, q, pins, sources, params, vocabulary) -> dict[s
             # A claim made long before the subject's newest one may be stale, not wrong.
             v = 1.0 if newest <= 0 else min(1.0, c.freshness / newest)
             fresh[c.item_id] = v
-            if c.item_id in labels:
-                v *= params.human_weight
+            v *= weights.get(c.item_id, 1.0)
             won[c.source] += v * q[c.item_id]
             lost[c.source] += v * (1.0 - q[c.item_id])
         for a in cands:

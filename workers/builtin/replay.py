@@ -310,7 +310,13 @@ def _conflict_counts(model, seen: set[int], think) -> dict[str, Any]:
         for field in ("status", "classification", "knowledge_type"):
             rows = model.objects.values_list(field).annotate(n=Count("id")).order_by(field)
             out[f"by_{field}"] = {str(value): n for value, n in rows}
-    out["effect_on_think"] = dict(sorted(think.conflict_effect.items()))
+    effect = {
+        k: round(v, 4) if isinstance(v, float) else v for k, v in think.conflict_effect.items()
+    }
+    if effect.get("risk_changed"):
+        effect["mean_risk_shift"] = round(effect["risk_shift_sum"] / effect["risk_changed"], 4)
+    effect["decision_changes"] = dict(sorted(think.decision_changes.items()))
+    out["effect_on_think"] = dict(sorted(effect.items()))
     return out
 
 

@@ -334,6 +334,7 @@ class ThinkWorker(RepoWorker):
         # superseded items it held, by (source, type, subject) until a newer one replaces them
         self.overruled: dict[tuple[str, str, str], dict] = {}
         self.conflict_effect: Counter = Counter()
+        self.decision_changes: Counter = Counter()  # "without->with" the resolutions
         # items that reached it already superseded (a resolution in their own broadcast), by
         # id, until the conflict event says which resolution took them out
         self._arrived_superseded: dict[int, dict] = {}
@@ -397,11 +398,19 @@ class ThinkWorker(RepoWorker):
                 i for i in self.overruled.values() if i["knowledge_type"] in THINK_INTERESTS
             ]
             before = assess(proposals, held, base=tuple(self.base))
-            changed = sum(
-                a.decision != b.decision for a, b in zip(assessments, before, strict=True)
-            )
+            pairs = list(zip(assessments, before, strict=True))
             self.conflict_effect["assessments_with_overruled_inputs"] += len(assessments)
-            self.conflict_effect["decisions_changed"] += changed
+            changed = [f"{b.decision}->{a.decision}" for a, b in pairs if a.decision != b.decision]
+            self.conflict_effect["decisions_changed"] += len(changed)
+            self.decision_changes.update(changed)
+            # The resolutions move Think's risk even where the decision stays (most decisions
+            # are ``reject`` on the forecast alone): how many, and by how much in all.
+            shifts = [a.risk - b.risk for a, b in pairs if a.risk != b.risk]
+            self.conflict_effect["risk_changed"] += len(shifts)
+            self.conflict_effect["risk_shift_sum"] += sum(shifts)
+            self.conflict_effect["utility_shift_sum"] += sum(
+                a.utility - b.utility for a, b in pairs
+            )
         drafts = decision_outcomes(assessments, known=self.known(["decision_outcome"], own=True))
         drafts += risk_patterns(assessments)
         self.publish(commit, drafts)

@@ -70,14 +70,17 @@ def test_replay_through_the_exchange_reproduces_the_engine_with_exchange(repo_bu
     assert sum(w["broadcast"] for w in workers.values()) < sum(reference.published.values())
 
 
-def build_disputed_history(builder, commits: int, warmup: int = 12, seed: int = 5) -> None:
+def build_disputed_history(
+    builder, commits: int, warmup: int = 12, seed: int = 5, edits: int = 2
+) -> None:
     """A package whose files change at every commit (high churn from the first replayed
     commit, when the replay skips the ``warmup`` commits): 50 functions with 8-10 arguments,
-    two of the last three edited per commit without touching their arguments (the changes
-    never make them worse), and long and complex functions that grow whenever they change."""
+    ``edits`` of the last ``edits + 1`` edited per commit without touching their arguments (the
+    changes never make them worse), and long and complex functions, ``edits`` of each kind
+    growing per commit."""
     rng = random.Random(seed)
     args = {f"f{i:02d}": [rng.randint(8, 10), 0] for i in range(50)}
-    edited = sorted(args)[-3:]
+    edited = sorted(args)[-(edits + 1) :]
     grow = {"long": {f"long_{i}": 70 + 5 * i for i in range(8)}}
     grow["complex"] = {f"complex_{i}": 14 + i for i in range(8)}
 
@@ -86,10 +89,10 @@ def build_disputed_history(builder, commits: int, warmup: int = 12, seed: int = 
         return f"def {name}({', '.join(f'a{i}' for i in range(count))}):\n{body}    return a0\n"
 
     for _ in range(warmup + commits):
-        for name in rng.sample(edited, 2):
+        for name in rng.sample(edited, edits):
             args[name][1] = (args[name][1] + 1) % 6
         for kind, group in grow.items():
-            for name in rng.sample(sorted(group), 2):
+            for name in rng.sample(sorted(group), min(edits, len(group))):
                 group[name] += 3 if kind == "long" else 1
         builder.write("pkg/api.py", "\n\n".join(with_args(k, *v) for k, v in sorted(args.items())))
         for kind, render in (("long", function_of_length), ("complex", function_of_complexity)):
@@ -171,6 +174,48 @@ def test_other_projects_learning_reaches_think_only_from_before_its_decisions(tm
     quality = report["decision_quality"]
     assert quality["n"] == len(alone.pairs) > 50
     assert quality["brier"] != round(alone.summary()["calibration"]["brier"], 4)
+
+
+def test_observed_outcomes_settle_the_fleets_disagreements_toward_what_happened(repo_builder):
+    """Analysis's (the code) and Think's (its committee) risk levels are heuristics; Learning's
+    is what the observed changes did. On this history the arguments-heavy functions change
+    without ever getting worse and the long and complex ones grow at every change, so the
+    observed levels are the true ones. With Learning's claims as outcome-grounded labels in the
+    trust estimate (``observed_by`` in the registry), the forecasters' record is measured
+    against what happened: the sweep settles the conflicts for the observed claims, at the
+    unchanged 0.95, and Think's risk moves with them. Before, the two agreeing heuristics were
+    trusted over the observer (their shared scale looked like agreement) and won or stayed
+    pending."""
+    from conflicts.models import Resolution, SourceTrust
+
+    build_disputed_history(repo_builder, commits=16, edits=6)
+    report = replay_history(str(repo_builder.path), commits=16, exchange=True, sweep_every=4)
+    assert report["failed_cycles"] == 0
+    trust = {
+        row.worker.name: row.as_trust().learned_mean
+        for row in SourceTrust.objects.select_related("worker").filter(
+            knowledge_type="risk_pattern"
+        )
+    }
+    assert trust["learning"] > 0.5 > max(trust["analysis"], trust["think"]), trust
+
+    def observed_won(res) -> bool:
+        said = {i["source"]: i["claim"] for i in res.inputs}
+        return said.get("learning") == res.winner_claim and any(
+            claim != res.winner_claim for source, claim in said.items() if source != "learning"
+        )
+
+    automatic = list(Resolution.objects.filter(actor="auto").order_by("pk"))
+    settled = [res for res in automatic if observed_won(res)]
+    assert settled, [(r.winner_claim, r.inputs) for r in automatic]
+    assert all(res.proposal["margin"] >= 0.95 for res in automatic)
+    # The last word on every subject is what was observed.
+    last = {res.conflict.subject: res for res in automatic}
+    assert all(observed_won(res) for res in last.values()), {
+        s: (r.winner_claim, [(i["source"], i["claim"]) for i in r.inputs]) for s, r in last.items()
+    }
+    effect = report["conflicts"]["effect_on_think"]
+    assert effect["items_overruled"] > 0 and effect["risk_changed"] > 0, effect
 
 
 def test_replay_without_exchange_is_the_engines_baseline(repo_builder):

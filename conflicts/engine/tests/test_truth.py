@@ -213,3 +213,67 @@ def test_params_are_checked():
         TruthParams(effective_claims=1)
     with pytest.raises(ValueError):
         TruthParams(p_max=1.0)
+
+
+# --- outcome-grounded evidence (issue 12, item 5: the fleet's own disagreements) -----------
+
+
+def fleet_claims(subjects: int = 20, observed_low: int = 16):
+    """Two forecasters (``analysis``, ``think``) say ``medium`` on every subject with
+    confidence; the observer (``learning``, what the changes did) says ``low`` on most."""
+    cands, n = [], 0
+    for s in range(subjects):
+        said = "low" if s < observed_low else "medium"
+        for source, claim, confidence in (
+            ("analysis", "medium", 0.85),
+            ("think", "medium", 0.8),
+            ("learning", said, 0.8),
+        ):
+            n += 1
+            cands.append(cand(n, source, claim, confidence=confidence, subject=f"rule:{s}"))
+    return cands
+
+
+def observed_by_learning(cands):
+    observed = {c.subject: c.claim for c in cands if c.source == "learning"}
+    return {c.item_id: (c.claim == observed[c.subject], 0.8) for c in cands}
+
+
+def settle(cands, trusts):
+    subject = [replace(c, trust=trusts[c.source]) for c in cands if c.subject == "rule:0"]
+    return TruthStrategy().propose(subject)
+
+
+def test_observed_outcomes_settle_the_fleets_disagreement_on_evidence():
+    """Without outcomes, two agreeing forecasters outvote the observer and their common
+    scale wins (the EM cannot tell a shared bias from agreement); with the observer's claims
+    as outcome-grounded labels, the forecasters' record is measured against what happened
+    and the observed claim is applied at 0.95."""
+    cands = fleet_claims()
+    plain = estimate_trust(cands)
+    assert plain.trusts["learning"].learned_mean < plain.trusts["analysis"].learned_mean
+    assert settle(cands, plain.trusts).winner_claim == "medium"
+
+    grounded = estimate_trust(cands, observations=observed_by_learning(cands))
+    assert grounded.trusts["learning"].learned_mean > 0.9
+    assert grounded.trusts["analysis"].learned_mean < 0.4
+    assert grounded.trusts["think"].learned_mean < 0.4
+    proposal = settle(cands, grounded.trusts)
+    assert proposal.winner_claim == "low" and proposal.margin >= 0.95
+
+
+def test_a_persons_decision_outweighs_an_observed_outcome():
+    cands = fleet_claims()
+    observations = observed_by_learning(cands)
+    # People decided every subject for the forecasters' ``medium``.
+    labels = {c.item_id: c.claim == "medium" for c in cands}
+    est = estimate_trust(cands, labels, observations=observations)
+    assert est.trusts["analysis"].learned_mean > 0.9
+    assert est.trusts["learning"].learned_mean < 0.4
+    low = next(c for c in cands if c.source == "learning" and c.claim == "low")
+    assert est.truth_probability[low.item_id] == 0.0
+    # An observation weighs less than a decision, by construction.
+    with pytest.raises(ValueError):
+        TruthParams(outcome_weight=5.0)
+    with pytest.raises(ValueError):
+        TruthParams(outcome_weight=-1.0)
