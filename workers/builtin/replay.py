@@ -18,16 +18,31 @@ re-estimated from all the claims, then unsettled contradictions re-evaluated) ru
 (every 60 s; a replayed commit takes seconds). The report's ``conflicts`` section says what the
 fleet's disagreements became: detected, resolved (in the broadcast or by a sweep), dismissed
 or left for review, the items superseded, and their effect on Think's decisions.
+
+Other projects (``prior_repos``): a fleet working on several projects shares what each
+project's Learning learned. Each prior repository gets its own Learning worker, a separate
+source named ``learning.<project>`` (kind ``learning``), which walks that repository's
+first-parent history and broadcasts into the same exchange. Its commits are interleaved with
+the target's by committer time: before the target's commit ``k`` (dated ``t_k``) each prior
+Learning replays exactly its commits dated strictly before ``t_k``, so everything it has
+broadcast when Think decides at ``k`` was observed before that decision in calendar time
+(commits dated after the target's last replayed commit are never replayed). The prior workers
+read nothing (``exchange=False``: they learn from their own project only); what they broadcast
+is what a Learning worker broadcasts (``learned_pattern``, ``successful_fix``,
+``pattern_evolution``, ``risk_pattern``). Without exchange the target's workers read only
+their own items, so the prior projects are not replayed (they could change nothing).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from workers.builtin.repo import RepoView
-from workers.builtin.workers import PIPELINE_ORDER, WORKER_CLASSES, quality_of
+from workers.builtin.workers import PIPELINE_ORDER, WORKER_CLASSES, LearningWorker, quality_of
 
 #: Commits between two conflict sweeps in a replay (0: never).
 SWEEP_EVERY = 10
@@ -48,6 +63,60 @@ def build_workers(view: RepoView, *, exchange: bool = True, on_analysed=None) ->
     return workers
 
 
+class PriorProject:
+    """Learning on another project, in the same exchange under its own source name, advanced
+    in calendar order with the target's history (see the module docstring)."""
+
+    def __init__(self, path: str, *, until: int, commits: int | None = None):
+        from identity.actions import do_create_worker
+        from identity.models import Worker
+        from workers.inprocess import InProcessTransport
+
+        self.view = RepoView(path)
+        self.source = prior_source_name(self.view.path)
+        if not Worker.objects.filter(name=self.source).exists():
+            do_create_worker(self.source, "learning", f"Learning on {self.view.path}")
+        # only commits dated before the target's last replayed commit can precede a decision
+        history = [c for c in self.view.commits() if c.timestamp < until]
+        self.history = history[-commits:] if commits else history
+        self.worker = LearningWorker(
+            InProcessTransport(self.source), view=self.view, exchange=False
+        )
+        self.done = 0
+        self.failed_cycles = 0
+
+    def advance(self, before: int) -> int:
+        """Replay this project's commits dated strictly before ``before`` (unix seconds) that
+        are not replayed yet; returns how many."""
+        start = self.done
+        while self.done < len(self.history) and self.history[self.done].timestamp < before:
+            self.failed_cycles += not self.worker.run_cycle(commit=self.history[self.done])
+            self.done += 1
+        return self.done - start
+
+    def report(self) -> dict[str, Any]:
+        replayed = self.history[: self.done]
+        return {
+            "repo": self.view.path,
+            "source": self.source,
+            "commits": len(replayed),
+            "first_commit": replayed[0].sha if replayed else None,
+            "first_commit_time": replayed[0].timestamp if replayed else None,
+            "last_commit": replayed[-1].sha if replayed else None,
+            "last_commit_time": replayed[-1].timestamp if replayed else None,
+            "failed_cycles": self.failed_cycles,
+            "cycle_seconds": round(self.worker.stats.cycle_seconds, 3),
+            "outcomes": dict(sorted(self.worker.outcome_counts.items())),
+            "broadcast_by_type": dict(sorted(self.worker.stats.broadcast_by_type.items())),
+        }
+
+
+def prior_source_name(path: str) -> str:
+    """``learning.<project>``: the name of the Learning worker of another project."""
+    base = re.sub(r"[^a-z0-9_.-]+", "-", Path(path).name.lower()).strip("-.") or "project"
+    return f"learning.{base}"[:64]
+
+
 def replay_history(
     repo: str,
     *,
@@ -55,7 +124,12 @@ def replay_history(
     exchange: bool = True,
     progress: bool = False,
     sweep_every: int = SWEEP_EVERY,
+    prior_repos: list[str] | tuple[str, ...] = (),
+    prior_commits: int | None = None,
 ) -> dict[str, Any]:
+    """Replay ``repo`` (see the module docstring); ``prior_repos`` are other projects whose
+    Learning broadcasts into the same exchange first, in calendar order (the last
+    ``prior_commits`` of their commits dated before the target's last replayed commit)."""
     from knowledge.models import KnowledgeItem
     from workers.actions import do_mark_analysed, do_register_project
 
@@ -67,6 +141,14 @@ def replay_history(
         view, exchange=exchange, on_analysed=lambda sha: do_mark_analysed(project, sha)
     )
     history = view.commits(commits)
+    priors: list[PriorProject] = []
+    for path in prior_repos if exchange and history else ():
+        prior = PriorProject(path, until=history[-1].timestamp, commits=prior_commits)
+        if prior.view.path == view.path:
+            raise ValueError(f"prior repository {path!r} is the replayed repository itself")
+        if any(p.source == prior.source for p in priors):
+            raise ValueError(f"two prior repositories are named {prior.source!r}")
+        priors.append(prior)
 
     iterator: Any = history
     if progress:
@@ -80,7 +162,7 @@ def replay_history(
         )
     think, learning = workers["think"], workers["learning"]
     sweeper = _Sweeper(sweep_every if exchange else 0)
-    failed_cycles, records, conflicts = _run_pipeline(workers, iterator, sweeper)
+    failed_cycles, records, conflicts = _run_pipeline(workers, iterator, sweeper, priors)
 
     from conflicts import models as conflict_models
 
@@ -108,6 +190,9 @@ def replay_history(
             "sweeps": sweeper.report(),
         },
         "decision_quality": quality_of(records),
+        "prior_projects": [
+            {**prior.report(), "seen_by_think": _seen_by(think, prior.source)} for prior in priors
+        ],
         "decision_quality_seen_by_learning": learning.decision_quality(),
         "reception_overhead": {
             "ratio": round(total_reception / total_cycle, 4) if total_cycle else 0.0,
@@ -156,17 +241,20 @@ class _Sweeper:
 
 
 def _run_pipeline(
-    workers: dict, commits, sweeper: _Sweeper | None = None
+    workers: dict, commits, sweeper: _Sweeper | None = None, priors=()
 ) -> tuple[int, list[tuple[float, int, int]], set[int]]:
     """Every worker's cycle at each commit, in pipeline order, and the conflicts sweep when it
-    is due. Returns the failed cycles, Think's (predicted, observed, commit index) pairs as
-    Learning saw the outcomes, and the conflicts the workers were told about."""
+    is due; before each commit, the other projects' Learning up to that commit's date.
+    Returns the failed cycles, Think's (predicted, observed, commit index) pairs as Learning
+    saw the outcomes, and the conflicts the workers were told about."""
     think, learning = workers["think"], workers["learning"]
     records: list[tuple[float, int, int]] = []
     failed_cycles = 0
     index = -1
     for index, commit in enumerate(commits):
         predictions = dict(think.predictions)  # made at the previous commit
+        for prior in priors:  # what other projects' Learning observed before this commit
+            prior.advance(commit.timestamp)
         for name in PIPELINE_ORDER:
             failed_cycles += not workers[name].run_cycle(commit=commit)
         records.extend((p, o, index) for p, o in _pairs(learning.outcomes, predictions))
@@ -179,6 +267,15 @@ def _run_pipeline(
         worker.receive()
         conflicts.update(c for e in worker.conflict_log for c in _conflict_ids(e))
     return failed_cycles, records, conflicts
+
+
+def _seen_by(worker, source: str) -> dict[str, int]:
+    """Items of ``source`` in ``worker``'s local view, by type."""
+    counts: dict[str, int] = {}
+    for src, kind, _ in worker.knowledge:
+        if src == source:
+            counts[kind] = counts.get(kind, 0) + 1
+    return dict(sorted(counts.items()))
 
 
 def _worker_report(stats) -> dict[str, Any]:

@@ -69,6 +69,22 @@ def quality_of(records: list[tuple[float, int, int]]) -> dict[str, Any]:
     out["n"] = out.pop("pairs")
     out["ci"] = {k: None if v is None else [round(x, 4) for x in v] for k, v in ci.items()}
     out["calibration"] = bins
+    out["after_first_commit"] = _after_first_commit(records)
+    return out
+
+
+def _after_first_commit(records: list[tuple[float, int, int]]) -> dict[str, Any] | None:
+    """The scores without the decisions of the first scored commit, where the base-rate
+    forecast knows no outcome yet and says 0.5 (see ``forecast_report``'s ``burn_in``)."""
+    if len({step for _, _, step in records}) < 2:
+        return None
+    report = forecast_report(records, burn_in=1)
+    keys = ("brier", "reference_brier", "brier_skill", "auc")
+    out: dict[str, Any] = {k: None if report[k] is None else round(report[k], 4) for k in keys}
+    out["n"] = report["pairs"]
+    out["ci"] = {
+        k: None if v is None else [round(x, 4) for x in v] for k, v in report["ci"].items()
+    }
     return out
 
 

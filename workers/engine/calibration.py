@@ -177,17 +177,30 @@ def forecast_report(
     resamples: int = 1000,
     seed: int = 12,
     level: float = 0.95,
+    burn_in: int = 0,
 ) -> dict[str, Any]:
     """Brier, Brier skill against the prequential base rate, AUC, calibration bins, and
     percentile bootstrap intervals (``resamples`` resamplings of the decisions with a seeded
     generator; each keeps its own reference forecast, so the skill's interval reflects which
-    decisions were drawn, not a re-run of time)."""
+    decisions were drawn, not a re-run of time).
+
+    ``burn_in``: the records of the first ``burn_in`` steps are left out of the scores (their
+    outcomes still make the reference of the later steps). At the first step the reference
+    knows no outcome and says 0.5; a forecaster that knows the outcome rate from elsewhere
+    (other projects' knowledge) wins most of its skill there, which ``burn_in=1`` removes."""
     import random
 
     records = [(float(p), int(o), int(step)) for p, o, step in records]
+    reference = prequential_base_rates(records)
+    if burn_in > 0:
+        kept = set(sorted({step for _, _, step in records})[burn_in:])
+        chosen = [i for i, (_, _, step) in enumerate(records) if step in kept]
+        records = [records[i] for i in chosen]
+        reference = [reference[i] for i in chosen]
+        if not records:
+            raise ValueError("no records after the burn-in")
     pairs = [(p, o) for p, o, _ in records]
     report = calibration_report(pairs, bins)
-    reference = prequential_base_rates(records)
     report.update(_scores(records, reference))
     report["reference_mean"] = sum(reference) / len(reference)
     intervals: dict[str, list[float]] = {"brier": [], "brier_skill": [], "auc": []}

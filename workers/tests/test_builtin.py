@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import connection
 
 from identity.models import Worker
@@ -14,6 +17,7 @@ from knowledge.models import InboxCursor, KnowledgeItem
 from workers.builtin.replay import build_workers, replay_history
 from workers.builtin.repo import RepoView
 from workers.engine.replay import replay as engine_replay
+from workers.engine.tests.conftest import DAY, RepoBuilder
 from workers.engine.tests.sources import function_of_complexity, function_of_length
 from workers.engine.tests.test_replay import build_history
 from workers.models import Project
@@ -125,6 +129,51 @@ def test_the_fleet_settles_its_own_disagreements_on_evidence(repo_builder):
     for res in Resolution.objects.filter(actor="auto"):
         assert res.proposal["margin"] >= 0.95
         assert {i["source"] for i in res.inputs} == {"analysis", "think", "learning"}
+
+
+def test_other_projects_learning_reaches_think_only_from_before_its_decisions(tmp_path):
+    """``replay_history --prior-repo``: another project's Learning broadcasts into the same
+    exchange as its own source, its commits interleaved by date with the target's, and Think
+    pools its fix rates with the target's: its forecasts change. A prior commit dated after
+    the target's last commit is never replayed (it precedes no decision)."""
+    target = RepoBuilder(tmp_path / "target")
+    build_history(target, commits=12)
+    other = RepoBuilder(tmp_path / "other")
+    other.clock -= 10 * DAY  # starts ten days before the target, ends eight days after it
+    build_history(other, commits=30, seed=3)
+    alone = engine_replay(target.repo, exchange=True, first_parent=True)
+
+    out = StringIO()
+    call_command(
+        "replay_history",
+        "--repo",
+        str(target.path),
+        "--prior-repo",
+        str(other.path),
+        "--json",
+        "--no-progress",
+        stdout=out,
+    )
+    report = json.loads(out.getvalue())
+
+    assert report["failed_cycles"] == 0
+    [prior] = report["prior_projects"]
+    assert prior["source"] == "learning.other"
+    last_decision = RepoView(str(target.path)).commits()[-1].timestamp
+    before = [c for c in RepoView(str(other.path)).commits() if c.timestamp < last_decision]
+    assert prior["commits"] == len(before) == 21  # not the 9 commits dated after
+    assert prior["last_commit_time"] < last_decision
+    assert prior["outcomes"].get("fixed", 0) > 0
+    learned = KnowledgeItem.objects.filter(
+        source__name="learning.other", knowledge_type="learned_pattern", status="active"
+    )
+    assert learned.exists()
+    assert prior["seen_by_think"]["learned_pattern"] == learned.count()
+    # The same decisions as the target alone, forecast differently: the other project's
+    # outcomes moved them.
+    quality = report["decision_quality"]
+    assert quality["n"] == len(alone.pairs) > 50
+    assert quality["brier"] != round(alone.summary()["calibration"]["brier"], 4)
 
 
 def test_observed_outcomes_settle_the_fleets_disagreements_toward_what_happened(repo_builder):

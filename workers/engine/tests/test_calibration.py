@@ -46,3 +46,16 @@ def test_bootstrap_is_seeded():
         forecast_report(records, resamples=200, seed=1)["ci"]
         != forecast_report(records, resamples=200, seed=2)["ci"]
     )
+
+
+def test_burn_in_scores_later_decisions_against_a_reference_that_knew_the_first():
+    """At the first step the base-rate forecast knows no outcome (0.5): a forecaster told the
+    rate by other projects wins most of its skill there. ``burn_in=1`` leaves those decisions
+    out of the scores while their outcomes still make the later steps' reference."""
+    records = [(0.1, 0, 0)] * 9 + [(0.1, 1, 0)] + [(0.1, 0, 1)] * 10
+    full = forecast_report(records, resamples=0)
+    later = forecast_report(records, resamples=0, burn_in=1)
+    assert full["pairs"] == 20 and later["pairs"] == 10
+    assert later["reference_brier"] == pytest.approx((1.5 / 11) ** 2)  # not 0.5 ** 2
+    assert later["brier"] == pytest.approx(0.01)
+    assert later["brier_skill"] < full["brier_skill"]

@@ -43,6 +43,23 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-progress", action="store_true")
         parser.add_argument(
+            "--prior-repo",
+            action="append",
+            default=[],
+            metavar="PATH",
+            help="another project (a git checkout) whose Learning broadcasts into the same "
+            "exchange as its own source, its commits interleaved by date with the replayed "
+            "ones (only what it observed before each decision); repeatable; ignored "
+            "without exchange",
+        )
+        parser.add_argument(
+            "--prior-commits",
+            type=int,
+            default=None,
+            help="the last N commits of each prior repository dated before the replayed "
+            "repository's last commit (default: all of them)",
+        )
+        parser.add_argument(
             "--sweep-every",
             type=int,
             default=None,
@@ -55,6 +72,11 @@ class Command(BaseCommand):
             raise CommandError("--commits must be at least 1")
         if not Path(opts["repo"]).is_dir():
             raise CommandError(f"--repo {opts['repo']!r}: no such directory")
+        for prior in opts["prior_repo"]:
+            if not Path(prior).is_dir():
+                raise CommandError(f"--prior-repo {prior!r}: no such directory")
+        if opts["prior_commits"] is not None and opts["prior_commits"] < 1:
+            raise CommandError("--prior-commits must be at least 1")
         if opts["compare"]:
             if not opts["db"]:
                 raise CommandError(
@@ -89,9 +111,11 @@ class Command(BaseCommand):
                 commits=opts["commits"],
                 exchange=not opts["no_exchange"],
                 progress=not opts["no_progress"],
+                prior_repos=opts["prior_repo"],
+                prior_commits=opts["prior_commits"],
                 **({} if opts["sweep_every"] is None else {"sweep_every": opts["sweep_every"]}),
             )
-        except GitError as exc:
+        except (GitError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         return self._emit(report, opts)
 
@@ -118,6 +142,10 @@ class Command(BaseCommand):
             cmd.append("--no-progress")
         if opts["sweep_every"] is not None:
             cmd += ["--sweep-every", str(opts["sweep_every"])]
+        for prior in opts["prior_repo"]:
+            cmd += ["--prior-repo", prior]
+        if opts["prior_commits"] is not None:
+            cmd += ["--prior-commits", str(opts["prior_commits"])]
         proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, check=False)
         if proc.returncode != 0:
             raise CommandError(f"replay on {db} failed (exit {proc.returncode})")
@@ -192,6 +220,12 @@ def render(report: dict) -> str:
     lines.append(f"outcomes: {report['outcomes']}")
     lines.append(f"decisions: {report['decisions']}")
     lines.append(f"conflicts: {report['conflicts']}")
+    for prior in report.get("prior_projects") or ():
+        lines.append(
+            f"prior project {prior['source']}: {prior['commits']} commits replayed before the "
+            f"decisions they precede, outcomes {prior['outcomes']}, "
+            f"in Think's view {prior['seen_by_think']}"
+        )
     lines.append(
         f"decision quality (Think's predictions vs Learning's outcomes): {_quality_line(report['decision_quality'])}"
     )
