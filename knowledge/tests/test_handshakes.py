@@ -12,6 +12,7 @@ locked), not by a sleep.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 
@@ -57,8 +58,24 @@ async def until(condition, what: str, timeout: float = 10.0) -> None:
             await asyncio.sleep(0.01)
 
 
+@pytest.fixture(autouse=True)
+async def _no_handshake_left_over():
+    """A socket of an earlier test whose event loop closed mid-handshake holds its slot in
+    the process-wide gate until its coroutine is collected (daphne cancels such tasks; the
+    test loop only drops them): collect them, so each test starts with an empty gate."""
+    gc.collect()
+    await until(lambda: gate().in_progress == 0, "no handshake left from earlier tests")
+
+
 async def test_past_the_bound_a_handshake_is_refused_and_admitted_ones_complete(think):
     release = threading.Event()
+    try:
+        await _bound_refuses_and_admits(think, release)
+    finally:
+        release.set()  # a failure must not leave the one sync thread blocked for the suite
+
+
+async def _bound_refuses_and_admits(think, release):
     with ke(ws_handshakes_in_flight=3, ws_handshake_retry_after=2):
         # The one thread credential checks run in is busy (as under load): every admitted
         # handshake stays in progress until it is free.
@@ -73,9 +90,12 @@ async def test_past_the_bound_a_handshake_is_refused_and_admitted_ones_complete(
         start = await refused.receive_output(timeout=5)
         assert start["type"] == "websocket.http.response.start"
         assert start["status"] == 503
-        assert (b"retry-after", b"2") in start["headers"]
+        # Retry-After is this client's slot: at least the configured 2 s, later when the
+        # process-wide gate has measured a slow rate or handed out slots before.
+        retry_after = int(dict(start["headers"])[b"retry-after"])
+        assert retry_after >= 2
         body = await refused.receive_output(timeout=5)
-        assert json.loads(body["body"])["detail"].endswith("retry after 2 s")
+        assert json.loads(body["body"])["detail"].endswith(f"retry after {retry_after} s")
 
         # Where the server cannot answer with a status (no extension), and for a browser
         # (which never sees one): accepted, then closed 4013 with the retry-after.
@@ -86,11 +106,10 @@ async def test_past_the_bound_a_handshake_is_refused_and_admitted_ones_complete(
             connected, _ = await comm.connect(timeout=5)
             assert connected
             close = await comm.receive_output(timeout=5)
-            assert close == {
-                "type": "websocket.close",
-                "code": CLOSE_TRY_AGAIN,
-                "reason": "retry after 2 s",
-            }
+            assert close["type"] == "websocket.close" and close["code"] == CLOSE_TRY_AGAIN
+            later = int(close["reason"].removeprefix("retry after ").removesuffix(" s"))
+            assert later >= retry_after and close["reason"] == f"retry after {later} s"
+            retry_after = later
         assert gate().in_progress == 3  # the refusals took no slot
 
         release.set()
