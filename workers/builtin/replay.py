@@ -141,25 +141,13 @@ def replay_history(
         view, exchange=exchange, on_analysed=lambda sha: do_mark_analysed(project, sha)
     )
     history = view.commits(commits)
-    priors: list[PriorProject] = []
-    for path in prior_repos if exchange and history else ():
-        prior = PriorProject(path, until=history[-1].timestamp, commits=prior_commits)
-        if prior.view.path == view.path:
-            raise ValueError(f"prior repository {path!r} is the replayed repository itself")
-        if any(p.source == prior.source for p in priors):
-            raise ValueError(f"two prior repositories are named {prior.source!r}")
-        priors.append(prior)
-
+    priors = _priors(view, history, prior_repos if exchange else (), prior_commits)
     iterator: Any = history
     if progress:
         from tqdm import tqdm
 
-        iterator = tqdm(
-            history,
-            desc=f"replay ({'exchange' if exchange else 'no exchange'})",
-            unit="commit",
-            file=sys.stderr,
-        )
+        mode = "exchange" if exchange else "no exchange"
+        iterator = tqdm(history, desc=f"replay ({mode})", unit="commit", file=sys.stderr)
     think, learning = workers["think"], workers["learning"]
     sweeper = _Sweeper(sweep_every if exchange else 0)
     failed_cycles, records, conflicts = _run_pipeline(workers, iterator, sweeper, priors)
@@ -202,6 +190,19 @@ def replay_history(
         "seconds": round(elapsed, 2),
         "ms_per_commit": round(1000 * elapsed / max(len(history), 1), 1),
     }
+
+
+def _priors(view, history, prior_repos, prior_commits) -> list[PriorProject]:
+    """The other projects to replay first, refused when one is the target or two share a name."""
+    priors: list[PriorProject] = []
+    for path in prior_repos if history else ():
+        prior = PriorProject(path, until=history[-1].timestamp, commits=prior_commits)
+        if prior.view.path == view.path:
+            raise ValueError(f"prior repository {path!r} is the replayed repository itself")
+        if any(p.source == prior.source for p in priors):
+            raise ValueError(f"two prior repositories are named {prior.source!r}")
+        priors.append(prior)
+    return priors
 
 
 class _Sweeper:
