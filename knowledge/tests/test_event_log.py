@@ -191,6 +191,37 @@ def _publish(persona, location):
     )
 
 
+class InFlight:
+    """A publisher in its own thread whose broadcast holds its seq uncommitted until
+    :meth:`release` (its transaction stays open meanwhile)."""
+
+    def __init__(self, persona, location: str):
+        self.wrote, self.go = threading.Event(), threading.Event()
+        self.errors: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, args=(persona, location))
+
+    def _run(self, persona, location):
+        try:
+            with transaction.atomic():
+                _publish(persona, location)
+                self.wrote.set()
+                assert self.go.wait(30)
+        except BaseException as exc:
+            self.errors.append(exc)
+            self.wrote.set()
+        finally:
+            connections.close_all()
+
+    def start(self) -> InFlight:
+        self.thread.start()
+        assert self.wrote.wait(30) and not self.errors, self.errors
+        return self
+
+    def release(self) -> None:
+        self.go.set()
+        self.thread.join(30)
+
+
 @pytest.mark.skipif(not settings.IS_POSTGRES, reason="real concurrent transactions need PostgreSQL")
 @pytest.mark.django_db(transaction=True)
 def test_reader_never_sees_a_later_seq_while_an_earlier_one_is_uncommitted(
@@ -200,20 +231,8 @@ def test_reader_never_sees_a_later_seq_while_an_earlier_one_is_uncommitted(
     and commits (snapshot mode: seq N+1 at once; lock mode: B waits for A's tail lock). While
     A is open, a reader gets nothing (it must not move past N); once A commits, it gets N
     and then N+1, in order, with no gap."""
-    a_wrote, a_release, b_done = threading.Event(), threading.Event(), threading.Event()
+    b_done = threading.Event()
     errors: list[BaseException] = []
-
-    def publisher_a():
-        try:
-            with transaction.atomic():
-                _publish(analysis, "a.py::f")
-                a_wrote.set()
-                assert a_release.wait(30)
-        except BaseException as exc:
-            errors.append(exc)
-            a_wrote.set()
-        finally:
-            connections.close_all()
 
     def publisher_b():
         try:
@@ -224,21 +243,19 @@ def test_reader_never_sees_a_later_seq_while_an_earlier_one_is_uncommitted(
             b_done.set()
             connections.close_all()
 
-    ta = threading.Thread(target=publisher_a)
-    ta.start()
-    assert a_wrote.wait(30) and not errors
+    a = InFlight(analysis, "a.py::f").start()
     tb = threading.Thread(target=publisher_b)
     tb.start()
     if event_ordering == "snapshot":  # B has committed
-        assert b_done.wait(30) and not errors, errors
+        assert b_done.wait(30) and not errors + a.errors, errors + a.errors
         assert Event.objects.count() == 1  # B's event is committed, A's is not
     else:  # B is queued behind A's tail lock
         assert wait_for_lock_waiter() and not b_done.is_set()
     events, scanned = read_events(0, FeedFilter())
     assert events == [] and scanned == 0  # never past A's seq while A may still commit
-    a_release.set()
-    ta.join(30)
+    a.release()
     tb.join(30)
+    errors += a.errors
     assert not errors, errors
     events, scanned = read_events(0, FeedFilter())
     a_seq, b_seq = seqs()
@@ -254,24 +271,8 @@ def test_retention_never_prunes_past_a_seq_still_in_flight(analysis, think, sett
     retention. The pruner must not delete N+1 and move the prune horizon past N: A's event
     would then commit below it and no consumer would ever get it. Once A commits, both go."""
     settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "event_ordering": "snapshot"}
-    a_wrote, a_release = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
 
-    def publisher_a():
-        try:
-            with transaction.atomic():
-                _publish(analysis, "a.py::f")
-                a_wrote.set()
-                assert a_release.wait(30)
-        except BaseException as exc:
-            errors.append(exc)
-            a_wrote.set()
-        finally:
-            connections.close_all()
-
-    ta = threading.Thread(target=publisher_a)
-    ta.start()
-    assert a_wrote.wait(30) and not errors
+    a = InFlight(analysis, "a.py::f").start()
     _publish(think, "b.py::f")
     [b_seq] = seqs()
     past_retention = timezone.now() + timedelta(days=1)
@@ -279,9 +280,8 @@ def test_retention_never_prunes_past_a_seq_still_in_flight(analysis, think, sett
         assert actions.do_prune_events(past_retention) == 0
         assert LogState.current().pruned_through < b_seq
     finally:
-        a_release.set()
-        ta.join(30)
-    assert not errors, errors
+        a.release()
+    assert not a.errors, a.errors
     a_seq = seqs()[0]
     assert a_seq < b_seq
     events, _ = read_events(0, FeedFilter())
@@ -299,31 +299,14 @@ def test_clearing_a_workers_state_never_moves_its_inbox_past_a_seq_in_flight(
     while think's state is cleared (its event: N+1). The cleared inbox must not stand past N:
     once analysis commits, think receives that broadcast, with no gap reported."""
     settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "event_ordering": "snapshot"}
-    a_wrote, a_release = threading.Event(), threading.Event()
-    errors: list[BaseException] = []
-
-    def publisher_a():
-        try:
-            with transaction.atomic():
-                _publish(analysis, "a.py::f")
-                a_wrote.set()
-                assert a_release.wait(30)
-        except BaseException as exc:
-            errors.append(exc)
-            a_wrote.set()
-        finally:
-            connections.close_all()
 
     actions.read_inbox(think.worker)  # think's inbox exists before the broadcast
-    ta = threading.Thread(target=publisher_a)
-    ta.start()
-    assert a_wrote.wait(30) and not errors
+    a = InFlight(analysis, "a.py::f").start()
     try:
         actions.do_clear_state(think.worker, actor="think")
     finally:
-        a_release.set()
-        ta.join(30)
-    assert not errors, errors
+        a.release()
+    assert not a.errors, a.errors
     page = actions.read_inbox(think.worker)
     assert page.recovered is True
     assert [e.source for e in page.events] == ["analysis"]
