@@ -4,14 +4,17 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from django.core.asgi import get_asgi_application  # noqa: E402
+import django  # noqa: E402
 
-django_asgi_app = get_asgi_application()
+django.setup(set_prefix=False)  # what django.core.asgi.get_asgi_application() does first
+
+from config.http import OneHopASGIHandler, SafeStaticFilesHandler, patch_daphne_line_limit  # noqa: E402
+
+django_asgi_app = OneHopASGIHandler()
 
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from config.http import SafeStaticFilesHandler, patch_daphne_line_limit  # noqa: E402
 from config.product import product_settings  # noqa: E402
 from knowledge.routing import websocket_app  # noqa: E402
 
