@@ -202,15 +202,18 @@ class KnowledgeType:
 class Registry:
     def __init__(self) -> None:
         self._types: dict[str, KnowledgeType] = {}
+        self.version = 0  # changes with every (un)registration: a key for what depends on it
 
     def register(self, kt: KnowledgeType, *, replace: bool = False) -> KnowledgeType:
         if kt.name in self._types and not replace:
             raise ValueError(f"knowledge type {kt.name!r} is already registered")
         self._types[kt.name] = kt
+        self.version += 1
         return kt
 
     def unregister(self, name: str) -> None:
         self._types.pop(name, None)
+        self.version += 1
 
     def get(self, name: str) -> KnowledgeType | None:
         return self._types.get(name)
