@@ -69,6 +69,7 @@ class WorkerStats:
     errors: int = 0
     broadcast: int = 0
     unchanged_skipped: int = 0
+    overruled_skipped: int = 0
     received: int = 0
     conflict_events: int = 0
     broadcast_by_type: Counter = field(default_factory=Counter)
@@ -92,6 +93,7 @@ class WorkerStats:
             "errors": self.errors,
             "broadcast": self.broadcast,
             "unchanged_skipped": self.unchanged_skipped,
+            "overruled_skipped": self.overruled_skipped,
             "received": self.received,
             "conflict_events": self.conflict_events,
             "broadcast_by_type": dict(sorted(self.broadcast_by_type.items())),
@@ -132,6 +134,9 @@ class BaseWorker:
 
     interval: float = 30.0
     jitter: float = 0.1
+    #: A claim a resolution overruled is restated on a subject only this much more confident
+    #: (or as another claim): :meth:`restates_overruled`.
+    restate_confidence_step: float = 0.1
     interests: tuple[str, ...] = ()
     live: bool = False
     retry_deadline: float = 6.0  # seconds of retries a cycle may spend (inf: the transport's)
@@ -195,6 +200,11 @@ class BaseWorker:
         self._rng = random.Random(seed)
         self._last_sent: dict[tuple[str, str], str] = {}  # (type, subject) -> body digest
         self._subject_of: dict[str, str] = {}  # body digest -> subject
+        # Claims that lost (``claim_of``): (type, subject) -> (item id, claim) of the latest
+        # item sent, item id -> (type, subject), and the claims a resolution overruled.
+        self._claims: dict[tuple[str, str], tuple[int, str, float]] = {}
+        self._claim_key: dict[int, tuple[str, str]] = {}
+        self.overruled_claims: dict[tuple[str, str], tuple[str, float]] = {}
         self._watermarks: dict[tuple[str, ...], datetime] = {}
         self._had_news = False  # the previous receive() brought knowledge
         # (ack, epoch) of the last page processed, acked by the next read (or flush_ack())
@@ -642,6 +652,7 @@ class BaseWorker:
         self.stats.broadcast_by_type[body["knowledge_type"]] += 1
         if item:
             self.remember(item)
+            self._note_claim(body, item)
 
     def note_sent(self, item: Mapping[str, Any]) -> None:
         """Treat an item of this worker found in the exchange (e.g. after a restart) as the
@@ -660,6 +671,63 @@ class BaseWorker:
         return (
             subject is not None and self._last_sent.get((body["knowledge_type"], subject)) == digest
         )
+
+    # --- claims that lost a resolution -------------------------------------------------------
+
+    def claim_of(self, body: Mapping[str, Any]) -> tuple[str, str] | None:
+        """``(subject, claim)`` of a body to broadcast, as the exchange will derive them
+        (the type's subject and claim fields); override to turn on the rule "a claim that
+        lost is not restated on the same evidence" (:meth:`restates_overruled`). The
+        default, ``None``: the SDK cannot tell, every changed body is sent."""
+        return None
+
+    def _note_claim(self, body: Mapping[str, Any], item: Mapping[str, Any]) -> None:
+        key = self.claim_of(body)
+        if key is None or not isinstance(item.get("id"), int):
+            return
+        subject, claim = key
+        where = (str(body["knowledge_type"]), subject)
+        previous = self._claims.get(where)
+        if previous is not None:
+            self._claim_key.pop(previous[0], None)
+        self._claims[where] = (item["id"], claim, float(body["confidence"]))
+        self._claim_key[item["id"]] = where
+
+    def _note_resolution(self, event: Mapping[str, Any]) -> None:
+        """A resolution that superseded this worker's latest item on a subject marks its claim
+        (and confidence) there as overruled; one its latest item won lifts the mark."""
+        if event.get("event") != "knowledge_resolved":
+            return
+        data = event.get("data") or {}
+        for field_name, lost in (("superseded_item_ids", True), ("winner_item_ids", False)):
+            for item_id in data.get(field_name) or ():
+                where = self._claim_key.get(item_id) if isinstance(item_id, int) else None
+                if where is None:
+                    continue
+                if lost:
+                    self.overruled_claims[where] = self._claims[where][1:]
+                else:
+                    self.overruled_claims.pop(where, None)
+
+    def restates_overruled(self, body: Mapping[str, Any]) -> bool:
+        """True when ``body`` says again, on a subject, the claim a resolution overruled there
+        on evidence no stronger: its confidence less than ``restate_confidence_step`` above the
+        overruled item's (a new score, sample count or text does not count). A body with
+        another claim, or the same claim that much more confident, is sent and lifts the mark:
+        the worker's evidence moved, a new disagreement may be raised (if it loses again, the
+        new resolution sets the mark again)."""
+        if not self.overruled_claims:
+            return False
+        key = self.claim_of(body)
+        where = None if key is None else (str(body["knowledge_type"]), key[0])
+        lost = self.overruled_claims.get(where) if where is not None else None
+        if lost is None:
+            return False
+        claim, confidence = lost
+        if claim == key[1] and body["confidence"] < confidence + self.restate_confidence_step:
+            return True
+        del self.overruled_claims[where]
+        return False
 
     def broadcast(
         self,
@@ -729,6 +797,9 @@ class BaseWorker:
             body.setdefault("targets", [])
             if only_changed and self.is_unchanged(body):
                 self.stats.unchanged_skipped += 1
+                continue
+            if only_changed and self.restates_overruled(body):
+                self.stats.overruled_skipped += 1
                 continue
             digest = body_digest(body)
             body["idempotency_key"] = key(body) if key else f"{self.name}:{uuid.uuid4().hex}"
@@ -808,6 +879,7 @@ class BaseWorker:
                         received.extend(self._process_batch(items))
                         items = []
                         self.stats.conflict_events += 1
+                        self._note_resolution(event)
                         self.on_conflict_event(event)
                 received.extend(self._process_batch(items))
                 if page["ack"] > page.get("position", -1):

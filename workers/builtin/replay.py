@@ -288,6 +288,7 @@ def _worker_report(stats) -> dict[str, Any]:
         "broadcast": stats.broadcast,
         "broadcast_by_type": dict(sorted(stats.broadcast_by_type.items())),
         "unchanged_skipped": stats.unchanged_skipped,
+        "overruled_skipped": stats.overruled_skipped,
         "received": stats.received,
         "received_by_type": dict(sorted(stats.received_by_type.items())),
         "conflict_events": stats.conflict_events,

@@ -28,6 +28,7 @@ from workers.engine.analysis import (
 from workers.engine.calibration import forecast_report
 from workers.engine.dream import proposal_qualities, propose
 from workers.engine.gitrepo import Commit
+from workers.engine.knowledge import KNOWLEDGE_CONTRACTS, subject_of
 from workers.engine.learning import (
     FixRates,
     ObservedRisk,
@@ -191,10 +192,23 @@ class RepoWorker(BaseWorker):
     def publish(self, commit: Commit, drafts: Iterable[Any]) -> list[dict]:
         return self.broadcast_many(drafts, key=self.key_for(commit))
 
+    def claim_of(self, body: dict) -> tuple[str, str] | None:
+        """Subject and claim as the registry derives them (the engine's contracts): with
+        them the SDK does not restate a claim a resolution overruled on that subject until
+        this worker's evidence moves it to another claim (``restates_overruled``)."""
+        contract = KNOWLEDGE_CONTRACTS.get(body["knowledge_type"])
+        if contract is None:
+            return None
+        payload = body["payload"]
+        claim = str(payload.get(contract.claim, "")).strip().lower()
+        return subject_of(body["knowledge_type"], payload), claim
+
     def on_conflict_event(self, event: dict) -> None:
         """Keep the event (``conflict_log``). Unlike the SDK's default, a built-in worker does
         not re-send everything after a conflict: it states a claim again when its evidence
-        changes (the next commit), not because the claim lost."""
+        changes (the next commit), not because the claim lost; and a claim a resolution
+        overruled is not restated until its evidence moves it to another level
+        (:meth:`claim_of`)."""
         self.conflict_log.append(event)
         del self.conflict_log[:-100]
 

@@ -218,6 +218,45 @@ def test_observed_outcomes_settle_the_fleets_disagreements_toward_what_happened(
     assert effect["items_overruled"] > 0 and effect["risk_changed"] > 0, effect
 
 
+def test_a_settled_subject_is_not_contested_again_on_the_same_evidence(repo_builder):
+    """After a resolution overrules Analysis's or Think's level on a subject, their next
+    commits change their evidence (scores, sample counts) but not their level: they do not say
+    it again, so no new conflict is opened to be overruled at once. A claim is stated again
+    only as another level or with confidence 0.1 above the one that lost. Before, each commit
+    restated the overruled level and each restatement was a new conflict settled against it
+    (the loop of the click replay, docs/workers.md)."""
+    from conflicts.models import Resolution
+
+    build_disputed_history(repo_builder, commits=16, edits=6)
+    report = replay_history(str(repo_builder.path), commits=16, exchange=True, sweep_every=4)
+    assert report["failed_cycles"] == 0
+    assert report["conflicts"]["by_status"].get("auto_resolved", 0) > 0
+    workers = report["workers"]
+    assert (
+        workers["analysis"]["overruled_skipped"] > 0 and workers["think"]["overruled_skipped"] > 0
+    )
+    restated = []
+    for res in Resolution.objects.filter(actor="auto"):
+        for lost in KnowledgeItem.objects.filter(pk__in=res.superseded_item_ids):
+            following = (
+                KnowledgeItem.objects.filter(
+                    source=lost.source, knowledge_type=lost.knowledge_type, subject=lost.subject
+                )
+                .filter(pk__gt=lost.pk)
+                .order_by("pk")
+                .first()
+            )
+            if following is not None and following.claim == lost.claim:
+                if following.confidence < lost.confidence + 0.1:
+                    restated.append((lost.source.name, lost.subject, lost.claim))
+    assert restated == []
+    # Nothing was deleted: every overruled item is still there, superseded.
+    superseded = {i for res in Resolution.objects.all() for i in res.superseded_item_ids}
+    assert KnowledgeItem.objects.filter(pk__in=superseded, status="superseded").count() == len(
+        superseded
+    )
+
+
 def test_replay_without_exchange_is_the_engines_baseline(repo_builder):
     build_history(repo_builder, commits=16)
     with_ = engine_replay(repo_builder.repo, exchange=True, first_parent=True).summary()
