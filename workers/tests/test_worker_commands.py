@@ -159,6 +159,11 @@ def test_run_workers_stops_all_five_on_sigterm(history_repo, tmp_path):
     else:
         proc.kill()
         raise AssertionError(f"workers did not all finish a commit: {states()}")
+    # The parent ran Django's system checks once; the five children skip them (each run
+    # cost ~0.5 CPU-s at every start, docs/performance.md).
+    kids = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    cmdlines = [Path(f"/proc/{kid}/cmdline").read_bytes().split(b"\0") for kid in kids]
+    assert len(cmdlines) == 5 and all(b"--skip-checks" in c for c in cmdlines), cmdlines
     proc.send_signal(signal.SIGTERM)
     stdout, _ = proc.communicate(timeout=40)
     assert proc.returncode == 0

@@ -60,6 +60,9 @@ class Command(BaseCommand):
                 "--repo",
                 opts["repo"],
                 "--exit-fast",
+                # Django's system checks ran once in this process; five children running
+                # them again cost ~0.5 CPU-s each at every start (docs/performance.md).
+                "--skip-checks",
             ]
             if opts["interval"] is not None:
                 cmd += ["--interval", str(opts["interval"])]
