@@ -24,6 +24,7 @@ show where the CPU goes, and compare two checkouts run back to back on the same 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import statistics
@@ -45,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=".bench/profile")
     p.add_argument("--no-profile", action="store_true", help="only time, no pyinstrument")
     p.add_argument(
+        "--dsn",
+        help="run in this existing database (one a --keep-db run left) instead of a new one; "
+        "it is seeded only up to --rows, so A/B runs of two checkouts share one seeded table",
+    )
+    p.add_argument("--keep-db", action="store_true", help="do not drop the database at the end")
+    p.add_argument(
         "--pg-url", default=os.environ.get("BENCH_PG_URL", "postgres://root@127.0.0.1:5432")
     )
     p.add_argument(
@@ -52,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = p.parse_args(argv)
 
-    with private_database(args.pg_url, "kx_prof") as url:
+    with _database(args) as url:
         os.environ.update(
             {
                 "DATABASE_URL": url,
@@ -72,6 +79,50 @@ def main(argv: list[str] | None = None) -> int:
             clear_run_cache()
 
 
+def _database(args):
+    if args.dsn:
+        return contextlib.nullcontext(args.dsn)
+    return private_database(args.pg_url, "kx_prof", keep=args.keep_db)
+
+
+def _workers(names):
+    """The bench's workers with fresh tokens (created, or found in a reused database)."""
+    from identity.actions import do_create_worker, do_rotate_token
+    from identity.models import Worker
+
+    workers, tokens = {}, {}
+    for name in names:
+        worker = Worker.objects.filter(name=name).first()
+        if worker is None:
+            workers[name], tokens[name] = do_create_worker(name)
+        else:
+            workers[name], tokens[name] = worker, do_rotate_token(worker)
+    return workers, tokens
+
+
+def _backend_cpu() -> float:
+    """CPU seconds used so far by the database backends connected to this database
+    (PostgreSQL on this machine, read from /proc/<pid>/stat; 0 where it cannot be read)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return 0.0
+    with connection.cursor() as cur:
+        cur.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND backend_type = 'client backend'"
+        )
+        pids = [row[0] for row in cur.fetchall()]
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / os.sysconf("SC_CLK_TCK")
+
+
 def _run(args, dsn: str) -> None:
     import psycopg2
     from django.core.management import call_command
@@ -79,18 +130,17 @@ def _run(args, dsn: str) -> None:
 
     from bench.runner import typical_query
     from bench.seed import payload_for, seed_items
-    from identity.actions import do_create_worker
     from knowledge.actions import do_subscribe
+    from knowledge.models import KnowledgeItem
     from knowledge.registry import registry
 
     call_command("migrate", verbosity=0)
-    workers, tokens = {}, {}
-    for name in [*BUILTIN, "probe-1"]:
-        workers[name], tokens[name] = do_create_worker(name)
+    workers, tokens = _workers([*BUILTIN, "probe-1"])
     do_subscribe(workers["probe-1"], types=registry.names())
-    raw = psycopg2.connect(dsn)
-    seed_items(raw, args.rows, [w.pk for w in workers.values()])
-    raw.close()
+    if not KnowledgeItem.objects.exists():
+        raw = psycopg2.connect(dsn)
+        seed_items(raw, args.rows, [w.pk for w in workers.values()])
+        raw.close()
 
     def query_params(kind, i, j):
         return typical_query(kind, i, j, registry.names())
@@ -102,8 +152,9 @@ def _run(args, dsn: str) -> None:
     auth = {"HTTP_AUTHORIZATION": f"Token {tokens['think']}"}
     import random
 
-    rng = random.Random(5)
+    rng = random.Random(os.getpid())  # new subjects and keys in a reused database too
     counter = [0]
+    run_id = f"{os.getpid()}-{time.time():.0f}"
 
     def item(kind="risk_pattern"):
         counter[0] += 1
@@ -112,7 +163,7 @@ def _run(args, dsn: str) -> None:
             "payload": payload_for(kind, rng),
             "confidence": 0.8,
             "urgency": "normal",
-            "idempotency_key": f"prof-{counter[0]}",
+            "idempotency_key": f"prof-{run_id}-{counter[0]}",
         }
 
     # think may broadcast risk_pattern and decision_outcome (its write scope)
@@ -184,14 +235,14 @@ def _run(args, dsn: str) -> None:
         # events for the inbox to read: 100 per page
         for _ in range(max(1, args.repeat // 10)):
             bulk()
-    print(f"{'operation':<10} {'median ms':>10} {'p90 ms':>8} {'cpu ms':>8}  n")
+    print(f"{'operation':<10} {'median ms':>10} {'p90 ms':>8} {'cpu ms':>8} {'db cpu ms':>9}  n")
     for op in ops:
         n = max(3, args.repeat // 20) if op.startswith("bulk") else args.repeat
         with with_cache(op == "hit"):
             for _ in range(1 if op.startswith("bulk") else 5):  # warm up (and fill the cache)
                 fns[op]()
             times = []
-            cpu_start = time.process_time()
+            cpu_start, db_start = time.process_time(), _backend_cpu()
             profiler = None
             if not args.no_profile:
                 from pyinstrument import Profiler
@@ -203,13 +254,14 @@ def _run(args, dsn: str) -> None:
                 fns[op]()
                 times.append((time.perf_counter() - t) * 1000)
             cpu_ms = (time.process_time() - cpu_start) * 1000 / n
+            db_ms = (_backend_cpu() - db_start) * 1000 / n
             if profiler is not None:
                 profiler.stop()
                 text = profiler.output_text(unicode=False, color=False, show_all=False)
                 (out / f"profile-{op}.txt").write_text(text)
         times.sort()
         p90 = times[int(0.9 * (len(times) - 1))]
-        line = f"{op:<10} {statistics.median(times):>10.2f} {p90:>8.2f} {cpu_ms:>8.2f}  {n}"
+        line = f"{op:<10} {statistics.median(times):>10.2f} {p90:>8.2f} {cpu_ms:>8.2f} {db_ms:>9.1f}  {n}"
         if op.startswith("bulk"):  # wall-clock rate over the whole series
             line += f"  ({500 * n / (sum(times) / 1000):,.0f} items/s)"
         print(line, flush=True)
