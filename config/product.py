@@ -16,6 +16,7 @@ Every key is documented in ``docs/architecture.md`` ("Product settings").
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -213,7 +214,14 @@ class ProductSettings(Mapping):
 
     @classmethod
     def _names(cls) -> tuple[str, ...]:
-        return tuple(f.name for f in fields(cls))
+        return _field_names(cls)
+
+
+@functools.cache
+def _field_names(cls: type) -> tuple[str, ...]:
+    # Read on every ``settings.KNOWLEDGE_EXCHANGE[key]`` (six per broadcast in conflict
+    # detection alone): ``fields()`` once per class, not once per read.
+    return tuple(f.name for f in fields(cls))
 
 
 _KINDS = {"bool": bool, "int": int, "float": float, "str": str}

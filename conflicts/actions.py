@@ -70,11 +70,16 @@ from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge.choices import EventKind, ItemStatus
 from knowledge.errors import ActionError
-from knowledge.events import lock_log_tail, lock_subjects, publish_events, snapshot_ordering
+from knowledge.events import (
+    lock_log_tail,
+    publish_events,
+    snapshot_ordering,
+    subject_lock_statement,
+)
 from knowledge.hooks import StoredItem
 from knowledge.models import KnowledgeItem
 from knowledge.registry import KnowledgeType, registry
-from knowledge.sql import quoted, sql_in
+from knowledge.sql import execute_together, quoted, sql_in
 from knowledge.visibility import audience_from_rows, event_visibility, item_audience
 
 log = logging.getLogger(__name__)
@@ -532,9 +537,10 @@ def detect_conflicts(batch: Sequence[StoredItem]) -> list[dict]:
     # Before reading the subjects: detections on one subject serialise (lock mode: the tail
     # lock; snapshot mode: the batch's subjects, then the tail only where a subject is busy,
     # since only there may detection lock conflict and trust rows; docs/architecture.md).
-    lock_subjects({(s.item.knowledge_type, s.item.subject) for s in batch})
+    # (The lock and the busy check go in one round trip: the check still reads after the lock.)
+    lock = subject_lock_statement({(s.item.knowledge_type, s.item.subject) for s in batch})
     now = timezone.now()
-    busy = _busy_subjects([s.item for s in batch])
+    busy = _busy_subjects([s.item for s in batch], lock)
     if busy and snapshot_ordering():
         lock_log_tail()
     with _recorded() as recorder:
@@ -550,10 +556,13 @@ def detect_conflicts(batch: Sequence[StoredItem]) -> list[dict]:
     return recorder.specs()
 
 
-def _busy_subjects(items: Sequence[KnowledgeItem]) -> set[tuple[str, str]]:
+def _busy_subjects(
+    items: Sequence[KnowledgeItem], lock: tuple[str, list] | None = None
+) -> set[tuple[str, str]]:
     """(type, subject) pairs of ``items`` where another item is active or a conflict is
     unsettled: the only ones where detection can find anything. One statement, read as
-    plain rows (it runs in every broadcast: docs/performance.md, "Single broadcast")."""
+    plain rows (it runs in every broadcast: docs/performance.md, "Single broadcast"), after
+    the ``lock`` statement if one is given, in the same round trip (``execute_together``)."""
     types, t_params = sql_in(sorted({item.knowledge_type for item in items}))
     subjects, s_params = sql_in(sorted({item.subject for item in items}))
     ids, i_params = sql_in([item.pk for item in items])
@@ -565,9 +574,9 @@ def _busy_subjects(items: Sequence[KnowledgeItem]) -> set[tuple[str, str]]:
         f"WHERE knowledge_type {types} AND subject {subjects} AND status {statuses}"
     )
     params = [str(ItemStatus.ACTIVE), *t_params, *s_params, *i_params]
+    check = (sql, [*params, *t_params, *s_params, *u_params])
     with connection.cursor() as cur:
-        cur.execute(sql, [*params, *t_params, *s_params, *u_params])
-        return set(cur.fetchall())
+        return set(execute_together(cur, [lock, check] if lock else [check]))
 
 
 def _observe_copy(item: KnowledgeItem) -> None:

@@ -49,7 +49,7 @@ from knowledge.models import (
 from knowledge.registry import KnowledgeType, registry
 from knowledge.resume import INBOX_STARTS, first_position, resume
 from knowledge.scopes import read_types
-from knowledge.sql import quoted, sql_in
+from knowledge.sql import columns, execute_together, instances, quoted, sql_in
 from knowledge.visibility import event_visibility, item_audience
 
 log = logging.getLogger(__name__)
@@ -286,9 +286,9 @@ def _store_run(worker: Worker, run: list[_Entry]) -> list[Outcome]:
     out: dict[int, Outcome] = {}
     todo = _replay_or_reject(worker, run, out)
     if todo:
-        _lock_worker(worker, len(todo))
+        own = _lock_worker_and_own_items(worker, todo)
         now = timezone.now()
-        steps = plan(worker, [entry for _, entry in todo], _own_items(worker, todo), now)
+        steps = plan(worker, [entry for _, entry in todo], own, now)
         _apply(steps)
         caused = items_stored([step.stored for step in steps])
         _publish(worker, steps, now, caused)
@@ -344,34 +344,38 @@ def _used_keys(worker: Worker, keys: list[str]) -> bool:
         return cur.fetchone() is not None
 
 
-def _lock_worker(worker: Worker, count: int) -> None:
-    """Lock the source's worker row for the transaction (its broadcasts serialise: refresh
-    vs duplicate races) and count its broadcasts, in one plain UPDATE."""
-    with connection.cursor() as cur:
-        cur.execute(
-            f"UPDATE {quoted(Worker)} SET broadcast_count = broadcast_count + %s WHERE id = %s",
-            [count, worker.pk],
-        )
-
-
-def _own_items(
+def _lock_worker_and_own_items(
     worker: Worker, todo: list[tuple[int, _Entry]]
 ) -> dict[tuple[str, str, tuple], KnowledgeItem]:
-    """The source's newest active item per (type, subject, audience) of the run, locked.
-
-    Plain SQL (``raw``): most broadcasts find none, and the ORM's query building was a tenth
-    of a single broadcast's CPU (docs/performance.md, "Single broadcast")."""
-    own: dict[tuple[str, str, tuple], KnowledgeItem] = {}
+    """Lock the source's worker row for the transaction (its broadcasts serialise: refresh
+    vs duplicate races) and count its broadcasts; then the source's newest active item per
+    (type, subject, audience) of the run, locked. Two plain statements in one round trip
+    (``execute_together``: the second reads after the first has its lock, with its own
+    snapshot, so it sees what the worker's previous broadcast committed). Most broadcasts
+    find no own item; the ORM's query building was a tenth of a single broadcast's CPU
+    (docs/performance.md, "Single broadcast")."""
     types_in, t_params = sql_in(sorted({e.kt.name for _, e in todo}))
     subjects_in, s_params = sql_in(sorted({e.subject for _, e in todo}))
     lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_update else ""
-    rows = KnowledgeItem.objects.raw(
-        f"SELECT * FROM {quoted(KnowledgeItem)} WHERE source_id = %s AND status = %s "
-        f"AND knowledge_type {types_in} AND subject {subjects_in} "
-        f"ORDER BY observed_at DESC{lock}",
-        [worker.pk, str(ItemStatus.ACTIVE), *t_params, *s_params],
-    )
-    for row in rows:
+    with connection.cursor() as cur:
+        rows = execute_together(
+            cur,
+            [
+                (
+                    f"UPDATE {quoted(Worker)} SET broadcast_count = broadcast_count + %s "
+                    "WHERE id = %s",
+                    [len(todo), worker.pk],
+                ),
+                (
+                    f"SELECT {columns(KnowledgeItem)} FROM {quoted(KnowledgeItem)} "
+                    f"WHERE source_id = %s AND status = %s AND knowledge_type {types_in} "
+                    f"AND subject {subjects_in} ORDER BY observed_at DESC{lock}",
+                    [worker.pk, str(ItemStatus.ACTIVE), *t_params, *s_params],
+                ),
+            ],
+        )
+    own: dict[tuple[str, str, tuple], KnowledgeItem] = {}
+    for row in instances(KnowledgeItem, rows):
         row.source = worker
         # Only an item with the same audience is "the same item" (knowledge/visibility.py):
         # a private broadcast never refreshes or revises a public item, nor the reverse.

@@ -23,13 +23,15 @@ A reader takes its statement's snapshot, B = the oldest xid still running (its o
 and the horizon is the highest visible seq whose row ``xmin`` is older than B: everything
 that drew a smaller seq has finished, so it is visible now or never will be. One function
 (``log_horizon``) gives every reader its top: ``read_events``, ``log_position`` and the relay.
-Conflict detection then locks the subjects it reads (``lock_subjects``), not the whole log.
+Conflict detection then locks the subjects it reads (``subject_lock_statement``), not the
+whole log.
 
 Events are written only by actions (``*/actions.py``); readers are woken after commit.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import threading
@@ -42,6 +44,7 @@ from django.utils import timezone
 from config.product import product_settings
 from knowledge.copy_insert import copy_rows
 from knowledge.models import Event, LogState
+from knowledge.sql import execute_together
 
 log = logging.getLogger(__name__)
 
@@ -63,29 +66,36 @@ def lock_log_tail() -> None:
     publishers no longer take it; the ``conflicts`` actions still do, to decide one at a time."""
     if connection.vendor != "postgresql":
         return
-    # Re-entrant within a transaction; released automatically at commit or rollback.
     with connection.cursor() as cur:
-        cur.execute("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
+        cur.execute(*_TAIL_LOCK)
 
 
-def lock_subjects(keys) -> None:
-    """Before reading what it decides on, conflict detection serialises with every other
-    transaction deciding on the same (knowledge type, subject) pairs ``keys``.
+# Re-entrant within a transaction; released automatically at commit or rollback.
+_TAIL_LOCK = ("SELECT pg_advisory_xact_lock(%s)", [ADVISORY_LOCK_KEY])
+
+
+def subject_lock_statement(keys) -> tuple[str, list] | None:
+    """The lock conflict detection takes before it reads what it decides on, so that it
+    serialises with every other transaction deciding on the same (knowledge type, subject)
+    pairs ``keys``: one statement (SQL, params), sent in the same round trip as the read it
+    protects (``knowledge.sql.execute_together``: the read still takes its snapshot after
+    the lock), or None when nothing is to be locked (SQLite serialises writers).
 
     Lock mode: the tail lock (one decision at a time, log-wide). Snapshot mode: one
     transaction-scoped advisory lock per pair, taken in key order (no deadlock among them);
     a receiver that then finds the subject busy takes the tail lock as well (see
     ``conflicts.actions.detect_conflicts`` and docs/architecture.md, "Lock order")."""
+    if connection.vendor != "postgresql":
+        return None
     if not snapshot_ordering():
-        lock_log_tail()
-        return
+        return _TAIL_LOCK
     ids = sorted({_subject_key(t, s) for t, s in keys})
-    if ids:
-        with connection.cursor() as cur:
-            cur.execute(
-                "SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::int[]) AS u(k)",
-                [SUBJECT_LOCK_SPACE, ids],
-            )
+    if not ids:
+        return None
+    return (
+        "SELECT pg_advisory_xact_lock(%s, k) FROM unnest(%s::int[]) AS u(k)",
+        [SUBJECT_LOCK_SPACE, ids],
+    )
 
 
 def _subject_key(knowledge_type: str, subject: str) -> int:
@@ -141,19 +151,52 @@ def publish_event(
         targets=list(targets),
         data=data,
     )
-    if snapshot_ordering():
-
-        def insert(seqs):
-            [event.seq] = seqs
-            event.save(force_insert=True)
-
-        _insert_unlocked(1, insert)
-    else:
-        lock_log_tail()
+    if connection.vendor == "postgresql":
+        _insert_event(event)
+    else:  # SQLite: writers are serialised by the database lock
         event.save(force_insert=True)
     seq = event.seq
     transaction.on_commit(lambda: wake_readers(seq))
     return event
+
+
+def _insert_event(event: Event) -> None:
+    """Write ``event`` and set its seq, in one round trip (PostgreSQL).
+
+    Lock mode: the tail lock, then the row. Snapshot mode: the order of ``_insert_unlocked``
+    (the module docstring) in one statement inside a savepoint: the seq's subquery first
+    makes sure the transaction has its xid, then draws the seq (``nextval``), and inserting
+    the row assigns the savepoint's xid, the row's ``xmin``, after that draw. (Before: the
+    draw, the ORM's INSERT and the savepoint's two statements, four round trips.)"""
+    fields = _event_insert_fields()
+    values = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
+    marks = ", ".join(["%s"] * len(fields))
+    if snapshot_ordering():
+        statements = [
+            ("SAVEPOINT kx_event", []),
+            (
+                f"INSERT INTO {_table()} (seq, {columns}) VALUES ((SELECT "
+                "nextval(pg_get_serial_sequence(%s, 'seq')) FROM (SELECT pg_current_xact_id() "
+                f"OFFSET 0) AS x), {marks}) RETURNING seq",
+                [Event._meta.db_table, *values],
+            ),
+            ("RELEASE SAVEPOINT kx_event", []),
+        ]
+    else:
+        statements = [
+            _TAIL_LOCK,
+            (f"INSERT INTO {_table()} ({columns}) VALUES ({marks}) RETURNING seq", values),
+        ]
+    # A failure leaves the transaction aborted (with the savepoint open): the enclosing
+    # atomic block must roll back, as it would after a failed ``save()``.
+    with transaction.mark_for_rollback_on_error(), connection.cursor() as cur:
+        [[event.seq]] = execute_together(cur, statements, rows_of=1)
+
+
+@functools.cache
+def _event_insert_fields() -> tuple:
+    return tuple(f for f in Event._meta.concrete_fields if f.attname != "seq")
 
 
 #: The fields ``publish_events`` writes, in the order of its rows.

@@ -1,9 +1,11 @@
 """Small helpers for the few statements written by hand on the hot paths (the broadcast's
-idempotency lookup, own-items lock and conflict detection's busy check): there, building
-the query with the ORM cost more CPU than running it (docs/performance.md, "Single
-broadcast")."""
+idempotency lookup, own-items lock, event insert and conflict detection's busy check):
+there, building the query with the ORM cost more CPU than running it, and each round trip
+to the database costs a wake-up on both sides (docs/performance.md, "Single broadcast")."""
 
 from __future__ import annotations
+
+import functools
 
 from django.db import connection
 
@@ -21,3 +23,81 @@ def sql_in(values: list) -> tuple[str, list]:
     if not values:
         return "IN (NULL)", []
     return f"IN ({', '.join(['%s'] * len(values))})", list(values)
+
+
+def execute_together(cur, statements: list[tuple[str, list]], rows_of: int = -1) -> list:
+    """Run ``statements`` (SQL, params) in order on ``cur``; return the rows of the one at
+    index ``rows_of`` (a statement that returns rows).
+
+    On PostgreSQL with client-side binding (Django's default with psycopg 3) they go in one
+    round trip, as one string of statements. Each still runs as it would alone: in READ
+    COMMITTED every statement of the string takes its own snapshot when it starts, so a
+    statement after a lock sees what the lock's previous holder committed
+    (``knowledge/tests/test_broadcast_lean.py`` proves it), and the first one that fails
+    stops the rest and raises. Elsewhere (SQLite, server-side binding) one execute each."""
+    rows_of %= len(statements)
+    if len(statements) > 1 and _one_round_trip():
+        cur.execute(
+            ";\n".join(sql for sql, _ in statements),
+            [p for _, params in statements for p in params],
+        )
+        for _ in range(rows_of):
+            cur.nextset()  # psycopg 3 starts at the first statement's result
+        return cur.fetchall()
+    rows = []
+    for index, (sql, params) in enumerate(statements):
+        cur.execute(sql, params)
+        if index == rows_of:
+            rows = cur.fetchall()
+    return rows
+
+
+def _one_round_trip() -> bool:
+    if connection.vendor != "postgresql":
+        return False
+    return _client_binding(bool(connection.settings_dict["OPTIONS"].get("server_side_binding")))
+
+
+@functools.cache
+def _client_binding(server_side: bool) -> bool:
+    # psycopg 2 keeps only the last result of a string; psycopg 3 binds server-side only
+    # when asked to, and then refuses several statements with parameters.
+    from django.db.backends.postgresql.psycopg_any import is_psycopg3
+
+    return is_psycopg3 and not server_side
+
+
+def columns(model) -> str:
+    """The select list of every concrete column of ``model``, in the order ``instances``
+    reads them."""
+    qn = connection.ops.quote_name
+    return ", ".join(qn(f.column) for f in model._meta.concrete_fields)
+
+
+def instances(model, rows: list) -> list:
+    """``rows`` of ``SELECT {columns(model)}`` as model instances, each value converted as
+    the ORM converts it (JSON text to Python, ...): what ``Model.objects.raw`` gives, for a
+    result read by ``execute_together``."""
+    if not rows:
+        return []
+    convert = _converters(model, connection.vendor)
+    names = [f.attname for f in model._meta.concrete_fields]
+    out = []
+    for row in rows:
+        values = list(row)
+        for index, field, fns in convert:
+            for fn in fns:
+                values[index] = fn(values[index], field, connection)
+        out.append(model.from_db(connection.alias, names, values))
+    return out
+
+
+@functools.cache
+def _converters(model, vendor: str) -> list:
+    found = []
+    for index, f in enumerate(model._meta.concrete_fields):
+        col = f.cached_col
+        fns = connection.ops.get_db_converters(col) + f.get_db_converters(connection)
+        if fns:
+            found.append((index, col, fns))
+    return found

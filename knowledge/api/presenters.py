@@ -56,11 +56,23 @@ def bulk_envelope(data) -> dict:
     """``POST broadcast/bulk``'s body validated (``items``, ``source``, ``lean``): by the lean
     validator when the body is plain JSON, else by ``BulkBroadcastSerializer``, which raises
     its ValidationError (a 400) as ``is_valid(raise_exception=True)`` does."""
-    attrs = _envelope_validator()(data)
+    return _validated(_envelope_validator(), BulkBroadcastSerializer, data)
+
+
+def broadcast_attrs(data) -> dict:
+    """``POST broadcast``'s body validated, the same way (``BroadcastSerializer``'s rules, by
+    the validator the bulk's items use): DRF builds a serializer's fields for each instance,
+    which cost more than validating the item (docs/performance.md, "Single broadcast:
+    queries per request")."""
+    return _validated(_item_validator(), BroadcastSerializer, data)
+
+
+def _validated(lean: LeanValidator, serializer_class, data) -> dict:
+    attrs = lean(data)
     if attrs is None:
-        envelope = BulkBroadcastSerializer(data=data)
-        envelope.is_valid(raise_exception=True)
-        attrs = envelope.validated_data
+        serializer = serializer_class(data=data)
+        serializer.is_valid(raise_exception=True)
+        attrs = serializer.validated_data
     return attrs
 
 

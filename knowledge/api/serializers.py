@@ -142,9 +142,6 @@ class BroadcastSerializer(serializers.Serializer):
         attrs["target_workers"] = names_to_workers(attrs.get("targets") or [], "targets")
         return attrs
 
-    def to_input(self) -> BroadcastInput:
-        return self.input_from(self.validated_data)
-
     @staticmethod
     def input_from(d: dict) -> BroadcastInput:
         """The action's input from validated data (``run_validation``'s result)."""

@@ -92,11 +92,10 @@ class BroadcastView(APIView):
         ),
     )
     def post(self, request):
-        ser = BroadcastSerializer(data=request.data)
-        ser.is_valid(raise_exception=True)
-        worker = acting_source(request, ser.validated_data.get("source"))
-        presenters.check_write_scope(worker, ser.validated_data["knowledge_type"])
-        result = actions.do_broadcast(worker, ser.to_input())
+        attrs = presenters.broadcast_attrs(request.data)
+        worker = acting_source(request, attrs.get("source"))
+        presenters.check_write_scope(worker, attrs["knowledge_type"])
+        result = actions.do_broadcast(worker, BroadcastSerializer.input_from(attrs))
         return Response(result.as_dict(), status=presenters.broadcast_status(result))
 
 

@@ -1,22 +1,30 @@
-"""A single broadcast is a fixed handful of plain statements (issue 14: its service time is
-the 8-client P95; docs/performance.md, "Single broadcast").
+"""A single broadcast is a fixed handful of plain statements in fewer round trips (issue 14:
+its service time is the 8-client P95; docs/performance.md, "Single broadcast" and "Single
+broadcast: queries per request (2026-12-02)").
 
 The common case, a new item on a subject nobody else has claimed, with an idempotency key:
 one look for the key, the worker row, the source's own items, the item, the subject's lock
 (or the tail lock), one busy check for conflict detection, the event, the key's record.
 No statement for conflict detection's reads of the subject's items and conflicts (the busy
-check answers "nothing there")."""
+check answers "nothing there"). On PostgreSQL a statement that must read after a lock goes
+in the lock's round trip (``knowledge.sql.execute_together``): the worker row and the own
+items, the subject lock and the busy check, the event with its savepoint (snapshot mode) or
+the tail lock (lock mode), whose seq is drawn by the INSERT itself."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
-from django.db import connection
+from django.conf import settings
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from conflicts.actions import copy_estimator
-from conftest import issue_payload
+from conftest import issue_payload, wait_for_lock_waiter
 from knowledge.actions import BroadcastInput, do_broadcast
-from knowledge.events import snapshot_ordering
+from knowledge.choices import ItemStatus
+from knowledge.models import Event, KnowledgeItem
 
 pytestmark = pytest.mark.django_db
 
@@ -34,14 +42,13 @@ def new_item(location: str, key: str | None = None) -> BroadcastInput:
 
 
 def expected_statements() -> int:
-    """The plan above, per database and ordering (the action's own savepoint and release
-    included: the test runs inside a transaction)."""
-    n = 2 + 8  # savepoint + release; key, worker, own items, item, busy, event, record + lock
+    """The plan above in round trips, per database (the action's own savepoint and release
+    included: the test runs inside a transaction). Both orderings take as many."""
     if connection.vendor != "postgresql":
-        return n - 1  # SQLite serialises writers: no advisory lock
-    if snapshot_ordering():
-        return n + 3  # the event in its own savepoint, its seq drawn first (xid after seq)
-    return n + 1  # publish_event takes the (re-entrant) tail lock again
+        # key, worker, own items, item, busy, event, record (SQLite: no advisory lock)
+        return 2 + 7
+    # key, worker + own items, item, lock + busy, event (+ savepoint or tail lock), record
+    return 2 + 6
 
 
 def test_a_single_broadcast_on_a_new_subject_is_a_fixed_handful_of_statements(
@@ -67,3 +74,79 @@ def test_a_retry_with_the_same_key_replays_the_first_result(analysis):
     first = do_broadcast(analysis.worker, new_item("a.py::f", "k1"))
     again = do_broadcast(analysis.worker, new_item("a.py::f", "k1"))
     assert again.replayed and again.item.pk == first.item.pk and again.outcome == "created"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_single_broadcast_through_the_api_is_four_round_trips_on_postgresql(
+    analysis, event_ordering
+):
+    """``POST broadcast`` of a new item without a key, as ``make bench`` sends it (its
+    ``X-DB-Queries``): 9 statements before, 4 round trips now in either ordering; SQLite,
+    which takes no lock and sends one statement at a time, 5."""
+    copy_estimator()
+    analysis.broadcast("issue_pattern", issue_payload(location="warm/up.py::f"), 0.7)
+
+    with CaptureQueriesContext(connection) as ctx:
+        r = analysis.broadcast("issue_pattern", issue_payload(location="a.py::f"), 0.7)
+
+    assert r.status_code == 201 and r.json()["outcome"] == "created"
+    sqls = [
+        q["sql"]
+        for q in ctx.captured_queries
+        if not q["sql"].startswith("BEGIN") and q["sql"] != "COMMIT"
+    ]
+    assert len(sqls) == (4 if connection.vendor == "postgresql" else 5), "\n".join(sqls)
+    event = Event.objects.get(item_id=r.json()["item"]["id"])
+    assert event.data["item"] == {**r.json()["item"], "freshness": event.data["item"]["freshness"]}
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="real concurrent transactions need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_a_broadcast_queued_on_its_workers_lock_reads_what_the_first_one_committed(
+    analysis, event_ordering
+):
+    """The worker row's lock and the read of the worker's own items share one round trip,
+    yet the read still runs after the lock with a snapshot of its own: the second of two
+    identical broadcasts, queued behind the first, refreshes the item the first committed
+    while it waited (one statement, e.g. a CTE, would read with a snapshot from before the
+    wait and store a duplicate)."""
+    stored, release, errors, out = threading.Event(), threading.Event(), [], {}
+
+    def first():
+        try:
+            with transaction.atomic():
+                do_broadcast(analysis.worker, new_item("a.py::f"))
+                stored.set()
+                assert release.wait(30)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def second():
+        try:
+            with CaptureQueriesContext(connection) as ctx:
+                out["result"] = do_broadcast(analysis.worker, new_item("a.py::f"))
+            out["sqls"] = [q["sql"] for q in ctx.captured_queries]
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert stored.wait(30), errors
+    b = threading.Thread(target=second)
+    b.start()
+    try:
+        assert wait_for_lock_waiter(), "the second broadcast never waited for the first"
+    finally:
+        release.set()
+        a.join(30)
+        b.join(30)
+    assert not errors, errors
+    assert out["result"].outcome == "refreshed"
+    active = KnowledgeItem.objects.filter(subject__endswith="a.py::f", status=ItemStatus.ACTIVE)
+    assert active.count() == 1
+    [lock_and_read] = [sql for sql in out["sqls"] if "broadcast_count" in sql]
+    assert "FOR NO KEY UPDATE" in lock_and_read  # the same round trip
