@@ -49,7 +49,7 @@ from knowledge.models import (
 from knowledge.registry import KnowledgeType, registry
 from knowledge.resume import INBOX_STARTS, first_position, resume
 from knowledge.scopes import read_types
-from knowledge.sql import columns, execute_together, instances, quoted, sql_in
+from knowledge.sql import columns, execute_together, insert, instances, quoted, sql_in
 from knowledge.visibility import event_visibility, item_audience
 
 log = logging.getLogger(__name__)
@@ -487,9 +487,10 @@ def _apply(steps: list[_Step]) -> None:
 
 
 def _insert(items: list[KnowledgeItem]) -> None:
-    """One item: a plain INSERT; a run: COPY on PostgreSQL (knowledge/copy_insert.py)."""
+    """One item: a plain INSERT (``knowledge.sql.insert``); a run: COPY on PostgreSQL
+    (knowledge/copy_insert.py)."""
     if len(items) == 1:
-        items[0].save(force_insert=True)
+        insert(items[0])
     else:
         copy_insert(KnowledgeItem, items)
 

@@ -31,7 +31,6 @@ Events are written only by actions (``*/actions.py``); readers are woken after c
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import threading
@@ -44,7 +43,7 @@ from django.utils import timezone
 from config.product import product_settings
 from knowledge.copy_insert import copy_rows
 from knowledge.models import Event, LogState
-from knowledge.sql import execute_together
+from knowledge.sql import execute_together, insert_statement
 
 log = logging.getLogger(__name__)
 
@@ -168,35 +167,24 @@ def _insert_event(event: Event) -> None:
     makes sure the transaction has its xid, then draws the seq (``nextval``), and inserting
     the row assigns the savepoint's xid, the row's ``xmin``, after that draw. (Before: the
     draw, the ORM's INSERT and the savepoint's two statements, four round trips.)"""
-    fields = _event_insert_fields()
-    values = [f.get_db_prep_save(getattr(event, f.attname), connection) for f in fields]
-    columns = ", ".join(connection.ops.quote_name(f.column) for f in fields)
-    marks = ", ".join(["%s"] * len(fields))
     if snapshot_ordering():
+        seq = (
+            "(SELECT nextval(pg_get_serial_sequence(%s, 'seq')) "
+            "FROM (SELECT pg_current_xact_id() OFFSET 0) AS x)"
+        )
         statements = [
             ("SAVEPOINT kx_event", []),
-            (
-                f"INSERT INTO {_table()} (seq, {columns}) VALUES ((SELECT "
-                "nextval(pg_get_serial_sequence(%s, 'seq')) FROM (SELECT pg_current_xact_id() "
-                f"OFFSET 0) AS x), {marks}) RETURNING seq",
-                [Event._meta.db_table, *values],
-            ),
+            insert_statement(event, seq, (Event._meta.db_table,)),
             ("RELEASE SAVEPOINT kx_event", []),
         ]
     else:
-        statements = [
-            _TAIL_LOCK,
-            (f"INSERT INTO {_table()} ({columns}) VALUES ({marks}) RETURNING seq", values),
-        ]
+        statements = [_TAIL_LOCK, insert_statement(event)]
     # A failure leaves the transaction aborted (with the savepoint open): the enclosing
     # atomic block must roll back, as it would after a failed ``save()``.
     with transaction.mark_for_rollback_on_error(), connection.cursor() as cur:
         [[event.seq]] = execute_together(cur, statements, rows_of=1)
-
-
-@functools.cache
-def _event_insert_fields() -> tuple:
-    return tuple(f for f in Event._meta.concrete_fields if f.attname != "seq")
+    event._state.adding = False
+    event._state.db = connection.alias
 
 
 #: The fields ``publish_events`` writes, in the order of its rows.

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import functools
 
-from django.db import connection
+from django.db import connection, transaction
 
 
 def quoted(model) -> str:
@@ -65,6 +65,48 @@ def _client_binding(server_side: bool) -> bool:
     from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
     return is_psycopg3 and not server_side
+
+
+def insert_statement(obj, pk_sql: str = "", pk_params: tuple = ()) -> tuple[str, list]:
+    """A one-row ``INSERT ... RETURNING <pk>`` of the new instance ``obj`` (SQL, params),
+    each field's value prepared as ``save()`` prepares it (``pre_save``,
+    ``get_db_prep_save``); the primary key from the table's default, or from the SQL
+    expression ``pk_sql`` (with ``pk_params``). Without the ORM's statement building, which
+    was the costliest statement of a single broadcast (docs/performance.md, "Single
+    broadcast: queries per request (2026-12-02)")."""
+    opts = type(obj)._meta
+    fields = _insert_fields(type(obj))
+    values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    qn = connection.ops.quote_name
+    names = [qn(f.column) for f in fields]
+    marks = ["%s"] * len(fields)
+    if pk_sql:
+        names.insert(0, qn(opts.pk.column))
+        marks.insert(0, pk_sql)
+    return (
+        f"INSERT INTO {quoted(type(obj))} ({', '.join(names)}) VALUES ({', '.join(marks)}) "
+        f"RETURNING {qn(opts.pk.column)}",
+        [*pk_params, *values],
+    )
+
+
+def insert(obj) -> None:
+    """``obj.save(force_insert=True)`` for a new row of a model without save() logic or
+    signal receivers of its own, in one ``insert_statement`` (where the database returns
+    the new key from an INSERT; elsewhere ``save()``)."""
+    if not connection.features.can_return_columns_from_insert:
+        obj.save(force_insert=True)
+        return
+    with transaction.mark_for_rollback_on_error(), connection.cursor() as cur:
+        cur.execute(*insert_statement(obj))
+        [obj.pk] = cur.fetchone()
+    obj._state.adding = False
+    obj._state.db = connection.alias
+
+
+@functools.cache
+def _insert_fields(model) -> tuple:
+    return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
 
 
 def columns(model) -> str:
