@@ -74,20 +74,26 @@ def insert_statement(obj, pk_sql: str = "", pk_params: tuple = ()) -> tuple[str,
     expression ``pk_sql`` (with ``pk_params``). Without the ORM's statement building, which
     was the costliest statement of a single broadcast (docs/performance.md, "Single
     broadcast: queries per request (2026-12-02)")."""
-    opts = type(obj)._meta
-    fields = _insert_fields(type(obj))
+    sql, fields = _insert_sql(type(obj), pk_sql, connection.vendor)
     values = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    return sql, [*pk_params, *values]
+
+
+@functools.cache
+def _insert_sql(model, pk_sql: str, vendor: str) -> tuple[str, tuple]:
+    opts = model._meta
+    fields = tuple(f for f in opts.concrete_fields if not f.primary_key)
     qn = connection.ops.quote_name
     names = [qn(f.column) for f in fields]
     marks = ["%s"] * len(fields)
     if pk_sql:
         names.insert(0, qn(opts.pk.column))
         marks.insert(0, pk_sql)
-    return (
-        f"INSERT INTO {quoted(type(obj))} ({', '.join(names)}) VALUES ({', '.join(marks)}) "
-        f"RETURNING {qn(opts.pk.column)}",
-        [*pk_params, *values],
+    sql = (
+        f"INSERT INTO {qn(opts.db_table)} ({', '.join(names)}) VALUES ({', '.join(marks)}) "
+        f"RETURNING {qn(opts.pk.column)}"
     )
+    return sql, fields
 
 
 def insert(obj) -> None:
@@ -104,14 +110,14 @@ def insert(obj) -> None:
     obj._state.db = connection.alias
 
 
-@functools.cache
-def _insert_fields(model) -> tuple:
-    return tuple(f for f in model._meta.concrete_fields if not f.primary_key)
-
-
 def columns(model) -> str:
     """The select list of every concrete column of ``model``, in the order ``instances``
     reads them."""
+    return _columns(model, connection.vendor)
+
+
+@functools.cache
+def _columns(model, vendor: str) -> str:
     qn = connection.ops.quote_name
     return ", ".join(qn(f.column) for f in model._meta.concrete_fields)
 
