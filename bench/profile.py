@@ -10,7 +10,9 @@ authentication, throttles) through ``django.test.Client`` for each operation:
   one type + ``min_freshness``, three types by freshness, source + urgency, free text on the
   subject, a worker's relevant knowledge with its token), each request a different type,
   source or search term as in the bench;
-- ``broadcast``: one ``POST broadcast``;
+- ``broadcast``: one ``POST broadcast`` (with an idempotency key, as the SDK sends it);
+  ``single``: one ``POST broadcast`` as ``make bench``'s single-broadcast row sends it (an
+  ``issue_pattern`` on a new subject, no key);
 - ``bulk``: one ``POST broadcast/bulk`` of 500 items; ``bulklean``: the same with ``lean``;
 - ``inbox``: ``GET receive/<worker>`` (a 100-event page) with its ack.
 
@@ -34,7 +36,7 @@ from pathlib import Path
 from bench.private_db import private_database
 from bench.runner import BUILTIN, clear_run_cache
 
-OPS = ("hit", "query", "broadcast", "bulk", "bulklean", "inbox")
+OPS = ("hit", "query", "broadcast", "single", "bulk", "bulklean", "inbox")
 TYPICAL = ("q1", "q2", "q3", "q4", "q5")
 
 
@@ -171,6 +173,24 @@ def _run(args, dsn: str) -> None:
         r = client.post("/api/knowledge/broadcast", item(), content_type="application/json", **auth)
         assert r.status_code in (200, 201), r.content[:300]
 
+    as_analysis = {"HTTP_AUTHORIZATION": f"Token {tokens['analysis']}"}  # its write scope
+
+    def single():
+        counter[0] += 1
+        body = {  # bench/runner.py _single_broadcasts
+            "knowledge_type": "issue_pattern",
+            "confidence": 0.7,
+            "payload": {
+                "rule": "long_function",
+                "location": f"bench/single/{run_id}/{counter[0]}",
+                "severity": "high",
+            },
+        }
+        r = client.post(
+            "/api/knowledge/broadcast", body, content_type="application/json", **as_analysis
+        )
+        assert r.status_code == 201, r.content[:300]
+
     def bulk(lean=False):
         body = {"items": [item(("risk_pattern", "decision_outcome")[i % 2]) for i in range(500)]}
         if lean:
@@ -226,6 +246,7 @@ def _run(args, dsn: str) -> None:
         "hit": hit,
         "query": query,
         "broadcast": broadcast,
+        "single": single,
         "bulk": bulk,
         "bulklean": lambda: bulk(lean=True),
         "inbox": inbox,
