@@ -684,7 +684,7 @@ JOIN = "JOIN workers_worker w ON w.id = i.source_id"
 
 
 def _raw_sql(kind: str, params: dict, workers: dict, who: str | None, registry) -> tuple[str, list]:
-    from knowledge.search import longest_run, words_sql
+    from knowledge.search import VOCABULARY_SQL, longest_run, prefix_query, words_sql
 
     as_of = time.time()
     if kind == "q1":
@@ -698,12 +698,11 @@ def _raw_sql(kind: str, params: dict, workers: dict, who: str | None, registry) 
         case = " ".join(f"WHEN '{t}' THEN {1 / registry.decay_of(t)!r}" for t in registry.names())
         # The product's search (knowledge/search.py): the subject's words, then the exact test.
         return (
-            f"SELECT i.*, w.name FROM {ITEM} i {JOIN} WHERE {words_sql('i')} && ARRAY("
-            "SELECT word FROM knowledge_subjectword WHERE word LIKE %s) "
+            f"SELECT i.*, w.name FROM {ITEM} i {JOIN} WHERE {words_sql('i')} && {VOCABULARY_SQL} "
             "AND STRPOS(UPPER(i.subject::text), UPPER(%s)) > 0 "
             f"AND i.status = 'active' ORDER BY (i.observed_ts - %s) * (CASE i.knowledge_type {case} END) DESC, "
             "i.id DESC LIMIT 51",
-            [f"%{longest_run(params['q']).upper()}%", params["q"], as_of],
+            [prefix_query(longest_run(params["q"])), params["q"], as_of],
         )
     extra, extra_args, fresh = "", [], params.get("min_freshness")
     types = params.get("types", "").split(",") if params.get("types") else registry.names()

@@ -114,6 +114,22 @@ def test_free_text_reads_the_words_index_not_the_trigram_posting_lists(loaded):
     assert "ki_subject_words" in used and "ki_subject_trgm" not in used, used
 
 
+def test_the_vocabulary_look_up_reads_the_suffix_index_not_every_word(loaded):
+    """The words containing the term's run are found with a prefix query on the suffixes of
+    every word (``ksw_word_suffixes``, migration 0011), not by testing ``LIKE '%RUN%'`` on
+    every word or decoding the trigram posting lists of ``MOD`` and digit triples."""
+    with connection.cursor() as cur:
+        cur.execute("ANALYZE knowledge_subjectword")
+    with CaptureQueriesContext(connection) as ctx:
+        result = run_query(KnowledgeQuery(q="od004"), None)
+    assert result["results"]
+    [sql] = [q["sql"] for q in ctx.captured_queries if TABLE in q["sql"]]
+    nodes = [n for n in explain(sql) if n.get("Relation Name") == "knowledge_subjectword"]
+    assert nodes and "Seq Scan" not in {n["Node Type"] for n in nodes}, nodes
+    used = {n.get("Index Name") for n in explain(sql)}
+    assert "ksw_word_suffixes" in used, used
+
+
 def test_the_check_catches_a_sequential_scan(loaded):
     """Without its index, the free-text search scans the table, and the check sees it."""
     with connection.cursor() as cur:
