@@ -314,6 +314,63 @@ def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, 
         return [_decode_json(row) for row in cur.fetchall()]
 
 
+# False: free text goes through the ORM's queryset as before (the tests compare the two).
+LEAN_FREE_TEXT = True
+
+
+def _free_text_by_freshness(
+    query: KnowledgeQuery, viewer, as_of: datetime, cursor, descending: bool
+) -> list:
+    """The page of a free-text query (``q``, any number of types but one, no minimum
+    freshness) in freshness order: the statement ``build_queryset`` + ``_freshness_key`` +
+    ``_after_cursor`` compile to, with the same key values (the same floats, the same
+    ``CASE``) so the same rows come in the same order, written here around the memoised
+    shared WHERE (``_shared_where``, without ``q``) and the search's condition
+    (``search.contains_sql``). Building and compiling that queryset (the ten-way ``CASE``,
+    the search, the visibility) through the ORM cost ~2-3 ms per request, more than the
+    statement itself once the vocabulary is read through its suffix index."""
+    shared = _shared_where(dataclasses.replace(query, q=None), viewer, as_of)
+    if shared is None:
+        return []
+    where_sql, where_params = shared
+    qn = connection.ops.quote_name
+    table_name = KnowledgeItem._meta.db_table
+    table, workers = qn(table_name), qn(Worker._meta.db_table)
+    ts, pk, kind = (
+        f"{table}.{qn('observed_ts')}",
+        f"{table}.{qn('id')}",
+        f"{table}.{qn('knowledge_type')}",
+    )
+    names = query.types or registry.names()
+    key_sql = f"(({ts} - %s) * CASE {kind} {'WHEN %s THEN %s ' * len(names)}ELSE %s END)"
+    key_params = [as_of.timestamp()]
+    for name in names:
+        key_params += [name, 1.0 / registry.decay_of(name)]
+    key_params.append(1.0 / registry.decay_of(""))
+    conds, args = search.contains_sql(table_name, query.q)
+    conds, args = [conds], list(args)
+    if where_sql:
+        conds.append(f"({where_sql})")
+        args += where_params
+    if query.types:
+        conds.append(f"{kind} IN ({', '.join(['%s'] * len(query.types))})")
+        args += query.types
+    direction, cmp = ("DESC", "<") if descending else ("ASC", ">")
+    if cursor is not None:
+        key = float(cursor.key)
+        conds.append(f"({key_sql} {cmp} %s OR ({key_sql} = %s AND {pk} {cmp} %s))")
+        args += [*key_params, key, *key_params, key, cursor.id]
+    columns = ", ".join(_lean_columns(table, workers))
+    sql = (
+        f"SELECT {columns}, {key_sql} AS k FROM {table} JOIN {workers} ON "
+        f"{workers}.{qn('id')} = {table}.{qn('source_id')} WHERE {' AND '.join(conds)} "
+        f"ORDER BY k {direction}, {pk} {direction} LIMIT %s"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [*key_params, *args, query.limit + 1])
+        return [_decode_json(row) for row in cur.fetchall()]
+
+
 _WHERE_MEMO: dict[tuple, tuple[str, tuple] | None] = {}
 _WHERE_MEMO_SIZE = 512
 
@@ -406,6 +463,20 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
         # through its trigram index, so it also takes the single-statement path.
         key_name = "_key"
         rows = _merge_by_freshness(query, viewer, as_of, cursor, descending)
+        key_index = len(ITEM_COLUMNS)
+    elif (
+        sort_name == "freshness"
+        and query.q
+        and len(query.types) != 1
+        and query.min_freshness <= 0
+        and connection.vendor == "postgresql"
+        and LEAN_FREE_TEXT
+    ):
+        # Free text by freshness (Q4): one statement written by hand around the memoised
+        # shared WHERE, not built through the ORM per request (docs/performance.md,
+        # "Free text at 1M (2026-12-02)").
+        key_name = "_key"
+        rows = _free_text_by_freshness(query, viewer, as_of, cursor, descending)
         key_index = len(ITEM_COLUMNS)
     else:
         qs = build_queryset(query, viewer, as_of)

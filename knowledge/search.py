@@ -22,9 +22,8 @@ import re
 import time
 
 from django.db import connection
-from django.db.models import BooleanField, QuerySet, Value
+from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import StrIndex, Upper
 
 from config.product import product_settings
 
@@ -95,27 +94,52 @@ def words_pay(table: str) -> bool:
     return threshold <= 0 or _estimated_rows(table) >= threshold
 
 
-def subject_contains(qs: QuerySet, term: str) -> QuerySet:
-    """``qs`` narrowed to items whose subject contains ``term`` (case-insensitive)."""
+def _words_run(table: str, term: str) -> str | None:
+    """The run to look up in the vocabulary, or None where ``term`` is searched with
+    ``icontains`` (no run of ``MIN_RUN``, SQLite, a non-ASCII ``UPPER``, a small table)."""
     run = longest_run(term)
     if (
         connection.vendor != "postgresql"
         or run is None
         or not _database_upper_is_ascii()
-        or not words_pay(qs.model._meta.db_table)
+        or not words_pay(table)
     ):
-        return qs.filter(subject__icontains=term)
-    table = connection.ops.quote_name(qs.model._meta.db_table)
-    has_word = RawSQL(
-        f"{words_sql(table)} && {VOCABULARY_SQL}", [prefix_query(run)], output_field=BooleanField()
-    )
+        return None
+    return run
+
+
+def _words_sql(table: str, term: str, run: str) -> tuple[str, list]:
+    qt = connection.ops.quote_name(table)
     # STRPOS rather than LIKE: the same test, which the planner cannot send to the trigram
     # index instead of the words.
     return (
-        qs.filter(has_word)
-        .alias(_q_at=StrIndex(Upper("subject"), Upper(Value(term))))
-        .filter(_q_at__gt=0)
+        f"({words_sql(qt)} && {VOCABULARY_SQL} AND STRPOS(UPPER({qt}.subject::text), UPPER(%s)) > 0)",
+        [prefix_query(run), term],
     )
+
+
+def contains_sql(table: str, term: str) -> tuple[str, list]:
+    """PostgreSQL: the condition "``table``'s subject contains ``term``" as SQL and
+    parameters, for statements written by hand (``knowledge.query``): the words where
+    ``subject_contains`` reads them, else what ``subject__icontains`` compiles to."""
+    run = _words_run(table, term)
+    if run is not None:
+        return _words_sql(table, term, run)
+    qt = connection.ops.quote_name(table)
+    return (
+        f"UPPER({qt}.subject::text) LIKE UPPER(%s)",
+        [f"%{connection.ops.prep_for_like_query(term)}%"],
+    )
+
+
+def subject_contains(qs: QuerySet, term: str) -> QuerySet:
+    """``qs`` narrowed to items whose subject contains ``term`` (case-insensitive)."""
+    table = qs.model._meta.db_table
+    run = _words_run(table, term)
+    if run is None:
+        return qs.filter(subject__icontains=term)
+    sql, params = _words_sql(table, term, run)
+    return qs.filter(RawSQL(sql, params, output_field=BooleanField()))
 
 
 def fill_vocabulary(cursor) -> None:
