@@ -34,8 +34,11 @@ FORWARDS = [
     # A cost well above the default so that the planner never prefers computing the suffixes
     # of every word (a sequential scan) to the index.
     f"ALTER FUNCTION {SUFFIXES}(text) COST 1000",
+    # fastupdate off: a new word goes straight into the tree. With GIN's pending list (the
+    # default) every search scanned the words added since the last vacuum, up to 4 MB: all
+    # 14,000 words of a table seeded at 10,000 items (241 pages, ~5 ms per search).
     f"CREATE INDEX IF NOT EXISTS ksw_word_suffixes ON knowledge_subjectword "
-    f"USING gin (({SUFFIXES}(word)))",
+    f"USING gin (({SUFFIXES}(word))) WITH (fastupdate = off)",
     "DROP INDEX IF EXISTS ksw_word_trgm",
     "ANALYZE knowledge_subjectword",
 ]
