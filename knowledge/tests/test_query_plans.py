@@ -138,6 +138,14 @@ def test_new_words_go_straight_into_the_suffix_index():
         assert cur.fetchone()[0] == ["fastupdate=off"]
 
 
+def test_the_items_words_index_keeps_a_short_pending_list():
+    """Every search reads the GIN pending list of ``ki_subject_words`` whole: 256 kB at most
+    (PostgreSQL's default, 4 MB, cost 8-17 ms per search at 1M items after 16,000 inserts)."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT reloptions FROM pg_class WHERE relname = 'ki_subject_words'")
+        assert cur.fetchone()[0] == ["gin_pending_list_limit=256"]
+
+
 def test_the_check_catches_a_sequential_scan(loaded):
     """Without its index, the free-text search scans the table, and the check sees it."""
     with connection.cursor() as cur:
