@@ -36,6 +36,7 @@ from knowledge.registry import registry
 
 TOKEN_KEY = "kx:gen:{}"
 RESULT_KEY = "kx:q:{}"
+SLOT_KEY = "kx:qs:{}"
 STATS_KEY = "kx:stats:{}"
 STATS_NAMES = ("hits", "misses", "invalidations")
 STATS_FLUSH_SECONDS = 1.0
@@ -133,6 +134,13 @@ def cached_query(
     return result, hit
 
 
+def slot_key(*parts: str) -> str:
+    """The key of a *page slot*: a place for a result named by what the request carries
+    before it is authenticated (a token's hash and its query string), so the request's first
+    round trip can read it (see ``cached_query_reading``)."""
+    return SLOT_KEY.format(hashlib.sha256("\0".join(parts).encode()).hexdigest())
+
+
 def cached_query_reading(
     params: dict,
     types: Iterable[str] | None,
@@ -140,20 +148,43 @@ def cached_query_reading(
     still_valid: Callable[[dict], bool] | None = None,
     also_read: Iterable[str] = (),
     prefetched: dict | None = None,
+    slot: str | None = None,
 ) -> tuple[dict, bool, dict | None]:
     """``cached_query``, also reading the cache keys ``also_read`` in the round trip of the
     type tokens: (result, hit, {key: value} of those found, or None with the cache off).
-    ``prefetched``: see ``_tokens``."""
+    ``prefetched``: see ``_tokens``.
+
+    ``slot``: a page slot (``slot_key``) to keep the result in as ``(result key, result)``.
+    A request that read its slot in its first round trip (in ``prefetched``, with the type
+    tokens) has its hit with no second trip: the slot's result counts only when the result
+    key it was stored under is the one the current tokens and ``params`` give, so a write to
+    a type, a changed viewer or read scope makes it a miss exactly as for the result key. On
+    a slot miss the result key is read as before (``warm_cache`` fills those), and a hit
+    there is copied into the slot; a computed result is kept in the slot only."""
     if not enabled():
         return compute(), False, None
     key, others = _result_key(params, types, also_read, prefetched)
-    result = cache.get(key)
+    result = None
+    if slot is not None:
+        stored = (
+            prefetched[slot] if prefetched is not None and slot in prefetched else cache.get(slot)
+        )
+        if isinstance(stored, tuple) and len(stored) == 2 and stored[0] == key:
+            result = stored[1]
+    from_slot = result is not None
+    if result is None:
+        result = cache.get(key)
     if result is not None and (still_valid is None or still_valid(result)):
         _count("hits")
+        if slot is not None and not from_slot:
+            cache.set(slot, (key, result), timeout=ttl())
         return result, True, others
     _count("misses")
     result = compute()
-    cache.set(key, result, timeout=ttl())
+    if slot is None:
+        cache.set(key, result, timeout=ttl())
+    else:
+        cache.set(slot, (key, result), timeout=ttl())
     return result, False, others
 
 
