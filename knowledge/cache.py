@@ -20,13 +20,13 @@ Redis cache (a second or so behind), without a Redis write per request.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+import orjson
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -117,7 +117,7 @@ def _result_key(
     names = sorted(types) if types else registry.names()
     tokens, others = _tokens(names, also_read, prefetched)
     digest = hashlib.sha256(
-        json.dumps([params, names, tokens], sort_keys=True, default=str).encode()
+        orjson.dumps([params, names, tokens], default=str, option=orjson.OPT_SORT_KEYS)
     ).hexdigest()
     return RESULT_KEY.format(digest), others
 

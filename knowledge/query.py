@@ -594,8 +594,10 @@ class Page:
             out.append(value)
             if marks is not None:
                 mark = marks[i]
-                key = tuple(mark.items())
-                if key not in encoded:  # most items share one mark (not contested)
+                # Most items share one mark object (not contested); ``marks`` holds every
+                # mark for the loop, so an id is never reused within it.
+                key = id(mark)
+                if key not in encoded:
                     fields = orjson.dumps(mark)[1:-1]
                     encoded[key] = b"," + fields if fields else b""
                 out.append(encoded[key])

@@ -92,6 +92,13 @@ def page_slot(request) -> str | None:
     return slot_key(hash_token(token), request.META.get("QUERY_STRING", ""))
 
 
+@functools.lru_cache(maxsize=1024)
+def _asks_format(query_string: str) -> bool:
+    """Whether a query string names DRF's ``format`` (parsing ``request.GET`` per request was
+    ~5 % of a hit)."""
+    return "format" in QueryDict(query_string)
+
+
 def prefetch_keys(request) -> list[str]:
     """The cache keys a ``GET query`` reads before its page, and its page slot, for
     ``count_request`` to read in the request's first round trip."""
@@ -109,7 +116,7 @@ def answer(view, request) -> HttpResponse | None:
     if (
         request.method != "GET"
         or request.META.get("HTTP_ACCEPT", "") not in PLAIN_JSON
-        or "format" in request.GET
+        or _asks_format(request.META.get("QUERY_STRING", ""))
     ):
         return None
     entry = getattr(request, PREFETCHED_TOKEN, None)
