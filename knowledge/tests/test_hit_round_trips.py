@@ -130,3 +130,18 @@ def test_another_worker_never_reads_a_workers_page(think, analysis, learning):
     assert hit(think).json()["cached"] is True
     for _ in range(2):  # a miss, then its own hit
         assert "for think" not in str(hit(learning).json()["results"])
+
+
+@pytest.mark.skipif(not ON_REDIS, reason="the counters' expiry is a Redis matter")
+def test_every_rate_counter_expires_with_its_window(think, limit):
+    """A counter gets its expiry from the request that made it (one command per counter on
+    later requests): none may be left without one, or Redis would keep every window."""
+    limit(throttle_rate_client="100/min", throttle_rate_query="100/min")
+    redis = cache.client.get_client(write=True)
+    redis.delete(*redis.keys(cache.make_key("kx:limit:*")) or ["-"])
+    for _ in range(3):
+        assert hit(think).status_code == 200
+    counters = redis.keys(cache.make_key("kx:limit:*"))
+    assert len(counters) >= 3  # address, token, query scope
+    for key in counters:
+        assert 0 < redis.ttl(key) <= 61, key
