@@ -65,6 +65,16 @@ def token_keys(types: Iterable[str] | None) -> list[str]:
     return [TOKEN_KEY.format(t) for t in (sorted(types) if types else registry.names())]
 
 
+def read_ahead(keys: Iterable[str], prefetched: dict | None) -> dict | None:
+    """The values of ``keys`` (those found) when ``prefetched`` (key -> value or None, read
+    by the request's first round trip: knowledge/limits.py ``count_request``) holds them all;
+    else None, and the caller reads them."""
+    keys = list(keys)
+    if prefetched is None or not all(k in prefetched for k in keys):
+        return None
+    return {k: prefetched[k] for k in keys if prefetched[k] is not None}
+
+
 def _tokens(
     types: list[str], also_read: Iterable[str] = (), prefetched: dict | None = None
 ) -> tuple[list[str], dict]:
@@ -73,9 +83,8 @@ def _tokens(
     first round trip: knowledge/limits.py ``count_request``) holds them all."""
     keys = [TOKEN_KEY.format(t) for t in types]
     extra = [k for k in also_read if k not in keys]
-    if prefetched is not None and all(k in prefetched for k in keys + extra):
-        found = {k: prefetched[k] for k in keys + extra if prefetched[k] is not None}
-    else:
+    found = read_ahead(keys + extra, prefetched)
+    if found is None:
         found = cache.get_many(keys + extra)
     others = {k: found.pop(k) for k in extra if k in found}
     for key in keys:
@@ -151,7 +160,8 @@ def cached_query_reading(
     slot: str | None = None,
 ) -> tuple[dict, bool, dict | None]:
     """``cached_query``, also reading the cache keys ``also_read`` in the round trip of the
-    type tokens: (result, hit, {key: value} of those found, or None with the cache off).
+    type tokens: (result, hit, {key: value} of those found; with the cache off, those the
+    request read ahead, or None).
     ``prefetched``: see ``_tokens``.
 
     ``slot``: a page slot (``slot_key``) to keep the result in as ``(result key, result)``.
@@ -162,7 +172,7 @@ def cached_query_reading(
     a slot miss the result key is read as before (``warm_cache`` fills those), and a hit
     there is copied into the slot; a computed result is kept in the slot only."""
     if not enabled():
-        return compute(), False, None
+        return compute(), False, read_ahead(also_read, prefetched)
     key, others = _result_key(params, types, also_read, prefetched)
     result = None
     if slot is not None:

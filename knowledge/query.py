@@ -482,6 +482,9 @@ def cached_page(
     ``prefetched``: the keys of ``cache_keys_read``, if the request read them already;
     ``slot``: the page slot the result is kept in (``knowledge.cache.cached_query_reading``).
     """
+    if not knowledge_cache.enabled():  # no page to keep: neither cut nor clocked
+        marks_read = knowledge_cache.read_ahead(item_hooks.cache_keys(), prefetched)
+        return Page(hit=False, cached=marks_read, result=run_query(query, viewer))
     params = query.cache_params(viewer.name if viewer else None)
     readable = read_types(viewer) if viewer is not None else None
     if readable is not None:  # a changed read scope must not be answered from the cache

@@ -34,6 +34,7 @@ from django.utils.cache import patch_vary_headers
 
 from identity.authentication import PREFETCHED_TOKEN, WorkerPrincipal, authenticated_worker
 from identity.models import hash_token
+from knowledge import cache as knowledge_cache
 from knowledge.api import presenters
 from knowledge.api.renderers import ORJSONRenderer, js_safe
 from knowledge.cache import slot_key
@@ -107,7 +108,7 @@ def prefetch_keys(request) -> list[str]:
     query = parsed_query(request)
     if query is None:
         return []
-    slot = page_slot(request)
+    slot = page_slot(request) if knowledge_cache.enabled() else None
     return [*cache_keys_read(query), *([slot] if slot is not None else [])]
 
 

@@ -145,3 +145,18 @@ def test_every_rate_counter_expires_with_its_window(think, limit):
     assert len(counters) >= 3  # address, token, query scope
     for key in counters:
         assert 0 < redis.ttl(key) <= 61, key
+
+
+@pytest.mark.skipif(not ON_REDIS, reason="round trips are a Redis matter")
+def test_with_the_cache_off_a_query_makes_one_round_trip(think, analysis, settings):
+    """The contested marks read which types have an unsettled conflict from the request's
+    first round trip with the cache off too (they used to ask Redis again)."""
+    assert analysis.broadcast("risk_pattern", risk_payload()).status_code == 201
+    settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "cache_enabled": False}
+    assert hit(think).json()["cached"] is False  # the token entry is cached from here on
+    latency.flush()
+    with count_redis_trips() as trips:
+        answer = hit(think)
+    assert answer.status_code == 200 and len(answer.json()["results"]) == 1
+    assert answer.json()["results"][0]["contested"] is False
+    assert trips.round_trips == 1, trips
