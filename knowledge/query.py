@@ -522,15 +522,21 @@ def cache_keys_read(query: KnowledgeQuery) -> list[str]:
 
 
 def run_query_cached(
-    query: KnowledgeQuery, viewer: Worker | None, prefetched: dict | None = None
+    query: KnowledgeQuery,
+    viewer: Worker | None,
+    prefetched: dict | None = None,
+    slot: str | None = None,
 ) -> tuple[dict, bool]:
     """``run_query`` through the query cache (see knowledge/cache.py): (result, hit)."""
-    page = cached_page(query, viewer, prefetched)
+    page = cached_page(query, viewer, prefetched, slot)
     return page.as_dict(), page.hit
 
 
 def cached_page(
-    query: KnowledgeQuery, viewer: Worker | None, prefetched: dict | None = None
+    query: KnowledgeQuery,
+    viewer: Worker | None,
+    prefetched: dict | None = None,
+    slot: str | None = None,
 ) -> Page:
     """``run_query`` through the query cache (see knowledge/cache.py).
 
@@ -544,8 +550,12 @@ def cached_page(
     other apps read (id, type, claim): a hit is answered by joining the pieces with the
     current freshness values and marks (``Page.as_bytes``), with no decoding or encoding of
     the items; ``Page.as_dict`` decodes the bytes (C) for callers that want the dict.
-    ``prefetched``: the keys of ``cache_keys_read``, if the request read them already.
+    ``prefetched``: the keys of ``cache_keys_read``, if the request read them already;
+    ``slot``: the page slot the result is kept in (``knowledge.cache.cached_query_reading``).
     """
+    if not knowledge_cache.enabled():  # no page to keep: neither cut nor clocked
+        marks_read = knowledge_cache.read_ahead(item_hooks.cache_keys(), prefetched)
+        return Page(hit=False, cached=marks_read, result=run_query(query, viewer))
     params = query.cache_params(viewer.name if viewer else None)
     readable = read_types(viewer) if viewer is not None else None
     if readable is not None:  # a changed read scope must not be answered from the cache
@@ -576,7 +586,13 @@ def cached_page(
         return valid_until is None or timezone.now().timestamp() < valid_until
 
     entry, hit, cached = knowledge_cache.cached_query_reading(
-        params, query.types or None, compute, still_valid, item_hooks.cache_keys(), prefetched
+        params,
+        query.types or None,
+        compute,
+        still_valid,
+        item_hooks.cache_keys(),
+        prefetched,
+        slot,
     )
     if computed:
         return Page(hit=False, cached=cached, result=computed[0])
@@ -652,8 +668,10 @@ class Page:
             out.append(value)
             if marks is not None:
                 mark = marks[i]
-                key = tuple(mark.items())
-                if key not in encoded:  # most items share one mark (not contested)
+                # Most items share one mark object (not contested); ``marks`` holds every
+                # mark for the loop, so an id is never reused within it.
+                key = id(mark)
+                if key not in encoded:
                     fields = orjson.dumps(mark)[1:-1]
                     encoded[key] = b"," + fields if fields else b""
                 out.append(encoded[key])
