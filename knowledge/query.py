@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -314,21 +315,27 @@ def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, 
         return [_decode_json(row) for row in cur.fetchall()]
 
 
-# False: free text goes through the ORM's queryset as before (the tests compare the two).
+# False: free text goes through the ORM's queryset and every other multi-type freshness
+# query through the merge, as before (the tests compare the two).
 LEAN_FREE_TEXT = True
 
 
-def _free_text_by_freshness(
+def _one_statement_by_freshness(
     query: KnowledgeQuery, viewer, as_of: datetime, cursor, descending: bool
 ) -> list:
-    """The page of a free-text query (``q``, any number of types but one, no minimum
-    freshness) in freshness order: the statement ``build_queryset`` + ``_freshness_key`` +
-    ``_after_cursor`` compile to, with the same key values (the same floats, the same
-    ``CASE``) so the same rows come in the same order, written here around the memoised
-    shared WHERE (``_shared_where``, without ``q``) and the search's condition
-    (``search.contains_sql``). Building and compiling that queryset (the ten-way ``CASE``,
-    the search, the visibility) through the ORM cost ~2-3 ms per request, more than the
-    statement itself once the vocabulary is read through its suffix index."""
+    """The page of a query over any number of types but one, without a minimum freshness,
+    in freshness order, as one statement that sorts every matching row:
+
+    - free text (``q``): the statement ``build_queryset`` + ``_freshness_key`` +
+      ``_after_cursor`` compile to, with the same key values (the same floats, the same
+      ``CASE``) so the same rows come in the same order, written here around the memoised
+      shared WHERE (``_shared_where``, without ``q``) and the search's condition
+      (``search.contains_sql``). Building and compiling that queryset (the ten-way ``CASE``,
+      the search, the visibility) through the ORM cost ~2-3 ms per request, more than the
+      statement itself once the vocabulary is read through its suffix index;
+    - without ``q``, when few rows match (``_few_matches``): what ``_merge_by_freshness``
+      answers (its types: the registered ones when none are asked for), without planning one
+      branch per type."""
     shared = _shared_where(dataclasses.replace(query, q=None), viewer, as_of)
     if shared is None:
         return []
@@ -347,14 +354,20 @@ def _free_text_by_freshness(
     for name in names:
         key_params += [name, 1.0 / registry.decay_of(name)]
     key_params.append(1.0 / registry.decay_of(""))
-    conds, args = search.contains_sql(table_name, query.q)
-    conds, args = [conds], list(args)
+    conds, args = [], []
+    if query.q:
+        text_sql, text_params = search.contains_sql(table_name, query.q)
+        conds.append(text_sql)
+        args += text_params
     if where_sql:
         conds.append(f"({where_sql})")
         args += where_params
-    if query.types:
-        conds.append(f"{kind} IN ({', '.join(['%s'] * len(query.types))})")
-        args += query.types
+    # Free text over all types keeps the ORM path's rows (any type); the merge reads only
+    # the registered types.
+    types = query.types or ([] if query.q else registry.names())
+    if types:
+        conds.append(f"{kind} IN ({', '.join(['%s'] * len(types))})")
+        args += types
     direction, cmp = ("DESC", "<") if descending else ("ASC", ">")
     if cursor is not None:
         key = float(cursor.key)
@@ -363,12 +376,56 @@ def _free_text_by_freshness(
     columns = ", ".join(_lean_columns(table, workers))
     sql = (
         f"SELECT {columns}, {key_sql} AS k FROM {table} JOIN {workers} ON "
-        f"{workers}.{qn('id')} = {table}.{qn('source_id')} WHERE {' AND '.join(conds)} "
+        f"{workers}.{qn('id')} = {table}.{qn('source_id')} WHERE {' AND '.join(conds) or 'TRUE'} "
         f"ORDER BY k {direction}, {pk} {direction} LIMIT %s"
     )
     with connection.cursor() as cur:
         cur.execute(sql, [*key_params, *args, query.limit + 1])
         return [_decode_json(row) for row in cur.fetchall()]
+
+
+# Sorting every match in one statement beats one index scan per type up to about this many
+# matching rows (10,000 items: 330 matches 0.6x the time of the merge, 2,000 matches 0.8x,
+# all 10,000 2.4x; docs/performance.md, "Free text at 1M (2026-12-02)").
+ONE_STATEMENT_MAX_ROWS = 2_000
+MATCHES_TTL = 60.0
+_MATCHES_MEMO: dict[tuple, tuple[float, float]] = {}
+
+
+def _few_matches(query: KnowledgeQuery, viewer, as_of: datetime) -> bool:
+    """Whether the planner expects at most ``ONE_STATEMENT_MAX_ROWS`` rows to match the
+    filters of a query with a source or urgency filter (the shared WHERE and the types),
+    asked with ``EXPLAIN`` at most once per ``MATCHES_TTL`` seconds per filters and process.
+    Query Q3 (``sources=<s>&urgency=high``) at 10,000 items: ~330."""
+    if (
+        not (query.sources or query.urgencies)
+        or query.min_freshness > 0
+        or query.contested is not None  # a live set of ids: not worth an EXPLAIN each time
+    ):
+        return False
+    shared = _shared_where(query, viewer, as_of)
+    if shared is None:
+        return False
+    where_sql, where_params = shared
+    types = tuple(query.types or registry.names())
+    key = (connection.settings_dict["NAME"], where_sql, where_params, types)
+    now = time.monotonic()
+    memo = _MATCHES_MEMO.get(key)
+    if memo is None or now - memo[1] >= MATCHES_TTL:
+        table = connection.ops.quote_name(KnowledgeItem._meta.db_table)
+        kind = f"{table}.{connection.ops.quote_name('knowledge_type')}"
+        sql = (
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE {kind} IN "
+            f"({', '.join(['%s'] * len(types))})" + (f" AND ({where_sql})" if where_sql else "")
+        )
+        with connection.cursor() as cur:
+            cur.execute(sql, [*types, *where_params])
+            raw = cur.fetchone()[0]
+        plan = raw if isinstance(raw, list) else json.loads(raw)
+        if len(_MATCHES_MEMO) >= _WHERE_MEMO_SIZE:
+            _MATCHES_MEMO.pop(next(iter(_MATCHES_MEMO), None), None)
+        memo = _MATCHES_MEMO[key] = (float(plan[0]["Plan"]["Plan Rows"]), now)
+    return memo[0] <= ONE_STATEMENT_MAX_ROWS
 
 
 _WHERE_MEMO: dict[tuple, tuple[str, tuple] | None] = {}
@@ -462,7 +519,10 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
         # single-statement path below, fine at embedded sizes.) A text search is selective
         # through its trigram index, so it also takes the single-statement path.
         key_name = "_key"
-        rows = _merge_by_freshness(query, viewer, as_of, cursor, descending)
+        if LEAN_FREE_TEXT and _few_matches(query, viewer, as_of):
+            rows = _one_statement_by_freshness(query, viewer, as_of, cursor, descending)
+        else:
+            rows = _merge_by_freshness(query, viewer, as_of, cursor, descending)
         key_index = len(ITEM_COLUMNS)
     elif (
         sort_name == "freshness"
@@ -476,7 +536,7 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
         # shared WHERE, not built through the ORM per request (docs/performance.md,
         # "Free text at 1M (2026-12-02)").
         key_name = "_key"
-        rows = _free_text_by_freshness(query, viewer, as_of, cursor, descending)
+        rows = _one_statement_by_freshness(query, viewer, as_of, cursor, descending)
         key_index = len(ITEM_COLUMNS)
     else:
         qs = build_queryset(query, viewer, as_of)

@@ -93,7 +93,11 @@ def test_typical_queries_use_indexes_on_the_knowledge_table(loaded):
         with CaptureQueriesContext(connection) as ctx:
             result = run_query(make(loaded), loaded[viewer] if viewer else None)
         assert result["results"], f"{name}: the seeded data must match"
-        statements = [q["sql"] for q in ctx.captured_queries if TABLE in q["sql"]]
+        statements = [
+            q["sql"]
+            for q in ctx.captured_queries
+            if TABLE in q["sql"] and not q["sql"].startswith("EXPLAIN")  # query._few_matches
+        ]
         assert statements
         for sql in statements:
             nodes = [n for n in explain(sql) if n.get("Relation Name") == TABLE]
