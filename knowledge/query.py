@@ -249,7 +249,12 @@ def _after_cursor(qs, key_name: str, key_value, cursor_id: int, descending: bool
     return qs
 
 
-def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, descending: bool):
+_UNSET = object()  # "compute the shared WHERE here"
+
+
+def _merge_by_freshness(
+    query: KnowledgeQuery, viewer, as_of: datetime, cursor, descending: bool, shared=_UNSET
+):
     """Freshness order across several types, one index range scan per type.
 
     Within one type freshness order is ``observed_ts`` order, so the top ``limit + 1`` of
@@ -261,7 +266,8 @@ def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, 
     every branch (compiling ten ORM branches cost more than running them).
     """
     as_of_ts = as_of.timestamp()
-    shared = _shared_where(query, viewer, as_of)
+    if shared is _UNSET:
+        shared = _shared_where(query, viewer, as_of)
     if shared is None:
         return []
     where_sql, where_params = shared
@@ -321,7 +327,7 @@ LEAN_FREE_TEXT = True
 
 
 def _one_statement_by_freshness(
-    query: KnowledgeQuery, viewer, as_of: datetime, cursor, descending: bool
+    query: KnowledgeQuery, viewer, as_of: datetime, cursor, descending: bool, shared=_UNSET
 ) -> list:
     """The page of a query over any number of types but one, without a minimum freshness,
     in freshness order, as one statement that sorts every matching row:
@@ -336,7 +342,8 @@ def _one_statement_by_freshness(
     - without ``q``, when few rows match (``_few_matches``): what ``_merge_by_freshness``
       answers (its types: the registered ones when none are asked for), without planning one
       branch per type."""
-    shared = _shared_where(dataclasses.replace(query, q=None), viewer, as_of)
+    if shared is _UNSET:
+        shared = _shared_where(dataclasses.replace(query, q=None), viewer, as_of)
     if shared is None:
         return []
     where_sql, where_params = shared
@@ -392,9 +399,9 @@ MATCHES_TTL = 60.0
 _MATCHES_MEMO: dict[tuple, tuple[float, float]] = {}
 
 
-def _few_matches(query: KnowledgeQuery, viewer, as_of: datetime) -> bool:
+def _few_matches(query: KnowledgeQuery, shared: tuple[str, tuple] | None) -> bool:
     """Whether the planner expects at most ``ONE_STATEMENT_MAX_ROWS`` rows to match the
-    filters of a query with a source or urgency filter (the shared WHERE and the types),
+    filters of a query with a source or urgency filter (its ``shared`` WHERE and the types),
     asked with ``EXPLAIN`` at most once per ``MATCHES_TTL`` seconds per filters and process.
     Query Q3 (``sources=<s>&urgency=high``) at 10,000 items: ~330."""
     if (
@@ -403,7 +410,6 @@ def _few_matches(query: KnowledgeQuery, viewer, as_of: datetime) -> bool:
         or query.contested is not None  # a live set of ids: not worth an EXPLAIN each time
     ):
         return False
-    shared = _shared_where(query, viewer, as_of)
     if shared is None:
         return False
     where_sql, where_params = shared
@@ -519,10 +525,11 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
         # single-statement path below, fine at embedded sizes.) A text search is selective
         # through its trigram index, so it also takes the single-statement path.
         key_name = "_key"
-        if LEAN_FREE_TEXT and _few_matches(query, viewer, as_of):
-            rows = _one_statement_by_freshness(query, viewer, as_of, cursor, descending)
+        shared = _shared_where(query, viewer, as_of)  # resolves the sources: once
+        if LEAN_FREE_TEXT and _few_matches(query, shared):
+            rows = _one_statement_by_freshness(query, viewer, as_of, cursor, descending, shared)
         else:
-            rows = _merge_by_freshness(query, viewer, as_of, cursor, descending)
+            rows = _merge_by_freshness(query, viewer, as_of, cursor, descending, shared)
         key_index = len(ITEM_COLUMNS)
     elif (
         sort_name == "freshness"
