@@ -323,7 +323,7 @@ def _merge_by_freshness(
 
 # False: free text goes through the ORM's queryset and every other multi-type freshness
 # query through the merge, as before (the tests compare the two).
-LEAN_FREE_TEXT = True
+ONE_STATEMENT_PATHS = True
 
 
 def _one_statement_by_freshness(
@@ -526,7 +526,7 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
         # through its trigram index, so it also takes the single-statement path.
         key_name = "_key"
         shared = _shared_where(query, viewer, as_of)  # resolves the sources: once
-        if LEAN_FREE_TEXT and _few_matches(query, shared):
+        if ONE_STATEMENT_PATHS and _few_matches(query, shared):
             rows = _one_statement_by_freshness(query, viewer, as_of, cursor, descending, shared)
         else:
             rows = _merge_by_freshness(query, viewer, as_of, cursor, descending, shared)
@@ -537,7 +537,7 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
         and len(query.types) != 1
         and query.min_freshness <= 0
         and connection.vendor == "postgresql"
-        and LEAN_FREE_TEXT
+        and ONE_STATEMENT_PATHS
     ):
         # Free text by freshness (Q4): one statement written by hand around the memoised
         # shared WHERE, not built through the ORM per request (docs/performance.md,

@@ -224,7 +224,8 @@ def test_free_text_pages_are_the_orm_querysets_pages(
 ):
     """Free text by freshness is one statement written by hand on PostgreSQL
     (``query._one_statement_by_freshness``); it pages through the same items in the same
-    order, with the same cursors, as the ORM queryset it replaces (``LEAN_FREE_TEXT = False``)."""
+    order, with the same cursors, as the ORM queryset it replaces
+    (``ONE_STATEMENT_PATHS = False``)."""
     settings.KNOWLEDGE_EXCHANGE = {
         **settings.KNOWLEDGE_EXCHANGE,
         "search_words_min_rows": words_min_rows,
@@ -325,12 +326,12 @@ def test_free_text_by_freshness_compiles_no_orm_query_of_the_items(think, settin
 
 def _pages_both_ways(query: str, personas, monkeypatch) -> dict:
     """(lean, worker name) -> the pages of ``query`` (ids, next cursor), walked to the end
-    with ``LEAN_FREE_TEXT`` on and off."""
+    with ``ONE_STATEMENT_PATHS`` on and off."""
     from knowledge import query as query_module
 
     pages = {}
     for lean in (True, False):
-        monkeypatch.setattr(query_module, "LEAN_FREE_TEXT", lean)
+        monkeypatch.setattr(query_module, "ONE_STATEMENT_PATHS", lean)
         for persona in personas:
             got, url = [], f"/api/knowledge/query?{query}"
             while url:
