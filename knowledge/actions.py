@@ -332,13 +332,17 @@ def _replay_or_reject(
 
 
 def _used_keys(worker: Worker, keys: list[str]) -> bool:
-    """Whether ``worker`` used any of ``keys`` before (one statement, no model instances)."""
+    """Whether ``worker`` used any of ``keys`` before (one statement, no model instances).
+
+    No ``LIMIT 1``: with it the planner counted on an early match and read the worker's
+    records in turn (a sequential or worker-only index scan), while most keys are new and
+    nothing matches; without it, it probes ``idem_unique`` once per key."""
     keys_in, params = sql_in(keys)
     qn = connection.ops.quote_name
     with connection.cursor() as cur:
         cur.execute(
             f"SELECT 1 FROM {quoted(IdempotencyRecord)} WHERE {qn('worker_id')} = %s "
-            f"AND {qn('key')} {keys_in} LIMIT 1",
+            f"AND {qn('key')} {keys_in}",
             [worker.pk, *params],
         )
         return cur.fetchone() is not None
