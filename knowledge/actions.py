@@ -18,6 +18,8 @@ from datetime import datetime
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import F, Q
+from django.db.models.base import ModelState
+from django.db.models.signals import post_init, pre_init
 from django.utils import timezone
 
 from identity.models import Worker
@@ -438,15 +440,22 @@ def plan(
 
 # Each concrete field's attname and default, in the model's order (``_new_item``).
 _ITEM_FIELDS = tuple((f.attname, f.get_default) for f in KnowledgeItem._meta.concrete_fields)
+_ATTNAMES = tuple(name for name, _ in _ITEM_FIELDS)
 
 
 def _new_item(source: Worker, **values) -> KnowledgeItem:
-    """``KnowledgeItem(source=source, **values)``, built from positional values (every
-    field given: ``values`` or the field's default): Django's keyword ``__init__`` cost
-    ~23 us an item, the positional one ~6 us (a bulk builds one per item)."""
-    item = KnowledgeItem(
-        *[values[name] if name in values else default() for name, default in _ITEM_FIELDS]
-    )
+    """``KnowledgeItem(source=source, **values)`` (every field given: ``values`` or the
+    field's default). What ``Model.__init__`` does for positional values, without its
+    per-field loop and its signals, when nothing listens to them (a bulk builds 500): ~6 us
+    an item instead of ~11 (Django's keyword ``__init__``: ~23). With a ``pre_init`` or
+    ``post_init`` receiver for the model, ``__init__`` itself."""
+    row = [values[name] if name in values else default() for name, default in _ITEM_FIELDS]
+    if pre_init.has_listeners(KnowledgeItem) or post_init.has_listeners(KnowledgeItem):
+        item = KnowledgeItem(*row)
+    else:
+        item = KnowledgeItem.__new__(KnowledgeItem)
+        item._state = ModelState()
+        item.__dict__.update(zip(_ATTNAMES, row, strict=True))
     item.source = source
     return item
 
