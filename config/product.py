@@ -139,6 +139,12 @@ class ProductSettings(Mapping):
     superseded_retention_days: int = 0
     # Serve static files from the ASGI app (embedded mode; behind a web server: false).
     serve_static: bool = field(default=True, metadata=_env("KE_SERVE_STATIC"))
+    # The web process's garbage collector (config/runtime.py; docs/performance.md, "Bulk
+    # ingest at 1M"): freeze what startup built (the full collections stop walking Django's
+    # own objects) and collect the youngest generation after this many allocations instead
+    # of Python's 700 (0 = Python's default).
+    gc_freeze: bool = True
+    gc_gen0_threshold: int = 50_000
 
     def __post_init__(self) -> None:
         for f in fields(self):
