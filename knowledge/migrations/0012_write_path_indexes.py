@@ -109,7 +109,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ("identity", "0002_worker_scope"),
-        ("knowledge", "0010_subject_words_probe"),
+        ("knowledge", "0011_subject_word_suffixes"),
     ]
 
     operations = [
