@@ -8,7 +8,8 @@ items as ``make bench`` does (COPY, vocabulary filled, ``VACUUM ANALYZE``), then
 round. Per way it prints the median wall time of the whole query and the median **CPU time
 of the PostgreSQL backend** per query (from ``/proc/<pid>/stat``: the figure the machine's
 load barely moves), and checks that both find the same items. What ``search_words_min_rows``
-(config/product.py) is set from (docs/performance.md, "Free text: words or trigrams").
+(config/product.py) is set from (docs/performance.md, "Free text: words or trigrams" and
+"Free text at 1M (2026-12-02)").
 """
 
 from __future__ import annotations

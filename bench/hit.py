@@ -233,7 +233,9 @@ def _last_dump_total(pid: int) -> int:
 # --- Through daphne, two checkouts alternated ---------------------------------------------
 
 
-def _through_daphne(args, env: dict, tokens: dict[str, str]) -> None:
+def _through_daphne(args, env: dict, tokens: dict[str, str], measure=None) -> None:
+    """One daphne per checkout (this and ``args.against``), then ``measure(args, conns,
+    tokens)`` (default: the cached hits compared)."""
     import http.client
 
     from bench.runner import server_command
@@ -257,7 +259,7 @@ def _through_daphne(args, env: dict, tokens: dict[str, str]) -> None:
                 command, cwd=root, env=server_env, stdout=log, stderr=subprocess.STDOUT
             )
             conns[name] = _wait_for(http.client, port)
-        _compare(args, conns, tokens)
+        (measure or _compare)(args, conns, tokens)
     finally:
         for proc in procs.values():
             proc.terminate()

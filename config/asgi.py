@@ -16,6 +16,7 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from config.product import product_settings  # noqa: E402
+from config.runtime import tune_gc  # noqa: E402
 from knowledge.routing import websocket_app  # noqa: E402
 
 # Under daphne: answer 414/431 for over-long request lines instead of dropping the connection.
@@ -32,3 +33,6 @@ application = ProtocolTypeRouter(
         "websocket": websocket_app(),
     }
 )
+
+# Last: what startup built is frozen out of the collector's reach (config/runtime.py).
+tune_gc()

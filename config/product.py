@@ -69,8 +69,9 @@ class ProductSettings(Mapping):
     query_max_limit: int = 500
     # Free text (q) reads the subject's words when the knowledge table holds at least this
     # many rows (the planner's estimate), else the trigram index, which is cheaper on small
-    # tables (docs/performance.md, "Free text: words or trigrams"); 0 = always the words.
-    search_words_min_rows: int = 400_000
+    # tables (docs/performance.md, "Free text at 1M (2026-12-02)": a tie at 10,000 items,
+    # words 12 % faster at 30,000); 0 = always the words.
+    search_words_min_rows: int = 20_000
     # Deepest nesting of a JSON body (the body itself is level 1); deeper is a 400.
     max_json_depth: int = 400
     # Longest URL (path + query string) before 414; daphne cuts request lines at 16 KB.
@@ -139,6 +140,12 @@ class ProductSettings(Mapping):
     superseded_retention_days: int = 0
     # Serve static files from the ASGI app (embedded mode; behind a web server: false).
     serve_static: bool = field(default=True, metadata=_env("KE_SERVE_STATIC"))
+    # The web process's garbage collector (config/runtime.py; docs/performance.md, "Bulk
+    # ingest at 1M"): freeze what startup built (the full collections stop walking Django's
+    # own objects) and collect the youngest generation after this many allocations instead
+    # of Python's 700 (0 = Python's default).
+    gc_freeze: bool = True
+    gc_gen0_threshold: int = 50_000
 
     def __post_init__(self) -> None:
         for f in fields(self):

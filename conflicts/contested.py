@@ -91,6 +91,10 @@ def _contested_sql(n: int) -> str:
     )
 
 
+#: The marks of an item in no unsettled conflict.
+UNCONTESTED = {"contested": False, "conflict_id": None, "claim_probability": None}
+
+
 def contested_marks(items: list[dict], cached: dict | None = None) -> list[dict]:
     """The marks of each of ``items`` (as_dict shapes; only ``id``, ``knowledge_type`` and
     ``claim`` are read): ``contested``, ``conflict_id``, ``claim_probability``, in that
@@ -99,6 +103,8 @@ def contested_marks(items: list[dict], cached: dict | None = None) -> list[dict]
     the query cache with its type tokens (no round trip of its own)."""
     live = unsettled_types(cached) if items else frozenset()
     info = contested_info(i["id"] for i in items if i["knowledge_type"] in live)
+    if not info:  # the usual page: one mark, shared (marks are read, never changed)
+        return [UNCONTESTED] * len(items)
     out = []
     for item in items:
         conflict_id, scores = info.get(item["id"], (None, {}))

@@ -20,13 +20,13 @@ Redis cache (a second or so behind), without a Redis write per request.
 from __future__ import annotations
 
 import hashlib
-import json
 import secrets
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 
+import orjson
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
@@ -36,6 +36,7 @@ from knowledge.registry import registry
 
 TOKEN_KEY = "kx:gen:{}"
 RESULT_KEY = "kx:q:{}"
+SLOT_KEY = "kx:qs:{}"
 STATS_KEY = "kx:stats:{}"
 STATS_NAMES = ("hits", "misses", "invalidations")
 STATS_FLUSH_SECONDS = 1.0
@@ -64,6 +65,16 @@ def token_keys(types: Iterable[str] | None) -> list[str]:
     return [TOKEN_KEY.format(t) for t in (sorted(types) if types else registry.names())]
 
 
+def read_ahead(keys: Iterable[str], prefetched: dict | None) -> dict | None:
+    """The values of ``keys`` (those found) when ``prefetched`` (key -> value or None, read
+    by the request's first round trip: knowledge/limits.py ``count_request``) holds them all;
+    else None, and the caller reads them."""
+    keys = list(keys)
+    if prefetched is None or not all(k in prefetched for k in keys):
+        return None
+    return {k: prefetched[k] for k in keys if prefetched[k] is not None}
+
+
 def _tokens(
     types: list[str], also_read: Iterable[str] = (), prefetched: dict | None = None
 ) -> tuple[list[str], dict]:
@@ -72,9 +83,8 @@ def _tokens(
     first round trip: knowledge/limits.py ``count_request``) holds them all."""
     keys = [TOKEN_KEY.format(t) for t in types]
     extra = [k for k in also_read if k not in keys]
-    if prefetched is not None and all(k in prefetched for k in keys + extra):
-        found = {k: prefetched[k] for k in keys + extra if prefetched[k] is not None}
-    else:
+    found = read_ahead(keys + extra, prefetched)
+    if found is None:
         found = cache.get_many(keys + extra)
     others = {k: found.pop(k) for k in extra if k in found}
     for key in keys:
@@ -116,7 +126,7 @@ def _result_key(
     names = sorted(types) if types else registry.names()
     tokens, others = _tokens(names, also_read, prefetched)
     digest = hashlib.sha256(
-        json.dumps([params, names, tokens], sort_keys=True, default=str).encode()
+        orjson.dumps([params, names, tokens], default=str, option=orjson.OPT_SORT_KEYS)
     ).hexdigest()
     return RESULT_KEY.format(digest), others
 
@@ -133,6 +143,13 @@ def cached_query(
     return result, hit
 
 
+def slot_key(*parts: str) -> str:
+    """The key of a *page slot*: a place for a result named by what the request carries
+    before it is authenticated (a token's hash and its query string), so the request's first
+    round trip can read it (see ``cached_query_reading``)."""
+    return SLOT_KEY.format(hashlib.sha256("\0".join(parts).encode()).hexdigest())
+
+
 def cached_query_reading(
     params: dict,
     types: Iterable[str] | None,
@@ -140,20 +157,44 @@ def cached_query_reading(
     still_valid: Callable[[dict], bool] | None = None,
     also_read: Iterable[str] = (),
     prefetched: dict | None = None,
+    slot: str | None = None,
 ) -> tuple[dict, bool, dict | None]:
     """``cached_query``, also reading the cache keys ``also_read`` in the round trip of the
-    type tokens: (result, hit, {key: value} of those found, or None with the cache off).
-    ``prefetched``: see ``_tokens``."""
+    type tokens: (result, hit, {key: value} of those found; with the cache off, those the
+    request read ahead, or None).
+    ``prefetched``: see ``_tokens``.
+
+    ``slot``: a page slot (``slot_key``) to keep the result in as ``(result key, result)``.
+    A request that read its slot in its first round trip (in ``prefetched``, with the type
+    tokens) has its hit with no second trip: the slot's result counts only when the result
+    key it was stored under is the one the current tokens and ``params`` give, so a write to
+    a type, a changed viewer or read scope makes it a miss exactly as for the result key. On
+    a slot miss the result key is read as before (``warm_cache`` fills those), and a hit
+    there is copied into the slot; a computed result is kept in the slot only."""
     if not enabled():
-        return compute(), False, None
+        return compute(), False, read_ahead(also_read, prefetched)
     key, others = _result_key(params, types, also_read, prefetched)
-    result = cache.get(key)
+    result = None
+    if slot is not None:
+        stored = (
+            prefetched[slot] if prefetched is not None and slot in prefetched else cache.get(slot)
+        )
+        if isinstance(stored, tuple) and len(stored) == 2 and stored[0] == key:
+            result = stored[1]
+    from_slot = result is not None
+    if result is None:
+        result = cache.get(key)
     if result is not None and (still_valid is None or still_valid(result)):
         _count("hits")
+        if slot is not None and not from_slot:
+            cache.set(slot, (key, result), timeout=ttl())
         return result, True, others
     _count("misses")
     result = compute()
-    cache.set(key, result, timeout=ttl())
+    if slot is None:
+        cache.set(key, result, timeout=ttl())
+    else:
+        cache.set(slot, (key, result), timeout=ttl())
     return result, False, others
 
 

@@ -331,20 +331,33 @@ def _count_and_get(counters: list[tuple[str, int]], keys: list[str]) -> tuple[li
     client = getattr(cache, "client", None)
     if not hasattr(client, "get_client"):  # not django-redis
         return [count_in_window(n, d) for n, d in counters], cache.get_many(keys)
+    make_key = cache.make_key
     try:
-        pipe = client.get_client(write=True).pipeline(transaction=False)
-        for name, duration in counters:
-            key = cache.make_key(_window_key(name, duration))
+        redis = client.get_client(write=True)
+        pipe = redis.pipeline(transaction=False)
+        windows = [(make_key(_window_key(name, duration)), duration) for name, duration in counters]
+        for key, _ in windows:
             pipe.incr(key)
-            pipe.expire(key, duration + 1, nx=True)
         if keys:
-            pipe.mget([cache.make_key(key) for key in keys])
+            pipe.mget([make_key(key) for key in keys])
         replies = pipe.execute()
+        # A window's counter gets its expiry from the request that made it (count 1): one
+        # command per counter per request instead of two, and a second round trip only once
+        # per counter and window. A process killed in between leaves one key of a past
+        # window without expiry (never read again: the window is in its name).
+        new = [
+            (key, duration) for (key, duration), n in zip(windows, replies, strict=False) if n == 1
+        ]
+        if new:
+            pipe = redis.pipeline(transaction=False)
+            for key, duration in new:
+                pipe.expire(key, duration + 1)
+            pipe.execute()
     except Exception:  # the cache is down: fail open, as count_in_window does
         return [None] * len(counters), {}
-    found = replies[2 * len(counters)] if keys else []
+    found = replies[len(counters)] if keys else []
     values = {k: client.decode(v) for k, v in zip(keys, found, strict=True) if v is not None}
-    return replies[: 2 * len(counters) : 2], values
+    return replies[: len(counters)], values
 
 
 # --- Long polls in flight --------------------------------------------------------------

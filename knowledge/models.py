@@ -76,7 +76,11 @@ class KnowledgeItem(models.Model):
     """
 
     knowledge_type = models.CharField(max_length=64)
-    source = models.ForeignKey(Worker, on_delete=models.PROTECT, related_name="items")
+    # No index of its own: ``ki_source_type_ts`` and ``ki_source_urg_type_ts`` lead with it
+    # (one index less to write per item: docs/performance.md, "Bulk ingest at 1M").
+    source = models.ForeignKey(
+        Worker, on_delete=models.PROTECT, related_name="items", db_index=False
+    )
     subject = models.CharField(max_length=255)
     # ``db_default`` too: rows written outside the ORM (the bench's COPY seeding, a restore of
     # an older dump) get "" rather than failing NOT NULL.
@@ -97,8 +101,15 @@ class KnowledgeItem(models.Model):
     validation_status = models.CharField(
         max_length=16, choices=ValidationStatus.choices, default=ValidationStatus.UNVALIDATED
     )
+    # Indexed only where set (``ki_superseded_by``, partial): a new item, NULL here, writes
+    # no entry.
     superseded_by = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="supersedes"
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="supersedes",
+        db_index=False,
     )
     created_at = models.DateTimeField(default=timezone.now)
     observed_at = models.DateTimeField(default=timezone.now)
@@ -130,6 +141,11 @@ class KnowledgeItem(models.Model):
             models.Index(fields=["status", "-observed_at"], name="ki_status_obs"),
             models.Index(fields=["knowledge_type", "subject", "status"], name="ki_type_subject"),
             models.Index(fields=["-created_at"], name="ki_created"),
+            models.Index(
+                fields=["superseded_by"],
+                name="ki_superseded_by",
+                condition=Q(superseded_by__isnull=False),
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -233,7 +249,12 @@ class KnowledgeTarget(models.Model):
 class IdempotencyRecord(models.Model):
     """The first result of a broadcast made with an idempotency key, returned on retry."""
 
-    worker = models.ForeignKey(Worker, on_delete=models.CASCADE, related_name="idempotency_keys")
+    # No index of its own: ``idem_unique`` (worker, key) leads with it, and is the index the
+    # bulk's key lookup must use (with a worker-only index the planner scanned all of the
+    # worker's records for a ``key = ANY(...)`` list).
+    worker = models.ForeignKey(
+        Worker, on_delete=models.CASCADE, related_name="idempotency_keys", db_index=False
+    )
     key = models.CharField(max_length=100)
     request_hash = models.CharField(max_length=64)
     item = models.ForeignKey(KnowledgeItem, on_delete=models.CASCADE, related_name="+")

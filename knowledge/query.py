@@ -15,6 +15,7 @@ import dataclasses
 import json
 import math
 import secrets
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -248,7 +249,12 @@ def _after_cursor(qs, key_name: str, key_value, cursor_id: int, descending: bool
     return qs
 
 
-def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, descending: bool):
+_UNSET = object()  # "compute the shared WHERE here"
+
+
+def _merge_by_freshness(
+    query: KnowledgeQuery, viewer, as_of: datetime, cursor, descending: bool, shared=_UNSET
+):
     """Freshness order across several types, one index range scan per type.
 
     Within one type freshness order is ``observed_ts`` order, so the top ``limit + 1`` of
@@ -260,7 +266,8 @@ def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, 
     every branch (compiling ten ORM branches cost more than running them).
     """
     as_of_ts = as_of.timestamp()
-    shared = _shared_where(query, viewer, as_of)
+    if shared is _UNSET:
+        shared = _shared_where(query, viewer, as_of)
     if shared is None:
         return []
     where_sql, where_params = shared
@@ -312,6 +319,119 @@ def _merge_by_freshness(query: KnowledgeQuery, viewer, as_of: datetime, cursor, 
     with connection.cursor() as cur:
         cur.execute(sql, [*params, query.limit + 1])
         return [_decode_json(row) for row in cur.fetchall()]
+
+
+# False: free text goes through the ORM's queryset and every other multi-type freshness
+# query through the merge, as before (the tests compare the two).
+ONE_STATEMENT_PATHS = True
+
+
+def _one_statement_by_freshness(
+    query: KnowledgeQuery, viewer, as_of: datetime, cursor, descending: bool, shared=_UNSET
+) -> list:
+    """The page of a query over any number of types but one, without a minimum freshness,
+    in freshness order, as one statement that sorts every matching row:
+
+    - free text (``q``): the statement ``build_queryset`` + ``_freshness_key`` +
+      ``_after_cursor`` compile to, with the same key values (the same floats, the same
+      ``CASE``) so the same rows come in the same order, written here around the memoised
+      shared WHERE (``_shared_where``, without ``q``) and the search's condition
+      (``search.contains_sql``). Building and compiling that queryset (the ten-way ``CASE``,
+      the search, the visibility) through the ORM cost ~2-3 ms per request, more than the
+      statement itself once the vocabulary is read through its suffix index;
+    - without ``q``, when few rows match (``_few_matches``): what ``_merge_by_freshness``
+      answers (its types: the registered ones when none are asked for), without planning one
+      branch per type."""
+    if shared is _UNSET:
+        shared = _shared_where(dataclasses.replace(query, q=None), viewer, as_of)
+    if shared is None:
+        return []
+    where_sql, where_params = shared
+    qn = connection.ops.quote_name
+    table_name = KnowledgeItem._meta.db_table
+    table, workers = qn(table_name), qn(Worker._meta.db_table)
+    ts, pk, kind = (
+        f"{table}.{qn('observed_ts')}",
+        f"{table}.{qn('id')}",
+        f"{table}.{qn('knowledge_type')}",
+    )
+    names = query.types or registry.names()
+    key_sql = f"(({ts} - %s) * CASE {kind} {'WHEN %s THEN %s ' * len(names)}ELSE %s END)"
+    key_params = [as_of.timestamp()]
+    for name in names:
+        key_params += [name, 1.0 / registry.decay_of(name)]
+    key_params.append(1.0 / registry.decay_of(""))
+    conds, args = [], []
+    if query.q:
+        text_sql, text_params = search.contains_sql(table_name, query.q)
+        conds.append(text_sql)
+        args += text_params
+    if where_sql:
+        conds.append(f"({where_sql})")
+        args += where_params
+    # Free text over all types keeps the ORM path's rows (any type); the merge reads only
+    # the registered types.
+    types = query.types or ([] if query.q else registry.names())
+    if types:
+        conds.append(f"{kind} IN ({', '.join(['%s'] * len(types))})")
+        args += types
+    direction, cmp = ("DESC", "<") if descending else ("ASC", ">")
+    if cursor is not None:
+        key = float(cursor.key)
+        conds.append(f"({key_sql} {cmp} %s OR ({key_sql} = %s AND {pk} {cmp} %s))")
+        args += [*key_params, key, *key_params, key, cursor.id]
+    columns = ", ".join(_lean_columns(table, workers))
+    sql = (
+        f"SELECT {columns}, {key_sql} AS k FROM {table} JOIN {workers} ON "
+        f"{workers}.{qn('id')} = {table}.{qn('source_id')} WHERE {' AND '.join(conds) or 'TRUE'} "
+        f"ORDER BY k {direction}, {pk} {direction} LIMIT %s"
+    )
+    with connection.cursor() as cur:
+        cur.execute(sql, [*key_params, *args, query.limit + 1])
+        return [_decode_json(row) for row in cur.fetchall()]
+
+
+# Sorting every match in one statement beats one index scan per type up to about this many
+# matching rows (10,000 items: 330 matches 0.6x the time of the merge, 2,000 matches 0.8x,
+# all 10,000 2.4x; docs/performance.md, "Free text at 1M (2026-12-02)").
+ONE_STATEMENT_MAX_ROWS = 2_000
+MATCHES_TTL = 60.0
+_MATCHES_MEMO: dict[tuple, tuple[float, float]] = {}
+
+
+def _few_matches(query: KnowledgeQuery, shared: tuple[str, tuple] | None) -> bool:
+    """Whether the planner expects at most ``ONE_STATEMENT_MAX_ROWS`` rows to match the
+    filters of a query with a source or urgency filter (its ``shared`` WHERE and the types),
+    asked with ``EXPLAIN`` at most once per ``MATCHES_TTL`` seconds per filters and process.
+    Query Q3 (``sources=<s>&urgency=high``) at 10,000 items: ~330."""
+    if (
+        not (query.sources or query.urgencies)
+        or query.min_freshness > 0
+        or query.contested is not None  # a live set of ids: not worth an EXPLAIN each time
+    ):
+        return False
+    if shared is None:
+        return False
+    where_sql, where_params = shared
+    types = tuple(query.types or registry.names())
+    key = (connection.settings_dict["NAME"], where_sql, where_params, types)
+    now = time.monotonic()
+    memo = _MATCHES_MEMO.get(key)
+    if memo is None or now - memo[1] >= MATCHES_TTL:
+        table = connection.ops.quote_name(KnowledgeItem._meta.db_table)
+        kind = f"{table}.{connection.ops.quote_name('knowledge_type')}"
+        sql = (
+            f"EXPLAIN (FORMAT JSON) SELECT 1 FROM {table} WHERE {kind} IN "
+            f"({', '.join(['%s'] * len(types))})" + (f" AND ({where_sql})" if where_sql else "")
+        )
+        with connection.cursor() as cur:
+            cur.execute(sql, [*types, *where_params])
+            raw = cur.fetchone()[0]
+        plan = raw if isinstance(raw, list) else json.loads(raw)
+        if len(_MATCHES_MEMO) >= _WHERE_MEMO_SIZE:
+            _MATCHES_MEMO.pop(next(iter(_MATCHES_MEMO), None), None)
+        memo = _MATCHES_MEMO[key] = (float(plan[0]["Plan"]["Plan Rows"]), now)
+    return memo[0] <= ONE_STATEMENT_MAX_ROWS
 
 
 _WHERE_MEMO: dict[tuple, tuple[str, tuple] | None] = {}
@@ -405,7 +525,25 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
         # single-statement path below, fine at embedded sizes.) A text search is selective
         # through its trigram index, so it also takes the single-statement path.
         key_name = "_key"
-        rows = _merge_by_freshness(query, viewer, as_of, cursor, descending)
+        shared = _shared_where(query, viewer, as_of)  # resolves the sources: once
+        if ONE_STATEMENT_PATHS and _few_matches(query, shared):
+            rows = _one_statement_by_freshness(query, viewer, as_of, cursor, descending, shared)
+        else:
+            rows = _merge_by_freshness(query, viewer, as_of, cursor, descending, shared)
+        key_index = len(ITEM_COLUMNS)
+    elif (
+        sort_name == "freshness"
+        and query.q
+        and len(query.types) != 1
+        and query.min_freshness <= 0
+        and connection.vendor == "postgresql"
+        and ONE_STATEMENT_PATHS
+    ):
+        # Free text by freshness (Q4): one statement written by hand around the memoised
+        # shared WHERE, not built through the ORM per request (docs/performance.md,
+        # "Free text at 1M (2026-12-02)").
+        key_name = "_key"
+        rows = _one_statement_by_freshness(query, viewer, as_of, cursor, descending)
         key_index = len(ITEM_COLUMNS)
     else:
         qs = build_queryset(query, viewer, as_of)
@@ -451,15 +589,21 @@ def cache_keys_read(query: KnowledgeQuery) -> list[str]:
 
 
 def run_query_cached(
-    query: KnowledgeQuery, viewer: Worker | None, prefetched: dict | None = None
+    query: KnowledgeQuery,
+    viewer: Worker | None,
+    prefetched: dict | None = None,
+    slot: str | None = None,
 ) -> tuple[dict, bool]:
     """``run_query`` through the query cache (see knowledge/cache.py): (result, hit)."""
-    page = cached_page(query, viewer, prefetched)
+    page = cached_page(query, viewer, prefetched, slot)
     return page.as_dict(), page.hit
 
 
 def cached_page(
-    query: KnowledgeQuery, viewer: Worker | None, prefetched: dict | None = None
+    query: KnowledgeQuery,
+    viewer: Worker | None,
+    prefetched: dict | None = None,
+    slot: str | None = None,
 ) -> Page:
     """``run_query`` through the query cache (see knowledge/cache.py).
 
@@ -473,8 +617,12 @@ def cached_page(
     other apps read (id, type, claim): a hit is answered by joining the pieces with the
     current freshness values and marks (``Page.as_bytes``), with no decoding or encoding of
     the items; ``Page.as_dict`` decodes the bytes (C) for callers that want the dict.
-    ``prefetched``: the keys of ``cache_keys_read``, if the request read them already.
+    ``prefetched``: the keys of ``cache_keys_read``, if the request read them already;
+    ``slot``: the page slot the result is kept in (``knowledge.cache.cached_query_reading``).
     """
+    if not knowledge_cache.enabled():  # no page to keep: neither cut nor clocked
+        marks_read = knowledge_cache.read_ahead(item_hooks.cache_keys(), prefetched)
+        return Page(hit=False, cached=marks_read, result=run_query(query, viewer))
     params = query.cache_params(viewer.name if viewer else None)
     readable = read_types(viewer) if viewer is not None else None
     if readable is not None:  # a changed read scope must not be answered from the cache
@@ -505,7 +653,13 @@ def cached_page(
         return valid_until is None or timezone.now().timestamp() < valid_until
 
     entry, hit, cached = knowledge_cache.cached_query_reading(
-        params, query.types or None, compute, still_valid, item_hooks.cache_keys(), prefetched
+        params,
+        query.types or None,
+        compute,
+        still_valid,
+        item_hooks.cache_keys(),
+        prefetched,
+        slot,
     )
     if computed:
         return Page(hit=False, cached=cached, result=computed[0])
@@ -581,8 +735,10 @@ class Page:
             out.append(value)
             if marks is not None:
                 mark = marks[i]
-                key = tuple(mark.items())
-                if key not in encoded:  # most items share one mark (not contested)
+                # Most items share one mark object (not contested); ``marks`` holds every
+                # mark for the loop, so an id is never reused within it.
+                key = id(mark)
+                if key not in encoded:
                     fields = orjson.dumps(mark)[1:-1]
                     encoded[key] = b"," + fields if fields else b""
                 out.append(encoded[key])

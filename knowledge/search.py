@@ -3,8 +3,10 @@
 On PostgreSQL the search reads the subject's words first (migration 0009, docs/performance.md
 "Free text"): the longest run of ASCII letters and digits of the term lies inside one word of
 every subject that contains the term, so the items whose words include a vocabulary word
-containing that run are a superset of the matches, found through the ``ki_subject_words``
-index; the exact test ``STRPOS(UPPER(subject), UPPER(q)) > 0`` then keeps the matches. The
+containing that run are a superset of the matches. The vocabulary words containing the run
+are those with a suffix starting with it (a prefix query on the GIN index of every word's
+suffixes, ``ksw_word_suffixes``, migration 0011); the items holding one of them are found
+through the ``ki_subject_words`` index; the exact test ``STRPOS(UPPER(subject), UPPER(q)) > 0`` then keeps the matches. The
 result is what ``subject__icontains`` gives, only without scanning the trigram index's long
 posting lists. Terms without such a run of 3 or more characters, SQLite, and a database
 whose ``UPPER`` does not map ASCII letters to ASCII capitals (a Turkish locale) keep
@@ -20,13 +22,12 @@ import re
 import time
 
 from django.db import connection
-from django.db.models import BooleanField, QuerySet, Value
+from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
-from django.db.models.functions import StrIndex, Upper
 
 from config.product import product_settings
 
-MIN_RUN = 3  # the vocabulary's trigram index needs three characters
+MIN_RUN = 3  # shorter runs are inside too many words to narrow anything
 _RUN = re.compile(r"[A-Za-z0-9]+")
 _ASCII = "abcdefghijklmnopqrstuvwxyz0123456789"
 _upper_is_ascii: dict[str, bool] = {}
@@ -38,6 +39,20 @@ def words_sql(table: str) -> str:
     """The words of a subject: the ``[A-Z0-9]`` runs of ``UPPER(subject)`` (the expression
     of the ``ki_subject_words`` index, which must match it character for character)."""
     return f"regexp_split_to_array(upper({table}.subject::text), '[^A-Z0-9]+')"
+
+
+# The vocabulary words containing a run: those with a suffix that starts with it, read from
+# the GIN index ``ksw_word_suffixes`` (migration 0011) with a prefix query.
+VOCABULARY_SQL = (
+    "ARRAY(SELECT word FROM knowledge_subjectword"
+    " WHERE knowledge_word_suffixes(word) @@ %s::tsquery)"
+)
+
+
+def prefix_query(run: str) -> str:
+    """The ``tsquery`` text of "a lexeme starting with ``run``" (its capitals: the words are
+    upper case). ``run`` is ASCII letters and digits only, so the quotes need no escaping."""
+    return f"'{run.upper()}':*"
 
 
 def longest_run(term: str) -> str | None:
@@ -79,29 +94,52 @@ def words_pay(table: str) -> bool:
     return threshold <= 0 or _estimated_rows(table) >= threshold
 
 
-def subject_contains(qs: QuerySet, term: str) -> QuerySet:
-    """``qs`` narrowed to items whose subject contains ``term`` (case-insensitive)."""
+def _words_run(table: str, term: str) -> str | None:
+    """The run to look up in the vocabulary, or None where ``term`` is searched with
+    ``icontains`` (no run of ``MIN_RUN``, SQLite, a non-ASCII ``UPPER``, a small table)."""
     run = longest_run(term)
     if (
         connection.vendor != "postgresql"
         or run is None
         or not _database_upper_is_ascii()
-        or not words_pay(qs.model._meta.db_table)
+        or not words_pay(table)
     ):
-        return qs.filter(subject__icontains=term)
-    table = connection.ops.quote_name(qs.model._meta.db_table)
-    has_word = RawSQL(
-        f"{words_sql(table)} && ARRAY(SELECT word FROM knowledge_subjectword WHERE word LIKE %s)",
-        [f"%{run.upper()}%"],
-        output_field=BooleanField(),
-    )
+        return None
+    return run
+
+
+def _words_sql(table: str, term: str, run: str) -> tuple[str, list]:
+    qt = connection.ops.quote_name(table)
     # STRPOS rather than LIKE: the same test, which the planner cannot send to the trigram
     # index instead of the words.
     return (
-        qs.filter(has_word)
-        .alias(_q_at=StrIndex(Upper("subject"), Upper(Value(term))))
-        .filter(_q_at__gt=0)
+        f"({words_sql(qt)} && {VOCABULARY_SQL} AND STRPOS(UPPER({qt}.subject::text), UPPER(%s)) > 0)",
+        [prefix_query(run), term],
     )
+
+
+def contains_sql(table: str, term: str) -> tuple[str, list]:
+    """PostgreSQL: the condition "``table``'s subject contains ``term``" as SQL and
+    parameters, for statements written by hand (``knowledge.query``): the words where
+    ``subject_contains`` reads them, else what ``subject__icontains`` compiles to."""
+    run = _words_run(table, term)
+    if run is not None:
+        return _words_sql(table, term, run)
+    qt = connection.ops.quote_name(table)
+    return (
+        f"UPPER({qt}.subject::text) LIKE UPPER(%s)",
+        [f"%{connection.ops.prep_for_like_query(term)}%"],
+    )
+
+
+def subject_contains(qs: QuerySet, term: str) -> QuerySet:
+    """``qs`` narrowed to items whose subject contains ``term`` (case-insensitive)."""
+    table = qs.model._meta.db_table
+    run = _words_run(table, term)
+    if run is None:
+        return qs.filter(subject__icontains=term)
+    sql, params = _words_sql(table, term, run)
+    return qs.filter(RawSQL(sql, params, output_field=BooleanField()))
 
 
 def fill_vocabulary(cursor) -> None:

@@ -10,8 +10,9 @@ other request to DRF's path unchanged:
 - ``GET`` with a worker token whose cache entry ``count_request`` (knowledge/limits.py) brought
   in the request's first round trip, asking for plain JSON (no ``Accept``, ``*/*`` or
   ``application/json``; no ``format``);
-- a valid query (parsed once, in that first round trip, so its type tokens are read there
-  too: a hit is two Redis round trips, the pipeline and the page);
+- a valid query (parsed once, in that first round trip, so its type tokens and its page
+  slot, named by the token's hash and the query string, are read there too: a hit is one
+  Redis round trip; ``knowledge.cache.cached_query_reading`` says when a slot's page counts);
 - the view's permission classes and throttles allow it, judged by their own code
   (``within_limits`` peeks at the counts without using them up, so a refusal is answered by
   DRF's path from the same counts: the same 401, 403, 429 and 400 bodies and headers).
@@ -32,8 +33,11 @@ from django.http import HttpResponse, QueryDict
 from django.utils.cache import patch_vary_headers
 
 from identity.authentication import PREFETCHED_TOKEN, WorkerPrincipal, authenticated_worker
+from identity.models import hash_token
+from knowledge import cache as knowledge_cache
 from knowledge.api import presenters
 from knowledge.api.renderers import ORJSONRenderer, js_safe
+from knowledge.cache import slot_key
 from knowledge.errors import ActionError
 from knowledge.limits import PREFETCHED_VALUES, request_token, within_limits
 from knowledge.query import KnowledgeQuery, QueryError, cache_keys_read, cached_page
@@ -77,13 +81,35 @@ def _parse(query_string: str, registry_version: int) -> KnowledgeQuery | None:
         return None
 
 
+def page_slot(request) -> str | None:
+    """The page slot (``knowledge.cache.slot_key``) of a worker's ``GET query`` (lean or DRF's
+    path): named by the token's hash and the query string, both known before authentication,
+    so the request's first round trip reads the page too; None without a token or for a
+    ``POST``. What is in it counts only for
+    the viewer and read scope it was computed for (``cached_query_reading``)."""
+    token = request_token(request) if request.method == "GET" else None
+    if token is None:
+        return None
+    return slot_key(hash_token(token), request.META.get("QUERY_STRING", ""))
+
+
+@functools.lru_cache(maxsize=1024)
+def _asks_format(query_string: str) -> bool:
+    """Whether a query string names DRF's ``format`` (parsing ``request.GET`` per request was
+    ~5 % of a hit)."""
+    return "format" in QueryDict(query_string)
+
+
 def prefetch_keys(request) -> list[str]:
-    """The cache keys a ``GET query`` reads before its page, for ``count_request`` to read in
-    the request's first round trip."""
+    """The cache keys a ``GET query`` reads before its page, and its page slot, for
+    ``count_request`` to read in the request's first round trip."""
     if request.method != "GET":
         return []
     query = parsed_query(request)
-    return cache_keys_read(query) if query is not None else []
+    if query is None:
+        return []
+    slot = page_slot(request) if knowledge_cache.enabled() else None
+    return [*cache_keys_read(query), *([slot] if slot is not None else [])]
 
 
 def answer(view, request) -> HttpResponse | None:
@@ -91,7 +117,7 @@ def answer(view, request) -> HttpResponse | None:
     if (
         request.method != "GET"
         or request.META.get("HTTP_ACCEPT", "") not in PLAIN_JSON
-        or "format" in request.GET
+        or _asks_format(request.META.get("QUERY_STRING", ""))
     ):
         return None
     entry = getattr(request, PREFETCHED_TOKEN, None)
@@ -109,7 +135,9 @@ def answer(view, request) -> HttpResponse | None:
     if not within_limits(request, view):
         return None
     try:
-        page = cached_page(query, worker, getattr(request, PREFETCHED_VALUES, None))
+        page = cached_page(
+            query, worker, getattr(request, PREFETCHED_VALUES, None), page_slot(request)
+        )
     except (QueryError, ActionError):  # a forged cursor: DRF's path answers the 400
         return None
     body = page.as_bytes()  # a hit: the cached bytes with the current freshness and marks

@@ -45,12 +45,44 @@ def _field_name(path: tuple) -> str:
     return name or "non_field_errors"
 
 
+def _has_json_problem(value, max_depth: int, nul_ok: bool) -> bool:
+    """Whether ``find_json_problem`` finds anything: the same tests, without the paths."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    pop, push = stack.pop, stack.append
+    while stack:
+        node, depth = pop()
+        if isinstance(node, str):
+            # the common case (ASCII, NUL allowed or absent) without a call
+            if not (node.isascii() and (nul_ok or "\x00" not in node)):
+                if _text_problem(node, nul_ok):
+                    return True
+            continue
+        if not isinstance(node, (dict, list)):
+            continue
+        if depth > max_depth:
+            return True
+        if isinstance(node, dict):
+            for key, child in node.items():
+                if isinstance(key, str) and _text_problem(key, nul_ok):
+                    return True
+                push((child, depth + 1))
+        else:
+            depth += 1
+            for child in node:
+                push((child, depth))
+    return False
+
+
 def find_json_problem(value, max_depth: int, nul_ok: bool = True) -> tuple[str, str] | None:
     """``(field, message)`` for the first part of a parsed JSON value that is nested deeper
     than ``max_depth``, or holds a lone surrogate (or a NUL unless ``nul_ok``), else None.
 
-    Iterative (an explicit stack), so it cannot itself run out of recursion depth.
+    Iterative (an explicit stack), so it cannot itself run out of recursion depth. A first
+    walk only tells whether there is a problem (no paths built: the parser walks every
+    bulk's whole body); the walk that names the field runs only when there is one.
     """
+    if not _has_json_problem(value, max_depth, nul_ok):
+        return None
     stack: list[tuple[object, int, tuple]] = [(value, 1, ())]
     while stack:
         node, depth, path = stack.pop()

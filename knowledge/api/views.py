@@ -164,6 +164,7 @@ class QueryView(APIView):
             presenters.parse_query(data),
             request_worker(request),
             getattr(request._request, PREFETCHED_VALUES, None),
+            lean.page_slot(request._request),
         )
         return Response({**result, "cached": hit})
 
