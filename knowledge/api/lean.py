@@ -85,8 +85,8 @@ def page_slot(request) -> str | None:
     """The page slot (``knowledge.cache.slot_key``) of a worker's ``GET query`` (lean or DRF's
     path): named by the token's hash and the query string, both known before authentication,
     so the request's first round trip reads the page too; None without a token or for a
-    ``POST``. What is in it counts only for
-    the viewer and read scope it was computed for (``cached_query_reading``)."""
+    ``POST``. What is in it counts only for the viewer and read scope it was computed for
+    (``knowledge.cache.cached_query_reading``)."""
     token = request_token(request) if request.method == "GET" else None
     if token is None:
         return None
