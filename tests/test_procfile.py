@@ -54,4 +54,6 @@ def test_background_processes_run_at_a_lower_cpu_priority_than_web(tmp_path):
     background = {name: cmd for name, cmd in processes.items() if name != "web"}
     assert set(background) >= {"workers", "alerts", "pruner", "sweep"}
     for name, cmd in background.items():
-        assert started_nice(cmd, tmp_path) >= mine + 10, name
+        # The lowest priority there is (19): at 10 the fleet still cost the live feed's P95
+        # ~1.3x (docs/performance.md, "The fleet at nice 19").
+        assert started_nice(cmd, tmp_path) >= min(mine + 19, 19), name
