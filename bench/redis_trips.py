@@ -50,14 +50,14 @@ def count_redis_trips():
         _active.append(trips)
     originals = []
     if first:
-        originals = [
-            (redis_connection.AbstractConnection, "send_packed_command"),
-            (redis_connection.PythonRespSerializer, "pack"),
+        # Commands are packed by hiredis's serializer when hiredis is installed (it is, in
+        # requirements.txt), else by redis-py's own.
+        wrapped = [
+            (redis_connection.AbstractConnection, "send_packed_command", "round_trips"),
+            (redis_connection.PythonRespSerializer, "pack", "commands"),
+            (redis_connection.HiredisRespSerializer, "pack", "commands"),
         ]
-        originals = [
-            (cls, name, _wrap(cls, name, field))
-            for (cls, name), field in zip(originals, ("round_trips", "commands"), strict=True)
-        ]
+        originals = [(cls, name, _wrap(cls, name, field)) for cls, name, field in wrapped]
     try:
         yield trips
     finally:
