@@ -19,16 +19,15 @@ import random
 import time
 from pathlib import Path
 
+import django
+from django.core.management import call_command
+
+from bench.proc import cpu_seconds
+from bench.profile import _backend_cpu, _workers
+from bench.runner import Http, Servers, bench_environment, measure
+from bench.seed import payload_for
+
 NAMES = ["think", "learning", "analysis", "dream", "recall", "probe-1", "probe-2", "probe-3"]
-
-
-def _cpu(pid: int, path: str | None = None) -> float:
-    """CPU seconds (user + system) of a process, or of one thread with ``path``."""
-    try:
-        fields = Path(path or f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,26 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8460)
     p.add_argument("--redis-url", default="redis://127.0.0.1:6379/2")
     args = p.parse_args(argv)
-    env = {
-        **os.environ,
-        "DATABASE_URL": args.dsn,
-        "REDIS_URL": args.redis_url,
-        "KE_INSTANCE": f"bulkhttp{os.getpid()}",
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "KE_SERVE_STATIC": "false",
-        "DJANGO_DEBUG": "false",
-    }
-    os.environ.update({k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "KE_INSTANCE")})
-    os.environ["DJANGO_SETTINGS_MODULE"] = "bench.settings"
-    import django
-
+    env = bench_environment(args.dsn, args.redis_url, f"bulkhttp{os.getpid()}")
     django.setup()
-    from django.core.management import call_command
-
-    from bench.profile import _backend_cpu, _workers
-    from bench.runner import Http, Servers, measure
-    from bench.seed import payload_for
-    from knowledge.registry import registry
+    from knowledge.registry import registry  # the type registry needs the apps loaded
 
     call_command("migrate", verbosity=0)
     _, tokens = _workers(NAMES)
@@ -92,8 +74,8 @@ def main(argv: list[str] | None = None) -> int:
 
         def snapshot():
             return (
-                sum(_cpu(pid) for pid in pids),
-                sum(_cpu(pid, f"/proc/{pid}/task/{pid}/stat") for pid in pids),
+                sum(cpu_seconds(pid) for pid in pids),
+                sum(cpu_seconds(pid, thread=pid) for pid in pids),
                 _backend_cpu(),
                 time.process_time(),
             )

@@ -20,16 +20,8 @@ import statistics
 import time
 
 from bench.private_db import private_database
+from bench.proc import cpu_seconds
 from bench.runner import BUILTIN
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _backend_cpu(pid: int) -> float:
-    """Seconds of CPU the backend ``pid`` has used (user + system)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -98,10 +90,10 @@ def _run(args, dsn: str) -> None:
             found = {}
             for way in order:
                 with override_settings(KNOWLEDGE_EXCHANGE=ways[way]):
-                    c0, t0 = _backend_cpu(pid), time.perf_counter()
+                    c0, t0 = cpu_seconds(pid), time.perf_counter()
                     result = run_query(KnowledgeQuery(q=term), viewer)
                     wall[way].append((time.perf_counter() - t0) * 1000)
-                    cpu[way].append((_backend_cpu(pid) - c0) * 1000)
+                    cpu[way].append((cpu_seconds(pid) - c0) * 1000)
                 found[way] = [item["id"] for item in result["results"]]
             assert found["words"] == found["trigram"], (term, found)
     load.append(os.getloadavg()[0])

@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 
 from bench.private_db import private_database
+from bench.proc import cpu_seconds
 from bench.runner import BUILTIN, clear_run_cache
 
 OPS = ("hit", "query", "broadcast", "single", "bulk", "bulklean", "inbox")
@@ -115,14 +116,7 @@ def _backend_cpu() -> float:
             "AND backend_type = 'client backend'"
         )
         pids = [row[0] for row in cur.fetchall()]
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime + stime
-    return total / os.sysconf("SC_CLK_TCK")
+    return sum(cpu_seconds(pid) for pid in pids)
 
 
 def _run(args, dsn: str) -> None:

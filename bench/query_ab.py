@@ -21,8 +21,12 @@ import os
 import statistics
 from urllib.parse import urlencode
 
+import django
+from django.db import connections
+
 from bench.hit import _get, _through_daphne
-from bench.runner import BUILTIN, ROOT
+from bench.profile import _workers
+from bench.runner import BUILTIN, ROOT, bench_environment, typical_query
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -38,32 +42,16 @@ def main(argv: list[str] | None = None) -> int:
         "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/2")
     )
     args = p.parse_args(argv)
-    env = {
-        "DATABASE_URL": args.dsn,
-        "REDIS_URL": args.redis_url,
-        "KE_INSTANCE": f"ab{os.getpid()}",
-        "DJANGO_SETTINGS_MODULE": "bench.settings",
-        "DJANGO_DEBUG": "false",
-        "KE_SERVE_STATIC": "false",
-        "KE_CACHE_ENABLED": "false",
-    }
-    os.environ.update(env)
-    import django
-
+    env = bench_environment(args.dsn, args.redis_url, f"ab{os.getpid()}", KE_CACHE_ENABLED="false")
     django.setup()
-    from bench.profile import _workers
-
     _, tokens = _workers(BUILTIN)
-    from django.db import connections
-
     connections.close_all()
     _through_daphne(args, env, tokens, measure=_measure)
     return 0
 
 
 def _measure(args, conns: dict, tokens: dict[str, str]) -> None:
-    from bench.runner import typical_query
-    from knowledge.registry import registry
+    from knowledge.registry import registry  # the type registry needs the apps loaded
 
     types = registry.names()
     kinds = [k for k in args.kinds.split(",") if k]

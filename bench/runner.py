@@ -310,21 +310,26 @@ def main(argv: list[str] | None = None) -> int:
         return _in_database(args, url)
 
 
-def _in_database(args, url: str) -> int:
-    """Seed, serve and measure against the private database at ``url``."""
-    pid = os.getpid()
-    env = {
-        **os.environ,
-        "DATABASE_URL": url,
-        "REDIS_URL": args.redis_url,
-        "KE_INSTANCE": f"bench{pid}",
+def bench_environment(dsn: str, redis_url: str, instance: str, **extra: str) -> dict:
+    """The environment of a bench run against the database ``dsn``: set in this process
+    (before ``django.setup()``) and returned whole for the server processes it starts
+    (``bench.settings``, no static files, no debug; its cache keys under ``instance``)."""
+    run = {
+        "DATABASE_URL": dsn,
+        "REDIS_URL": redis_url,
+        "KE_INSTANCE": instance,
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         "KE_SERVE_STATIC": "false",
         "DJANGO_DEBUG": "false",
+        **extra,
     }
-    os.environ.update(
-        {k: env[k] for k in ("DATABASE_URL", "REDIS_URL", "KE_INSTANCE", "DJANGO_SETTINGS_MODULE")}
-    )
+    os.environ.update(run)
+    return {**os.environ}
+
+
+def _in_database(args, url: str) -> int:
+    """Seed, serve and measure against the private database at ``url``."""
+    env = bench_environment(url, args.redis_url, f"bench{os.getpid()}")
     log_dir = ROOT / ".bench"
     log_dir.mkdir(exist_ok=True)
     servers = Servers([args.port + i for i in range(args.servers)], env, log_dir, args.server)

@@ -72,6 +72,10 @@ class ProductSettings(Mapping):
     # tables (docs/performance.md, "Free text at 1M (2026-12-02)": a tie at 10,000 items,
     # words 12 % faster at 30,000); 0 = always the words.
     search_words_min_rows: int = 20_000
+    # Free text by freshness, and a source/urgency query with few matches, as one statement
+    # written by hand (docs/performance.md, "Free text at 1M (2026-12-02)"); false = the ORM's
+    # queryset and the per-type merge, as before (what the tests compare it with).
+    query_one_statement: bool = True
     # Deepest nesting of a JSON body (the body itself is level 1); deeper is a 400.
     max_json_depth: int = 400
     # Longest URL (path + query string) before 414; daphne cuts request lines at 16 KB.

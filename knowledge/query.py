@@ -25,6 +25,7 @@ from django.db import connection
 from django.db.models import Case, F, FloatField, Q, Value, When
 from django.utils import timezone
 
+from config.product import product_settings
 from identity.models import Worker
 from knowledge import cache as knowledge_cache
 from knowledge import item_hooks, search
@@ -321,11 +322,6 @@ def _merge_by_freshness(
         return [_decode_json(row) for row in cur.fetchall()]
 
 
-# False: free text goes through the ORM's queryset and every other multi-type freshness
-# query through the merge, as before (the tests compare the two).
-ONE_STATEMENT_PATHS = True
-
-
 def _one_statement_by_freshness(
     query: KnowledgeQuery, viewer, as_of: datetime, cursor, descending: bool, shared=_UNSET
 ) -> list:
@@ -526,7 +522,7 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
         # through its trigram index, so it also takes the single-statement path.
         key_name = "_key"
         shared = _shared_where(query, viewer, as_of)  # resolves the sources: once
-        if ONE_STATEMENT_PATHS and _few_matches(query, shared):
+        if product_settings().query_one_statement and _few_matches(query, shared):
             rows = _one_statement_by_freshness(query, viewer, as_of, cursor, descending, shared)
         else:
             rows = _merge_by_freshness(query, viewer, as_of, cursor, descending, shared)
@@ -537,7 +533,7 @@ def run_query(query: KnowledgeQuery, viewer: Worker | None) -> dict:
         and len(query.types) != 1
         and query.min_freshness <= 0
         and connection.vendor == "postgresql"
-        and ONE_STATEMENT_PATHS
+        and product_settings().query_one_statement
     ):
         # Free text by freshness (Q4): one statement written by hand around the memoised
         # shared WHERE, not built through the ORM per request (docs/performance.md,

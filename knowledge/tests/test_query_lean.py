@@ -220,12 +220,12 @@ FREE_TEXT_PAGES = [
 
 @pytest.mark.parametrize("words_min_rows", [0, 10**9], ids=["words", "trigram"])
 def test_free_text_pages_are_the_orm_querysets_pages(
-    think, analysis, recall, settings, monkeypatch, words_min_rows
+    think, analysis, recall, settings, words_min_rows
 ):
     """Free text by freshness is one statement written by hand on PostgreSQL
     (``query._one_statement_by_freshness``); it pages through the same items in the same
     order, with the same cursors, as the ORM queryset it replaces
-    (``ONE_STATEMENT_PATHS = False``)."""
+    (product setting ``query_one_statement`` off)."""
     settings.KNOWLEDGE_EXCHANGE = {
         **settings.KNOWLEDGE_EXCHANGE,
         "search_words_min_rows": words_min_rows,
@@ -240,7 +240,7 @@ def test_free_text_pages_are_the_orm_querysets_pages(
             analysis.broadcast("issue_pattern", issue_payload(location=subject))
     with time_machine.travel(NOW + timedelta(hours=3), tick=False):
         for query in FREE_TEXT_PAGES:
-            pages = _pages_both_ways(query, (recall, think), monkeypatch)
+            pages = _pages_both_ways(query, (recall, think), settings)
             for name in ("recall", "think"):
                 assert pages[(True, name)] == pages[(False, name)], (query, name)
             assert pages[(True, "think")][0][0], query
@@ -254,7 +254,7 @@ FEW_MATCHES_PAGES = [
 ]
 
 
-def test_few_matches_pages_are_the_merges_pages(think, analysis, recall, settings, monkeypatch):
+def test_few_matches_pages_are_the_merges_pages(think, analysis, recall, settings):
     """A source or urgency filter that the planner expects to match few rows is answered by
     one statement sorting them (``query._few_matches``) on PostgreSQL instead of one index
     scan per type: the same items in the same order, with the same cursors."""
@@ -266,7 +266,7 @@ def test_few_matches_pages_are_the_merges_pages(think, analysis, recall, setting
         assert r.status_code == 200, r.content
     with time_machine.travel(NOW + timedelta(hours=3), tick=False):
         for query in FEW_MATCHES_PAGES:
-            pages = _pages_both_ways(query, (recall, think), monkeypatch)
+            pages = _pages_both_ways(query, (recall, think), settings)
             for name in ("recall", "think"):
                 assert pages[(True, name)] == pages[(False, name)], (query, name)
             assert len(pages[(True, "think")]) > 1, query  # cursor pages
@@ -324,14 +324,12 @@ def test_free_text_by_freshness_compiles_no_orm_query_of_the_items(think, settin
     assert KnowledgeItem not in compiled, compiled
 
 
-def _pages_both_ways(query: str, personas, monkeypatch) -> dict:
+def _pages_both_ways(query: str, personas, settings) -> dict:
     """(lean, worker name) -> the pages of ``query`` (ids, next cursor), walked to the end
-    with ``ONE_STATEMENT_PATHS`` on and off."""
-    from knowledge import query as query_module
-
+    with the product setting ``query_one_statement`` on and off."""
     pages = {}
     for lean in (True, False):
-        monkeypatch.setattr(query_module, "ONE_STATEMENT_PATHS", lean)
+        settings.KNOWLEDGE_EXCHANGE = {**settings.KNOWLEDGE_EXCHANGE, "query_one_statement": lean}
         for persona in personas:
             got, url = [], f"/api/knowledge/query?{query}"
             while url:
