@@ -48,6 +48,7 @@ LIST_PARAMS = frozenset({"types", "sources", "urgency", "status", "validation_st
 #: ``Accept`` values for which DRF's negotiation picks the JSON renderer without options.
 PLAIN_JSON = frozenset({"", "*/*", "application/json"})
 _PARSED = "_kx_query"
+_SLOT = "_kx_slot"
 _renderer = ORJSONRenderer()
 
 
@@ -87,10 +88,13 @@ def page_slot(request) -> str | None:
     so the request's first round trip reads the page too; None without a token or for a
     ``POST``. What is in it counts only for the viewer and read scope it was computed for
     (``knowledge.cache.cached_query_reading``)."""
-    token = request_token(request) if request.method == "GET" else None
-    if token is None:
-        return None
-    return slot_key(hash_token(token), request.META.get("QUERY_STRING", ""))
+    if not hasattr(request, _SLOT):  # asked twice per request: the prefetch, the answer
+        token = request_token(request) if request.method == "GET" else None
+        slot = None
+        if token is not None:
+            slot = slot_key(hash_token(token), request.META.get("QUERY_STRING", ""))
+        setattr(request, _SLOT, slot)
+    return getattr(request, _SLOT)
 
 
 @functools.lru_cache(maxsize=1024)
