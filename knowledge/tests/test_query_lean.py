@@ -53,11 +53,17 @@ def items_of_every_kind(think, analysis, recall) -> list[int]:
     made.append(recall.broadcast("context_enrichment", _context("old.py"), 0.9).json())
     ids = [m["item"]["id"] for m in made]
     # Rows as older versions or other paths left them: a superseded item, a subject stored
-    # before ``subject_text`` existed, a payload integer beyond 64 bits (orjson refuses it).
+    # before ``subject_text`` existed, payload integers beyond 64 bits (orjson refuses them or
+    # would read them as floats) and floats at the ends of their range.
     KnowledgeItem.objects.filter(pk=ids[3]).update(status="superseded", superseded_by_id=ids[0])
     KnowledgeItem.objects.filter(pk=ids[5]).update(subject_text="")
     KnowledgeItem.objects.filter(pk=ids[4]).update(
-        payload={**issue_payload(location="a/b.py::g"), "metric": 2**70, "x": [1.5e-7, None]}
+        payload={
+            **issue_payload(location="a/b.py::g"),
+            "metric": 2**70,
+            "x": [1.5e-7, None, -(2**63) - 1, 2**64 - 1, 0.1],
+            "note": "ticket 12345678901234567890",  # a long digit run inside a string
+        }
     )
     return ids
 

@@ -112,3 +112,39 @@ def test_sources_filter_by_name(corpus):
     ids, _ = all_pages(KnowledgeQuery(sources=["think"], urgencies=[2], limit=10))
     assert ids == reference({"source": think, "urgency": 2})
     assert run_query(KnowledgeQuery(sources=["nobody"]), None)["results"] == []
+
+
+def test_one_type_by_freshness_pages_for_a_viewer_match_the_reference(corpus):
+    """One type without a minimum freshness, read by a worker (the visibility rule applies):
+    every active item of the type, freshest first, across pages."""
+    ids, _ = all_pages(KnowledgeQuery(types=["risk_pattern"], limit=4), viewer=corpus[1])
+    assert ids == reference({"knowledge_type": "risk_pattern"})
+
+
+def test_a_one_type_cursor_of_the_orm_path_goes_on_after_its_row(corpus):
+    """A cursor handed out before one type took the merge (its key an ``observed_ts``, the
+    ORM path's) continues after the row it stopped at: no repeat, no gap."""
+    from knowledge.query import Cursor
+
+    expected = reference({"knowledge_type": "issue_pattern"})
+    as_of = timezone.now().timestamp()
+    seventh = KnowledgeItem.objects.get(pk=expected[6])
+    old = Cursor(key=seventh.observed_ts, id=seventh.pk, as_of=as_of).encode()
+    ids, _ = all_pages(KnowledgeQuery(types=["issue_pattern"], limit=5, cursor=old))
+    assert ids == expected[7:]
+
+
+def test_one_type_by_freshness_is_one_hand_written_statement_on_postgresql(corpus):
+    """On PostgreSQL a one-type query by freshness runs the merge's statement (one branch),
+    not a queryset built and compiled per request (docs/performance.md); SQLite keeps the
+    ORM's statement. Both answer the same page."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    expected = reference({"knowledge_type": "risk_pattern"}, 0.2)
+    with CaptureQueriesContext(connection) as ctx:
+        result = run_query(KnowledgeQuery(types=["risk_pattern"], min_freshness=0.2), corpus[0])
+    assert [item["id"] for item in result["results"]] == expected[:50]
+    items = [q["sql"] for q in ctx.captured_queries if "knowledge_knowledgeitem" in q["sql"]]
+    assert len(items) == 1  # (the other statement: the viewer's read scope)
+    assert ("AS page JOIN" in items[0]) == (connection.vendor == "postgresql")
