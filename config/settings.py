@@ -142,6 +142,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 else:
     DATABASES["default"]["TEST"]["NAME"] = f"test_ke_{INSTANCE}"
 IS_POSTGRES = "postgresql" in DATABASES["default"]["ENGINE"]
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Django's backend with psycopg's C loader for timestamps (config/postgresql/base.py).
+    DATABASES["default"]["ENGINE"] = "config.postgresql"
 # Connection reuse. Under ASGI every request runs its sync code in a new thread, so
 # persistent connections (CONN_MAX_AGE) are never reused: each request would open a new
 # PostgreSQL connection (2-5 ms, more under load). Django's psycopg 3 pool hands a pooled
