@@ -51,6 +51,7 @@ from knowledge.models import (
 from knowledge.registry import KnowledgeType, registry
 from knowledge.resume import INBOX_STARTS, first_position, resume
 from knowledge.scopes import read_types
+from knowledge.search import add_words
 from knowledge.sql import columns, execute_together, insert, instances, quoted, sql_in
 from knowledge.visibility import event_visibility, item_audience
 
@@ -500,11 +501,13 @@ def _apply(steps: list[_Step]) -> None:
 
 
 def _insert(items: list[KnowledgeItem]) -> None:
-    """One item: a plain INSERT (``knowledge.sql.insert``); a run: COPY on PostgreSQL
-    (knowledge/copy_insert.py)."""
+    """One item: a plain INSERT (``knowledge.sql.insert``; the insert trigger adds its words
+    to the vocabulary); a run: its words first, in one statement that lets the trigger skip
+    the insert (``search.add_words``), then COPY on PostgreSQL (knowledge/copy_insert.py)."""
     if len(items) == 1:
         insert(items[0])
-    else:
+    elif items:
+        add_words([item.subject for item in items])
         copy_insert(KnowledgeItem, items)
 
 
