@@ -20,9 +20,8 @@ from __future__ import annotations
 
 import re
 import time
-from functools import partial
 
-from django.db import connection, transaction
+from django.db import connection
 from django.db.models import BooleanField, QuerySet
 from django.db.models.expressions import RawSQL
 
@@ -154,16 +153,8 @@ ADD_WORDS_SQL = (
     "SELECT unnest(regexp_split_to_array(upper(s), '[^A-Z0-9]+')) FROM unnest(%s::text[]) AS s"
     ") AS d WHERE w <> '' AND NOT EXISTS (SELECT 1 FROM knowledge_subjectword v "
     "WHERE v.word >= d.w AND v.word <= d.w OFFSET 0) RETURNING 1) "
-    "SELECT set_config('knowledge.words_added', 'on', true), "
-    "pg_relation_filenode('knowledge_subjectword')"
+    "SELECT set_config('knowledge.words_added', 'on', true)"
 )
-#: Words this process has seen committed in the vocabulary, per database: (the vocabulary's
-#: file node when they were seen, the words). Words are never removed, so a word seen
-#: committed needs no probe again. A TRUNCATE or a restore (``pg_restore --clean``) gives the
-#: table a new file node, and the process forgets what it knew. At most ``KNOWN_WORDS_MAX``
-#: words are kept (then it starts again).
-KNOWN_WORDS_MAX = 300_000
-_known_words: dict[tuple, tuple[int, set[str]]] = {}
 
 
 def add_words(subjects: list[str]) -> None:
@@ -189,34 +180,8 @@ def add_words(subjects: list[str]) -> None:
             words.update(_WORD.findall(subject.upper()))
         else:
             whole.append(subject)
-    key = _database_key()
-    node, known = _known_words.get(key, (None, set()))
     with connection.cursor() as cur:
-        cur.execute(ADD_WORDS_SQL, [sorted(words - known), whole])
-        current = cur.fetchone()[1]
-        if current != node:  # another table than the one the known words were seen in
-            if words & known:
-                cur.execute(ADD_WORDS_SQL, [sorted(words), whole])
-            _known_words[key] = (current, set())
-    transaction.on_commit(partial(_learn, key, current, words))
-
-
-def _learn(key: tuple, node: int, words: set[str]) -> None:
-    """After the commit that added ``words`` (or found them there): known from now on. Not
-    when the "commit" is only a savepoint's (a test's outer transaction may still roll it
-    back)."""
-    entry = _known_words.get(key)
-    if connection.in_atomic_block or entry is None or entry[0] != node:
-        return
-    known = entry[1]
-    if len(known) + len(words) > KNOWN_WORDS_MAX:
-        known.clear()
-    known.update(words)
-
-
-def _database_key() -> tuple:
-    settings = connection.settings_dict
-    return (settings["HOST"], settings["PORT"], settings["NAME"])
+        cur.execute(ADD_WORDS_SQL, [sorted(words), whole])
 
 
 def fill_vocabulary(cursor) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 from django.conf import settings as django_settings
 from django.db import connection, transaction
-from django.test.utils import CaptureQueriesContext
 
 from conftest import risk_payload
 from knowledge import search
@@ -114,38 +113,6 @@ def test_a_rolled_back_savepoint_takes_the_flag_back_with_the_words(analysis):
             pass
         KnowledgeItem.objects.bulk_create([new_item(analysis.worker, "kept2 words3")])
         assert vocabulary() == ["KEPT2", "WORDS3"]
-
-
-def add_words_statements(ctx) -> list[str]:
-    return [q["sql"] for q in ctx.captured_queries if "pg_relation_filenode" in q["sql"]]
-
-
-@postgres_only
-@pytest.mark.django_db(transaction=True)
-def test_words_seen_committed_are_not_probed_again_until_the_vocabulary_is_replaced(analysis):
-    bulk(analysis, ["first1 shared2", "first1 other3"])  # committed: known to this process
-    with CaptureQueriesContext(connection) as ctx:
-        bulk(analysis, ["shared2 new4", "other3 new5"])
-    [sql] = add_words_statements(ctx)
-    assert "NEW4" in sql and "NEW5" in sql and "SHARED2" not in sql and "FIRST1" not in sql
-    assert vocabulary() == words_of_items()
-
-    with connection.cursor() as cur:  # what a restore or a flush does: a new table file
-        cur.execute("TRUNCATE knowledge_subjectword")
-    with CaptureQueriesContext(connection) as ctx:
-        bulk(analysis, ["shared2 again6", "first1 x7"])
-    assert any("SHARED2" in sql for sql in add_words_statements(ctx))  # sent again
-    assert vocabulary() == ["AGAIN6", "FIRST1", "SHARED2", "X7"]
-
-
-@postgres_only
-def test_words_of_a_transaction_that_may_still_roll_back_are_not_known(
-    analysis, django_capture_on_commit_callbacks
-):
-    """A test's own transaction: its on-commit callbacks run before the real end."""
-    with django_capture_on_commit_callbacks(execute=True):
-        bulk(analysis, ["rolled7 back8", "rolled7 y9"])
-    assert not any("ROLLED7" in known for _, known in search._known_words.values())
 
 
 def test_a_bulk_is_stored_and_searchable_on_either_backend(analysis):
