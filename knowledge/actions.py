@@ -51,7 +51,15 @@ from knowledge.models import (
 from knowledge.registry import KnowledgeType, registry
 from knowledge.resume import INBOX_STARTS, first_position, resume
 from knowledge.scopes import read_types
-from knowledge.sql import columns, execute_together, insert, instances, quoted, sql_in
+from knowledge.sql import (
+    columns,
+    execute_together,
+    insert,
+    insert_statement,
+    instances,
+    quoted,
+    sql_in,
+)
 from knowledge.visibility import event_visibility, item_audience
 
 log = logging.getLogger(__name__)
@@ -293,8 +301,7 @@ def _store_run(worker: Worker, run: list[_Entry]) -> list[Outcome]:
         steps = plan(worker, [entry for _, entry in todo], own, now)
         _apply(steps)
         caused = items_stored([step.stored for step in steps])
-        _publish(worker, steps, now, caused)
-        _record_idempotency(worker, steps)
+        _publish_and_record(worker, steps, now, caused)
         stored = [(step.stored.item.knowledge_type, step.stored.outcome) for step in steps]
         transaction.on_commit(lambda: metrics.count_broadcasts(stored))
         for (index, _), step in zip(todo, steps, strict=True):
@@ -515,10 +522,14 @@ def _update(items: list[KnowledgeItem], fields: list[str]) -> None:
         KnowledgeItem.objects.bulk_update(items, fields)
 
 
-def _publish(worker: Worker, steps: list[_Step], now: datetime, caused: list[dict]) -> None:
+def _publish_and_record(
+    worker: Worker, steps: list[_Step], now: datetime, caused: list[dict]
+) -> None:
     """One ``knowledge_broadcast`` event per item, in input order, then the events the
     ``items_stored`` receivers returned (``caused``: conflicts opened, updated or resolved by
-    these items), in one INSERT: the one place a broadcast's events are ordered."""
+    these items), in one INSERT: the one place a broadcast's events are ordered. Then the
+    keyed items' idempotency records: with a single event (a single broadcast that raised
+    no conflict event), in the event's round trip (``publish_event``'s ``then``)."""
     specs = []
     for step in steps:
         s = step.stored
@@ -539,20 +550,24 @@ def _publish(worker: Worker, steps: list[_Step], now: datetime, caused: list[dic
             }
         )
     specs.extend(caused)
+    records = _idempotency_rows(worker, steps)
     if len(specs) == 1 or not connection.features.can_return_rows_from_bulk_insert:
-        for spec in specs:  # without RETURNING from bulk inserts, runs are one item
+        # without RETURNING from bulk inserts, runs are one item
+        for spec in specs[:-1]:
             publish_event(**spec)
+        publish_event(**specs[-1], then=[_record_statement(row) for row in records])
     else:
         publish_events(specs)
+        copy_rows(IdempotencyRecord, IDEMPOTENCY_FIELDS, records)
 
 
 IDEMPOTENCY_FIELDS = ("worker_id", "key", "request_hash", "item_id", "outcome", "conflict_ids")
 
 
-def _record_idempotency(worker: Worker, steps: list[_Step]) -> None:
-    """The first result of each keyed item, as rows (no model instance per record;
-    ``created_at`` is stamped by the insert)."""
-    rows = [
+def _idempotency_rows(worker: Worker, steps: list[_Step]) -> list[tuple]:
+    """The first result of each keyed item, as rows of ``IDEMPOTENCY_FIELDS`` (no model
+    instance per record of a bulk; ``created_at`` is stamped by the insert)."""
+    return [
         (
             worker.pk,
             step.entry.data.idempotency_key,
@@ -564,7 +579,13 @@ def _record_idempotency(worker: Worker, steps: list[_Step]) -> None:
         for step in steps
         if step.entry.data.idempotency_key
     ]
-    copy_rows(IdempotencyRecord, IDEMPOTENCY_FIELDS, rows)
+
+
+def _record_statement(row: tuple) -> tuple[str, list]:
+    """One idempotency record's INSERT (SQL, params). A concurrent request that stored the
+    same key first makes it fail (``idem_unique``): the IntegrityError that
+    ``_store_alone`` answers with that request's result."""
+    return insert_statement(IdempotencyRecord(**dict(zip(IDEMPOTENCY_FIELDS, row, strict=True))))
 
 
 # --- Validation -------------------------------------------------------------------------------

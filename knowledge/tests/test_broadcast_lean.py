@@ -9,7 +9,8 @@ No statement for conflict detection's reads of the subject's items and conflicts
 check answers "nothing there"). On PostgreSQL a statement that must read after a lock goes
 in the lock's round trip (``knowledge.sql.execute_together``): the worker row and the own
 items, the subject lock and the busy check, the event with its savepoint (snapshot mode) or
-the tail lock (lock mode), whose seq is drawn by the INSERT itself."""
+the tail lock (lock mode), whose seq is drawn by the INSERT itself, and the key's record
+after it."""
 
 from __future__ import annotations
 
@@ -47,8 +48,9 @@ def expected_statements() -> int:
     if connection.vendor != "postgresql":
         # key, worker, own items, item, busy, event, record (SQLite: no advisory lock)
         return 2 + 7
-    # key, worker + own items, item, lock + busy, event (+ savepoint or tail lock), record
-    return 2 + 6
+    # key, worker + own items, item, lock + busy, event (+ savepoint or tail lock) + record:
+    # the record went in a round trip of its own before (2 + 6)
+    return 2 + 5
 
 
 def test_a_single_broadcast_on_a_new_subject_is_a_fixed_handful_of_statements(
@@ -150,3 +152,51 @@ def test_a_broadcast_queued_on_its_workers_lock_reads_what_the_first_one_committ
     assert active.count() == 1
     [lock_and_read] = [sql for sql in out["sqls"] if "broadcast_count" in sql]
     assert "FOR NO KEY UPDATE" in lock_and_read  # the same round trip
+
+
+@pytest.mark.skipif(not settings.IS_POSTGRES, reason="real concurrent transactions need PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_a_concurrent_retry_with_the_same_key_answers_the_first_result(analysis, event_ordering):
+    """The key's record travels with the event's INSERT, yet a retry that passed the key's
+    lookup while the first request was still open (it queues on the worker row) still ends
+    as a replay of the first result: its record fails on ``idem_unique``, its transaction
+    (item refresh, event) rolls back whole, and the second attempt finds the record."""
+    stored, release, errors, out = threading.Event(), threading.Event(), [], {}
+
+    def first():
+        try:
+            with transaction.atomic():
+                out["first"] = do_broadcast(analysis.worker, new_item("a.py::f", "k1"))
+                stored.set()
+                assert release.wait(30)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def second():
+        try:
+            out["second"] = do_broadcast(analysis.worker, new_item("a.py::f", "k1"))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=first)
+    a.start()
+    assert stored.wait(30), errors
+    b = threading.Thread(target=second)
+    b.start()
+    try:
+        assert wait_for_lock_waiter(), "the retry never waited for the first request"
+    finally:
+        release.set()
+        a.join(30)
+        b.join(30)
+    assert not errors, errors
+    first_result, again = out["first"], out["second"]
+    assert again.replayed and again.outcome == "created"
+    assert again.item.pk == first_result.item.pk
+    item = KnowledgeItem.objects.get(pk=first_result.item.pk)
+    assert item.refresh_count == 0  # the retry's refresh was rolled back with its record
+    assert Event.objects.filter(item_id=item.pk).count() == 1
