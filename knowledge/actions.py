@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from identity.models import Worker
 from knowledge import cache as knowledge_cache
-from knowledge import inbox, metrics
+from knowledge import inbox, metrics, redis_writes
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
 from knowledge.copy_insert import copy_insert, copy_rows
 from knowledge.errors import ActionError, storage_error
@@ -165,9 +165,13 @@ def do_broadcast_many(
     """
     results: list[Outcome] = []
     for start in range(0, len(entries), chunk_size):
-        results.extend(_store_chunk(worker, list(entries[start : start + chunk_size])))
-    types = {r.item.knowledge_type for r in results if isinstance(r, BroadcastResult)}
-    knowledge_cache.invalidate_after_commit(sorted(types))
+        # The chunk's after-commit Redis writes (the relays' wake-up, the cache's type
+        # tokens) in one round trip where they go to the same server.
+        with redis_writes.together():
+            chunk = _store_chunk(worker, list(entries[start : start + chunk_size]))
+            types = {r.item.knowledge_type for r in chunk if isinstance(r, BroadcastResult)}
+            knowledge_cache.invalidate_after_commit(sorted(types))
+        results.extend(chunk)
     return results
 
 
