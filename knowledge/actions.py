@@ -53,10 +53,11 @@ from knowledge.resume import INBOX_STARTS, first_position, resume
 from knowledge.scopes import read_types
 from knowledge.sql import (
     columns,
-    execute_together,
+    execute_together_reading,
     insert,
     insert_statement,
     instances,
+    one_round_trip,
     quoted,
     sql_in,
 )
@@ -253,8 +254,11 @@ def _store_alone(worker: Worker, entry: _Entry | ActionError) -> Outcome:
     for attempt in range(2):
         try:
             with transaction.atomic():
-                [result] = _store_run(worker, [entry])
+                # First attempt: the key's lookup travels with the worker row's lock.
+                [result] = _store_run(worker, [entry], keys_after_lock=attempt == 0)
             return result
+        except _KeyUsed:
+            continue  # rolled back: the second attempt reads the key's record first
         except ActionError as exc:
             return exc
         except IntegrityError as exc:
@@ -294,13 +298,28 @@ def _batch_runs(entries: list[_Entry | ActionError]) -> list[list[_Entry] | Acti
     return runs
 
 
-def _store_run(worker: Worker, run: list[_Entry]) -> list[Outcome]:
+class _KeyUsed(Exception):
+    """An idempotency key turned out used once the worker row was locked
+    (``_lock_worker_and_own_items``): roll back and answer from its record."""
+
+
+def _store_run(worker: Worker, run: list[_Entry], keys_after_lock: bool = False) -> list[Outcome]:
     """The pipeline for one run, in the caller's transaction: replays and rejections from
-    the idempotency records, then lock, plan, apply, hooks, events, idempotency records."""
+    the idempotency records, then lock, plan, apply, hooks, events, idempotency records.
+
+    ``keys_after_lock`` (a single item, where statements share a round trip): no lookup of
+    the keys first; they are looked up in the round trip of the worker row's lock, and one
+    found raises ``_KeyUsed`` (the caller rolls back and calls again without it). New keys,
+    nearly all of them, save the lookup's round trip."""
     out: dict[int, Outcome] = {}
-    todo = _replay_or_reject(worker, run, out)
+    keys: list[str] = []
+    if keys_after_lock and one_round_trip():
+        todo = list(enumerate(run))
+        keys = [e.data.idempotency_key for e in run if e.data.idempotency_key]
+    else:
+        todo = _replay_or_reject(worker, run, out)
     if todo:
-        own = _lock_worker_and_own_items(worker, todo)
+        own = _lock_worker_and_own_items(worker, todo, keys)
         now = timezone.now()
         steps = plan(worker, [entry for _, entry in todo], own, now)
         _apply(steps)
@@ -350,19 +369,23 @@ def _used_keys(worker: Worker, keys: list[str]) -> bool:
     No ``LIMIT 1``: with it the planner counted on an early match and read the worker's
     records in turn (a sequential or worker-only index scan), while most keys are new and
     nothing matches; without it, it probes ``idem_unique`` once per key."""
-    keys_in, params = sql_in(keys)
-    qn = connection.ops.quote_name
     with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT 1 FROM {quoted(IdempotencyRecord)} WHERE {qn('worker_id')} = %s "
-            f"AND {qn('key')} {keys_in}",
-            [worker.pk, *params],
-        )
+        cur.execute(*_used_keys_statement(worker, keys))
         return cur.fetchone() is not None
 
 
+def _used_keys_statement(worker: Worker, keys: list[str]) -> tuple[str, list]:
+    keys_in, params = sql_in(keys)
+    qn = connection.ops.quote_name
+    return (
+        f"SELECT 1 FROM {quoted(IdempotencyRecord)} WHERE {qn('worker_id')} = %s "
+        f"AND {qn('key')} {keys_in}",
+        [worker.pk, *params],
+    )
+
+
 def _lock_worker_and_own_items(
-    worker: Worker, todo: list[tuple[int, _Entry]]
+    worker: Worker, todo: list[tuple[int, _Entry]], keys: Sequence[str] = ()
 ) -> dict[tuple[str, str, tuple], KnowledgeItem]:
     """Lock the source's worker row for the transaction (its broadcasts serialise: refresh
     vs duplicate races) and count its broadcasts; then the source's newest active item per
@@ -370,27 +393,30 @@ def _lock_worker_and_own_items(
     (``execute_together``: the second reads after the first has its lock, with its own
     snapshot, so it sees what the worker's previous broadcast committed). Most broadcasts
     find no own item; the ORM's query building was a tenth of a single broadcast's CPU
-    (docs/performance.md, "Single broadcast")."""
+    (docs/performance.md, "Single broadcast"). With ``keys``, a third statement looks them
+    up, after the lock (it sees the record of a request with the same key that held the
+    lock); one found raises ``_KeyUsed``."""
     types_in, t_params = sql_in(sorted({e.kt.name for _, e in todo}))
     subjects_in, s_params = sql_in(sorted({e.subject for _, e in todo}))
     lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_update else ""
+    statements = [
+        (
+            f"UPDATE {quoted(Worker)} SET broadcast_count = broadcast_count + %s WHERE id = %s",
+            [len(todo), worker.pk],
+        ),
+        (
+            f"SELECT {columns(KnowledgeItem)} FROM {quoted(KnowledgeItem)} "
+            f"WHERE source_id = %s AND status = %s AND knowledge_type {types_in} "
+            f"AND subject {subjects_in} ORDER BY observed_at DESC{lock}",
+            [worker.pk, str(ItemStatus.ACTIVE), *t_params, *s_params],
+        ),
+    ]
+    if keys:
+        statements.append(_used_keys_statement(worker, keys))
     with connection.cursor() as cur:
-        rows = execute_together(
-            cur,
-            [
-                (
-                    f"UPDATE {quoted(Worker)} SET broadcast_count = broadcast_count + %s "
-                    "WHERE id = %s",
-                    [len(todo), worker.pk],
-                ),
-                (
-                    f"SELECT {columns(KnowledgeItem)} FROM {quoted(KnowledgeItem)} "
-                    f"WHERE source_id = %s AND status = %s AND knowledge_type {types_in} "
-                    f"AND subject {subjects_in} ORDER BY observed_at DESC{lock}",
-                    [worker.pk, str(ItemStatus.ACTIVE), *t_params, *s_params],
-                ),
-            ],
-        )
+        rows, *used = execute_together_reading(cur, statements, [1, 2] if keys else [1])
+    if any(used):
+        raise _KeyUsed
     own: dict[tuple[str, str, tuple], KnowledgeItem] = {}
     for row in instances(KnowledgeItem, rows):
         row.source = worker

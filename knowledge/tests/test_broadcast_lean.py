@@ -10,7 +10,8 @@ check answers "nothing there"). On PostgreSQL a statement that must read after a
 in the lock's round trip (``knowledge.sql.execute_together``): the worker row and the own
 items, the subject lock and the busy check, the event with its savepoint (snapshot mode) or
 the tail lock (lock mode), whose seq is drawn by the INSERT itself, and the key's record
-after it."""
+after it; the key's lookup goes with the worker row's lock (after it: it sees the record of
+a request with the same key that held the lock)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from django.test.utils import CaptureQueriesContext
 
 from conflicts.actions import copy_estimator
 from conftest import issue_payload, wait_for_lock_waiter
+from identity.models import Worker
 from knowledge.actions import BroadcastInput, do_broadcast
 from knowledge.choices import ItemStatus
 from knowledge.models import Event, KnowledgeItem
@@ -48,9 +50,9 @@ def expected_statements() -> int:
     if connection.vendor != "postgresql":
         # key, worker, own items, item, busy, event, record (SQLite: no advisory lock)
         return 2 + 7
-    # key, worker + own items, item, lock + busy, event (+ savepoint or tail lock) + record:
-    # the record went in a round trip of its own before (2 + 6)
-    return 2 + 5
+    # worker + own items + key, item, lock + busy, event (+ savepoint or tail lock) + record:
+    # the key's lookup and its record each went in a round trip of their own before (2 + 6)
+    return 2 + 4
 
 
 def test_a_single_broadcast_on_a_new_subject_is_a_fixed_handful_of_statements(
@@ -74,8 +76,12 @@ def test_a_busy_subject_still_gets_the_full_detection(analysis, think):
 
 def test_a_retry_with_the_same_key_replays_the_first_result(analysis):
     first = do_broadcast(analysis.worker, new_item("a.py::f", "k1"))
+    counted = Worker.objects.get(pk=analysis.worker.pk).broadcast_count
     again = do_broadcast(analysis.worker, new_item("a.py::f", "k1"))
     assert again.replayed and again.item.pk == first.item.pk and again.outcome == "created"
+    # The key is found after the worker row's lock and count: both are rolled back.
+    assert Worker.objects.get(pk=analysis.worker.pk).broadcast_count == counted
+    assert KnowledgeItem.objects.get(pk=first.item.pk).refresh_count == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -157,10 +163,11 @@ def test_a_broadcast_queued_on_its_workers_lock_reads_what_the_first_one_committ
 @pytest.mark.skipif(not settings.IS_POSTGRES, reason="real concurrent transactions need PostgreSQL")
 @pytest.mark.django_db(transaction=True)
 def test_a_concurrent_retry_with_the_same_key_answers_the_first_result(analysis, event_ordering):
-    """The key's record travels with the event's INSERT, yet a retry that passed the key's
-    lookup while the first request was still open (it queues on the worker row) still ends
-    as a replay of the first result: its record fails on ``idem_unique``, its transaction
-    (item refresh, event) rolls back whole, and the second attempt finds the record."""
+    """A retry sent while the first request is still open queues on the worker row; its
+    key's lookup, in the lock's round trip, runs after the lock with a snapshot of its own,
+    finds the record the first one committed meanwhile, and the retry answers with the first
+    result, nothing of its own written (its record goes with the event's INSERT: before it,
+    a lookup made before the lock missed it, and the record's ``idem_unique`` caught it)."""
     stored, release, errors, out = threading.Event(), threading.Event(), [], {}
 
     def first():

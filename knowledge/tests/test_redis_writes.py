@@ -84,8 +84,8 @@ def test_the_tokens_and_the_wake_up_go_in_one_round_trip_tokens_first(analysis, 
 def test_a_wake_channel_on_another_server_gets_its_own_round_trip(
     analysis,
     packets,
-    redis_servers,
-    settings,  # noqa: F811 - fixture
+    redis_servers,  # noqa: F811 - fixture
+    settings,
 ):
     layer_url = redis_servers()
     layers = {**settings.CHANNEL_LAYERS}
