@@ -3,7 +3,8 @@
 A broadcast ends with two writes to Redis after its commit: the query cache's new type
 tokens (knowledge/cache.py ``invalidate``) and the relays' wake-up PUBLISH
 (knowledge/wakeup.py). Each was a round trip of its own, on a client of its own
-(docs/performance.md, "Single broadcast: one Redis round trip after the commit").
+(docs/performance.md, "Single broadcast: the key in the lock's round trip, the record with
+the event, one Redis round trip after the commit").
 
 Inside ``together()`` (the broadcast actions open it around each transaction) both are held
 and sent when it ends, after the commit and before the action returns:
