@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from identity.models import Worker
 from knowledge import cache as knowledge_cache
-from knowledge import inbox, metrics
+from knowledge import inbox, metrics, redis_writes
 from knowledge.choices import EventKind, ItemStatus, Urgency, ValidationStatus, Verdict
 from knowledge.copy_insert import copy_insert, copy_rows
 from knowledge.errors import ActionError, storage_error
@@ -51,7 +51,17 @@ from knowledge.models import (
 from knowledge.registry import KnowledgeType, registry
 from knowledge.resume import INBOX_STARTS, first_position, resume
 from knowledge.scopes import read_types
-from knowledge.sql import columns, execute_together, insert, instances, quoted, sql_in
+from knowledge.search import add_words
+from knowledge.sql import (
+    columns,
+    execute_together_reading,
+    insert,
+    insert_statement,
+    instances,
+    one_round_trip,
+    quoted,
+    sql_in,
+)
 from knowledge.visibility import event_visibility, item_audience
 
 log = logging.getLogger(__name__)
@@ -157,9 +167,13 @@ def do_broadcast_many(
     """
     results: list[Outcome] = []
     for start in range(0, len(entries), chunk_size):
-        results.extend(_store_chunk(worker, list(entries[start : start + chunk_size])))
-    types = {r.item.knowledge_type for r in results if isinstance(r, BroadcastResult)}
-    knowledge_cache.invalidate_after_commit(sorted(types))
+        # The chunk's after-commit Redis writes (the relays' wake-up, the cache's type
+        # tokens) in one round trip where they go to the same server.
+        with redis_writes.together():
+            chunk = _store_chunk(worker, list(entries[start : start + chunk_size]))
+            types = {r.item.knowledge_type for r in chunk if isinstance(r, BroadcastResult)}
+            knowledge_cache.invalidate_after_commit(sorted(types))
+        results.extend(chunk)
     return results
 
 
@@ -241,8 +255,11 @@ def _store_alone(worker: Worker, entry: _Entry | ActionError) -> Outcome:
     for attempt in range(2):
         try:
             with transaction.atomic():
-                [result] = _store_run(worker, [entry])
+                # First attempt: the key's lookup travels with the worker row's lock.
+                [result] = _store_run(worker, [entry], keys_after_lock=attempt == 0)
             return result
+        except _KeyUsed:
+            continue  # rolled back: the second attempt reads the key's record first
         except ActionError as exc:
             return exc
         except IntegrityError as exc:
@@ -282,19 +299,33 @@ def _batch_runs(entries: list[_Entry | ActionError]) -> list[list[_Entry] | Acti
     return runs
 
 
-def _store_run(worker: Worker, run: list[_Entry]) -> list[Outcome]:
+class _KeyUsed(Exception):
+    """An idempotency key turned out used once the worker row was locked
+    (``_lock_worker_and_own_items``): roll back and answer from its record."""
+
+
+def _store_run(worker: Worker, run: list[_Entry], keys_after_lock: bool = False) -> list[Outcome]:
     """The pipeline for one run, in the caller's transaction: replays and rejections from
-    the idempotency records, then lock, plan, apply, hooks, events, idempotency records."""
+    the idempotency records, then lock, plan, apply, hooks, events, idempotency records.
+
+    ``keys_after_lock`` (a single item, where statements share a round trip): no lookup of
+    the keys first; they are looked up in the round trip of the worker row's lock, and one
+    found raises ``_KeyUsed`` (the caller rolls back and calls again without it). New keys,
+    nearly all of them, save the lookup's round trip."""
     out: dict[int, Outcome] = {}
-    todo = _replay_or_reject(worker, run, out)
+    keys: list[str] = []
+    if keys_after_lock and one_round_trip():
+        todo = list(enumerate(run))
+        keys = [e.data.idempotency_key for e in run if e.data.idempotency_key]
+    else:
+        todo = _replay_or_reject(worker, run, out)
     if todo:
-        own = _lock_worker_and_own_items(worker, todo)
+        own = _lock_worker_and_own_items(worker, todo, keys)
         now = timezone.now()
         steps = plan(worker, [entry for _, entry in todo], own, now)
         _apply(steps)
         caused = items_stored([step.stored for step in steps])
-        _publish(worker, steps, now, caused)
-        _record_idempotency(worker, steps)
+        _publish_and_record(worker, steps, now, caused)
         stored = [(step.stored.item.knowledge_type, step.stored.outcome) for step in steps]
         transaction.on_commit(lambda: metrics.count_broadcasts(stored))
         for (index, _), step in zip(todo, steps, strict=True):
@@ -339,19 +370,23 @@ def _used_keys(worker: Worker, keys: list[str]) -> bool:
     No ``LIMIT 1``: with it the planner counted on an early match and read the worker's
     records in turn (a sequential or worker-only index scan), while most keys are new and
     nothing matches; without it, it probes ``idem_unique`` once per key."""
-    keys_in, params = sql_in(keys)
-    qn = connection.ops.quote_name
     with connection.cursor() as cur:
-        cur.execute(
-            f"SELECT 1 FROM {quoted(IdempotencyRecord)} WHERE {qn('worker_id')} = %s "
-            f"AND {qn('key')} {keys_in}",
-            [worker.pk, *params],
-        )
+        cur.execute(*_used_keys_statement(worker, keys))
         return cur.fetchone() is not None
 
 
+def _used_keys_statement(worker: Worker, keys: list[str]) -> tuple[str, list]:
+    keys_in, params = sql_in(keys)
+    qn = connection.ops.quote_name
+    return (
+        f"SELECT 1 FROM {quoted(IdempotencyRecord)} WHERE {qn('worker_id')} = %s "
+        f"AND {qn('key')} {keys_in}",
+        [worker.pk, *params],
+    )
+
+
 def _lock_worker_and_own_items(
-    worker: Worker, todo: list[tuple[int, _Entry]]
+    worker: Worker, todo: list[tuple[int, _Entry]], keys: Sequence[str] = ()
 ) -> dict[tuple[str, str, tuple], KnowledgeItem]:
     """Lock the source's worker row for the transaction (its broadcasts serialise: refresh
     vs duplicate races) and count its broadcasts; then the source's newest active item per
@@ -359,27 +394,30 @@ def _lock_worker_and_own_items(
     (``execute_together``: the second reads after the first has its lock, with its own
     snapshot, so it sees what the worker's previous broadcast committed). Most broadcasts
     find no own item; the ORM's query building was a tenth of a single broadcast's CPU
-    (docs/performance.md, "Single broadcast")."""
+    (docs/performance.md, "Single broadcast"). With ``keys``, a third statement looks them
+    up, after the lock (it sees the record of a request with the same key that held the
+    lock); one found raises ``_KeyUsed``."""
     types_in, t_params = sql_in(sorted({e.kt.name for _, e in todo}))
     subjects_in, s_params = sql_in(sorted({e.subject for _, e in todo}))
     lock = " FOR NO KEY UPDATE" if connection.features.has_select_for_update else ""
+    statements = [
+        (
+            f"UPDATE {quoted(Worker)} SET broadcast_count = broadcast_count + %s WHERE id = %s",
+            [len(todo), worker.pk],
+        ),
+        (
+            f"SELECT {columns(KnowledgeItem)} FROM {quoted(KnowledgeItem)} "
+            f"WHERE source_id = %s AND status = %s AND knowledge_type {types_in} "
+            f"AND subject {subjects_in} ORDER BY observed_at DESC{lock}",
+            [worker.pk, str(ItemStatus.ACTIVE), *t_params, *s_params],
+        ),
+    ]
+    if keys:
+        statements.append(_used_keys_statement(worker, keys))
     with connection.cursor() as cur:
-        rows = execute_together(
-            cur,
-            [
-                (
-                    f"UPDATE {quoted(Worker)} SET broadcast_count = broadcast_count + %s "
-                    "WHERE id = %s",
-                    [len(todo), worker.pk],
-                ),
-                (
-                    f"SELECT {columns(KnowledgeItem)} FROM {quoted(KnowledgeItem)} "
-                    f"WHERE source_id = %s AND status = %s AND knowledge_type {types_in} "
-                    f"AND subject {subjects_in} ORDER BY observed_at DESC{lock}",
-                    [worker.pk, str(ItemStatus.ACTIVE), *t_params, *s_params],
-                ),
-            ],
-        )
+        rows, *used = execute_together_reading(cur, statements, [1, 2] if keys else [1])
+    if any(used):
+        raise _KeyUsed
     own: dict[tuple[str, str, tuple], KnowledgeItem] = {}
     for row in instances(KnowledgeItem, rows):
         row.source = worker
@@ -500,11 +538,13 @@ def _apply(steps: list[_Step]) -> None:
 
 
 def _insert(items: list[KnowledgeItem]) -> None:
-    """One item: a plain INSERT (``knowledge.sql.insert``); a run: COPY on PostgreSQL
-    (knowledge/copy_insert.py)."""
+    """One item: a plain INSERT (``knowledge.sql.insert``; the insert trigger adds its words
+    to the vocabulary); a run: its words first, in one statement that lets the trigger skip
+    the insert (``search.add_words``), then COPY on PostgreSQL (knowledge/copy_insert.py)."""
     if len(items) == 1:
         insert(items[0])
-    else:
+    elif items:
+        add_words([item.subject for item in items])
         copy_insert(KnowledgeItem, items)
 
 
@@ -515,10 +555,14 @@ def _update(items: list[KnowledgeItem], fields: list[str]) -> None:
         KnowledgeItem.objects.bulk_update(items, fields)
 
 
-def _publish(worker: Worker, steps: list[_Step], now: datetime, caused: list[dict]) -> None:
+def _publish_and_record(
+    worker: Worker, steps: list[_Step], now: datetime, caused: list[dict]
+) -> None:
     """One ``knowledge_broadcast`` event per item, in input order, then the events the
     ``items_stored`` receivers returned (``caused``: conflicts opened, updated or resolved by
-    these items), in one INSERT: the one place a broadcast's events are ordered."""
+    these items), in one INSERT: the one place a broadcast's events are ordered. Then the
+    keyed items' idempotency records: with a single event (a single broadcast that raised
+    no conflict event), in the event's round trip (``publish_event``'s ``then``)."""
     specs = []
     for step in steps:
         s = step.stored
@@ -539,20 +583,24 @@ def _publish(worker: Worker, steps: list[_Step], now: datetime, caused: list[dic
             }
         )
     specs.extend(caused)
+    records = _idempotency_rows(worker, steps)
     if len(specs) == 1 or not connection.features.can_return_rows_from_bulk_insert:
-        for spec in specs:  # without RETURNING from bulk inserts, runs are one item
+        # without RETURNING from bulk inserts, runs are one item
+        for spec in specs[:-1]:
             publish_event(**spec)
+        publish_event(**specs[-1], then=[_record_statement(row) for row in records])
     else:
         publish_events(specs)
+        copy_rows(IdempotencyRecord, IDEMPOTENCY_FIELDS, records)
 
 
 IDEMPOTENCY_FIELDS = ("worker_id", "key", "request_hash", "item_id", "outcome", "conflict_ids")
 
 
-def _record_idempotency(worker: Worker, steps: list[_Step]) -> None:
-    """The first result of each keyed item, as rows (no model instance per record;
-    ``created_at`` is stamped by the insert)."""
-    rows = [
+def _idempotency_rows(worker: Worker, steps: list[_Step]) -> list[tuple]:
+    """The first result of each keyed item, as rows of ``IDEMPOTENCY_FIELDS`` (no model
+    instance per record of a bulk; ``created_at`` is stamped by the insert)."""
+    return [
         (
             worker.pk,
             step.entry.data.idempotency_key,
@@ -564,7 +612,13 @@ def _record_idempotency(worker: Worker, steps: list[_Step]) -> None:
         for step in steps
         if step.entry.data.idempotency_key
     ]
-    copy_rows(IdempotencyRecord, IDEMPOTENCY_FIELDS, rows)
+
+
+def _record_statement(row: tuple) -> tuple[str, list]:
+    """One idempotency record's INSERT (SQL, params). A concurrent request that stored the
+    same key first makes it fail (``idem_unique``): the IntegrityError that
+    ``_store_alone`` answers with that request's result."""
+    return insert_statement(IdempotencyRecord(**dict(zip(IDEMPOTENCY_FIELDS, row, strict=True))))
 
 
 # --- Validation -------------------------------------------------------------------------------

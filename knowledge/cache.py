@@ -32,6 +32,7 @@ from django.core.cache import cache
 from django.db import transaction
 
 from config.product import product_settings
+from knowledge import redis_writes
 from knowledge.registry import registry
 
 TOKEN_KEY = "kx:gen:{}"
@@ -102,7 +103,8 @@ def invalidate(types: Iterable[str]) -> None:
     types = list(types)
     if not types:
         return
-    cache.set_many({TOKEN_KEY.format(t): _new_token() for t in types}, timeout=None)
+    # With the commit's wake-up PUBLISH in one round trip inside ``redis_writes.together()``.
+    redis_writes.set_cache({TOKEN_KEY.format(t): _new_token() for t in types})
     _count("invalidations")
 
 

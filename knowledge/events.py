@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.db import connection, transaction
@@ -130,6 +131,7 @@ def publish_event(
     item_id: int | None = None,
     targets: list[str] | tuple[str, ...] = (),
     private: bool = False,
+    then: Sequence[tuple[str, list]] = (),
 ) -> Event:
     """Append an event to the log in the caller's transaction; wake readers after commit.
 
@@ -137,7 +139,10 @@ def publish_event(
     in lock mode, from here to commit, other publishers wait (in snapshot mode readers wait
     for this transaction instead: its events and any later seq stay above their horizon).
     ``targets`` (or ``private``) makes the event visible only to the workers named (and
-    people): ``private`` with no targets, people only.
+    people): ``private`` with no targets, people only. ``then``: statements (SQL, params)
+    the caller's transaction runs right after the event's INSERT, sent in its round trip on
+    PostgreSQL (``execute_together``; elsewhere one by one): the broadcast's idempotency
+    record. One that fails raises as if run alone, and the transaction must roll back.
     """
     if not connection.in_atomic_block:
         raise RuntimeError("publish_event must run inside transaction.atomic()")
@@ -151,16 +156,20 @@ def publish_event(
         data=data,
     )
     if connection.vendor == "postgresql":
-        _insert_event(event)
+        _insert_event(event, list(then))
     else:  # SQLite: writers are serialised by the database lock
         event.save(force_insert=True)
+        if then:
+            with transaction.mark_for_rollback_on_error(), connection.cursor() as cur:
+                execute_together(cur, list(then))
     seq = event.seq
     transaction.on_commit(lambda: wake_readers(seq))
     return event
 
 
-def _insert_event(event: Event) -> None:
-    """Write ``event`` and set its seq, in one round trip (PostgreSQL).
+def _insert_event(event: Event, then: list[tuple[str, list]]) -> None:
+    """Write ``event`` and set its seq, in one round trip (PostgreSQL), with the statements
+    ``then`` after it.
 
     Lock mode: the tail lock, then the row. Snapshot mode: the order of ``_insert_unlocked``
     (the module docstring) in one statement inside a savepoint: the seq's subquery first
@@ -179,6 +188,7 @@ def _insert_event(event: Event) -> None:
         ]
     else:
         statements = [_TAIL_LOCK, insert_statement(event)]
+    statements += then  # after the event's: its RETURNING stays the second statement's
     # A failure leaves the transaction aborted (with the savepoint open): the enclosing
     # atomic block must roll back, as it would after a failed ``save()``.
     with transaction.mark_for_rollback_on_error(), connection.cursor() as cur:

@@ -29,6 +29,7 @@ from config.product import product_settings
 
 MIN_RUN = 3  # shorter runs are inside too many words to narrow anything
 _RUN = re.compile(r"[A-Za-z0-9]+")
+_WORD = re.compile(r"[A-Z0-9]+")
 _ASCII = "abcdefghijklmnopqrstuvwxyz0123456789"
 _upper_is_ascii: dict[str, bool] = {}
 ROWS_TTL = 60.0
@@ -140,6 +141,47 @@ def subject_contains(qs: QuerySet, term: str) -> QuerySet:
         return qs.filter(subject__icontains=term)
     sql, params = _words_sql(table, term, run)
     return qs.filter(RawSQL(sql, params, output_field=BooleanField()))
+
+
+# The vocabulary's new words among ``%s`` (words) and the words of ``%s`` (subjects the
+# database splits itself), each probed once in the b-tree ``ksw_word`` (a correlated
+# sub-select: ``OFFSET 0`` keeps the planner from a hash anti join that reads every word);
+# then the flag that makes the items' insert trigger skip the next statement (migration 0013).
+ADD_WORDS_SQL = (
+    "WITH added AS (INSERT INTO knowledge_subjectword (word) SELECT w FROM ("
+    "SELECT unnest(%s::text[]) AS w UNION "
+    "SELECT unnest(regexp_split_to_array(upper(s), '[^A-Z0-9]+')) FROM unnest(%s::text[]) AS s"
+    ") AS d WHERE w <> '' AND NOT EXISTS (SELECT 1 FROM knowledge_subjectword v "
+    "WHERE v.word >= d.w AND v.word <= d.w OFFSET 0) RETURNING 1) "
+    "SELECT set_config('knowledge.words_added', 'on', true)"
+)
+
+
+def add_words(subjects: list[str]) -> None:
+    """Add the words of ``subjects`` to the vocabulary for the caller's *next* statement, an
+    insert of items with these subjects, and let the items' insert trigger skip that one
+    statement (PostgreSQL; a no-op elsewhere). A bulk of 500 items: its ~1,200 distinct words
+    probed once each, instead of the trigger's regular expression per row and probe per word
+    occurrence (docs/performance.md, "Bulk ingest: the vocabulary from the bulk").
+
+    The words of an ASCII subject are split here (``[A-Z0-9]`` runs of its capitals: what the
+    database's ``words_sql`` gives when its ``UPPER`` maps ASCII to ASCII); any other subject
+    is sent whole and split by the database, so the vocabulary holds exactly the words the
+    ``ki_subject_words`` index does. The skip flag is transaction-local (``set_config(...,
+    true)``): a rolled-back savepoint takes it back with the words, and the trigger resets it
+    when it skips, so no later statement goes without its words."""
+    if connection.vendor != "postgresql":
+        return
+    words: set[str] = set()
+    whole: list[str] = []
+    split_here = _database_upper_is_ascii()
+    for subject in subjects:
+        if split_here and subject.isascii():
+            words.update(_WORD.findall(subject.upper()))
+        else:
+            whole.append(subject)
+    with connection.cursor() as cur:
+        cur.execute(ADD_WORDS_SQL, [sorted(words), whole])
 
 
 def fill_vocabulary(cursor) -> None:

@@ -35,24 +35,37 @@ def execute_together(cur, statements: list[tuple[str, list]], rows_of: int = -1)
     statement after a lock sees what the lock's previous holder committed
     (``knowledge/tests/test_broadcast_lean.py`` proves it), and the first one that fails
     stops the rest and raises. Elsewhere (SQLite, server-side binding) one execute each."""
-    rows_of %= len(statements)
-    if len(statements) > 1 and _one_round_trip():
+    [rows] = execute_together_reading(cur, statements, [rows_of])
+    return rows
+
+
+def execute_together_reading(
+    cur, statements: list[tuple[str, list]], rows_of: list[int]
+) -> list[list]:
+    """``execute_together``, returning the rows of each statement at the indexes
+    ``rows_of`` (each one that returns rows), in that order."""
+    wanted = {index % len(statements) for index in rows_of}
+    found: dict[int, list] = {}
+    if len(statements) > 1 and one_round_trip():
         cur.execute(
             ";\n".join(sql for sql, _ in statements),
             [p for _, params in statements for p in params],
         )
-        for _ in range(rows_of):
-            cur.nextset()  # psycopg 3 starts at the first statement's result
-        return cur.fetchall()
-    rows = []
-    for index, (sql, params) in enumerate(statements):
-        cur.execute(sql, params)
-        if index == rows_of:
-            rows = cur.fetchall()
-    return rows
+        for index in range(max(wanted) + 1):  # psycopg 3 starts at the first statement's
+            if index:
+                cur.nextset()
+            if index in wanted:
+                found[index] = cur.fetchall()
+    else:
+        for index, (sql, params) in enumerate(statements):
+            cur.execute(sql, params)
+            if index in wanted:
+                found[index] = cur.fetchall()
+    return [found[index % len(statements)] for index in rows_of]
 
 
-def _one_round_trip() -> bool:
+def one_round_trip() -> bool:
+    """Whether ``execute_together`` sends its statements in one round trip here."""
     if connection.vendor != "postgresql":
         return False
     return _client_binding(bool(connection.settings_dict["OPTIONS"].get("server_side_binding")))

@@ -16,13 +16,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
-import time
 import zlib
 
-import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+
+from knowledge import redis_writes
 
 log = logging.getLogger(__name__)
 
@@ -51,27 +50,13 @@ def host_url() -> str | None:
 
 # --- publishing (any thread, after a commit) -----------------------------------------------
 
-_client: redis.Redis | None = None
-_client_lock = threading.Lock()
-_last_warning = 0.0
-
 
 def publish(seq: int) -> None:
-    """One PUBLISH per commit; a Redis outage is logged (rarely) and otherwise ignored."""
-    global _client, _last_warning
+    """One PUBLISH per commit (knowledge/redis_writes.py: with the cache's writes of the same
+    commit when they go to the same server); a Redis outage is logged and otherwise ignored."""
     url = host_url()
-    if url is None:
-        return
-    with _client_lock:
-        if _client is None:
-            _client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        _client.publish(channel(), str(seq))
-    except Exception as exc:  # Redis down: relays still poll the log
-        now = time.monotonic()
-        if now - _last_warning > 10:
-            _last_warning = now
-            log.warning("wake publish failed, relays will poll the log (%s)", exc)
+    if url is not None:
+        redis_writes.publish(url, channel(), str(seq))
 
 
 # --- listening (one subscription per relay, i.e. per server process) -----------------------
