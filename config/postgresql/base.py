@@ -21,17 +21,12 @@ from __future__ import annotations
 from datetime import UTC
 
 from django.db.backends.postgresql import base
-from django.db.backends.postgresql.psycopg_any import is_psycopg3
-
-if is_psycopg3:
-    from psycopg.types.datetime import TimestamptzLoader  # psycopg swaps in its C class
-else:  # pragma: no cover - the project pins psycopg 3
-    TimestamptzLoader = None
+from psycopg.types.datetime import TimestamptzLoader  # registering it installs its C class
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
     def create_cursor(self, name=None):
         cursor = super().create_cursor(name)
-        if name is None and TimestamptzLoader is not None and self.timezone is UTC:
+        if name is None and self.timezone is UTC:
             cursor.adapters.register_loader("timestamptz", TimestamptzLoader)
         return cursor

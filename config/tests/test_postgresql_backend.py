@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 import pytest
 from django.conf import settings
 from django.db import connection
+from psycopg.pq import Format
+from psycopg_binary import _psycopg
 
 from identity.actions import do_create_worker
 from identity.models import Worker
@@ -18,8 +20,6 @@ pytestmark = [
 
 
 def _loader_class(cursor):
-    from psycopg.pq import Format
-
     oid = cursor.connection.adapters.types["timestamptz"].oid
     return cursor.adapters.get_loader(oid, Format.TEXT)
 
@@ -30,8 +30,6 @@ def test_a_postgresql_url_runs_this_backend():
 
 def test_plain_cursors_read_timestamps_with_the_c_loader():
     """Django's own loader is Python (psycopg's ``load`` then ``replace``): ~5x the CPU."""
-    from psycopg_binary import _psycopg
-
     with connection.cursor() as cur:
         assert _loader_class(cur.cursor) is _psycopg.TimestamptzLoader
 

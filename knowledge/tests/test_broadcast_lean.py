@@ -44,6 +44,46 @@ def new_item(location: str, key: str | None = None) -> BroadcastInput:
     )
 
 
+def hold_the_first_then_queue(first, second, never_waited: str):
+    """Run ``first`` in a transaction held open, then ``second`` in another thread until it
+    waits on a lock the first holds; release the first. Returns (first's, second's) results,
+    raising what either thread raised."""
+    stored, release, errors, out = threading.Event(), threading.Event(), [], {}
+
+    def hold():
+        try:
+            with transaction.atomic():
+                out["first"] = first()
+                stored.set()
+                assert release.wait(30)
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def queue():
+        try:
+            out["second"] = second()
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    a = threading.Thread(target=hold)
+    a.start()
+    assert stored.wait(30), errors
+    b = threading.Thread(target=queue)
+    b.start()
+    try:
+        assert wait_for_lock_waiter(), never_waited
+    finally:
+        release.set()
+        a.join(30)
+        b.join(30)
+    assert not errors, errors
+    return out["first"], out["second"]
+
+
 def expected_statements() -> int:
     """The plan above in round trips, per database (the action's own savepoint and release
     included: the test runs inside a transaction). Both orderings take as many."""
@@ -147,45 +187,21 @@ def test_a_broadcast_queued_on_its_workers_lock_reads_what_the_first_one_committ
     identical broadcasts, queued behind the first, refreshes the item the first committed
     while it waited (one statement, e.g. a CTE, would read with a snapshot from before the
     wait and store a duplicate)."""
-    stored, release, errors, out = threading.Event(), threading.Event(), [], {}
-
-    def first():
-        try:
-            with transaction.atomic():
-                do_broadcast(analysis.worker, new_item("a.py::f"))
-                stored.set()
-                assert release.wait(30)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
 
     def second():
-        try:
-            with CaptureQueriesContext(connection) as ctx:
-                out["result"] = do_broadcast(analysis.worker, new_item("a.py::f"))
-            out["sqls"] = [q["sql"] for q in ctx.captured_queries]
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
+        with CaptureQueriesContext(connection) as ctx:
+            result = do_broadcast(analysis.worker, new_item("a.py::f"))
+        return result, [q["sql"] for q in ctx.captured_queries]
 
-    a = threading.Thread(target=first)
-    a.start()
-    assert stored.wait(30), errors
-    b = threading.Thread(target=second)
-    b.start()
-    try:
-        assert wait_for_lock_waiter(), "the second broadcast never waited for the first"
-    finally:
-        release.set()
-        a.join(30)
-        b.join(30)
-    assert not errors, errors
-    assert out["result"].outcome == "refreshed"
+    _, (result, sqls) = hold_the_first_then_queue(
+        lambda: do_broadcast(analysis.worker, new_item("a.py::f")),
+        second,
+        "the second broadcast never waited for the first",
+    )
+    assert result.outcome == "refreshed"
     active = KnowledgeItem.objects.filter(subject__endswith="a.py::f", status=ItemStatus.ACTIVE)
     assert active.count() == 1
-    [lock_and_read] = [sql for sql in out["sqls"] if "broadcast_count" in sql]
+    [lock_and_read] = [sql for sql in sqls if "broadcast_count" in sql]
     assert "FOR NO KEY UPDATE" in lock_and_read  # the same round trip
 
 
@@ -197,40 +213,11 @@ def test_a_concurrent_retry_with_the_same_key_answers_the_first_result(analysis,
     finds the record the first one committed meanwhile, and the retry answers with the first
     result, nothing of its own written (its record goes with the event's INSERT: before it,
     a lookup made before the lock missed it, and the record's ``idem_unique`` caught it)."""
-    stored, release, errors, out = threading.Event(), threading.Event(), [], {}
-
-    def first():
-        try:
-            with transaction.atomic():
-                out["first"] = do_broadcast(analysis.worker, new_item("a.py::f", "k1"))
-                stored.set()
-                assert release.wait(30)
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    def second():
-        try:
-            out["second"] = do_broadcast(analysis.worker, new_item("a.py::f", "k1"))
-        except BaseException as exc:
-            errors.append(exc)
-        finally:
-            connection.close()
-
-    a = threading.Thread(target=first)
-    a.start()
-    assert stored.wait(30), errors
-    b = threading.Thread(target=second)
-    b.start()
-    try:
-        assert wait_for_lock_waiter(), "the retry never waited for the first request"
-    finally:
-        release.set()
-        a.join(30)
-        b.join(30)
-    assert not errors, errors
-    first_result, again = out["first"], out["second"]
+    first_result, again = hold_the_first_then_queue(
+        lambda: do_broadcast(analysis.worker, new_item("a.py::f", "k1")),
+        lambda: do_broadcast(analysis.worker, new_item("a.py::f", "k1")),
+        "the retry never waited for the first request",
+    )
     assert again.replayed and again.outcome == "created"
     assert again.item.pk == first_result.item.pk
     item = KnowledgeItem.objects.get(pk=first_result.item.pk)

@@ -12,11 +12,13 @@ import random
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from identity.actions import do_create_worker
 from knowledge.models import KnowledgeItem
-from knowledge.query import KnowledgeQuery, run_query
+from knowledge.query import Cursor, KnowledgeQuery, run_query
 from knowledge.registry import registry
 
 pytestmark = pytest.mark.django_db
@@ -124,8 +126,6 @@ def test_one_type_by_freshness_pages_for_a_viewer_match_the_reference(corpus):
 def test_a_one_type_cursor_of_the_orm_path_goes_on_after_its_row(corpus):
     """A cursor handed out before one type took the merge (its key an ``observed_ts``, the
     ORM path's) continues after the row it stopped at: no repeat, no gap."""
-    from knowledge.query import Cursor
-
     expected = reference({"knowledge_type": "issue_pattern"})
     as_of = timezone.now().timestamp()
     seventh = KnowledgeItem.objects.get(pk=expected[6])
@@ -138,9 +138,6 @@ def test_one_type_by_freshness_is_one_hand_written_statement_on_postgresql(corpu
     """On PostgreSQL a one-type query by freshness runs the merge's statement (one branch),
     not a queryset built and compiled per request (docs/performance.md); SQLite keeps the
     ORM's statement. Both answer the same page."""
-    from django.db import connection
-    from django.test.utils import CaptureQueriesContext
-
     expected = reference({"knowledge_type": "risk_pattern"}, 0.2)
     with CaptureQueriesContext(connection) as ctx:
         result = run_query(KnowledgeQuery(types=["risk_pattern"], min_freshness=0.2), corpus[0])

@@ -7,8 +7,6 @@ token changed, a subscriber got the wake-up."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import redis
 from django.conf import settings
@@ -20,7 +18,7 @@ from knowledge import cache as knowledge_cache
 from knowledge import wakeup
 from knowledge.actions import BroadcastInput, do_broadcast
 from knowledge.models import Event
-from knowledge.tests.test_wakeup import redis_servers  # noqa: F401 - fixture
+from knowledge.tests.test_wakeup import needs_redis_server, redis_servers  # noqa: F401 - fixture
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -80,7 +78,7 @@ def test_the_tokens_and_the_wake_up_go_in_one_round_trip_tokens_first(analysis, 
     listener.close()
 
 
-@pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server")
+@needs_redis_server
 def test_a_wake_channel_on_another_server_gets_its_own_round_trip(
     analysis,
     packets,

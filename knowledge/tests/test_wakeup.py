@@ -12,6 +12,7 @@ proves the wake crossed processes through the sharded layer.
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import tempfile
@@ -23,10 +24,14 @@ from knowledge.tests.daphne_server import DaphneServer, free_port, post_broadcas
 from knowledge.tests.test_consumers import _close_async_db_connections  # noqa: F401 (autouse)
 from kx_sdk.live import LiveFeed
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(not shutil.which("redis-server"), reason="needs redis-server"),
-]
+# Tests that start redis-servers of their own: skipped where none is installed, except in CI,
+# where a missing one must fail the run rather than hide the tests.
+needs_redis_server = pytest.mark.skipif(
+    not shutil.which("redis-server") and os.environ.get("CI") != "true",
+    reason="needs redis-server (in CI a missing one fails instead)",
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), needs_redis_server]
 
 
 @pytest.fixture
