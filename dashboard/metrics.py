@@ -7,14 +7,11 @@ answers the scrape.
 
 from __future__ import annotations
 
-import threading
+from collections import Counter
 
-from django.core.cache import cache
-from django.db.models import Count
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from config.product import product_settings
 from knowledge import metrics as knowledge_metrics
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -34,23 +31,33 @@ REQUEST_LATENCY = Histogram(
 class DatabaseCollector:
     """Gauges computed from the database at scrape time.
 
-    The database gauges (and the providers in ``EXTRA_COLLECTORS``) are the same whichever
-    process answers, so they are computed at most once per ``metrics_cache_seconds`` and kept
-    in the shared cache: frequent or parallel scrapes do not each run the aggregates
-    (issue 10, finding 4). The per-process cache counters are read live."""
+    They are the same whichever process answers, so they are computed at most once per
+    ``metrics_cache_seconds`` and kept in the shared cache (``knowledge.stats.shared_aggregate``):
+    frequent or parallel scrapes do not each run the aggregates (issue 10, finding 4). The
+    items by type and status come from the item groups ``GET stats`` counts too (one count of
+    the table for both). The per-process cache counters are read live."""
 
     CACHE_KEY = "kx:metrics:database"
-
-    def __init__(self):
-        self._lock = threading.Lock()
 
     def describe(self):
         return []  # no query at registration time
 
     def collect(self):
         from knowledge import cache as knowledge_cache
+        from knowledge.stats import item_groups, shared_aggregate
 
-        yield from self._shared_families()
+        items = GaugeMetricFamily(
+            "kx_knowledge_items",
+            "Knowledge items by type and status.",
+            labels=["knowledge_type", "status"],
+        )
+        by_type_status = Counter()
+        for knowledge_type, status, *_, n, _last_24h in item_groups().rows:
+            by_type_status[knowledge_type, status] += n
+        for (knowledge_type, status), n in sorted(by_type_status.items()):
+            items.add_metric([knowledge_type, status], n)
+        yield items
+        yield from shared_aggregate(self.CACHE_KEY, lambda: list(self._database_families()))
         stats = knowledge_cache.stats()
         yield GaugeMetricFamily(
             "kx_cache_hits", "Query cache hits (this process).", value=stats["hits"]
@@ -59,35 +66,9 @@ class DatabaseCollector:
             "kx_cache_misses", "Query cache misses (this process).", value=stats["misses"]
         )
 
-    def _shared_families(self) -> list:
-        ttl = product_settings().metrics_cache_seconds
-        if ttl <= 0:
-            return list(self._database_families())
-        families = cache.get(self.CACHE_KEY)
-        if families is None:
-            with self._lock:  # parallel scrapes in this process wait for one computation
-                families = cache.get(self.CACHE_KEY)
-                if families is None:
-                    families = list(self._database_families())
-                    cache.set(self.CACHE_KEY, families, ttl)
-        return families
-
     def _database_families(self):
         from knowledge.events import log_position
-        from knowledge.models import InboxCursor, KnowledgeItem
-
-        items = GaugeMetricFamily(
-            "kx_knowledge_items",
-            "Knowledge items by type and status.",
-            labels=["knowledge_type", "status"],
-        )
-        for row in (
-            KnowledgeItem.objects.values("knowledge_type", "status")
-            .annotate(n=Count("id"))
-            .order_by()
-        ):
-            items.add_metric([row["knowledge_type"], row["status"]], row["n"])
-        yield items
+        from knowledge.models import InboxCursor
 
         pos = log_position()
         yield GaugeMetricFamily("kx_event_log_top", "Highest event seq.", value=pos.top)

@@ -48,15 +48,33 @@ def visible_item_q(worker: Worker, prefix: str = "") -> Q:
     it, and untargeted items of the types its read scope allows. Every read path uses it:
     items, query, conflicts (``conflicts.visibility``), statistics; events carry the same
     audience in ``Event.targets``. docs/security.md."""
+    return visible_unaddressed_q(worker, read_types(worker), prefix) | Q(
+        **{f"{prefix}pk__in": KnowledgeTarget.objects.filter(worker=worker).values("item_id")}
+    )
+
+
+def visible_unaddressed_q(worker: Worker, readable: frozenset[str] | None, prefix: str = "") -> Q:
+    """The part of ``visible_item_q`` that does not depend on an item's target links: its
+    own items and the untargeted items of ``readable`` (``read_types(worker)``)."""
     public = Q(**{f"{prefix}is_targeted": False})
-    readable = read_types(worker)
     if readable is not None:
         public &= Q(**{f"{prefix}knowledge_type__in": sorted(readable)})
-    return (
-        public
-        | Q(**{f"{prefix}source": worker})
-        | Q(**{f"{prefix}pk__in": KnowledgeTarget.objects.filter(worker=worker).values("item_id")})
-    )
+    return public | Q(**{f"{prefix}source": worker})
+
+
+def visible_unaddressed(
+    worker: Worker,
+    readable: frozenset[str] | None,
+    knowledge_type: str,
+    source_id: int,
+    is_targeted: bool,
+) -> bool:
+    """``visible_unaddressed_q`` as a test on an item's (or a group of items') columns, for
+    counts grouped by them (knowledge/stats.py). The two agree:
+    knowledge/tests/test_stats_counts.py."""
+    if source_id == worker.pk:
+        return True
+    return not is_targeted and (readable is None or knowledge_type in readable)
 
 
 def _seconds(value: float) -> timedelta:
