@@ -72,6 +72,9 @@ class ProductSettings(Mapping):
     # tables (docs/performance.md, "Free text at 1M (2026-12-02)": a tie at 10,000 items,
     # words 12 % faster at 30,000); 0 = always the words.
     search_words_min_rows: int = 20_000
+    # The admin's item list counts an unfiltered table by the planner's estimate from this
+    # many rows (an exact COUNT(*) was ~0.1 s per page at 1,000,000 items); 0 = always exact.
+    admin_estimated_count_rows: int = 100_000
     # Free text by freshness, and a source/urgency query with few matches, as one statement
     # written by hand (docs/performance.md, "Free text at 1M (2026-12-02)"); false = the ORM's
     # queryset and the per-type merge, as before (what the tests compare it with).

@@ -74,13 +74,13 @@ def _database_upper_is_ascii() -> bool:
     return _upper_is_ascii[key]
 
 
-def _estimated_rows(table: str) -> float:
+def estimated_rows(table: str, max_age: float = ROWS_TTL) -> float:
     """The planner's estimate of ``table``'s rows (0 before its first ANALYZE), read at most
-    once per ``ROWS_TTL`` seconds per database and process."""
+    once per ``max_age`` seconds per database and process (0: read now)."""
     key = (connection.settings_dict["NAME"], table)
     now = time.monotonic()
     memo = _rows_memo.get(key)
-    if memo is None or now - memo[1] >= ROWS_TTL:
+    if memo is None or now - memo[1] >= max_age:
         with connection.cursor() as cur:
             cur.execute("SELECT reltuples FROM pg_class WHERE oid = %s::regclass", [table])
             row = cur.fetchone()
@@ -92,7 +92,7 @@ def _estimated_rows(table: str) -> float:
 def words_pay(table: str) -> bool:
     """Whether ``table`` is large enough for the words to beat the trigram scan."""
     threshold = product_settings().search_words_min_rows
-    return threshold <= 0 or _estimated_rows(table) >= threshold
+    return threshold <= 0 or estimated_rows(table) >= threshold
 
 
 def _words_run(table: str, term: str) -> str | None:
