@@ -166,3 +166,14 @@ def test_the_unfiltered_item_list_is_counted_by_the_planners_estimate(
     # A filtered list is counted exactly.
     r = staff_client.get("/admin/knowledge/knowledgeitem/", {"q": "m1.py"})
     assert "1 knowledge item" in r.content.decode()
+
+
+def test_the_event_list_lists_no_distinct_types(staff_client, analysis):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    analysis.broadcast("issue_pattern", issue_payload(location="payments.py::charge"))
+    with CaptureQueriesContext(connection) as ctx:
+        r = staff_client.get("/admin/knowledge/event/", {"knowledge_type": "issue_pattern"})
+    assert r.status_code == 200 and "1 event" in r.content.decode()
+    assert [q["sql"] for q in ctx.captured_queries if "DISTINCT" in q["sql"]] == []
