@@ -699,9 +699,20 @@ JOIN = "JOIN workers_worker w ON w.id = i.source_id"
 
 
 def _raw_sql(kind: str, params: dict, workers: dict, who: str | None, registry) -> tuple[str, list]:
-    from knowledge.search import VOCABULARY_SQL, longest_run, prefix_query, words_sql
-
     as_of = time.time()
+    try:
+        from knowledge.search import VOCABULARY_SQL, longest_run, prefix_query, words_sql
+    except ImportError:  # a product before the subject's words (b19e867): its LIKE statement
+        if kind == "q4":
+            case = " ".join(
+                f"WHEN '{t}' THEN {1 / registry.decay_of(t)!r}" for t in registry.names()
+            )
+            return (
+                f"SELECT i.*, w.name FROM {ITEM} i {JOIN} WHERE UPPER(i.subject::text) LIKE UPPER(%s) "
+                f"AND i.status = 'active' ORDER BY (i.observed_ts - %s) * (CASE i.knowledge_type {case} END) DESC, "
+                "i.id DESC LIMIT 51",
+                [f"%{params['q']}%", as_of],
+            )
     if kind == "q1":
         t = params["types"]
         return (
