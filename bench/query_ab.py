@@ -8,7 +8,8 @@ each round, each query kind and each request ``j`` (``bench.runner.typical_query
 terms as ``make bench``), this checkout, the other one and, with ``--naive``, the naive
 baseline (served by this checkout's process) answer the same query in turn, the order
 rotating each round, so the three see the same load. Prints the medians of ``X-Server-Ms`` and
-of the client time, and the ratios the targets are set on: naive/ours (client, as
+of the time waiting for the database (``X-DB-Ms``: where a slow phase went) and of the client
+time, and the ratios the targets are set on: naive/ours (client, as
 ``make bench``'s naive/our column) and this/other. The answers of the two checkouts are
 compared (ids, in order) for every request.
 """
@@ -56,7 +57,7 @@ def _measure(args, conns: dict, tokens: dict[str, str]) -> None:
     types = registry.names()
     kinds = [k for k in args.kinds.split(",") if k]
     ways = ["this", "other", *(["naive"] if args.naive else [])]
-    samples = {(way, kind): ([], []) for way in ways for kind in kinds}
+    samples = {(way, kind): ([], [], []) for way in ways for kind in kinds}
     differ = 0
 
     def ask(way, kind, j):
@@ -66,9 +67,10 @@ def _measure(args, conns: dict, tokens: dict[str, str]) -> None:
             conn = conns["this"]
         else:
             path, conn = "/api/knowledge/query?" + urlencode(ours), conns[way]
-        client_ms, server_ms, status, _, body = _get(conn, path, tokens[who or "think"])
+        client_ms, server_ms, status, headers, body = _get(conn, path, tokens[who or "think"])
         assert status == 200, body[:300]
-        return client_ms, server_ms, body
+        db_ms = {name.lower(): value for name, value in headers.items()}.get("x-db-ms", "nan")
+        return client_ms, server_ms, float(db_ms), body
 
     for kind in kinds:  # warm both processes (plans, connections, per-process memos)
         for way in ways:
@@ -81,9 +83,10 @@ def _measure(args, conns: dict, tokens: dict[str, str]) -> None:
             for j in range(args.serial):
                 ids = {}
                 for way in order:
-                    client_ms, server_ms, body = ask(way, kind, r * args.serial + j)
+                    client_ms, server_ms, db_ms, body = ask(way, kind, r * args.serial + j)
                     samples[(way, kind)][0].append(server_ms)
                     samples[(way, kind)][1].append(client_ms)
+                    samples[(way, kind)][2].append(db_ms)
                     if way != "naive":
                         ids[way] = [item["id"] for item in json.loads(body)["results"]]
                 differ += ids["this"] != ids["other"]
@@ -94,16 +97,16 @@ def _measure(args, conns: dict, tokens: dict[str, str]) -> None:
         f"answers differing (ids in order): {differ}"
     )
     print(
-        f"{'kind':<5} {'way':<6} {'srv med':>8} {'cli med':>8} {'naive/way (cli)':>16} "
+        f"{'kind':<5} {'way':<6} {'srv med':>8} {'db med':>8} {'cli med':>8} {'naive/way (cli)':>16} "
         f"{'this/other (cli)':>17}"
     )
     for kind in kinds:
         med = {w: [statistics.median(x) for x in samples[(w, kind)]] for w in ways}
         for way in ways:
-            srv, cli = med[way]
+            srv, cli, db = med[way]
             ratio = f"{med['naive'][1] / cli:.2f}" if args.naive and way != "naive" else "-"
             ab = f"{cli / med['other'][1]:.2f}" if way == "this" else "-"
-            print(f"{kind:<5} {way:<6} {srv:>8.2f} {cli:>8.2f} {ratio:>16} {ab:>17}")
+            print(f"{kind:<5} {way:<6} {srv:>8.2f} {db:>8.2f} {cli:>8.2f} {ratio:>16} {ab:>17}")
 
 
 if __name__ == "__main__":
