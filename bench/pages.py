@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{statistics.median(cpus):6.1f} ms, {len(ctx.captured_queries)} statements"
         )
         for q in slowest:
-            print(f"    {float(q['time']) * 1000:7.1f} ms  {q['sql'][:110]}")
+            print(f"    {float(q['time']) * 1000:7.1f} ms  {' '.join(q['sql'].split())[:110]}")
 
     cache.clear()
     worker = Worker.objects.get(name=args.worker)
