@@ -18,6 +18,8 @@ import os
 import statistics
 import time
 
+import django
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.pages", description=__doc__.split("\n")[0])
@@ -38,9 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     os.environ["DATABASE_URL"] = args.dsn
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    import django
-
     django.setup()
+    # After setup: the settings read DATABASE_URL (--dsn) when loaded, and models need apps.
     from django.contrib.auth import get_user_model
     from django.core.cache import cache
     from django.db import connection
